@@ -1,0 +1,717 @@
+//! mitmproxy flow dicts of every format version mitmproxy 12 reads, (0,11) to 21 (spec §g.4–g.5).
+//!
+//! [`read_flows`] walks a whole file (a concatenation of top-level tnetstring dicts), validates each
+//! HTTP flow and records where its request and response dicts start. [`request_view`] and
+//! [`response_view`] turn those dicts into [`RequestView`]/[`ResponseView`], applying the format
+//! migrations that touch HTTP messages: bytes or text keys, `httpversion` lists, `code`/`msg`/`body`,
+//! missing `authority`/`trailers`, a null response `timestamp_start`.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use thiserror::Error;
+
+use super::tnetstring::{self, parse_value, Tag, TnetError, TnetErrorKind, Value};
+use super::view::{header_pair, Headers, RequestView, ResponseView};
+
+/// The newest flow format this reader knows (mitmproxy 11.x–13.0.dev write 21).
+pub const NEWEST_FORMAT: u32 = 21;
+
+/// A flow format version: the release tuple used up to format 3, a plain integer since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FormatVersion {
+    /// `[major, minor, …]` written by mitmproxy 0.11 – 3.0 dev (compared on two numbers).
+    Release(u32, u32),
+    /// A plain integer, 4 and later.
+    Number(u32),
+}
+
+impl fmt::Display for FormatVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FormatVersion::Release(a, b) => write!(f, "({a},{b})"),
+            FormatVersion::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl FormatVersion {
+    /// Whether this reader (and mitmproxy 12) can read the version: (0,11) up to 21.
+    fn check(self) -> Result<(), ErrorKind> {
+        match self {
+            FormatVersion::Release(0, minor) if (11..=19).contains(&minor) => Ok(()),
+            FormatVersion::Release(major, 0) if (1..=3).contains(&major) => Ok(()),
+            FormatVersion::Number(n) if (4..=NEWEST_FORMAT).contains(&n) => Ok(()),
+            FormatVersion::Number(n) if n > NEWEST_FORMAT => Err(ErrorKind::VersionTooNew(self)),
+            _ => Err(ErrorKind::VersionTooOld(self)),
+        }
+    }
+}
+
+/// What is wrong with a flow; the position is in [`FlowError`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ErrorKind {
+    /// The tnetstring encoding itself is broken.
+    #[error("{0}")]
+    Tnet(TnetErrorKind),
+    /// The file ends inside the last flow (what a killed `mitmdump -w` leaves).
+    #[error(
+        "the file ends inside this flow ({available} of {needed} bytes present): the recording was \
+         cut off, e.g. mitmdump was killed while writing; use --skip-bad-flows to load the flows before it"
+    )]
+    TruncatedFlow {
+        /// Bytes the flow needed after its length prefix (payload and tag).
+        needed: u64,
+        /// Bytes that remained in the file.
+        available: u64,
+    },
+    /// A top-level value is not a dict.
+    #[error("expected a flow dict, found a {found}")]
+    NotADict {
+        /// The type found.
+        found: &'static str,
+    },
+    /// The flow's `type` is not one this reader knows.
+    #[error("unknown flow type {found:?} (expected http, tcp, udp, dns or websocket)")]
+    UnknownType {
+        /// The type string.
+        found: String,
+    },
+    /// The flow has no `version`.
+    #[error("the flow has no format version")]
+    MissingVersion,
+    /// The `version` value is neither an integer nor a release list.
+    #[error("expected the format version as an integer or a release list, found {found}")]
+    BadVersion {
+        /// What was found.
+        found: String,
+    },
+    /// A version newer than [`NEWEST_FORMAT`].
+    #[error(
+        "flow format version {0} is newer than this uringreplay reads (up to {NEWEST_FORMAT}); \
+         update uringreplay or re-save the file with mitmproxy 11 or 12"
+    )]
+    VersionTooNew(FormatVersion),
+    /// A version older than (0,11).
+    #[error("flow format version {0} is older than any mitmproxy reads (the oldest is (0,11))")]
+    VersionTooOld(FormatVersion),
+    /// A required field is missing.
+    #[error("the {0} field is missing")]
+    MissingField(&'static str),
+    /// A field has the wrong type.
+    #[error("the {field} field should be {expected}, found {found}")]
+    WrongType {
+        /// Dotted field name (`request.port`).
+        field: &'static str,
+        /// What was expected.
+        expected: &'static str,
+        /// What was found.
+        found: String,
+    },
+}
+
+impl From<TnetErrorKind> for ErrorKind {
+    fn from(kind: TnetErrorKind) -> Self {
+        ErrorKind::Tnet(kind)
+    }
+}
+
+/// An error in one flow of a file: which flow, where, and what.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("flow {flow} at byte {offset}: {kind}")]
+pub struct FlowError {
+    /// 1-based number of the flow in its file.
+    pub flow: u64,
+    /// Absolute offset where the bad value starts.
+    pub offset: u64,
+    /// What is wrong.
+    pub kind: ErrorKind,
+}
+
+/// Where one HTTP flow's parts are in its file; all the loader keeps per flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowEntry {
+    /// Absolute offset of the flow's top-level dict.
+    pub offset: u64,
+    /// Absolute offset of the request dict.
+    pub request: u64,
+    /// Absolute offset of the response dict, or [`FlowEntry::NO_RESPONSE`].
+    pub response: u64,
+    /// 1-based number of the flow in its file.
+    pub number: u32,
+    /// Which file of the recording (0-based).
+    pub file: u32,
+}
+
+impl FlowEntry {
+    /// `response` value for a flow without a response.
+    pub const NO_RESPONSE: u64 = u64::MAX;
+}
+
+/// Flows of a kind that is not replayed, counted by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SkippedKinds {
+    /// `tcp` flows.
+    pub tcp: u64,
+    /// `udp` flows.
+    pub udp: u64,
+    /// `dns` flows.
+    pub dns: u64,
+    /// Old standalone `websocket` flows (format ≤ 11).
+    pub websocket: u64,
+}
+
+/// What reading one file produced.
+#[derive(Debug, Clone, Default)]
+pub struct FileContents {
+    /// The HTTP flows, in file order.
+    pub flows: Vec<FlowEntry>,
+    /// HTTP flows that have no response.
+    pub without_response: u64,
+    /// Non-HTTP flows skipped.
+    pub skipped: SkippedKinds,
+    /// Bad flows skipped (only with `skip_bad_flows`).
+    pub bad_flows: u64,
+    /// Format versions seen.
+    pub versions: BTreeSet<FormatVersion>,
+}
+
+/// Something the reader reports while it reads (for warnings and progress bars).
+#[derive(Debug)]
+pub enum ReadEvent<'e> {
+    /// A bad flow was skipped (only with `skip_bad_flows`).
+    SkippedBadFlow(&'e FlowError),
+    /// Reading reached this offset.
+    Progress(u64),
+}
+
+/// Reads every flow of one file. `file` is the file's index in the recording. With
+/// `skip_bad_flows`, a bad flow is reported through `on_event` and skipped (a file whose framing
+/// is broken stops there, keeping every flow before); otherwise the first bad flow is the error.
+pub fn read_flows(
+    bytes: &[u8],
+    file: u32,
+    skip_bad_flows: bool,
+    on_event: &mut dyn FnMut(ReadEvent<'_>),
+) -> Result<FileContents, FlowError> {
+    let mut out = FileContents::default();
+    let mut pos = 0usize;
+    let mut number = 0u64;
+    let mut last_progress = 0usize;
+    while pos < bytes.len() {
+        number += 1;
+        let offset = pos as u64;
+        let framed = parse_value(&bytes[pos..], offset, "file");
+        let (value, used) = match framed {
+            Ok(v) => v,
+            Err(e) => {
+                let error = framing_error(number, e);
+                if !skip_bad_flows {
+                    return Err(error);
+                }
+                // Without a valid length prefix there is no next flow to resynchronise on.
+                out.bad_flows += 1;
+                on_event(ReadEvent::SkippedBadFlow(&error));
+                break;
+            }
+        };
+        pos += used;
+        match read_flow(&value, number, file) {
+            Ok(Flow::Http {
+                entry,
+                version,
+                has_response,
+            }) => {
+                out.versions.insert(version);
+                if !has_response {
+                    out.without_response += 1;
+                }
+                out.flows.push(entry);
+            }
+            Ok(Flow::Other { kind, version }) => {
+                out.versions.insert(version);
+                match kind {
+                    OtherKind::Tcp => out.skipped.tcp += 1,
+                    OtherKind::Udp => out.skipped.udp += 1,
+                    OtherKind::Dns => out.skipped.dns += 1,
+                    OtherKind::WebSocket => out.skipped.websocket += 1,
+                }
+            }
+            Err(error) => {
+                if !skip_bad_flows {
+                    return Err(error);
+                }
+                out.bad_flows += 1;
+                on_event(ReadEvent::SkippedBadFlow(&error));
+            }
+        }
+        if pos - last_progress >= 1 << 22 {
+            last_progress = pos;
+            on_event(ReadEvent::Progress(pos as u64));
+        }
+    }
+    on_event(ReadEvent::Progress(bytes.len() as u64));
+    Ok(out)
+}
+
+/// Turns a top-level framing error into a flow error; running off the end is a cut-off file.
+fn framing_error(number: u64, e: TnetError) -> FlowError {
+    let kind = match e.kind {
+        TnetErrorKind::Truncated { needed, available } => {
+            ErrorKind::TruncatedFlow { needed, available }
+        }
+        other => ErrorKind::Tnet(other),
+    };
+    FlowError {
+        flow: number,
+        offset: e.offset,
+        kind,
+    }
+}
+
+enum OtherKind {
+    Tcp,
+    Udp,
+    Dns,
+    WebSocket,
+}
+
+enum Flow {
+    Http {
+        entry: FlowEntry,
+        version: FormatVersion,
+        has_response: bool,
+    },
+    Other {
+        kind: OtherKind,
+        version: FormatVersion,
+    },
+}
+
+/// Context for errors inside one flow.
+#[derive(Clone, Copy)]
+struct At {
+    flow: u64,
+}
+
+impl At {
+    fn err(self, offset: u64, kind: ErrorKind) -> FlowError {
+        FlowError {
+            flow: self.flow,
+            offset,
+            kind,
+        }
+    }
+
+    fn tnet(self, e: TnetError) -> FlowError {
+        self.err(e.offset, ErrorKind::Tnet(e.kind))
+    }
+}
+
+fn read_flow(value: &Value<'_>, number: u64, file: u32) -> Result<Flow, FlowError> {
+    let at = At { flow: number };
+    if value.tag != Tag::Dict {
+        return Err(at.err(
+            value.offset,
+            ErrorKind::NotADict {
+                found: value.tag.name(),
+            },
+        ));
+    }
+    // Checks the whole tree once (nesting depth, every scalar), so later lazy walks cannot fail.
+    tnetstring::validate(value).map_err(|e| at.tnet(e))?;
+    let fields = Fields::collect(value, at)?;
+    let version = match fields.get("version") {
+        None => return Err(at.err(value.offset, ErrorKind::MissingVersion)),
+        Some(v) => parse_version(&v).ok_or_else(|| {
+            at.err(
+                v.offset,
+                ErrorKind::BadVersion {
+                    found: describe_value(&v),
+                },
+            )
+        })?,
+    };
+    let version_offset = fields.get("version").map_or(value.offset, |v| v.offset);
+    version.check().map_err(|k| at.err(version_offset, k))?;
+    let kind = match fields.get("type") {
+        Some(t) => match t.as_bytes() {
+            Some(b"http") => None,
+            Some(b"tcp") => Some(OtherKind::Tcp),
+            Some(b"udp") => Some(OtherKind::Udp),
+            Some(b"dns") => Some(OtherKind::Dns),
+            Some(b"websocket") => Some(OtherKind::WebSocket),
+            _ => {
+                return Err(at.err(
+                    t.offset,
+                    ErrorKind::UnknownType {
+                        found: describe_value(&t),
+                    },
+                ))
+            }
+        },
+        // Very old files may lack `type`; a flow with a request dict is HTTP.
+        None if fields.get("request").is_some() => None,
+        None => return Err(at.err(value.offset, ErrorKind::MissingField("type"))),
+    };
+    if let Some(kind) = kind {
+        return Ok(Flow::Other { kind, version });
+    }
+    let request = fields
+        .get("request")
+        .ok_or_else(|| at.err(value.offset, ErrorKind::MissingField("request")))?;
+    expect_dict(&request, "request", at)?;
+    let req = request_view(&request, at)?;
+    let response = match fields.get("response") {
+        None => None,
+        Some(r) if r.is_null() => None,
+        Some(r) => {
+            expect_dict(&r, "response", at)?;
+            response_view(&r, req.timestamp_end.unwrap_or(req.timestamp_start), at)?;
+            Some(r)
+        }
+    };
+    Ok(Flow::Http {
+        entry: FlowEntry {
+            offset: value.offset,
+            request: request.offset,
+            response: response.map_or(FlowEntry::NO_RESPONSE, |r| r.offset),
+            number: u32::try_from(number).unwrap_or(u32::MAX),
+            file,
+        },
+        version,
+        has_response: response.is_some(),
+    })
+}
+
+fn expect_dict(v: &Value<'_>, field: &'static str, at: At) -> Result<(), FlowError> {
+    if v.tag == Tag::Dict {
+        Ok(())
+    } else {
+        Err(wrong(v, field, "a dict", at))
+    }
+}
+
+fn wrong(v: &Value<'_>, field: &'static str, expected: &'static str, at: At) -> FlowError {
+    at.err(
+        v.offset,
+        ErrorKind::WrongType {
+            field,
+            expected,
+            found: describe_value(v),
+        },
+    )
+}
+
+/// A short description of a value for messages: its type, and its value for scalars.
+fn describe_value(v: &Value<'_>) -> String {
+    match v.tag {
+        Tag::Bytes | Tag::Text | Tag::Int | Tag::Float | Tag::Bool => {
+            let shown = &v.payload[..v.payload.len().min(32)];
+            format!("{} {:?}", v.tag.name(), String::from_utf8_lossy(shown))
+        }
+        other => other.name().to_string(),
+    }
+}
+
+fn parse_version(v: &Value<'_>) -> Option<FormatVersion> {
+    match v.tag {
+        Tag::Int => Some(FormatVersion::Number(u32::try_from(v.as_i64()?).ok()?)),
+        Tag::List => {
+            let mut items = v.items();
+            let major = u32::try_from(items.next()?.ok()?.as_i64()?).ok()?;
+            let minor = u32::try_from(items.next()?.ok()?.as_i64()?).ok()?;
+            Some(FormatVersion::Release(major, minor))
+        }
+        _ => None,
+    }
+}
+
+/// The fields of one dict, looked up by name with the last occurrence winning. Dicts in flows
+/// have a dozen keys, so a linear scan over a small inline array beats hashing.
+struct Fields<'a> {
+    entries: smallvec::SmallVec<[(&'a [u8], Value<'a>); 16]>,
+}
+
+impl<'a> Fields<'a> {
+    fn collect(dict: &Value<'a>, at: At) -> Result<Fields<'a>, FlowError> {
+        let mut entries = smallvec::SmallVec::new();
+        for entry in dict.entries() {
+            let (k, v) = entry.map_err(|e| at.tnet(e))?;
+            entries.push((k.payload, v));
+        }
+        Ok(Fields { entries })
+    }
+
+    fn get(&self, name: &str) -> Option<Value<'a>> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == name.as_bytes())
+            .map(|(_, v)| *v)
+    }
+
+    /// The first of several spellings that is present (newest name first).
+    fn get_any(&self, names: &[&str]) -> Option<Value<'a>> {
+        names.iter().find_map(|n| self.get(n))
+    }
+}
+
+fn required<'a>(
+    fields: &Fields<'a>,
+    names: &[&str],
+    field: &'static str,
+    dict: &Value<'a>,
+    at: At,
+) -> Result<Value<'a>, FlowError> {
+    fields
+        .get_any(names)
+        .ok_or_else(|| at.err(dict.offset, ErrorKind::MissingField(field)))
+}
+
+/// Text or bytes (mitmproxy normalises text to ASCII bytes for these fields).
+fn string<'a>(v: Value<'a>, field: &'static str, at: At) -> Result<&'a [u8], FlowError> {
+    v.as_bytes()
+        .ok_or_else(|| wrong(&v, field, "a byte or text string", at))
+}
+
+fn float(v: Value<'_>, field: &'static str, at: At) -> Result<f64, FlowError> {
+    v.as_f64().ok_or_else(|| wrong(&v, field, "a number", at))
+}
+
+fn optional_float(
+    v: Option<Value<'_>>,
+    field: &'static str,
+    at: At,
+) -> Result<Option<f64>, FlowError> {
+    match v {
+        None => Ok(None),
+        Some(v) if v.is_null() => Ok(None),
+        Some(v) => float(v, field, at).map(Some),
+    }
+}
+
+fn content<'a>(
+    v: Option<Value<'a>>,
+    field: &'static str,
+    at: At,
+) -> Result<Option<&'a [u8]>, FlowError> {
+    match v {
+        None => Ok(None),
+        Some(v) if v.is_null() => Ok(None),
+        Some(v) => v
+            .as_bytes()
+            .map(Some)
+            .ok_or_else(|| wrong(&v, field, "a byte string or null", at)),
+    }
+}
+
+fn headers<'a>(v: Value<'a>, field: &'static str, at: At) -> Result<Headers<'a>, FlowError> {
+    if v.tag != Tag::List {
+        return Err(wrong(&v, field, "a list of [name, value] pairs", at));
+    }
+    for item in v.items() {
+        let item = item.map_err(|e| at.tnet(e))?;
+        if header_pair(&item).is_none() {
+            return Err(wrong(&item, field, "a [name, value] pair of strings", at));
+        }
+    }
+    Ok(Headers::from_validated_list(v.payload))
+}
+
+fn optional_headers<'a>(
+    v: Option<Value<'a>>,
+    field: &'static str,
+    at: At,
+) -> Result<Option<Headers<'a>>, FlowError> {
+    match v {
+        None => Ok(None),
+        Some(v) if v.is_null() => Ok(None),
+        Some(v) => headers(v, field, at).map(Some),
+    }
+}
+
+/// `http_version` bytes, or the pre-(0,14) `httpversion` list `[1, 1]`.
+fn http_version<'a>(
+    fields: &Fields<'a>,
+    field: &'static str,
+    dict: &Value<'a>,
+    at: At,
+) -> Result<&'a [u8], FlowError> {
+    if let Some(v) = fields.get("http_version") {
+        return string(v, field, at);
+    }
+    let v = required(fields, &["httpversion"], field, dict, at)?;
+    let mut items = v.items();
+    let mut next = || items.next().and_then(|i| i.ok()).and_then(|i| i.as_i64());
+    match (v.tag, next(), next()) {
+        (Tag::List, Some(1), Some(1)) => Ok(b"HTTP/1.1"),
+        (Tag::List, Some(1), Some(0)) => Ok(b"HTTP/1.0"),
+        (Tag::List, Some(0), Some(9)) => Ok(b"HTTP/0.9"),
+        (Tag::List, Some(2), Some(0)) => Ok(b"HTTP/2.0"),
+        _ => Err(wrong(&v, field, "an HTTP version list such as [1, 1]", at)),
+    }
+}
+
+/// Reads a request dict (already validated as a dict) into a view.
+fn request_view<'a>(dict: &Value<'a>, at: At) -> Result<RequestView<'a>, FlowError> {
+    let f = Fields::collect(dict, at)?;
+    let port_value = required(&f, &["port"], "request.port", dict, at)?;
+    let port = port_value
+        .as_i64()
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| wrong(&port_value, "request.port", "a port number (0–65535)", at))?;
+    let timestamp_start = float(
+        required(
+            &f,
+            &["timestamp_start"],
+            "request.timestamp_start",
+            dict,
+            at,
+        )?,
+        "request.timestamp_start",
+        at,
+    )?;
+    Ok(RequestView {
+        method: string(
+            required(&f, &["method"], "request.method", dict, at)?,
+            "request.method",
+            at,
+        )?,
+        scheme: string(
+            required(&f, &["scheme"], "request.scheme", dict, at)?,
+            "request.scheme",
+            at,
+        )?,
+        host: string(
+            required(&f, &["host"], "request.host", dict, at)?,
+            "request.host",
+            at,
+        )?,
+        port,
+        authority: match f.get("authority") {
+            Some(v) if !v.is_null() => string(v, "request.authority", at)?,
+            _ => b"",
+        },
+        path: string(
+            required(&f, &["path"], "request.path", dict, at)?,
+            "request.path",
+            at,
+        )?,
+        http_version: http_version(&f, "request.http_version", dict, at)?,
+        headers: headers(
+            required(&f, &["headers"], "request.headers", dict, at)?,
+            "request.headers",
+            at,
+        )?,
+        content: content(f.get_any(&["content", "body"]), "request.content", at)?,
+        trailers: optional_headers(f.get("trailers"), "request.trailers", at)?,
+        timestamp_start,
+        timestamp_end: optional_float(f.get("timestamp_end"), "request.timestamp_end", at)?,
+    })
+}
+
+/// Reads a response dict into a view. `request_end` fills a null `timestamp_start`
+/// (spec §g.5, migration 13→14).
+fn response_view<'a>(
+    dict: &Value<'a>,
+    request_end: f64,
+    at: At,
+) -> Result<ResponseView<'a>, FlowError> {
+    let f = Fields::collect(dict, at)?;
+    let status_value = required(
+        &f,
+        &["status_code", "code"],
+        "response.status_code",
+        dict,
+        at,
+    )?;
+    let status_code = status_value
+        .as_i64()
+        .and_then(|s| u16::try_from(s).ok())
+        .filter(|s| (100..=999).contains(s))
+        .ok_or_else(|| {
+            wrong(
+                &status_value,
+                "response.status_code",
+                "a status code (100–999)",
+                at,
+            )
+        })?;
+    let start = optional_float(f.get("timestamp_start"), "response.timestamp_start", at)?;
+    let mut end = optional_float(f.get("timestamp_end"), "response.timestamp_end", at)?;
+    let timestamp_start = match start {
+        Some(s) => s,
+        None => {
+            end = end.or(Some(request_end + 1.0));
+            request_end
+        }
+    };
+    Ok(ResponseView {
+        http_version: http_version(&f, "response.http_version", dict, at)?,
+        status_code,
+        reason: match f.get_any(&["reason", "msg"]) {
+            Some(v) if !v.is_null() => string(v, "response.reason", at)?,
+            _ => b"",
+        },
+        headers: headers(
+            required(&f, &["headers"], "response.headers", dict, at)?,
+            "response.headers",
+            at,
+        )?,
+        content: content(f.get_any(&["content", "body"]), "response.content", at)?,
+        trailers: optional_headers(f.get("trailers"), "response.trailers", at)?,
+        timestamp_start,
+        timestamp_end: end,
+    })
+}
+
+/// Re-reads an entry the loader accepted. `bytes` is the entry's whole file.
+pub(crate) fn entry_views<'a>(
+    bytes: &'a [u8],
+    entry: &FlowEntry,
+) -> (RequestView<'a>, Option<ResponseView<'a>>) {
+    let at = At {
+        flow: u64::from(entry.number),
+    };
+    let parse = |offset: u64| {
+        let start = usize::try_from(offset).expect("invariant: offsets come from this file");
+        parse_value(&bytes[start..], offset, "file")
+            .expect("invariant: the loader validated this value")
+            .0
+    };
+    let request = request_view(&parse(entry.request), at)
+        .expect("invariant: the loader validated this request");
+    let response = (entry.response != FlowEntry::NO_RESPONSE).then(|| {
+        response_view(
+            &parse(entry.response),
+            request.timestamp_end.unwrap_or(request.timestamp_start),
+            at,
+        )
+        .expect("invariant: the loader validated this response")
+    });
+    (request, response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flowfile::writer::{write_flow, FlowSpec};
+
+    fn read(bytes: &[u8]) -> Result<FileContents, FlowError> {
+        read_flows(bytes, 0, false, &mut |_| {})
+    }
+
+    #[test]
+    fn written_flow_reads_back() {
+        let mut file = Vec::new();
+        write_flow(&mut file, &FlowSpec::get("/x", 200, b"hi"));
+        let contents = read(&file).unwrap();
+        assert_eq!(contents.flows.len(), 1);
+        let (req, resp) = entry_views(&file, &contents.flows[0]);
+        assert_eq!(req.method, b"GET");
+        assert_eq!(req.path, b"/x");
+        assert_eq!(resp.unwrap().content, Some(&b"hi"[..]));
+    }
+}

@@ -1,0 +1,367 @@
+//! Recordings: one or more mitmproxy flow files, memory-mapped and read without copying bodies.
+//!
+//! [`Recording::open`] maps each `-S` file, sniffs its format and reads it with [`mitm::read_flows`];
+//! afterwards the recording keeps only a 32-byte [`mitm::FlowEntry`] per HTTP flow, and
+//! [`Recording::flow`] re-reads a flow's request and response dicts into borrowed [`FlowView`]s.
+//! This file is the only place in the core that touches the file system (the mapping).
+
+pub mod mitm;
+pub mod tnetstring;
+pub mod view;
+pub mod writer;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+pub use mitm::{ErrorKind, FlowError, FormatVersion, SkippedKinds};
+pub use view::{FlowView, HeaderIter, Headers, RequestView, ResponseView};
+
+use mitm::{FileContents, FlowEntry, ReadEvent};
+
+/// The bytes of one file: a read-only mapping, or owned bytes (tests, generated data).
+enum Backing {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+    Empty,
+}
+
+impl Backing {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Backing::Mapped(m) => m,
+            Backing::Owned(v) => v,
+            Backing::Empty => &[],
+        }
+    }
+}
+
+/// One file of a recording.
+struct SourceFile {
+    /// Path as given on the command line (or a name for in-memory data).
+    path: PathBuf,
+    /// The file's bytes.
+    backing: Backing,
+}
+
+/// Options for loading.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Skip flows that cannot be read, warning once per flow, instead of refusing the file.
+    pub skip_bad_flows: bool,
+}
+
+/// Counts describing what was loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadSummary {
+    /// HTTP flows kept (with or without response).
+    pub http_flows: u64,
+    /// HTTP flows without a response.
+    pub without_response: u64,
+    /// Non-HTTP flows skipped, by kind.
+    pub skipped: SkippedKinds,
+    /// Bad flows skipped with `--skip-bad-flows`.
+    pub bad_flows: u64,
+    /// Format versions seen across all files.
+    pub versions: BTreeSet<FormatVersion>,
+    /// Total bytes of all files.
+    pub bytes: u64,
+    /// Number of files.
+    pub files: usize,
+}
+
+/// Why a recording could not be loaded. Displays as one sentence naming the file.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// The file could not be opened or mapped.
+    #[error("{path}: cannot read the file: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A flow in the file is bad.
+    #[error("{path}: {error}")]
+    Flow {
+        /// The file.
+        path: PathBuf,
+        /// Which flow, where, and what.
+        error: FlowError,
+    },
+    /// The file is a HAR document, which this version does not read yet.
+    #[error(
+        "{path}: this is a HAR file (it starts with '{{'); uringreplay does not read HAR yet: \
+         convert it with mitmproxy (`mitmdump -nr {path} -w out.flows`) and replay the .flows file"
+    )]
+    Har {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl LoadError {
+    /// The flow error, if this is one.
+    pub fn flow_error(&self) -> Option<&FlowError> {
+        match self {
+            LoadError::Flow { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Something the loader reports while loading.
+#[derive(Debug)]
+pub enum LoadEvent<'e> {
+    /// A file is about to be read; its size in bytes.
+    FileStart {
+        /// The file.
+        path: &'e Path,
+        /// Its size.
+        bytes: u64,
+    },
+    /// A bad flow was skipped (with `skip_bad_flows`).
+    SkippedBadFlow {
+        /// The file.
+        path: &'e Path,
+        /// The flow's error.
+        error: &'e FlowError,
+    },
+    /// Reading of the current file reached this offset.
+    Progress(u64),
+}
+
+/// A position of bytes inside a recording (for bodies served straight from the mapping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Span {
+    /// Which file.
+    pub file: u32,
+    /// Offset in that file.
+    pub start: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// One or more flow files read as one recording, in order.
+pub struct Recording {
+    /// The files, in `-S` order.
+    files: Vec<SourceFile>,
+    /// Every HTTP flow of every file, in order.
+    flows: Vec<FlowEntry>,
+    /// What was loaded.
+    summary: LoadSummary,
+}
+
+impl fmt::Debug for Recording {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recording")
+            .field(
+                "files",
+                &self.files.iter().map(|s| &s.path).collect::<Vec<_>>(),
+            )
+            .field("summary", &self.summary)
+            .finish()
+    }
+}
+
+/// Whether the bytes look like a HAR (JSON) document: `{` first, after an optional UTF-8 BOM.
+pub fn is_har(bytes: &[u8]) -> bool {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes).first() == Some(&b'{')
+}
+
+impl Recording {
+    /// Maps and reads the files, in order, as one recording.
+    pub fn open(
+        paths: &[PathBuf],
+        options: LoadOptions,
+        on_event: &mut dyn FnMut(LoadEvent<'_>),
+    ) -> Result<Recording, LoadError> {
+        let mut files = Vec::with_capacity(paths.len());
+        for path in paths {
+            files.push(SourceFile {
+                path: path.clone(),
+                backing: map_file(path)?,
+            });
+        }
+        Recording::read(files, options, on_event)
+    }
+
+    /// Reads in-memory files (name, bytes) as one recording.
+    pub fn from_bytes(
+        files: Vec<(PathBuf, Vec<u8>)>,
+        options: LoadOptions,
+    ) -> Result<Recording, LoadError> {
+        let files = files
+            .into_iter()
+            .map(|(path, bytes)| SourceFile {
+                path,
+                backing: Backing::Owned(bytes),
+            })
+            .collect();
+        Recording::read(files, options, &mut |_| {})
+    }
+
+    fn read(
+        files: Vec<SourceFile>,
+        options: LoadOptions,
+        on_event: &mut dyn FnMut(LoadEvent<'_>),
+    ) -> Result<Recording, LoadError> {
+        let mut flows: Vec<FlowEntry> = Vec::new();
+        let mut summary = LoadSummary {
+            files: files.len(),
+            ..LoadSummary::default()
+        };
+        for (index, file) in files.iter().enumerate() {
+            let bytes = file.backing.bytes();
+            summary.bytes += bytes.len() as u64;
+            on_event(LoadEvent::FileStart {
+                path: &file.path,
+                bytes: bytes.len() as u64,
+            });
+            if is_har(bytes) {
+                return Err(LoadError::Har {
+                    path: file.path.clone(),
+                });
+            }
+            let file_index = u32::try_from(index).expect("invariant: fewer than 2^32 files");
+            let contents =
+                mitm::read_flows(
+                    bytes,
+                    file_index,
+                    options.skip_bad_flows,
+                    &mut |e| match e {
+                        ReadEvent::SkippedBadFlow(error) => on_event(LoadEvent::SkippedBadFlow {
+                            path: &file.path,
+                            error,
+                        }),
+                        ReadEvent::Progress(p) => on_event(LoadEvent::Progress(p)),
+                    },
+                )
+                .map_err(|error| LoadError::Flow {
+                    path: file.path.clone(),
+                    error,
+                })?;
+            merge(&mut summary, &mut flows, contents);
+        }
+        // The entry vector doubles while growing; give back the slack so heap per flow stays
+        // at size_of::<FlowEntry>().
+        flows.shrink_to_fit();
+        summary.http_flows = flows.len() as u64;
+        Ok(Recording {
+            files,
+            flows,
+            summary,
+        })
+    }
+
+    /// Number of HTTP flows (with or without response).
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Whether there are no HTTP flows.
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// The HTTP flow with this id (`0..len()`).
+    ///
+    /// # Panics
+    /// If `id >= len()`.
+    pub fn flow(&self, id: usize) -> FlowView<'_> {
+        let entry = &self.flows[id];
+        let bytes = self.files[entry.file as usize].backing.bytes();
+        let (request, response) = mitm::entry_views(bytes, entry);
+        FlowView {
+            id,
+            file: entry.file as usize,
+            number: u64::from(entry.number),
+            offset: entry.offset,
+            request,
+            response,
+        }
+    }
+
+    /// Every HTTP flow, in recording order.
+    pub fn flows(&self) -> impl Iterator<Item = FlowView<'_>> + '_ {
+        (0..self.flows.len()).map(|id| self.flow(id))
+    }
+
+    /// What was loaded.
+    pub fn summary(&self) -> &LoadSummary {
+        &self.summary
+    }
+
+    /// Path of file `file`.
+    pub fn path(&self, file: usize) -> &Path {
+        &self.files[file].path
+    }
+
+    /// Where `bytes` (a slice of one of this recording's views) lies, or `None` if it is not
+    /// part of the recording (e.g. a `'static` default).
+    pub fn span_of(&self, bytes: &[u8]) -> Option<Span> {
+        let addr = bytes.as_ptr() as usize;
+        self.files.iter().enumerate().find_map(|(i, f)| {
+            let all = f.backing.bytes();
+            let start = all.as_ptr() as usize;
+            (addr >= start && addr + bytes.len() <= start + all.len()).then(|| Span {
+                file: i as u32,
+                start: (addr - start) as u64,
+                len: bytes.len() as u64,
+            })
+        })
+    }
+
+    /// The bytes at `span`.
+    ///
+    /// # Panics
+    /// If the span does not come from [`Recording::span_of`] on this recording.
+    pub fn bytes(&self, span: Span) -> &[u8] {
+        let all = self.files[span.file as usize].backing.bytes();
+        &all[span.start as usize..(span.start + span.len) as usize]
+    }
+
+    /// Heap bytes this recording holds beyond its fixed parts (the per-flow entries); the file
+    /// bytes themselves live in the page cache through the mapping.
+    pub fn index_heap_bytes(&self) -> usize {
+        self.flows.capacity() * std::mem::size_of::<FlowEntry>()
+    }
+}
+
+fn merge(summary: &mut LoadSummary, flows: &mut Vec<FlowEntry>, contents: FileContents) {
+    summary.without_response += contents.without_response;
+    summary.skipped.tcp += contents.skipped.tcp;
+    summary.skipped.udp += contents.skipped.udp;
+    summary.skipped.dns += contents.skipped.dns;
+    summary.skipped.websocket += contents.skipped.websocket;
+    summary.bad_flows += contents.bad_flows;
+    summary.versions.extend(contents.versions);
+    if flows.is_empty() {
+        *flows = contents.flows;
+    } else {
+        flows.extend(contents.flows);
+    }
+}
+
+/// Maps a file read-only (an empty file needs no mapping).
+fn map_file(path: &Path) -> Result<Backing, LoadError> {
+    let io = |source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    #[allow(clippy::disallowed_methods)] // the one place the core opens a file
+    let file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    if len == 0 {
+        return Ok(Backing::Empty);
+    }
+    // SAFETY: the mapping is read-only and private to this process. If another process truncates
+    // or rewrites the file while we serve from it, reads may see new bytes or fault; that is the
+    // documented contract of replaying from a file (README: do not modify a recording while it is
+    // being replayed), the same one ripgrep's mmap path accepts.
+    #[allow(unsafe_code)]
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    Ok(Backing::Mapped(map))
+}

@@ -1,0 +1,590 @@
+//! Zero-copy tnetstring reader (spec §g.1) with absolute byte offsets.
+//!
+//! A value is `length ":" payload tag`. [`parse_value`] reads one value from a slice and returns a
+//! [`Value`] whose payload borrows the input; lists and dicts are walked lazily with
+//! [`Value::items`] / [`Value::entries`], so a body is never copied and a value is skipped by its
+//! length prefix alone. Every error names the absolute offset where the bad value starts.
+//!
+//! Nesting is bounded by [`MAX_DEPTH`] for the validating walk ([`validate`]); lazy iteration never
+//! recurses, so hostile depth cannot overflow the stack.
+#![forbid(unsafe_code)]
+
+use thiserror::Error;
+
+/// Deepest nesting [`validate`] accepts. mitmproxy's own files nest about 6 deep (flow → request →
+/// headers → pair → bytes); the `backup` and `metadata` dicts may add a few levels, so 64 leaves a
+/// wide margin while keeping a recursive check far from any stack limit.
+pub const MAX_DEPTH: usize = 64;
+
+/// Digits a length prefix may have. mitmproxy allows 12 at top level (< 10^12 bytes per flow); we
+/// apply the same bound everywhere so the decimal value always fits a `u64`.
+pub const MAX_LENGTH_DIGITS: usize = 12;
+
+/// The type tag that ends a tnetstring value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    /// `,` raw bytes.
+    Bytes,
+    /// `;` UTF-8 text (mitmproxy extension).
+    Text,
+    /// `#` decimal integer.
+    Int,
+    /// `^` float.
+    Float,
+    /// `!` boolean (`true`/`false`).
+    Bool,
+    /// `~` null (empty payload).
+    Null,
+    /// `]` list.
+    List,
+    /// `}` dict (key, value, key, value, …).
+    Dict,
+}
+
+impl Tag {
+    /// The tag for a tag byte, or `None` for an unknown one.
+    pub fn from_byte(b: u8) -> Option<Tag> {
+        Some(match b {
+            b',' => Tag::Bytes,
+            b';' => Tag::Text,
+            b'#' => Tag::Int,
+            b'^' => Tag::Float,
+            b'!' => Tag::Bool,
+            b'~' => Tag::Null,
+            b']' => Tag::List,
+            b'}' => Tag::Dict,
+            _ => return None,
+        })
+    }
+
+    /// A human name for messages ("byte string", "dict", …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Tag::Bytes => "byte string",
+            Tag::Text => "text string",
+            Tag::Int => "integer",
+            Tag::Float => "float",
+            Tag::Bool => "boolean",
+            Tag::Null => "null",
+            Tag::List => "list",
+            Tag::Dict => "dict",
+        }
+    }
+}
+
+/// What went wrong reading a tnetstring value; the offset lives in [`TnetError`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TnetErrorKind {
+    /// Input ended inside a value (length prefix, payload or tag missing).
+    #[error("the data ends inside a value: {needed} more bytes were expected, {available} remain")]
+    Truncated {
+        /// Bytes the value still needed.
+        needed: u64,
+        /// Bytes that were left.
+        available: u64,
+    },
+    /// The length prefix is not `1*DIGIT ":"`.
+    #[error("expected a length prefix (digits then ':'), found {found}")]
+    BadLengthPrefix {
+        /// A printable description of what was found.
+        found: String,
+    },
+    /// The length prefix is larger than what remains of the enclosing value or file.
+    #[error(
+        "length prefix {length} runs past the end of the {container} ({available} bytes left)"
+    )]
+    LengthPastEnd {
+        /// The declared payload length.
+        length: u64,
+        /// Bytes left in the enclosing value or file after the prefix.
+        available: u64,
+        /// "file" or "enclosing value".
+        container: &'static str,
+    },
+    /// The byte after the payload is not one of the eight tags.
+    #[error("unknown type tag {found:?} after a {length}-byte payload")]
+    UnknownTag {
+        /// The tag byte, printed as a char.
+        found: char,
+        /// The payload length.
+        length: u64,
+    },
+    /// A `;` text payload is not UTF-8.
+    #[error("text string is not valid UTF-8 (bad byte at payload position {valid_up_to})")]
+    InvalidUtf8 {
+        /// Length of the valid prefix.
+        valid_up_to: usize,
+    },
+    /// A `#`, `^`, `!` or `~` payload does not have that type's form.
+    #[error("invalid {tag} payload {found:?}")]
+    BadScalar {
+        /// The tag's name.
+        tag: &'static str,
+        /// The payload, lossily printed and shortened.
+        found: String,
+    },
+    /// A dict has a key without a value.
+    #[error("dict has a key without a value")]
+    OddDict,
+    /// A dict key is neither bytes nor text.
+    #[error("dict key must be a text or byte string, found {found}")]
+    BadKey {
+        /// The key's type.
+        found: &'static str,
+    },
+    /// Nesting deeper than [`MAX_DEPTH`].
+    #[error("values nest deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+}
+
+/// A tnetstring error at an absolute offset (where the bad value starts).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("at byte {offset}: {kind}")]
+pub struct TnetError {
+    /// Absolute offset of the value (or byte) that is wrong.
+    pub offset: u64,
+    /// What is wrong.
+    pub kind: TnetErrorKind,
+}
+
+/// One parsed value: its tag, payload and absolute position. `Copy`, borrows the input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Value<'a> {
+    /// The type tag.
+    pub tag: Tag,
+    /// The payload bytes (between `:` and the tag).
+    pub payload: &'a [u8],
+    /// Absolute offset of the first byte of the length prefix.
+    pub offset: u64,
+    /// Absolute offset of the first payload byte.
+    pub payload_offset: u64,
+}
+
+/// Prints at most 24 bytes of `b` for an error message.
+fn describe(b: &[u8]) -> String {
+    if b.is_empty() {
+        return "the end of the data".to_string();
+    }
+    let shown = &b[..b.len().min(24)];
+    format!("{:?}", String::from_utf8_lossy(shown))
+}
+
+/// Reads one value from the start of `input`, whose first byte is at absolute offset `base`.
+/// `container` names what bounds `input` ("file" or "enclosing value") for messages. Returns the
+/// value and the number of bytes it occupies.
+pub fn parse_value<'a>(
+    input: &'a [u8],
+    base: u64,
+    container: &'static str,
+) -> Result<(Value<'a>, usize), TnetError> {
+    let err = |kind| TnetError { offset: base, kind };
+    let mut pos = 0;
+    let mut length: u64 = 0;
+    while pos < input.len() && input[pos].is_ascii_digit() {
+        if pos == MAX_LENGTH_DIGITS {
+            return Err(err(TnetErrorKind::BadLengthPrefix {
+                found: format!("a length prefix of more than {MAX_LENGTH_DIGITS} digits"),
+            }));
+        }
+        length = length * 10 + u64::from(input[pos] - b'0');
+        pos += 1;
+    }
+    if pos == input.len() {
+        return Err(err(TnetErrorKind::Truncated {
+            needed: 1,
+            available: 0,
+        }));
+    }
+    if pos == 0 || input[pos] != b':' {
+        return Err(err(TnetErrorKind::BadLengthPrefix {
+            found: describe(input),
+        }));
+    }
+    pos += 1;
+    let available = (input.len() - pos) as u64;
+    // The payload and the tag byte must both fit.
+    if length >= available {
+        let kind = if length > available || container == "file" && length == available {
+            if container == "file" {
+                // Inside a file, a prefix that runs off the end is what a killed writer leaves.
+                TnetErrorKind::Truncated {
+                    needed: length + 1,
+                    available,
+                }
+            } else {
+                TnetErrorKind::LengthPastEnd {
+                    length,
+                    available,
+                    container,
+                }
+            }
+        } else {
+            TnetErrorKind::LengthPastEnd {
+                length,
+                available,
+                container,
+            }
+        };
+        return Err(err(kind));
+    }
+    let len = length as usize;
+    let payload = &input[pos..pos + len];
+    let tag_byte = input[pos + len];
+    let tag = Tag::from_byte(tag_byte).ok_or_else(|| {
+        err(TnetErrorKind::UnknownTag {
+            found: tag_byte as char,
+            length,
+        })
+    })?;
+    let value = Value {
+        tag,
+        payload,
+        offset: base,
+        payload_offset: base + pos as u64,
+    };
+    value.check_scalar()?;
+    Ok((value, pos + len + 1))
+}
+
+impl<'a> Value<'a> {
+    fn error(&self, kind: TnetErrorKind) -> TnetError {
+        TnetError {
+            offset: self.offset,
+            kind,
+        }
+    }
+
+    /// Checks the payload of a scalar (text, int, float, bool, null); containers are checked lazily.
+    fn check_scalar(&self) -> Result<(), TnetError> {
+        let bad = |tag: Tag| {
+            self.error(TnetErrorKind::BadScalar {
+                tag: tag.name(),
+                found: String::from_utf8_lossy(&self.payload[..self.payload.len().min(24)])
+                    .into_owned(),
+            })
+        };
+        match self.tag {
+            Tag::Text => {
+                if let Err(e) = std::str::from_utf8(self.payload) {
+                    return Err(self.error(TnetErrorKind::InvalidUtf8 {
+                        valid_up_to: e.valid_up_to(),
+                    }));
+                }
+            }
+            Tag::Int => {
+                let digits = self.payload.strip_prefix(b"-").unwrap_or(self.payload);
+                if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                    return Err(bad(Tag::Int));
+                }
+            }
+            Tag::Float => {
+                let ok = std::str::from_utf8(self.payload)
+                    .ok()
+                    .is_some_and(|s| s.parse::<f64>().is_ok());
+                if !ok {
+                    return Err(bad(Tag::Float));
+                }
+            }
+            Tag::Bool => {
+                if self.payload != b"true" && self.payload != b"false" {
+                    return Err(bad(Tag::Bool));
+                }
+            }
+            Tag::Null => {
+                if !self.payload.is_empty() {
+                    return Err(bad(Tag::Null));
+                }
+            }
+            Tag::Bytes | Tag::List | Tag::Dict => {}
+        }
+        Ok(())
+    }
+
+    /// The payload as a string, for `;` and `,` values (bytes must be UTF-8 too).
+    pub fn as_str(&self) -> Option<&'a str> {
+        match self.tag {
+            Tag::Text | Tag::Bytes => std::str::from_utf8(self.payload).ok(),
+            _ => None,
+        }
+    }
+
+    /// The payload of a text or byte string.
+    pub fn as_bytes(&self) -> Option<&'a [u8]> {
+        match self.tag {
+            Tag::Text | Tag::Bytes => Some(self.payload),
+            _ => None,
+        }
+    }
+
+    /// An integer value, if it fits an `i64`.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self.tag {
+            Tag::Int => std::str::from_utf8(self.payload).ok()?.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// A float or integer value as `f64` (mitmproxy accepts ints for float fields).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self.tag {
+            Tag::Float | Tag::Int => std::str::from_utf8(self.payload).ok()?.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// A boolean value.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.tag {
+            Tag::Bool => Some(self.payload == b"true"),
+            _ => None,
+        }
+    }
+
+    /// Whether this is `0:~`.
+    pub fn is_null(&self) -> bool {
+        self.tag == Tag::Null
+    }
+
+    /// Iterates the elements of a list (or the flat key/value sequence of a dict).
+    pub fn items(&self) -> Items<'a> {
+        Items {
+            rest: if matches!(self.tag, Tag::List | Tag::Dict) {
+                self.payload
+            } else {
+                &[]
+            },
+            offset: self.payload_offset,
+        }
+    }
+
+    /// Iterates the (key, value) entries of a dict. Keys must be text or bytes.
+    pub fn entries(&self) -> Entries<'a> {
+        Entries {
+            items: if self.tag == Tag::Dict {
+                self.items()
+            } else {
+                Items {
+                    rest: &[],
+                    offset: self.payload_offset,
+                }
+            },
+            dict_offset: self.offset,
+        }
+    }
+
+    /// Looks a key up in a dict; the last occurrence wins (spec §g.1). Stops at the first error.
+    pub fn get(&self, key: &str) -> Result<Option<Value<'a>>, TnetError> {
+        let mut found = None;
+        for entry in self.entries() {
+            let (k, v) = entry?;
+            if k.payload == key.as_bytes() {
+                found = Some(v);
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Iterator over the values concatenated in a list or dict payload.
+#[derive(Debug, Clone)]
+pub struct Items<'a> {
+    rest: &'a [u8],
+    offset: u64,
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = Result<Value<'a>, TnetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        match parse_value(self.rest, self.offset, "enclosing value") {
+            Ok((v, used)) => {
+                self.rest = &self.rest[used..];
+                self.offset += used as u64;
+                Some(Ok(v))
+            }
+            Err(e) => {
+                self.rest = &[];
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Iterator over the (key, value) pairs of a dict.
+#[derive(Debug, Clone)]
+pub struct Entries<'a> {
+    items: Items<'a>,
+    dict_offset: u64,
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = Result<(Value<'a>, Value<'a>), TnetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let key = match self.items.next()? {
+            Ok(k) => k,
+            Err(e) => return Some(Err(e)),
+        };
+        if !matches!(key.tag, Tag::Text | Tag::Bytes) {
+            self.items.rest = &[];
+            return Some(Err(TnetError {
+                offset: key.offset,
+                kind: TnetErrorKind::BadKey {
+                    found: key.tag.name(),
+                },
+            }));
+        }
+        match self.items.next() {
+            Some(Ok(v)) => Some(Ok((key, v))),
+            Some(Err(e)) => Some(Err(e)),
+            None => Some(Err(TnetError {
+                offset: self.dict_offset,
+                kind: TnetErrorKind::OddDict,
+            })),
+        }
+    }
+}
+
+/// Walks a whole value tree, checking every nested value, with nesting bounded by [`MAX_DEPTH`].
+pub fn validate(value: &Value<'_>) -> Result<(), TnetError> {
+    validate_at(value, 0)
+}
+
+fn validate_at(value: &Value<'_>, depth: usize) -> Result<(), TnetError> {
+    match value.tag {
+        Tag::List => {
+            if depth >= MAX_DEPTH {
+                return Err(value.error(TnetErrorKind::TooDeep));
+            }
+            for item in value.items() {
+                validate_at(&item?, depth + 1)?;
+            }
+        }
+        Tag::Dict => {
+            if depth >= MAX_DEPTH {
+                return Err(value.error(TnetErrorKind::TooDeep));
+            }
+            for entry in value.entries() {
+                let (_, v) = entry?;
+                validate_at(&v, depth + 1)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Appends the tnetstring encoding of a byte string to `out`.
+pub fn write_bytes(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
+    out.extend_from_slice(payload.len().to_string().as_bytes());
+    out.push(b':');
+    out.extend_from_slice(payload);
+    out.push(tag);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(input: &[u8]) -> Result<Value<'_>, TnetError> {
+        parse_value(input, 100, "file").map(|(v, _)| v)
+    }
+
+    #[test]
+    fn spec_examples_parse() {
+        assert_eq!(one(b"5:12345#").unwrap().as_i64(), Some(12345));
+        assert_eq!(one(b"0:,").unwrap().as_bytes(), Some(&b""[..]));
+        assert_eq!(one(b"0:;").unwrap().as_str(), Some(""));
+        let list = one(b"24:5:12345#5:67890#5:xxxxx,]").unwrap();
+        let items: Vec<_> = list.items().map(|v| v.unwrap()).collect();
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[1].as_i64(), Some(67890));
+        assert_eq!(items[2].offset, 100 + 3 + 16);
+        let dict = one(b"9:1:k;2:-3#}").unwrap();
+        assert_eq!(dict.get("k").unwrap().unwrap().as_i64(), Some(-3));
+        assert_eq!(one(b"4:true!").unwrap().as_bool(), Some(true));
+        assert!(one(b"0:~").unwrap().is_null());
+        assert_eq!(
+            one(b"16:946681202.123456^").unwrap().as_f64(),
+            Some(946681202.123456)
+        );
+    }
+
+    #[test]
+    fn repeated_dict_key_last_wins() {
+        let d = one(b"16:1:k;1:1#1:k;1:2#}").unwrap();
+        assert_eq!(d.get("k").unwrap().unwrap().as_i64(), Some(2));
+    }
+
+    #[test]
+    fn truncated_payload_in_file_names_offset() {
+        let e = one(b"10:abc").unwrap_err();
+        assert_eq!(e.offset, 100);
+        assert!(matches!(e.kind, TnetErrorKind::Truncated { .. }));
+    }
+
+    #[test]
+    fn nested_length_past_end_names_inner_offset() {
+        let outer = one(b"7:9:abcd,]").unwrap();
+        let e = outer.items().next().unwrap().unwrap_err();
+        assert_eq!(e.offset, 102);
+        assert!(matches!(
+            e.kind,
+            TnetErrorKind::LengthPastEnd { length: 9, .. }
+        ));
+    }
+
+    #[test]
+    fn unknown_tag_and_bad_prefix_and_utf8() {
+        assert!(matches!(
+            one(b"1:a?").unwrap_err().kind,
+            TnetErrorKind::UnknownTag { found: '?', .. }
+        ));
+        assert!(matches!(
+            one(b"x:a,").unwrap_err().kind,
+            TnetErrorKind::BadLengthPrefix { .. }
+        ));
+        assert!(matches!(
+            one(b"2:\xff\xfe;").unwrap_err().kind,
+            TnetErrorKind::InvalidUtf8 { valid_up_to: 0 }
+        ));
+        assert!(matches!(
+            one(b"1:x#").unwrap_err().kind,
+            TnetErrorKind::BadScalar { .. }
+        ));
+        assert!(matches!(
+            one(b"1:x~").unwrap_err().kind,
+            TnetErrorKind::BadScalar { .. }
+        ));
+    }
+
+    #[test]
+    fn hostile_nesting_is_refused_without_overflow() {
+        // 100 000 nested lists: a recursive reader without a bound would overflow the stack.
+        let mut lengths = vec![3usize]; // "0:]"
+        for _ in 0..100_000 {
+            let inner = *lengths.last().unwrap();
+            lengths.push(inner.to_string().len() + 1 + inner + 1);
+        }
+        let mut v = Vec::new();
+        for inner in lengths[..lengths.len() - 1].iter().rev() {
+            v.extend_from_slice(inner.to_string().as_bytes());
+            v.push(b':');
+        }
+        v.extend_from_slice(b"0:]");
+        v.resize(v.len() + 100_000, b']');
+        let value = one(&v).unwrap();
+        let e = validate(&value).unwrap_err();
+        assert_eq!(e.kind, TnetErrorKind::TooDeep);
+        assert!(e.offset > 100);
+    }
+
+    #[test]
+    fn too_many_length_digits_is_an_error_not_an_overflow() {
+        let e = one(b"99999999999999999999:x,").unwrap_err();
+        assert!(matches!(e.kind, TnetErrorKind::BadLengthPrefix { .. }));
+    }
+}

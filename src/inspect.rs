@@ -1,0 +1,266 @@
+//! `uringreplay inspect`: one line per HTTP flow (like `mitmdump -nr`), then a load summary; or
+//! the same as JSON lines for tools. A driver: it reads the clock and writes to stdout/stderr.
+
+use std::io::{self, IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use crate::cli::InspectArgs;
+use crate::flowfile::{FlowView, LoadEvent, LoadOptions, LoadSummary, Recording};
+use crate::server::heap;
+
+/// Loading shorter than this shows no progress bar.
+const PROGRESS_AFTER: Duration = Duration::from_millis(300);
+
+/// How a load went, beyond the recording's own summary.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadCost {
+    /// Wall time of the load.
+    pub elapsed: Duration,
+    /// Heap bytes the load added (counting allocator), if it is installed.
+    pub heap_bytes: Option<usize>,
+}
+
+/// Loads `paths` as one recording, with a progress bar on a terminal when loading takes more than
+/// a moment, and a warning on stderr for each bad flow skipped.
+#[allow(clippy::disallowed_methods)] // a driver: measures its own load time
+pub fn load(
+    paths: &[std::path::PathBuf],
+    options: LoadOptions,
+) -> Result<(Recording, LoadCost), crate::flowfile::LoadError> {
+    let started = Instant::now();
+    let heap_before = heap::live_bytes();
+    let show_bar = io::stderr().is_terminal();
+    let mut bar: Option<ProgressBar> = None;
+    let mut file_bytes = 0u64;
+    let mut on_event = |event: LoadEvent<'_>| match event {
+        LoadEvent::FileStart { path, bytes } => {
+            file_bytes = bytes;
+            if let Some(bar) = &bar {
+                bar.set_length(bytes);
+                bar.set_position(0);
+                bar.set_message(path.display().to_string());
+            }
+        }
+        LoadEvent::SkippedBadFlow { path, error } => {
+            let line = format!("warning: {}: {error}; skipped", path.display());
+            match &bar {
+                Some(bar) => bar.println(line),
+                None => eprintln!("{line}"),
+            }
+        }
+        LoadEvent::Progress(offset) => {
+            if bar.is_none() && show_bar && started.elapsed() > PROGRESS_AFTER {
+                let b =
+                    ProgressBar::with_draw_target(Some(file_bytes), ProgressDrawTarget::stderr());
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "loading {msg} {wide_bar} {binary_bytes}/{binary_total_bytes} {eta}",
+                    )
+                    .expect("invariant: the template is valid"),
+                );
+                bar = Some(b);
+            }
+            if let Some(bar) = &bar {
+                bar.set_position(offset);
+            }
+        }
+    };
+    let result = Recording::open(paths, options, &mut on_event);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let recording = result?;
+    let cost = LoadCost {
+        elapsed: started.elapsed(),
+        heap_bytes: heap::live_bytes()
+            .zip(heap_before)
+            .map(|(after, before)| after.saturating_sub(before)),
+    };
+    Ok((recording, cost))
+}
+
+/// The URL of a recorded request: `scheme://host[:port]path`, the port left out when it is the
+/// scheme's default.
+pub fn url(flow: &FlowView<'_>) -> String {
+    let r = &flow.request;
+    let scheme = String::from_utf8_lossy(r.scheme);
+    let default_port = match r.scheme {
+        b"https" => 443,
+        _ => 80,
+    };
+    let host = String::from_utf8_lossy(r.host);
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.into_owned()
+    };
+    let port = if r.port == default_port {
+        String::new()
+    } else {
+        format!(":{}", r.port)
+    };
+    format!("{scheme}://{host}{port}{}", String::from_utf8_lossy(r.path))
+}
+
+/// Runs `inspect`; returns the process exit code.
+pub fn run(args: &InspectArgs) -> std::process::ExitCode {
+    let options = LoadOptions {
+        skip_bad_flows: args.skip_bad_flows,
+    };
+    let (recording, cost) = match load(&args.files, options) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let written = write_report(&mut out, &recording, cost, args).and_then(|()| out.flush());
+    match written {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // A closed pipe (`| head`) is not an error worth a message.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: writing the listing: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn write_report(
+    out: &mut dyn Write,
+    recording: &Recording,
+    cost: LoadCost,
+    args: &InspectArgs,
+) -> io::Result<()> {
+    if !args.summary {
+        for flow in recording.flows() {
+            if args.json {
+                writeln!(out, "{}", flow_json(&flow))?;
+            } else {
+                writeln!(out, "{}", flow_line(&flow))?;
+            }
+        }
+    }
+    let summary = recording.summary();
+    if args.json {
+        writeln!(out, "{}", summary_json(recording, summary, cost))
+    } else {
+        write_summary(out, recording, summary, cost)
+    }
+}
+
+/// `GET http://host/path << 200 OK 12b`, like `mitmdump -nr`.
+pub fn flow_line(flow: &FlowView<'_>) -> String {
+    let r = &flow.request;
+    let mut line = format!("{} {}", String::from_utf8_lossy(r.method), url(flow));
+    match &flow.response {
+        Some(resp) => {
+            let reason = String::from_utf8_lossy(resp.reason);
+            let size = resp.content.map_or(0, <[u8]>::len);
+            line.push_str(&format!(
+                " << {} {} {}",
+                resp.status_code,
+                reason,
+                human_size(size)
+            ));
+        }
+        None => line.push_str(" << no response"),
+    }
+    line
+}
+
+fn flow_json(flow: &FlowView<'_>) -> serde_json::Value {
+    json!({
+        "index": flow.id,
+        "method": String::from_utf8_lossy(flow.request.method),
+        "url": url(flow),
+        "status": flow.response.as_ref().map(|r| r.status_code),
+        "request_body_len": flow.request.content.map_or(0, <[u8]>::len),
+        "response_body_len": flow.response.as_ref().map(|r| r.content.map_or(0, <[u8]>::len)),
+    })
+}
+
+fn versions(summary: &LoadSummary) -> Vec<String> {
+    summary.versions.iter().map(ToString::to_string).collect()
+}
+
+fn summary_json(recording: &Recording, summary: &LoadSummary, cost: LoadCost) -> serde_json::Value {
+    json!({"summary": {
+        "files": summary.files,
+        "http_flows": summary.http_flows,
+        "without_response": summary.without_response,
+        "skipped": {
+            "tcp": summary.skipped.tcp,
+            "udp": summary.skipped.udp,
+            "dns": summary.skipped.dns,
+            "websocket": summary.skipped.websocket,
+        },
+        "bad_flows": summary.bad_flows,
+        "format_versions": versions(summary),
+        "bytes": summary.bytes,
+        "load_seconds": cost.elapsed.as_secs_f64(),
+        "heap_bytes": cost.heap_bytes,
+        "heap_bytes_per_flow": heap_per_flow(cost, summary),
+        "index_heap_bytes": recording.index_heap_bytes(),
+    }})
+}
+
+fn heap_per_flow(cost: LoadCost, summary: &LoadSummary) -> Option<f64> {
+    let flows = summary.http_flows.max(1) as f64;
+    cost.heap_bytes.map(|h| h as f64 / flows)
+}
+
+fn write_summary(
+    out: &mut dyn Write,
+    recording: &Recording,
+    summary: &LoadSummary,
+    cost: LoadCost,
+) -> io::Result<()> {
+    let s = &summary.skipped;
+    writeln!(
+        out,
+        "{} HTTP flows ({} without response); skipped: {} tcp, {} udp, {} dns, {} websocket, {} bad",
+        summary.http_flows, summary.without_response, s.tcp, s.udp, s.dns, s.websocket, summary.bad_flows
+    )?;
+    let versions = versions(summary);
+    writeln!(
+        out,
+        "format versions: {}",
+        if versions.is_empty() {
+            "none".to_string()
+        } else {
+            versions.join(", ")
+        }
+    )?;
+    let secs = cost.elapsed.as_secs_f64();
+    writeln!(
+        out,
+        "{} file{}, {} bytes, loaded in {:.1} ms ({:.0} MB/s)",
+        summary.files,
+        if summary.files == 1 { "" } else { "s" },
+        summary.bytes,
+        secs * 1e3,
+        summary.bytes as f64 / secs.max(1e-9) / 1e6
+    )?;
+    match (cost.heap_bytes, heap_per_flow(cost, summary)) {
+        (Some(heap), Some(per_flow)) => writeln!(
+            out,
+            "heap added by loading: {heap} bytes ({per_flow:.1} per flow; index {} bytes)",
+            recording.index_heap_bytes()
+        ),
+        _ => writeln!(out, "index heap: {} bytes", recording.index_heap_bytes()),
+    }
+}
+
+fn human_size(n: usize) -> String {
+    match n {
+        n if n < 1024 => format!("{n}b"),
+        n if n < 1024 * 1024 => format!("{:.1}k", n as f64 / 1024.0),
+        n => format!("{:.1}m", n as f64 / 1024.0 / 1024.0),
+    }
+}

@@ -1,0 +1,19 @@
+//! uringreplay: answers HTTP requests with the responses recorded in mitmproxy flow files, the way
+//! `mitmdump -S` (server-side replay) does, on per-core io_uring loops.
+//!
+//! The core (`flowfile`, `replay`, `http1`, `upstream`) takes bytes and `now` and returns bytes and
+//! decisions: it opens no socket, reads no clock and touches no file (the one exception is the
+//! memory mapping in `flowfile/mod.rs`). The drivers in `server` do all I/O.
+//!
+//! # Layout
+//! - [`flowfile`]: recordings, from bytes: tnetstring, mitmproxy formats (0,11)–21, views of flows.
+//! - [`config`]: plain option data shared by everything else.
+//! - [`cli`]: the command line.
+//! - [`inspect`]: the `uringreplay inspect` listing and summary.
+//! - [`server`]: the I/O drivers (sockets, rings, threads, the counting allocator).
+
+pub mod cli;
+pub mod config;
+pub mod flowfile;
+pub mod inspect;
+pub mod server;

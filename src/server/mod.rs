@@ -1,0 +1,5 @@
+//! The I/O drivers: everything that touches sockets, rings, threads, clocks and the allocator.
+//!
+//! Nothing in the core (`flowfile`, `replay`, `http1`, `upstream`) imports this module.
+
+pub mod heap;
