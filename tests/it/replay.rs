@@ -97,6 +97,23 @@ fn the_epoll_driver_replays_the_same_session() {
     pipelined_on(&server);
 }
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn where_io_uring_is_forbidden_auto_falls_back_to_epoll_and_says_so() {
+    let path = fixture("demo.flows");
+    let server = Server::start_with(
+        &["-S", path.to_str().unwrap()],
+        crate::support::forbid_io_uring,
+    );
+    let stderr = server.wait_stderr("worker threads on epoll");
+    assert_eq!(
+        stderr.matches("falling back to epoll").count(),
+        1,
+        "{stderr}"
+    );
+    replay_the_session(&server);
+}
+
 #[test]
 fn an_explicit_reverse_mode_replays_and_regular_mode_takes_the_host_header() {
     let path = fixture("demo.flows");

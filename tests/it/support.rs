@@ -96,7 +96,14 @@ pub struct Stopped {
 impl Server {
     /// Starts `uringreplay ARGS -p 0 --threads 2` and reads the bound address from its first line.
     pub fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_uringreplay"))
+        Server::start_with(args, |_| {})
+    }
+
+    /// Like [`Server::start`], letting `configure` adjust the command first.
+    pub fn start_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_uringreplay"));
+        configure(&mut command);
+        let mut child = command
             .args(args)
             .args(["-p", "0", "--threads", "2"])
             .stdout(Stdio::piped())
@@ -442,4 +449,55 @@ impl Upstream {
 pub fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+/// Makes the child's io_uring_setup fail with EPERM, as Docker's default seccomp profile does.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub fn forbid_io_uring(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    const IO_URING_SETUP: u32 = 425;
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl with a
+    // filter program that lives on its stack for the duration of the call.
+    unsafe {
+        command.pre_exec(|| {
+            let filter = [
+                // A = seccomp_data.nr
+                libc::sock_filter {
+                    code: 0x20,
+                    jt: 0,
+                    jf: 0,
+                    k: 0,
+                },
+                // if A == io_uring_setup goto deny else goto allow
+                libc::sock_filter {
+                    code: 0x15,
+                    jt: 1,
+                    jf: 0,
+                    k: IO_URING_SETUP,
+                },
+                libc::sock_filter {
+                    code: 0x06,
+                    jt: 0,
+                    jf: 0,
+                    k: 0x7fff_0000,
+                },
+                libc::sock_filter {
+                    code: 0x06,
+                    jt: 0,
+                    jf: 0,
+                    k: 0x0005_0000 | libc::EPERM as u32,
+                },
+            ];
+            let program = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(libc::PR_SET_SECCOMP, 2, &program as *const libc::sock_fprog) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
