@@ -139,6 +139,9 @@ pub struct ServeArgs {
     /// Print one line per request, like mitmdump.
     #[arg(short = 'v', long)]
     pub verbose: bool,
+    /// Print no periodic summary lines (errors and the final report still appear).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     /// mitmproxy option `NAME=VALUE` (server_replay_*, mode, listen_host, listen_port, keepserving).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
@@ -193,12 +196,28 @@ fn parse_extra(value: &str) -> Result<Unmatched, String> {
     }
 }
 
-fn parse_mode(value: &str) -> Result<ProxyMode, String> {
-    if value == "regular" {
-        return Ok(ProxyMode::Regular);
+/// A listen address given inside a mode spec (`MODE@[HOST:]PORT`).
+type ListenOverride = (Option<String>, u16);
+
+fn parse_mode(value: &str) -> Result<(ProxyMode, Option<ListenOverride>), String> {
+    let (spec, listen) = match value.rsplit_once('@') {
+        Some((spec, at)) => {
+            let (host, port) = match at.rsplit_once(':') {
+                Some((h, p)) => (Some(h.trim_matches(['[', ']']).to_string()), p),
+                None => (None, at),
+            };
+            let port = port
+                .parse::<u16>()
+                .map_err(|_| format!("invalid listen port {port:?} in mode {value:?}"))?;
+            (spec, Some((host, port)))
+        }
+        None => (value, None),
+    };
+    if spec == "regular" {
+        return Ok((ProxyMode::Regular, listen));
     }
-    match value.strip_prefix("reverse:") {
-        Some(spec) => ReverseTarget::parse(spec).map(ProxyMode::Reverse),
+    match spec.strip_prefix("reverse:") {
+        Some(target) => Ok((ProxyMode::Reverse(ReverseTarget::parse(target)?), listen)),
         None => Err(format!(
             "mode {value:?} is not supported: use regular or reverse:SCHEME://HOST[:PORT]"
         )),
@@ -222,7 +241,11 @@ impl ServeArgs {
         let mut extra = self.extra.as_deref().map(parse_extra).transpose()?;
         let mut kill = self.kill;
         let mut reuse = self.reuse;
-        let mut mode = self.mode.as_deref().map(parse_mode).transpose()?;
+        let mut mode = None;
+        let mut mode_listen = None;
+        if let Some(m) = self.mode.as_deref() {
+            (mode, mode_listen) = parse_mode(m).map(|(m, l)| (Some(m), l))?;
+        }
         let mut listen_host = self.listen_host.clone();
         let mut listen_port = self.listen_port;
         for item in &self.set {
@@ -245,7 +268,7 @@ impl ServeArgs {
                 }
                 "server_replay_ignore_host" => replay.ignore_host = parse_bool(name, value)?,
                 "server_replay_ignore_port" => replay.ignore_port = parse_bool(name, value)?,
-                "mode" => mode = Some(parse_mode(text()?)?),
+                "mode" => (mode, mode_listen) = parse_mode(text()?).map(|(m, l)| (Some(m), l))?,
                 "listen_host" => listen_host = Some(text()?.to_string()),
                 "listen_port" => {
                     listen_port = Some(
@@ -292,6 +315,12 @@ impl ServeArgs {
             return Err("nothing to replay: give a recording with -S FILE".to_string());
         }
         let mode_given = mode.is_some();
+        if let Some((host, port)) = mode_listen {
+            listen_port = Some(port);
+            if host.is_some() {
+                listen_host = host;
+            }
+        }
         Ok(ServeConfig {
             files,
             replay,
@@ -305,6 +334,7 @@ impl ServeArgs {
                 idle_timeout_secs: self.idle_timeout,
                 header_timeout_secs: self.header_timeout,
                 verbose: self.verbose,
+                quiet: self.quiet,
                 exit_when_done: self.exit_when_done,
             },
             mode_given,
@@ -349,6 +379,18 @@ mod tests {
         assert_eq!(c.replay.use_headers, ["accept"]);
         assert_eq!(c.replay.ignore_params, ["ts"]);
         assert!(matches!(c.serve.mode, ProxyMode::Reverse(ref t) if t.port == 29411));
+    }
+
+    #[test]
+    fn a_listen_address_inside_the_mode_spec_is_used() {
+        let c = config(&["-S", "a", "--mode", "reverse:http://h:81@127.0.0.2:9000"]).unwrap();
+        assert_eq!(
+            (c.serve.listen_host.as_str(), c.serve.listen_port),
+            ("127.0.0.2", 9000)
+        );
+        assert!(matches!(c.serve.mode, ProxyMode::Reverse(ref t) if t.port == 81 && t.host == "h"));
+        let c = config(&["-S", "a", "--mode", "regular@8081"]).unwrap();
+        assert_eq!(c.serve.listen_port, 8081);
     }
 
     #[test]

@@ -195,6 +195,8 @@ pub struct ServeOptions {
     pub header_timeout_secs: u64,
     /// Print one line per request.
     pub verbose: bool,
+    /// Print no periodic summary lines.
+    pub quiet: bool,
     /// Exit once every recorded flow has been replayed.
     pub exit_when_done: bool,
 }
@@ -211,6 +213,7 @@ impl Default for ServeOptions {
             idle_timeout_secs: 60,
             header_timeout_secs: 10,
             verbose: false,
+            quiet: false,
             exit_when_done: false,
         }
     }

@@ -164,7 +164,7 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
     let mut last_at = clock::instant();
     while !wait_for_stop(&signals, SUMMARY_EVERY) {
         let now = sum();
-        if now != last {
+        if now != last && !options.quiet {
             let secs = clock::since(last_at).as_secs_f64().max(1e-3);
             let rate = (now.requests() - last.requests()) as f64 / secs;
             eprintln!("{}", Summary { now, rate });
