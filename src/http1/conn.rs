@@ -192,6 +192,11 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
         assert!(text.contains("connection: close\r\n"));
         assert!(text.ends_with("repeated Content-Length\n"));
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.ends_with(&format!("content-length: {}", body.len())),
+            "{text}"
+        );
     }
 
     proptest::proptest! {

@@ -203,10 +203,20 @@ impl std::fmt::Display for Url<'_> {
     }
 }
 
-/// mitmproxy's answer to an origin-form request without a usable Host in regular mode (§e.2).
-const NO_HOST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nServer: uringreplay\r\nConnection: close\r\n\
-Content-Type: text/html\r\ncontent-length: 68\r\n\r\n\
-<html><body>HTTP request has no host header, destination unknown.\n</body></html>";
+/// Appends mitmproxy's answer to an origin-form request without a usable Host in regular mode
+/// (spec §e.2); the connection closes after it.
+fn write_no_host(out: &mut Vec<u8>) {
+    const PAGE: &str =
+        "<html><body>HTTP request has no host header, destination unknown.</body></html>\n";
+    out.extend_from_slice(
+        format!(
+            "HTTP/1.1 400 Bad Request\r\nServer: uringreplay\r\nConnection: close\r\n\
+             Content-Type: text/html\r\ncontent-length: {}\r\n\r\n{PAGE}",
+            PAGE.len()
+        )
+        .as_bytes(),
+    );
+}
 
 /// Asks the main thread to stop (used by `--exit-when-done`), once.
 fn request_stop() {
@@ -259,7 +269,7 @@ async fn connection(worker: &Worker, mut stream: TcpStream, peer: SocketAddr) {
             pos += req.len;
             let Some(route) = route(shared.reverse.as_ref(), req.target, req.headers) else {
                 Counters::bump(&counters.rejected);
-                out.extend_from_slice(NO_HOST);
+                write_no_host(out);
                 after = After::Close;
                 break;
             };

@@ -150,9 +150,18 @@ fn an_explicit_reverse_mode_replays_and_regular_mode_takes_the_host_header() {
     );
     let mut c = Client::new(&server);
     c.send(b"GET /hello HTTP/1.0\r\n\r\n");
-    let text = String::from_utf8(c.read_to_close()).unwrap();
-    assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
-    assert!(text.contains("HTTP request has no host header, destination unknown."));
+    let r = c.response(false);
+    assert_eq!(r.status, 400);
+    let body = String::from_utf8(r.body).unwrap();
+    assert!(
+        body.contains("HTTP request has no host header, destination unknown."),
+        "{body}"
+    );
+    assert!(
+        body.ends_with("</html>\n"),
+        "Content-Length covers the whole page: {body:?}"
+    );
+    assert_eq!(c.read_to_close(), b"", "closed after the 400");
 }
 
 #[test]
