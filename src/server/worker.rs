@@ -249,7 +249,7 @@ async fn connection(worker: &Worker, mut stream: TcpStream, peer: SocketAddr) {
     let mut scratch: Vec<u8> = Vec::new();
     let mut partial_since = None;
     loop {
-        // Answer every complete request in the input, in order, into `out`.
+        // Answer every complete request in the input, in order, into the outbox.
         let now = clock::now();
         let mut pos = 0;
         let mut after = After::Continue;
@@ -386,6 +386,10 @@ async fn connection(worker: &Worker, mut stream: TcpStream, peer: SocketAddr) {
             After::Continue => {}
             After::Kill => return,
             After::Close => return linger_close(stream, input).await,
+        }
+        if pos > 0 {
+            // A request completed: the next one's header clock starts with its own bytes.
+            partial_since = None;
         }
         if pos == input.len() {
             input.clear();
