@@ -16,4 +16,5 @@ pub mod cli;
 pub mod config;
 pub mod flowfile;
 pub mod inspect;
+pub mod replay;
 pub mod server;
