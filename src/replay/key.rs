@@ -603,7 +603,11 @@ pub(crate) mod tests {
         }
     }
 
-    fn with_items<R>(req: &Req, options: &KeyOptions, f: impl FnOnce(&[Item<'_>]) -> R) -> R {
+    pub(crate) fn with_items<R>(
+        req: &Req,
+        options: &KeyOptions,
+        f: impl FnOnce(&[Item<'_>]) -> R,
+    ) -> R {
         let headers: Vec<httparse::Header<'_>> = req
             .headers
             .iter()

@@ -242,3 +242,6 @@ impl Replayer {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;
