@@ -2,8 +2,9 @@
 //! afterwards except for one atomic cursor per key (spec §c).
 //!
 //! Lookup hashes the live request's key (streamed, see [`super::key`]), finds the groups with that
-//! hash in a hash map, and confirms equality against the group's first recorded request, re-read
-//! from the recording: exact, allocation-free and independent of the recording's size.
+//! hash in a hash map, and confirms equality against the group's key kept at load as canonical
+//! bytes (long recorded byte strings such as bodies are kept as spans of the recording instead of
+//! copies): exact, allocation-free and independent of the recording's size.
 //!
 //! Groups hold only flows that have a response, in recording order. mitmproxy keeps
 //! response-less flows in its lists and discards them when a pop reaches them; since a pop then
@@ -17,7 +18,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::key::{self, Item, Items, KeyOptions, KeyRequest};
 use crate::config::Order;
-use crate::flowfile::Recording;
+use crate::flowfile::{Recording, Span};
+
+/// Recorded byte strings at least this long are kept as spans of the recording rather than
+/// copied into a key (request bodies, long paths); shorter ones are cheaper to copy than to refer
+/// to (a span is 24 bytes).
+const SPAN_MIN: usize = 64;
+
+/// A piece of a stored key's canonical bytes.
+#[derive(Debug, Clone, Copy)]
+enum Segment {
+    /// Bytes in `Index::key_bytes`.
+    Inline {
+        /// Start in `key_bytes`.
+        start: usize,
+        /// Length.
+        len: u32,
+    },
+    /// Bytes of the recording.
+    Recorded(Span),
+}
 
 /// A hasher for keys that already are hashes.
 #[derive(Default)]
@@ -51,6 +71,10 @@ struct Group {
     cursor: AtomicU64,
     /// Next group whose key has the same 64-bit hash, or `NONE`.
     next_same_hash: u32,
+    /// First segment of the group's key in `Index::segments`.
+    segment_start: u32,
+    /// Number of segments of the key.
+    segment_count: u32,
 }
 
 /// Recorded flows by key.
@@ -64,6 +88,10 @@ pub struct Index {
     groups: Vec<Group>,
     /// Flow ids of every group's members, group after group, each in recording order.
     members: Vec<u32>,
+    /// Canonical key bytes of every group (the inline segments).
+    key_bytes: Vec<u8>,
+    /// Segments of every group's key, group after group.
+    segments: Vec<Segment>,
     /// Flows with a response not yet consumed (consume order).
     remaining: AtomicU64,
     /// The key options the index was built with.
@@ -73,59 +101,119 @@ pub struct Index {
 impl Index {
     /// Groups the flows of `recording` that have a response by their key.
     pub fn build(recording: &Recording, options: KeyOptions) -> Index {
-        let state = ahash::RandomState::new();
-        let mut table: HashMap<u64, u32, BuildHasherDefault<Prehashed>> = HashMap::default();
-        // (representative flow, members, next group with the same hash)
-        let mut lists: Vec<(u32, Vec<u32>, u32)> = Vec::new();
+        let mut index = Index {
+            state: ahash::RandomState::new(),
+            table: HashMap::default(),
+            groups: Vec::new(),
+            members: Vec::new(),
+            key_bytes: Vec::new(),
+            segments: Vec::new(),
+            remaining: AtomicU64::new(0),
+            options,
+        };
+        // Members per group while building; flattened into `members` at the end.
+        let mut lists: Vec<Vec<u32>> = Vec::new();
         for flow in recording.flows() {
             if flow.response.is_none() {
                 continue;
             }
             let id = u32::try_from(flow.id).expect("invariant: fewer than 2^32 flows");
-            let request = KeyRequest::recorded(&flow.request);
             let mut items = Items::new();
-            key::items(&request, &options, &mut items);
-            let hash = key::hash(&items, &state);
-            let mut group = table.get(&hash).copied().unwrap_or(NONE);
-            while group != NONE {
-                let rep = recording.flow(lists[group as usize].0 as usize);
-                if same_key(&items, &KeyRequest::recorded(&rep.request), &options) {
-                    break;
+            key::items(
+                &KeyRequest::recorded(&flow.request),
+                &index.options,
+                &mut items,
+            );
+            let hash = key::hash(&items, &index.state);
+            let group = match index.find_hashed(recording, &items, hash) {
+                Some(group) => group,
+                None => {
+                    let group =
+                        u32::try_from(index.groups.len()).expect("invariant: fewer than 2^32 keys");
+                    let segment_start = index.segments.len() as u32;
+                    index.store_key(recording, &items);
+                    index.groups.push(Group {
+                        start: 0,
+                        len: 0,
+                        cursor: AtomicU64::new(0),
+                        next_same_hash: index.table.get(&hash).copied().unwrap_or(NONE),
+                        segment_start,
+                        segment_count: index.segments.len() as u32 - segment_start,
+                    });
+                    index.table.insert(hash, group);
+                    lists.push(Vec::new());
+                    group
                 }
-                group = lists[group as usize].2;
-            }
-            if group == NONE {
-                let first = table.get(&hash).copied().unwrap_or(NONE);
-                let new = u32::try_from(lists.len()).expect("invariant: fewer than 2^32 keys");
-                lists.push((id, Vec::new(), first));
-                table.insert(hash, new);
-                group = new;
-            }
-            lists[group as usize].1.push(id);
+            };
+            lists[group as usize].push(id);
         }
-        let mut members = Vec::with_capacity(lists.iter().map(|l| l.1.len()).sum());
-        let groups = lists
-            .into_iter()
-            .map(|(_, list, next)| {
-                let start = members.len() as u32;
-                members.extend_from_slice(&list);
-                Group {
-                    start,
-                    len: list.len() as u32,
-                    cursor: AtomicU64::new(0),
-                    next_same_hash: next,
+        for (group, list) in index.groups.iter_mut().zip(&lists) {
+            group.start = index.members.len() as u32;
+            group.len = list.len() as u32;
+            index.members.extend_from_slice(list);
+        }
+        index.remaining = AtomicU64::new(index.members.len() as u64);
+        index.table.shrink_to_fit();
+        index.groups.shrink_to_fit();
+        index.members.shrink_to_fit();
+        index.key_bytes.shrink_to_fit();
+        index.segments.shrink_to_fit();
+        index
+    }
+
+    /// Keeps the canonical bytes of a new group's key.
+    fn store_key(&mut self, recording: &Recording, items: &[Item<'_>]) {
+        let mut inline_start = self.key_bytes.len();
+        for (i, item) in items.iter().enumerate() {
+            let span = match item {
+                Item::Bytes(b) if b.len() >= SPAN_MIN => recording.span_of(b),
+                _ => None,
+            };
+            match span {
+                Some(span) => {
+                    self.flush_inline(inline_start);
+                    self.segments.push(Segment::Recorded(span));
+                    inline_start = self.key_bytes.len();
                 }
+                None => key::write_canonical(&items[i..=i], &mut self.key_bytes),
+            }
+        }
+        self.flush_inline(inline_start);
+    }
+
+    fn flush_inline(&mut self, start: usize) {
+        let len = self.key_bytes.len() - start;
+        if len > 0 {
+            self.segments.push(Segment::Inline {
+                start,
+                len: u32::try_from(len).expect("invariant: a key's inline part is under 4 GiB"),
+            });
+        }
+    }
+
+    /// Whether `items` is the key of `group`.
+    fn group_has_key(&self, recording: &Recording, group: &Group, items: &[Item<'_>]) -> bool {
+        let start = group.segment_start as usize;
+        let mut segments = self.segments[start..start + group.segment_count as usize].iter();
+        key::equals_chunks(items, || {
+            segments.next().map(|segment| match *segment {
+                Segment::Inline { start, len } => &self.key_bytes[start..start + len as usize],
+                Segment::Recorded(span) => recording.bytes(span),
             })
-            .collect();
-        table.shrink_to_fit();
-        Index {
-            state,
-            table,
-            groups,
-            remaining: AtomicU64::new(members.len() as u64),
-            members,
-            options,
+        })
+    }
+
+    /// The group whose key is `items` (with hash `hash`), if any.
+    fn find_hashed(&self, recording: &Recording, items: &[Item<'_>], hash: u64) -> Option<u32> {
+        let mut group = *self.table.get(&hash)?;
+        while group != NONE {
+            let g = &self.groups[group as usize];
+            if self.group_has_key(recording, g, items) {
+                return Some(group);
+            }
+            group = g.next_same_hash;
         }
+        None
     }
 
     /// The key options.
@@ -135,16 +223,8 @@ impl Index {
 
     /// The group whose key equals `items`, if any.
     fn find(&self, recording: &Recording, items: &[Item<'_>]) -> Option<&Group> {
-        let mut group = *self.table.get(&key::hash(items, &self.state))?;
-        while group != NONE {
-            let g = &self.groups[group as usize];
-            let rep = recording.flow(self.members[g.start as usize] as usize);
-            if same_key(items, &KeyRequest::recorded(&rep.request), &self.options) {
-                return Some(g);
-            }
-            group = g.next_same_hash;
-        }
-        None
+        let group = self.find_hashed(recording, items, key::hash(items, &self.state))?;
+        Some(&self.groups[group as usize])
     }
 
     /// The flow that answers a request with key `items` under `order`, consuming it in
@@ -183,13 +263,8 @@ impl Index {
     pub fn heap_bytes(&self) -> usize {
         self.groups.capacity() * std::mem::size_of::<Group>()
             + self.members.capacity() * 4
+            + self.key_bytes.capacity()
+            + self.segments.capacity() * std::mem::size_of::<Segment>()
             + self.table.capacity() * (std::mem::size_of::<(u64, u32)>() + 1)
     }
-}
-
-/// Whether `items` is the key of the recorded request `other`.
-fn same_key(items: &[Item<'_>], other: &KeyRequest<'_>, options: &KeyOptions) -> bool {
-    let mut other_items = Items::new();
-    key::items(other, options, &mut other_items);
-    key::items_equal(items, &other_items)
 }

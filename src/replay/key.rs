@@ -565,6 +565,39 @@ pub fn items_equal(a: &[Item<'_>], b: &[Item<'_>]) -> bool {
     }
 }
 
+/// Appends the canonical bytes of `items` to `out` (at load, to keep a key for comparisons).
+pub fn write_canonical(items: &[Item<'_>], out: &mut Vec<u8>) {
+    let mut stream = Stream::new(items);
+    while let Some(chunk) = stream.next_chunk() {
+        out.extend_from_slice(chunk.bytes());
+    }
+}
+
+/// Whether the canonical bytes of `items` equal the concatenation of the slices `next` yields
+/// (until it yields `None`).
+pub fn equals_chunks<'s>(items: &[Item<'_>], mut next: impl FnMut() -> Option<&'s [u8]>) -> bool {
+    let mut stream = Stream::new(items);
+    let mut other: &[u8] = &[];
+    while let Some(chunk) = stream.next_chunk() {
+        let mut mine = chunk.bytes();
+        while !mine.is_empty() {
+            while other.is_empty() {
+                match next() {
+                    Some(o) => other = o,
+                    None => return false,
+                }
+            }
+            let n = mine.len().min(other.len());
+            if mine[..n] != other[..n] {
+                return false;
+            }
+            mine = &mine[n..];
+            other = &other[n..];
+        }
+    }
+    other.is_empty() && std::iter::from_fn(&mut next).all(<[u8]>::is_empty)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -45,7 +45,7 @@ pub struct Template {
     /// First patch site in the patch arena.
     patch_start: u32,
     /// Number of patch sites.
-    patch_count: u16,
+    patch_count: u32,
     /// How the body is framed.
     pub framing: Framing,
     /// Spec §f.5 rule 1 for non-HEAD requests: the body is delimited by closing the connection.
@@ -292,7 +292,7 @@ impl Templates {
             head_len,
             chunk_line_len,
             patch_start: patch_start as u32,
-            patch_count: (self.patches.len() - patch_start) as u16,
+            patch_count: (self.patches.len() - patch_start) as u32,
             framing,
             body_until_close: body_until_close(response),
             response_close: response_wants_close(response),
@@ -320,7 +320,7 @@ impl Templates {
     /// The patch sites of a template.
     pub fn patches(&self, t: &Template) -> &[PatchSite] {
         let start = t.patch_start as usize;
-        &self.patches[start..start + usize::from(t.patch_count)]
+        &self.patches[start..start + t.patch_count as usize]
     }
 
     /// Heap bytes held by the templates.

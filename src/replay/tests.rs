@@ -924,3 +924,20 @@ fn concurrent_pops_serve_every_flow_exactly_once() {
     assert_eq!(all, (0..FLOWS as u32).collect::<Vec<_>>());
     assert_eq!(replayer.remaining(), 0);
 }
+
+#[test]
+fn long_recorded_bodies_are_compared_in_full() {
+    let long = vec![b'x'; 300];
+    let mut flow = test_flow();
+    flow.method = b"POST".to_vec();
+    flow.content = Some(long.clone());
+    let replayer = replayer(&[flow.clone(), flow.clone()], &options());
+    assert_eq!(replayer.keys(), 1);
+    let mut live = Live::of(&flow);
+    live.body[299] = b'y';
+    assert_eq!(live.decide(&replayer), Decision::Forward);
+    live.body.truncate(299);
+    assert_eq!(live.decide(&replayer), Decision::Forward);
+    live.body = long;
+    assert_eq!(live.decide(&replayer), Decision::Replay(FlowId(0)));
+}
