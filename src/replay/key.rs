@@ -398,114 +398,47 @@ fn body_items<'a>(request: &KeyRequest<'a>, options: &KeyOptions, out: &mut Item
     }
 }
 
-/// A piece of canonical bytes: borrowed from the request or produced inline.
-enum Chunk<'a> {
-    Borrowed(&'a [u8]),
-    Inline([u8; 64], usize),
-}
-
-impl Chunk<'_> {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Chunk::Borrowed(b) => b,
-            Chunk::Inline(buf, n) => &buf[..*n],
-        }
-    }
-}
-
-/// Walks the canonical bytes of an item list, chunk by chunk.
-struct Stream<'i, 'a> {
-    items: &'i [Item<'a>],
-    /// The decoder of the current `Text` item, if one is in progress.
-    text: Option<Decoder<'a>>,
-    /// Position inside the current `Upper` item.
-    upper_pos: usize,
-    /// Whether the end mark of a plain `Text` item is still to come.
-    pending_end: bool,
-}
-
-impl<'i, 'a> Stream<'i, 'a> {
-    fn new(items: &'i [Item<'a>]) -> Stream<'i, 'a> {
-        Stream {
-            items,
-            text: None,
-            upper_pos: 0,
-            pending_end: false,
-        }
-    }
-
-    fn next_chunk(&mut self) -> Option<Chunk<'a>> {
-        loop {
-            if self.pending_end {
-                self.pending_end = false;
+/// Feeds the canonical bytes of `items` to `sink` piece by piece (how the bytes are cut into
+/// pieces is unspecified); stops early and returns `false` as soon as `sink` returns `false`.
+pub fn emit(items: &[Item<'_>], sink: &mut impl FnMut(&[u8]) -> bool) -> bool {
+    for item in items {
+        let more = match *item {
+            Item::Tag(t) => sink(&[t]),
+            Item::Len(v) => sink(&v.to_le_bytes()),
+            Item::Bytes(b) => b.is_empty() || sink(b),
+            Item::Upper(b) => b.chunks(64).all(|piece| {
                 let mut buf = [0; 64];
-                buf[0] = 0xFF;
-                return Some(Chunk::Inline(buf, 1));
-            }
-            if let Some(decoder) = &mut self.text {
-                let mut buf = [0; 64];
-                let n = decoder.fill(&mut buf);
-                if n > 0 {
-                    return Some(Chunk::Inline(buf, n));
-                }
-                self.text = None;
-                self.items = &self.items[1..];
-                buf[0] = 0xFF;
-                return Some(Chunk::Inline(buf, 1));
-            }
-            let (item, rest) = self.items.split_first()?;
-            match *item {
-                Item::Tag(t) => {
-                    self.items = rest;
+                buf[..piece.len()].copy_from_slice(piece);
+                buf[..piece.len()].make_ascii_uppercase();
+                sink(&buf[..piece.len()])
+            }),
+            Item::Text(raw, mode) => {
+                if is_plain(raw) {
+                    (raw.is_empty() || sink(raw)) && sink(&[0xFF])
+                } else {
+                    let mut decoder = Decoder::new(raw, mode);
                     let mut buf = [0; 64];
-                    buf[0] = t;
-                    return Some(Chunk::Inline(buf, 1));
-                }
-                Item::Len(v) => {
-                    self.items = rest;
-                    let mut buf = [0; 64];
-                    buf[..8].copy_from_slice(&v.to_le_bytes());
-                    return Some(Chunk::Inline(buf, 8));
-                }
-                Item::Bytes(b) => {
-                    self.items = rest;
-                    if !b.is_empty() {
-                        return Some(Chunk::Borrowed(b));
-                    }
-                }
-                Item::Upper(b) => {
-                    let piece = &b[self.upper_pos.min(b.len())..];
-                    if piece.is_empty() {
-                        self.items = rest;
-                        self.upper_pos = 0;
-                        continue;
-                    }
-                    let n = piece.len().min(64);
-                    let mut buf = [0; 64];
-                    buf[..n].copy_from_slice(&piece[..n]);
-                    buf[..n].make_ascii_uppercase();
-                    self.upper_pos += n;
-                    return Some(Chunk::Inline(buf, n));
-                }
-                Item::Text(raw, mode) => {
-                    if is_plain(raw) {
-                        // Plain text is its own decoded form; the end mark follows.
-                        self.items = rest;
-                        self.pending_end = true;
-                        if !raw.is_empty() {
-                            return Some(Chunk::Borrowed(raw));
+                    loop {
+                        let n = decoder.fill(&mut buf);
+                        if n == 0 {
+                            break sink(&[0xFF]);
                         }
-                        continue;
+                        if !sink(&buf[..n]) {
+                            break false;
+                        }
                     }
-                    self.text = Some(Decoder::new(raw, mode));
                 }
             }
+        };
+        if !more {
+            return false;
         }
     }
+    true
 }
 
 /// Bytes per block fed to the hasher: the hash of a stream must not depend on how it was cut
-/// into chunks, so chunks are re-cut into fixed blocks first.
+/// into pieces, so pieces are re-cut into fixed blocks first.
 const HASH_BLOCK: usize = 128;
 
 /// The hash of a key's canonical bytes.
@@ -514,9 +447,7 @@ pub fn hash(items: &[Item<'_>], state: &ahash::RandomState) -> u64 {
     let mut block = [0u8; HASH_BLOCK];
     let mut filled = 0;
     let mut total = 0u64;
-    let mut stream = Stream::new(items);
-    while let Some(chunk) = stream.next_chunk() {
-        let mut bytes = chunk.bytes();
+    emit(items, &mut |mut bytes: &[u8]| {
         total += bytes.len() as u64;
         while !bytes.is_empty() {
             let n = bytes.len().min(HASH_BLOCK - filled);
@@ -528,63 +459,35 @@ pub fn hash(items: &[Item<'_>], state: &ahash::RandomState) -> u64 {
                 filled = 0;
             }
         }
-    }
+        true
+    });
     hasher.write(&block[..filled]);
     hasher.write_u64(total);
     hasher.finish()
 }
 
-/// Whether two keys have the same canonical bytes (the same mitmproxy key).
-pub fn items_equal(a: &[Item<'_>], b: &[Item<'_>]) -> bool {
-    let mut sa = Stream::new(a);
-    let mut sb = Stream::new(b);
-    let (mut ca, mut cb) = (sa.next_chunk(), sb.next_chunk());
-    let (mut pa, mut pb) = (0, 0);
-    loop {
-        match (&ca, &cb) {
-            (None, None) => return true,
-            (Some(x), Some(y)) => {
-                let (x, y) = (&x.bytes()[pa..], &y.bytes()[pb..]);
-                let n = x.len().min(y.len());
-                if x[..n] != y[..n] {
-                    return false;
-                }
-                pa += n;
-                pb += n;
-                if pa == ca.as_ref().map_or(0, |c| c.bytes().len()) {
-                    ca = sa.next_chunk();
-                    pa = 0;
-                }
-                if pb == cb.as_ref().map_or(0, |c| c.bytes().len()) {
-                    cb = sb.next_chunk();
-                    pb = 0;
-                }
-            }
-            _ => return false,
-        }
-    }
-}
-
 /// Appends the canonical bytes of `items` to `out` (at load, to keep a key for comparisons).
 pub fn write_canonical(items: &[Item<'_>], out: &mut Vec<u8>) {
-    let mut stream = Stream::new(items);
-    while let Some(chunk) = stream.next_chunk() {
-        out.extend_from_slice(chunk.bytes());
-    }
+    emit(items, &mut |bytes: &[u8]| {
+        out.extend_from_slice(bytes);
+        true
+    });
 }
 
 /// Whether the canonical bytes of `items` equal the concatenation of the slices `next` yields
 /// (until it yields `None`).
 pub fn equals_chunks<'s>(items: &[Item<'_>], mut next: impl FnMut() -> Option<&'s [u8]>) -> bool {
-    let mut stream = Stream::new(items);
     let mut other: &[u8] = &[];
-    while let Some(chunk) = stream.next_chunk() {
-        let mut mine = chunk.bytes();
+    let mut exhausted = false;
+    let same = emit(items, &mut |mut mine: &[u8]| {
         while !mine.is_empty() {
             while other.is_empty() {
                 match next() {
                     Some(o) => other = o,
-                    None => return false,
+                    None => {
+                        exhausted = true;
+                        return false;
+                    }
                 }
             }
             let n = mine.len().min(other.len());
@@ -594,8 +497,18 @@ pub fn equals_chunks<'s>(items: &[Item<'_>], mut next: impl FnMut() -> Option<&'
             mine = &mine[n..];
             other = &other[n..];
         }
-    }
-    other.is_empty() && std::iter::from_fn(&mut next).all(<[u8]>::is_empty)
+        true
+    });
+    same && !exhausted && other.is_empty() && std::iter::from_fn(&mut next).all(<[u8]>::is_empty)
+}
+
+/// Whether two keys have the same canonical bytes (the same mitmproxy key). Allocates; for
+/// tests and tools (lookups use [`equals_chunks`] against a stored key).
+pub fn items_equal(a: &[Item<'_>], b: &[Item<'_>]) -> bool {
+    let mut stored = Vec::new();
+    write_canonical(b, &mut stored);
+    let mut once = Some(stored.as_slice());
+    equals_chunks(a, || once.take())
 }
 
 #[cfg(test)]

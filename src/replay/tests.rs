@@ -941,3 +941,9 @@ fn long_recorded_bodies_are_compared_in_full() {
     live.body = long;
     assert_eq!(live.decide(&replayer), Decision::Replay(FlowId(0)));
 }
+
+#[test]
+fn the_replayer_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Replayer>();
+}
