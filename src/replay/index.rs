@@ -111,8 +111,8 @@ impl Index {
             remaining: AtomicU64::new(0),
             options,
         };
-        // Members per group while building; flattened into `members` at the end.
-        let mut lists: Vec<Vec<u32>> = Vec::new();
+        // (group, flow) in recording order; grouped by a stable sort at the end.
+        let mut placed: Vec<(u32, u32)> = Vec::new();
         for flow in recording.flows() {
             if flow.response.is_none() {
                 continue;
@@ -141,16 +141,20 @@ impl Index {
                         segment_count: index.segments.len() as u32 - segment_start,
                     });
                     index.table.insert(hash, group);
-                    lists.push(Vec::new());
                     group
                 }
             };
-            lists[group as usize].push(id);
+            placed.push((group, id));
         }
-        for (group, list) in index.groups.iter_mut().zip(&lists) {
-            group.start = index.members.len() as u32;
-            group.len = list.len() as u32;
-            index.members.extend_from_slice(list);
+        // Stable: each group's members stay in recording order.
+        placed.sort_by_key(|&(group, _)| group);
+        index.members = placed.iter().map(|&(_, id)| id).collect();
+        for (n, &(group, _)) in placed.iter().enumerate() {
+            let g = &mut index.groups[group as usize];
+            if g.len == 0 {
+                g.start = n as u32;
+            }
+            g.len += 1;
         }
         index.remaining = AtomicU64::new(index.members.len() as u64);
         index.table.shrink_to_fit();

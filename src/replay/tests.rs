@@ -947,3 +947,16 @@ fn the_replayer_can_be_shared_between_threads() {
     fn shared<T: Send + Sync>() {}
     shared::<Replayer>();
 }
+
+#[test]
+fn interleaved_keys_each_keep_their_recording_order() {
+    let a = test_flow();
+    let mut b = test_flow();
+    b.path = b"/other".to_vec();
+    let replayer = replayer(&[a.clone(), b.clone(), a.clone(), b.clone()], &options());
+    assert_eq!(Live::of(&b).decide(&replayer), Decision::Replay(FlowId(1)));
+    assert_eq!(Live::of(&a).decide(&replayer), Decision::Replay(FlowId(0)));
+    assert_eq!(Live::of(&a).decide(&replayer), Decision::Replay(FlowId(2)));
+    assert_eq!(Live::of(&b).decide(&replayer), Decision::Replay(FlowId(3)));
+    assert_eq!(Live::of(&a).decide(&replayer), Decision::Forward);
+}
