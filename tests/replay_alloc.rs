@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use uringreplay::config::{Order, ReplayOptions};
+use uringreplay::flowfile::writer::{write_flow, FlowSpec};
 use uringreplay::flowfile::{LoadOptions, Recording};
 use uringreplay::replay::{key, Decision, LiveRequest, Replayer, RequestFacts};
 use uringreplay::server::heap;
@@ -46,9 +47,41 @@ fn requests(recording: &Recording) -> Vec<Request> {
         .collect()
 }
 
-fn replay_everything(options: &ReplayOptions) {
+fn fixture() -> Recording {
     let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo.flows");
-    let recording = Recording::open(&[fixture], LoadOptions::default(), &mut |_| {}).unwrap();
+    Recording::open(&[fixture], LoadOptions::default(), &mut |_| {}).unwrap()
+}
+
+/// A multipart POST and a GET with 40 query parameters (more key items than fit inline
+/// anywhere), with a dated response.
+fn generated() -> Recording {
+    let mut bytes = Vec::new();
+    let mut post = FlowSpec::get("/upload?x=1", 200, b"ok");
+    post.method = b"POST".to_vec();
+    post.headers.push((
+        b"Content-Type".to_vec(),
+        b"multipart/form-data; boundary=BB".to_vec(),
+    ));
+    post.content = Some(
+        b"--BB\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--BB\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nt\r\n--BB--\r\n"
+            .to_vec(),
+    );
+    write_flow(&mut bytes, &post);
+    let query: Vec<String> = (0..40).map(|i| format!("p{i}=%C3%A9{i}")).collect();
+    let mut get = FlowSpec::get(&format!("/many?{}", query.join("&")), 200, b"ok");
+    get.response.as_mut().unwrap().headers.push((
+        b"Set-Cookie".to_vec(),
+        b"a=b; Expires=Wed, 09 Jun 2038 10:18:14 GMT; Path=/".to_vec(),
+    ));
+    write_flow(&mut bytes, &get);
+    Recording::from_bytes(
+        vec![(PathBuf::from("gen.flows"), bytes)],
+        LoadOptions::default(),
+    )
+    .unwrap()
+}
+
+fn replay_everything(recording: Recording, options: &ReplayOptions) {
     let requests = requests(&recording);
     let replayer = Replayer::new(Arc::new(recording), options);
     let headers: Vec<Vec<httparse::Header<'_>>> = requests
@@ -109,16 +142,20 @@ fn replay_everything(options: &ReplayOptions) {
 
 #[test]
 fn deciding_and_writing_replies_never_allocates() {
-    replay_everything(&ReplayOptions {
+    let plain = ReplayOptions {
         order: Order::Cycle,
         ..ReplayOptions::default()
-    });
+    };
     // The option-heavy path: header values, ignored query names and form parsing.
-    replay_everything(&ReplayOptions {
+    let heavy = ReplayOptions {
         order: Order::Cycle,
         use_headers: vec!["accept".into(), "x-missing".into()],
-        ignore_params: vec!["page".into()],
+        ignore_params: vec!["page".into(), "p7".into()],
         ignore_payload_params: vec!["csrf".into()],
         ..ReplayOptions::default()
-    });
+    };
+    for options in [&plain, &heavy] {
+        replay_everything(fixture(), options);
+        replay_everything(generated(), options);
+    }
 }

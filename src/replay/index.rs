@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::key::{self, Item, Items, KeyOptions, KeyRequest};
+use super::key::{self, Canonical, Item, Items, KeyOptions, KeyRequest};
 use crate::config::Order;
 use crate::flowfile::{Recording, Span};
 
@@ -124,8 +124,8 @@ impl Index {
                 &index.options,
                 &mut items,
             );
-            let hash = key::hash(&items, &index.state);
-            let group = match index.find_hashed(recording, &items, hash) {
+            let hash = key::hash(items.as_slice(), &index.state);
+            let group = match index.find_hashed(recording, items.as_slice(), hash) {
                 Some(group) => group,
                 None => {
                     let group =
@@ -195,11 +195,16 @@ impl Index {
         }
     }
 
-    /// Whether `items` is the key of `group`.
-    fn group_has_key(&self, recording: &Recording, group: &Group, items: &[Item<'_>]) -> bool {
+    /// Whether `key` is the key of `group`.
+    fn group_has_key(
+        &self,
+        recording: &Recording,
+        group: &Group,
+        key: &(impl Canonical + ?Sized),
+    ) -> bool {
         let start = group.segment_start as usize;
         let mut segments = self.segments[start..start + group.segment_count as usize].iter();
-        key::equals_chunks(items, || {
+        key::equals_chunks(key, || {
             segments.next().map(|segment| match *segment {
                 Segment::Inline { start, len } => &self.key_bytes[start..start + len as usize],
                 Segment::Recorded(span) => recording.bytes(span),
@@ -207,12 +212,17 @@ impl Index {
         })
     }
 
-    /// The group whose key is `items` (with hash `hash`), if any.
-    fn find_hashed(&self, recording: &Recording, items: &[Item<'_>], hash: u64) -> Option<u32> {
+    /// The group whose key is `key` (with hash `hash`), if any.
+    fn find_hashed(
+        &self,
+        recording: &Recording,
+        key: &(impl Canonical + ?Sized),
+        hash: u64,
+    ) -> Option<u32> {
         let mut group = *self.table.get(&hash)?;
         while group != NONE {
             let g = &self.groups[group as usize];
-            if self.group_has_key(recording, g, items) {
+            if self.group_has_key(recording, g, key) {
                 return Some(group);
             }
             group = g.next_same_hash;
@@ -225,16 +235,21 @@ impl Index {
         &self.options
     }
 
-    /// The group whose key equals `items`, if any.
-    fn find(&self, recording: &Recording, items: &[Item<'_>]) -> Option<&Group> {
-        let group = self.find_hashed(recording, items, key::hash(items, &self.state))?;
+    /// The group whose key equals `key`, if any.
+    fn find(&self, recording: &Recording, key: &(impl Canonical + ?Sized)) -> Option<&Group> {
+        let group = self.find_hashed(recording, key, key::hash(key, &self.state))?;
         Some(&self.groups[group as usize])
     }
 
-    /// The flow that answers a request with key `items` under `order`, consuming it in
-    /// consume order; `None` when no recorded response is left for that key.
-    pub fn take(&self, recording: &Recording, items: &[Item<'_>], order: Order) -> Option<u32> {
-        let g = self.find(recording, items)?;
+    /// The flow that answers a request with key `key` under `order`, consuming it in consume
+    /// order; `None` when no recorded response is left for that key.
+    pub fn take(
+        &self,
+        recording: &Recording,
+        key: &(impl Canonical + ?Sized),
+        order: Order,
+    ) -> Option<u32> {
+        let g = self.find(recording, key)?;
         let members = &self.members[g.start as usize..(g.start + g.len) as usize];
         match order {
             Order::Consume => {

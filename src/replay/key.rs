@@ -5,9 +5,9 @@
 //! [`Item`]s that borrow from the request, and define its *canonical bytes*: a prefix-free
 //! encoding (lengths before raw bytes, tags before variants and list elements, decoded text ended
 //! by `0xFF`). Two requests have equal mitmproxy keys exactly when their canonical bytes are equal.
-//! [`hash`] streams those bytes into ahash in fixed-size blocks and [`items_equal`] compares two
-//! streams; neither builds an owned key or allocates (the item list lives in a [`SmallVec`] on the
-//! stack).
+//! [`hash`] streams those bytes into ahash in fixed-size blocks and [`equals_chunks`] compares
+//! them with a key kept at load. For a live request ([`RequestKey`]) the items are produced on the
+//! fly and turned into bytes as they come, so neither builds an owned key or allocates.
 #![forbid(unsafe_code)]
 
 use std::hash::{BuildHasher, Hasher};
@@ -283,8 +283,66 @@ const FIELD_TEXT: u8 = b't';
 const ABSENT: u8 = b'a';
 const PRESENT: u8 = b'p';
 
+/// Receives key items one by one.
+pub trait ItemSink<'a> {
+    /// Takes the next item.
+    fn push(&mut self, item: Item<'a>);
+}
+
+impl<'a> ItemSink<'a> for Items<'a> {
+    fn push(&mut self, item: Item<'a>) {
+        SmallVec::push(self, item);
+    }
+}
+
+/// Turns items into canonical bytes for a byte sink as they are produced.
+struct EmitItems<F> {
+    sink: F,
+    /// False once the sink asked to stop.
+    more: bool,
+}
+
+impl<'a, F: FnMut(&[u8]) -> bool> ItemSink<'a> for EmitItems<F> {
+    fn push(&mut self, item: Item<'a>) {
+        if self.more {
+            self.more = emit_item(item, &mut self.sink);
+        }
+    }
+}
+
+/// Something whose canonical key bytes can be produced: a stored item list, or a request with
+/// options (whose items are produced on the fly, so nothing is collected or allocated).
+pub trait Canonical {
+    /// Feeds the canonical bytes to `sink` piece by piece; stops and returns `false` as soon as
+    /// `sink` returns `false`.
+    fn emit(&self, sink: impl FnMut(&[u8]) -> bool) -> bool;
+}
+
+impl Canonical for [Item<'_>] {
+    fn emit(&self, mut sink: impl FnMut(&[u8]) -> bool) -> bool {
+        self.iter().all(|&item| emit_item(item, &mut sink))
+    }
+}
+
+/// A request's key under some options.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestKey<'r, 'a> {
+    /// The request.
+    pub request: &'r KeyRequest<'a>,
+    /// The key options.
+    pub options: &'r KeyOptions,
+}
+
+impl Canonical for RequestKey<'_, '_> {
+    fn emit(&self, sink: impl FnMut(&[u8]) -> bool) -> bool {
+        let mut out = EmitItems { sink, more: true };
+        items(self.request, self.options, &mut out);
+        out.more
+    }
+}
+
 /// Builds the key items of `request` under `options` (spec §b.3, in mitmproxy's order).
-pub fn items<'a>(request: &KeyRequest<'a>, options: &KeyOptions, out: &mut Items<'a>) {
+pub fn items<'a>(request: &KeyRequest<'a>, options: &KeyOptions, out: &mut impl ItemSink<'a>) {
     out.push(Item::Len(request.scheme.len() as u64));
     out.push(Item::Bytes(request.scheme));
     out.push(Item::Len(request.method.len() as u64));
@@ -329,8 +387,28 @@ pub fn items<'a>(request: &KeyRequest<'a>, options: &KeyOptions, out: &mut Items
     }
 }
 
+/// Whether `raw` read as UTF-8 with each invalid sequence replaced by U+FFFD is `text`
+/// (`String::from_utf8_lossy(raw) == text`, without allocating).
+fn lossy_eq(raw: &[u8], text: &[u8]) -> bool {
+    const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
+    let mut rest = text;
+    for chunk in raw.utf8_chunks() {
+        let Some(r) = rest.strip_prefix(chunk.valid().as_bytes()) else {
+            return false;
+        };
+        rest = r;
+        if !chunk.invalid().is_empty() {
+            let Some(r) = rest.strip_prefix(REPLACEMENT) else {
+                return false;
+            };
+            rest = r;
+        }
+    }
+    rest.is_empty()
+}
+
 /// Every field named `name` joined with `", "`: the total length, then the pieces.
-fn folded_items<'a>(fields: HeaderFields<'a>, name: &[u8], out: &mut Items<'a>) {
+fn folded_items<'a>(fields: HeaderFields<'a>, name: &[u8], out: &mut impl ItemSink<'a>) {
     let mut total = 0u64;
     for (i, v) in fields.values(name).enumerate() {
         total += v.len() as u64 + if i > 0 { 2 } else { 0 };
@@ -344,7 +422,7 @@ fn folded_items<'a>(fields: HeaderFields<'a>, name: &[u8], out: &mut Items<'a>) 
     }
 }
 
-fn body_items<'a>(request: &KeyRequest<'a>, options: &KeyOptions, out: &mut Items<'a>) {
+fn body_items<'a>(request: &KeyRequest<'a>, options: &KeyOptions, out: &mut impl ItemSink<'a>) {
     if !options.ignore_payload_params.is_empty() {
         if let (Some(body), Some(content_type)) =
             (request.body, request.headers.first(b"content-type"))
@@ -353,9 +431,7 @@ fn body_items<'a>(request: &KeyRequest<'a>, options: &KeyOptions, out: &mut Item
             if let Some(fields) = form::multipart_fields(content_type, body) {
                 out.push(Item::Tag(BODY_FORM));
                 for field in fields {
-                    let skip = ignored
-                        .iter()
-                        .any(|p| String::from_utf8_lossy(field.name).as_bytes() == p.as_slice());
+                    let skip = ignored.iter().any(|p| lossy_eq(field.name, p));
                     if skip {
                         continue;
                     }
@@ -398,43 +474,35 @@ fn body_items<'a>(request: &KeyRequest<'a>, options: &KeyOptions, out: &mut Item
     }
 }
 
-/// Feeds the canonical bytes of `items` to `sink` piece by piece (how the bytes are cut into
-/// pieces is unspecified); stops early and returns `false` as soon as `sink` returns `false`.
-pub fn emit(items: &[Item<'_>], sink: &mut impl FnMut(&[u8]) -> bool) -> bool {
-    for item in items {
-        let more = match *item {
-            Item::Tag(t) => sink(&[t]),
-            Item::Len(v) => sink(&v.to_le_bytes()),
-            Item::Bytes(b) => b.is_empty() || sink(b),
-            Item::Upper(b) => b.chunks(64).all(|piece| {
-                let mut buf = [0; 64];
-                buf[..piece.len()].copy_from_slice(piece);
-                buf[..piece.len()].make_ascii_uppercase();
-                sink(&buf[..piece.len()])
-            }),
-            Item::Text(raw, mode) => {
-                if is_plain(raw) {
-                    (raw.is_empty() || sink(raw)) && sink(&[0xFF])
-                } else {
-                    let mut decoder = Decoder::new(raw, mode);
-                    let mut buf = [0; 64];
-                    loop {
-                        let n = decoder.fill(&mut buf);
-                        if n == 0 {
-                            break sink(&[0xFF]);
-                        }
-                        if !sink(&buf[..n]) {
-                            break false;
-                        }
-                    }
+/// Feeds the canonical bytes of one item to `sink`; `false` when `sink` asked to stop.
+fn emit_item(item: Item<'_>, sink: &mut impl FnMut(&[u8]) -> bool) -> bool {
+    match item {
+        Item::Tag(t) => sink(&[t]),
+        Item::Len(v) => sink(&v.to_le_bytes()),
+        Item::Bytes(b) => b.is_empty() || sink(b),
+        Item::Upper(b) => b.chunks(64).all(|piece| {
+            let mut buf = [0; 64];
+            buf[..piece.len()].copy_from_slice(piece);
+            buf[..piece.len()].make_ascii_uppercase();
+            sink(&buf[..piece.len()])
+        }),
+        Item::Text(raw, mode) => {
+            if is_plain(raw) {
+                return (raw.is_empty() || sink(raw)) && sink(&[0xFF]);
+            }
+            let mut decoder = Decoder::new(raw, mode);
+            let mut buf = [0; 64];
+            loop {
+                let n = decoder.fill(&mut buf);
+                if n == 0 {
+                    return sink(&[0xFF]);
+                }
+                if !sink(&buf[..n]) {
+                    return false;
                 }
             }
-        };
-        if !more {
-            return false;
         }
     }
-    true
 }
 
 /// Bytes per block fed to the hasher: the hash of a stream must not depend on how it was cut
@@ -442,12 +510,12 @@ pub fn emit(items: &[Item<'_>], sink: &mut impl FnMut(&[u8]) -> bool) -> bool {
 const HASH_BLOCK: usize = 128;
 
 /// The hash of a key's canonical bytes.
-pub fn hash(items: &[Item<'_>], state: &ahash::RandomState) -> u64 {
+pub fn hash(key: &(impl Canonical + ?Sized), state: &ahash::RandomState) -> u64 {
     let mut hasher = state.build_hasher();
     let mut block = [0u8; HASH_BLOCK];
     let mut filled = 0;
     let mut total = 0u64;
-    emit(items, &mut |mut bytes: &[u8]| {
+    key.emit(|mut bytes: &[u8]| {
         total += bytes.len() as u64;
         while !bytes.is_empty() {
             let n = bytes.len().min(HASH_BLOCK - filled);
@@ -466,20 +534,23 @@ pub fn hash(items: &[Item<'_>], state: &ahash::RandomState) -> u64 {
     hasher.finish()
 }
 
-/// Appends the canonical bytes of `items` to `out` (at load, to keep a key for comparisons).
-pub fn write_canonical(items: &[Item<'_>], out: &mut Vec<u8>) {
-    emit(items, &mut |bytes: &[u8]| {
+/// Appends the canonical bytes of `key` to `out` (at load, to keep a key for comparisons).
+pub fn write_canonical(key: &(impl Canonical + ?Sized), out: &mut Vec<u8>) {
+    key.emit(|bytes: &[u8]| {
         out.extend_from_slice(bytes);
         true
     });
 }
 
-/// Whether the canonical bytes of `items` equal the concatenation of the slices `next` yields
+/// Whether the canonical bytes of `key` equal the concatenation of the slices `next` yields
 /// (until it yields `None`).
-pub fn equals_chunks<'s>(items: &[Item<'_>], mut next: impl FnMut() -> Option<&'s [u8]>) -> bool {
+pub fn equals_chunks<'s>(
+    key: &(impl Canonical + ?Sized),
+    mut next: impl FnMut() -> Option<&'s [u8]>,
+) -> bool {
     let mut other: &[u8] = &[];
     let mut exhausted = false;
-    let same = emit(items, &mut |mut mine: &[u8]| {
+    let same = key.emit(|mut mine: &[u8]| {
         while !mine.is_empty() {
             while other.is_empty() {
                 match next() {
@@ -552,7 +623,7 @@ pub(crate) mod tests {
     pub(crate) fn with_items<R>(
         req: &Req,
         options: &KeyOptions,
-        f: impl FnOnce(&[Item<'_>]) -> R,
+        f: impl FnOnce(&[Item<'_>], &RequestKey<'_, '_>) -> R,
     ) -> R {
         let headers: Vec<httparse::Header<'_>> = req
             .headers
@@ -570,15 +641,27 @@ pub(crate) mod tests {
         };
         let mut out = Items::new();
         items(&key_request, options, &mut out);
-        f(&out)
+        f(
+            &out,
+            &RequestKey {
+                request: &key_request,
+                options,
+            },
+        )
     }
 
     /// Whether two requests have the same key, checking that the hash agrees with equality.
     pub(crate) fn same_key(a: &Req, b: &Req, options: &KeyOptions) -> bool {
         let state = ahash::RandomState::with_seeds(1, 2, 3, 4);
-        with_items(a, options, |ia| {
-            with_items(b, options, |ib| {
-                let equal = items_equal(ia, ib);
+        with_items(a, options, |ia, live_a| {
+            with_items(b, options, |ib, _| {
+                // The on-the-fly key of a live request is the key of its item list.
+                assert_eq!(hash(live_a, &state), hash(ia, &state));
+                let mut stored = Vec::new();
+                write_canonical(ib, &mut stored);
+                let mut once = Some(stored.as_slice());
+                let equal = equals_chunks(live_a, || once.take());
+                assert_eq!(equal, items_equal(ia, ib));
                 if equal {
                     assert_eq!(hash(ia, &state), hash(ib, &state));
                 }
@@ -859,6 +942,14 @@ pub(crate) mod tests {
             &Req::get("/"),
             &opts
         ));
+    }
+
+    #[test]
+    fn multipart_names_compare_as_lossy_utf8() {
+        assert!(lossy_eq(b"a\xFFb", "a\u{FFFD}b".as_bytes()));
+        assert!(lossy_eq(b"plain", b"plain"));
+        assert!(!lossy_eq(b"a\xFF", b"a"));
+        assert!(!lossy_eq(b"ab", b"a"));
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::time::SystemTime;
 use crate::config::{Order, ReplayOptions, Unmatched};
 use crate::flowfile::Recording;
 use index::Index;
-use key::{HeaderFields, Items, KeyHost, KeyOptions, KeyRequest};
+use key::{HeaderFields, KeyHost, KeyOptions, KeyRequest};
 use template::{Framing, Templates};
 
 /// A live request as the matcher sees it (after reverse-mode rewriting by the caller).
@@ -134,9 +134,11 @@ impl Replayer {
             headers: HeaderFields::Live(request.headers),
             body: Some(request.body),
         };
-        let mut items = Items::new();
-        key::items(&key_request, self.index.options(), &mut items);
-        match self.index.take(&self.recording, &items, self.order) {
+        let key = key::RequestKey {
+            request: &key_request,
+            options: self.index.options(),
+        };
+        match self.index.take(&self.recording, &key, self.order) {
             Some(flow) => Decision::Replay(FlowId(flow)),
             None => match self.unmatched {
                 Unmatched::Forward => Decision::Forward,
