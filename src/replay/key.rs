@@ -295,6 +295,51 @@ impl<'a> ItemSink<'a> for Items<'a> {
     }
 }
 
+/// Collects up to [`INLINE_ITEMS`] items on the stack; remembers when there were more.
+#[derive(Debug)]
+pub struct ItemArray<'a> {
+    /// The items collected so far.
+    items: [Item<'a>; INLINE_ITEMS],
+    /// How many of `items` are filled.
+    len: usize,
+    /// More items came than fit.
+    overflow: bool,
+}
+
+impl<'a> ItemArray<'a> {
+    /// An empty array.
+    pub fn new() -> ItemArray<'a> {
+        ItemArray {
+            items: [Item::Tag(0); INLINE_ITEMS],
+            len: 0,
+            overflow: false,
+        }
+    }
+
+    /// The items, or `None` if they did not all fit.
+    pub fn as_slice(&self) -> Option<&[Item<'a>]> {
+        (!self.overflow).then(|| &self.items[..self.len])
+    }
+}
+
+impl Default for ItemArray<'_> {
+    fn default() -> Self {
+        ItemArray::new()
+    }
+}
+
+impl<'a> ItemSink<'a> for ItemArray<'a> {
+    fn push(&mut self, item: Item<'a>) {
+        match self.items.get_mut(self.len) {
+            Some(slot) => {
+                *slot = item;
+                self.len += 1;
+            }
+            None => self.overflow = true,
+        }
+    }
+}
+
 /// Turns items into canonical bytes for a byte sink as they are produced.
 struct EmitItems<F> {
     sink: F,

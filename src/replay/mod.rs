@@ -134,11 +134,22 @@ impl Replayer {
             headers: HeaderFields::Live(request.headers),
             body: Some(request.body),
         };
-        let key = key::RequestKey {
-            request: &key_request,
-            options: self.index.options(),
+        // Usual requests: collect the key items once on the stack, then hash and compare them.
+        // Requests with very many query parameters or headers: produce the items twice instead.
+        let options = self.index.options();
+        let mut collected = key::ItemArray::new();
+        key::items(&key_request, options, &mut collected);
+        let taken = match collected.as_slice() {
+            Some(items) => self.index.take(&self.recording, items, self.order),
+            None => {
+                let key = key::RequestKey {
+                    request: &key_request,
+                    options,
+                };
+                self.index.take(&self.recording, &key, self.order)
+            }
         };
-        match self.index.take(&self.recording, &key, self.order) {
+        match taken {
             Some(flow) => Decision::Replay(FlowId(flow)),
             None => match self.unmatched {
                 Unmatched::Forward => Decision::Forward,

@@ -960,3 +960,18 @@ fn interleaved_keys_each_keep_their_recording_order() {
     assert_eq!(Live::of(&b).decide(&replayer), Decision::Replay(FlowId(3)));
     assert_eq!(Live::of(&a).decide(&replayer), Decision::Forward);
 }
+
+#[test]
+fn requests_with_more_key_items_than_fit_inline_still_match_exactly() {
+    let query: Vec<String> = (0..40).map(|i| format!("p{i}=v{i}")).collect();
+    let mut flow = test_flow();
+    flow.path = format!("/many?{}", query.join("&")).into_bytes();
+    let replayer = replayer(&[flow.clone(), flow.clone()], &options());
+    let mut changed = Live::of(&flow);
+    changed.target.push(b'x');
+    assert_eq!(changed.decide(&replayer), Decision::Forward);
+    assert_eq!(
+        Live::of(&flow).decide(&replayer),
+        Decision::Replay(FlowId(0))
+    );
+}
