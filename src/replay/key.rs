@@ -116,7 +116,8 @@ impl<'a> KeyRequest<'a> {
     /// The key view of a recorded request (pretty host per spec §b.5).
     pub fn recorded(request: &RequestView<'a>) -> KeyRequest<'a> {
         let headers = HeaderFields::Recorded(request.headers);
-        let over_h2 = matches!(request.http_version, b"HTTP/2.0" | b"HTTP/3" | b"HTTP/2");
+        // mitmproxy's `is_http2`/`is_http3`: HAR's `HTTP/2` does not count.
+        let over_h2 = matches!(request.http_version, b"HTTP/2.0" | b"HTTP/3");
         let host = if over_h2 && !request.authority.is_empty() {
             KeyHost::Single(pretty_host(request.authority))
         } else {

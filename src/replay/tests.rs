@@ -975,3 +975,43 @@ fn requests_with_more_key_items_than_fit_inline_still_match_exactly() {
         Decision::Replay(FlowId(0))
     );
 }
+
+#[test]
+fn http2_recordings_take_the_host_from_the_authority() {
+    // The writer has no authority field, so check the view-level rule directly.
+    let mut bytes = Vec::new();
+    let mut flow = test_flow();
+    flow.http_version = b"HTTP/2.0".to_vec();
+    flow.headers
+        .push((b"host".to_vec(), b"from-header".to_vec()));
+    write_flow(&mut bytes, &flow);
+    let recording = Recording::from_bytes(
+        vec![(PathBuf::from("h2.flows"), bytes)],
+        LoadOptions::default(),
+    )
+    .unwrap();
+    let mut request = recording.flow(0).request;
+    let host = |r: &crate::flowfile::RequestView<'_>| match key::KeyRequest::recorded(r).host {
+        key::KeyHost::Single(h) => h.to_vec(),
+        key::KeyHost::Joined(_) => panic!("one host"),
+    };
+    assert_eq!(host(&request), b"from-header");
+    request.authority = b"Authority.example:443";
+    assert_eq!(host(&request), b"Authority.example");
+    request.http_version = b"HTTP/2";
+    assert_eq!(host(&request), b"from-header");
+}
+
+#[test]
+fn repeated_recorded_host_headers_are_used_joined_and_whole() {
+    let mut flow = test_flow();
+    flow.headers
+        .push((b"Host".to_vec(), b"a.example:1".to_vec()));
+    flow.headers.push((b"host".to_vec(), b"b.example".to_vec()));
+    let replayer = replayer(std::slice::from_ref(&flow), &options());
+    let mut live = Live::of(&flow);
+    live.host = b"a.example".to_vec();
+    assert_eq!(live.decide(&replayer), Decision::Forward);
+    live.host = b"a.example:1, b.example".to_vec();
+    assert_eq!(live.decide(&replayer), Decision::Replay(FlowId(0)));
+}
