@@ -194,3 +194,26 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn parsers_of_recorded_values_never_panic(
+        value in proptest::collection::vec(any::<u8>(), 0..64),
+        texty in "[ -~]{0,48}",
+        delta in any::<f64>(),
+    ) {
+        for v in [value.as_slice(), texty.as_bytes()] {
+            if let Some(epoch) = super::date::parse_lenient(v) {
+                let mut out = [0; IMF_FIXDATE_LEN];
+                let _ = write_imf_fixdate(super::date::shift(epoch, delta), &mut out);
+            }
+            let _ = super::cookie::refresh_set_cookie(v, if delta.is_finite() { delta } else { 0.0 });
+            let _ = key::pretty_host(v);
+            let _ = key::path_proper(v);
+            let _ = super::form::multipart_fields(b"multipart/form-data; boundary=a", v).map(|f| f.count());
+            for mode in [text::TextMode::Query, text::TextMode::FormUtf8, text::TextMode::FormLatin1] {
+                let _ = text::decodes_to(v, mode, b"x");
+            }
+        }
+    }
+}
