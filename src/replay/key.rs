@@ -555,6 +555,9 @@ fn emit_item(item: Item<'_>, sink: &mut impl FnMut(&[u8]) -> bool) -> bool {
 /// into pieces, so pieces are re-cut into fixed blocks first.
 const HASH_BLOCK: usize = 128;
 
+/// Pieces up to this long are copied and compared byte by byte (see `hash`, `equals_chunks`).
+const SMALL: usize = 16;
+
 /// The hash of a key's canonical bytes.
 pub fn hash(key: &(impl Canonical + ?Sized), state: &ahash::RandomState) -> u64 {
     let mut hasher = state.build_hasher();
@@ -563,6 +566,18 @@ pub fn hash(key: &(impl Canonical + ?Sized), state: &ahash::RandomState) -> u64 
     let mut total = 0u64;
     key.emit(|mut bytes: &[u8]| {
         total += bytes.len() as u64;
+        if bytes.len() <= SMALL && filled + bytes.len() <= HASH_BLOCK {
+            // Tags, lengths and short words: a byte loop beats a call to memcpy.
+            for (slot, &b) in block[filled..].iter_mut().zip(bytes) {
+                *slot = b;
+            }
+            filled += bytes.len();
+            if filled == HASH_BLOCK {
+                hasher.write(&block);
+                filled = 0;
+            }
+            return true;
+        }
         while !bytes.is_empty() {
             let n = bytes.len().min(HASH_BLOCK - filled);
             block[filled..filled + n].copy_from_slice(&bytes[..n]);
@@ -608,7 +623,13 @@ pub fn equals_chunks<'s>(
                 }
             }
             let n = mine.len().min(other.len());
-            if mine[..n] != other[..n] {
+            let same = if n <= SMALL {
+                // Tags, lengths and short words: a byte loop beats a call to memcmp.
+                mine[..n].iter().zip(&other[..n]).all(|(a, b)| a == b)
+            } else {
+                mine[..n] == other[..n]
+            };
+            if !same {
                 return false;
             }
             mine = &mine[n..];
