@@ -1,4 +1,31 @@
 //! Conformance cases of spec §i for the replay core, plus order, framing and concurrency.
+//!
+//! Where each §i case is checked (tests here unless a module is named):
+//! - 1, 2 `a_recording_file_loads_and_a_missing_one_is_an_error`; 3
+//!   `an_identical_request_is_answered_by_the_recorded_flow_once`; 4, 11
+//!   `flows_with_the_same_key_are_served_in_recording_order_each_once`; 12
+//!   `reuse_serves_the_first_flow_every_time_and_consumes_nothing`; 15
+//!   `recorded_keys_are_computed_with_the_options_in_force` (options are fixed at start-up, so
+//!   there is no runtime change); 16
+//!   `a_response_without_dates_is_replayed_byte_for_byte_and_other_bodies_are_forwarded`; 17, 18,
+//!   47 `kill_mode_kills_unmatched_requests` (closing the socket is the connection's job); 19
+//!   `status_modes_answer_with_empty_responses`; 20 `flows_without_responses_never_answer`.
+//! - 5–10, 13, 14, 36–42: `key::tests` (`ignore_host_…`, `ignore_content_…`,
+//!   `ignore_content_wins_over_payload_params`, `payload_params_only_parse_forms`,
+//!   `default_key_…`, `use_headers_…`, `ignore_params_…`, `ignore_payload_params_filters_…`,
+//!   `last_segment_path_params_are_ignored`, `host_case_matters`,
+//!   `port_comes_from_the_connection`, `stored_null_body_never_equals_an_empty_body`,
+//!   `form_matching_…`, `query_pairs_are_decoded_like_parse_qsl`, `use_headers_folds_…`).
+//! - 21–25: `refresh_with_no_shift_keeps_the_date`, `refresh_moves_the_date_by_the_age_of_the_recording`,
+//!   `refresh_rewrites_cookie_expiry`, `a_cookie_that_cannot_be_refreshed_is_kept_…`,
+//!   `dates_before_1970_survive_a_zero_shift`; 26 `a_teapot_status_reply_is_exactly_mitmproxys`.
+//! - 27–34: `cookie::tests`; the date forms of §d.4: `date::tests`.
+//! - 35 `status_mode_keeps_applying_after_every_flow_is_used_up` and 46
+//!   `a_refresh_past_year_9999_keeps_the_header_and_still_replays`: deliberate differences.
+//! - 43–45 `refresh_on_replay_…`, `repeated_date_fields_fold_into_the_first`,
+//!   `the_last_cookie_expiry_wins`; 50: the framing tests (`chunked_…`, `bodies_without_length_…`,
+//!   `http_1_0_…`, `no_content_…`, `head_requests_…`, `connection_close_…`).
+//! - 48, 49, 51, 52 concern connections, upstream and process lifetime (http1, server, main).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -148,6 +175,12 @@ fn a_recording_file_loads_and_a_missing_one_is_an_error() {
         &mut |_| {},
     );
     assert!(missing.is_err());
+    let directory = Recording::open(
+        &[PathBuf::from(env!("CARGO_MANIFEST_DIR"))],
+        LoadOptions::default(),
+        &mut |_| {},
+    );
+    assert!(directory.is_err());
 }
 
 // §i.1 case 3.
