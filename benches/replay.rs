@@ -118,5 +118,21 @@ fn head_copy_and_refresh(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, key_and_lookup, head_copy_and_refresh);
+fn index_and_templates_at_load(c: &mut Criterion) {
+    let recording = Arc::new(generated(100_000));
+    let mut group = c.benchmark_group("load");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(100_000));
+    group.bench_function("Replayer::new, 100k flows", |b| {
+        b.iter(|| Replayer::new(Arc::clone(&recording), &ReplayOptions::default()).keys())
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    key_and_lookup,
+    head_copy_and_refresh,
+    index_and_templates_at_load
+);
 criterion_main!(benches);
