@@ -175,11 +175,16 @@ impl Replayer {
             .templates
             .get(flow.0 as usize)
             .expect("invariant: decide only replays flows with a response");
-        let start = out.len();
-        out.extend_from_slice(self.templates.head(t));
-        if self.refresh {
+        let head = self.templates.head(t);
+        let patches = self.templates.patches(t);
+        if self.refresh && !patches.is_empty() {
             let delta = refresh::delta_seconds(now, t.timestamp_start);
-            refresh::refresh_head(&mut out[start..], self.templates.patches(t), delta);
+            refresh::write_refreshed_head(out, head, patches, delta, |site| {
+                let fallback = *self.templates.fallback(site)?;
+                Some((fallback, self.recording.bytes(fallback.original)))
+            });
+        } else {
+            out.extend_from_slice(head);
         }
         let body = t.body.map_or(&b""[..], |span| self.recording.bytes(span));
         let tail: &'static [u8] = match t.framing {

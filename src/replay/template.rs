@@ -16,8 +16,26 @@ use crate::flowfile::{Recording, ResponseView, Span};
 pub struct PatchSite {
     /// Offset of the 29-byte IMF-fixdate inside the head.
     pub pos: u32,
+    /// For a cookie expiry, the index of its field's [`CookieFallback`]; [`NO_FALLBACK`] for the
+    /// `Date`, `Expires` and `Last-Modified` headers.
+    pub fallback: u32,
     /// The recorded instant (seconds since the Unix epoch) written there at load.
     pub epoch: i64,
+}
+
+/// [`PatchSite::fallback`] of a header date.
+pub const NO_FALLBACK: u32 = u32::MAX;
+
+/// A re-serialised `Set-Cookie` value and the recorded value to send instead when one of its
+/// expiry dates cannot be shifted (mitmproxy then keeps the whole field as recorded, spec §d.3.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieFallback {
+    /// Start of the re-serialised value in the head.
+    pub start: u32,
+    /// End of the re-serialised value in the head.
+    pub end: u32,
+    /// The value as recorded.
+    pub original: Span,
 }
 
 /// Body framing decided at load.
@@ -65,6 +83,8 @@ pub struct Templates {
     heads: Vec<u8>,
     /// Patch sites of all flows, back to back.
     patches: Vec<PatchSite>,
+    /// Recorded values of the cookie fields that have patch sites.
+    fallbacks: Vec<CookieFallback>,
     /// One entry per flow id; `None` for flows without a response.
     entries: Vec<Option<Template>>,
 }
@@ -172,6 +192,7 @@ impl Templates {
         let mut templates = Templates {
             heads: Vec::new(),
             patches: Vec::new(),
+            fallbacks: Vec::new(),
             entries: Vec::with_capacity(recording.len()),
         };
         for flow in recording.flows() {
@@ -182,6 +203,7 @@ impl Templates {
         }
         templates.heads.shrink_to_fit();
         templates.patches.shrink_to_fit();
+        templates.fallbacks.shrink_to_fit();
         templates
     }
 
@@ -243,6 +265,7 @@ impl Templates {
                 write_imf_fixdate(epoch, &mut buf);
                 self.patches.push(PatchSite {
                     pos: (out.len() - head_start) as u32,
+                    fallback: NO_FALLBACK,
                     epoch,
                 });
                 out.extend_from_slice(&buf);
@@ -252,14 +275,31 @@ impl Templates {
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");
             if refresh && name.eq_ignore_ascii_case(b"set-cookie") {
-                if let CookieField::Rewritten { value, dates } = prepare_set_cookie(value) {
+                if let CookieField::Rewritten {
+                    value: rewritten,
+                    dates,
+                } = prepare_set_cookie(value)
+                {
                     let base = out.len() - head_start;
+                    let fallback = match recording.span_of(value) {
+                        Some(original) if !dates.is_empty() => {
+                            self.fallbacks.push(CookieFallback {
+                                start: base as u32,
+                                end: (base + rewritten.len()) as u32,
+                                original,
+                            });
+                            (self.fallbacks.len() - 1) as u32
+                        }
+                        _ => NO_FALLBACK,
+                    };
                     for (pos, epoch) in dates {
                         self.patches.push(PatchSite {
                             pos: (base + pos) as u32,
+                            fallback,
                             epoch,
                         });
                     }
+                    let value = rewritten;
                     out.extend_from_slice(&value);
                     out.extend_from_slice(b"\r\n");
                     continue;
@@ -323,9 +363,15 @@ impl Templates {
         &self.patches[start..start + t.patch_count as usize]
     }
 
+    /// The cookie fallback a patch site refers to.
+    pub fn fallback(&self, site: &PatchSite) -> Option<&CookieFallback> {
+        self.fallbacks.get(site.fallback as usize)
+    }
+
     /// Heap bytes held by the templates.
     pub fn heap_bytes(&self) -> usize {
         self.heads.capacity()
+            + self.fallbacks.capacity() * std::mem::size_of::<CookieFallback>()
             + self.patches.capacity() * std::mem::size_of::<PatchSite>()
             + self.entries.capacity() * std::mem::size_of::<Option<Template>>()
     }

@@ -1048,3 +1048,40 @@ fn repeated_recorded_host_headers_are_used_joined_and_whole() {
     live.host = b"a.example:1, b.example".to_vec();
     assert_eq!(live.decide(&replayer), Decision::Replay(FlowId(0)));
 }
+
+// §d.3.5: mitmproxy keeps a cookie field whose expiry cannot be shifted exactly as recorded.
+#[test]
+fn a_cookie_expiring_in_year_9999_is_sent_as_recorded_and_later_dates_still_move() {
+    let head = refreshed_head(
+        dated(&[
+            ("Set-Cookie", "a=1;Expires=Tue, 01-Jan-2030 00:00:00 GMT"),
+            (
+                "Set-Cookie",
+                "id=\"x\";expires=Fri, 31-Dec-9999 23:59:59 GMT; path=/",
+            ),
+            ("Date", "Sat, 01 Jan 2000 00:00:00 GMT"),
+            ("Set-Cookie", "b=2; Expires=Tue, 01-Jan-2030 00:00:00 GMT"),
+        ]),
+        946_681_262.0,
+    );
+    assert_eq!(
+        head,
+        "HTTP/1.1 200 OK\r\n\
+         Set-Cookie: a=1; Expires=Tue, 01 Jan 2030 00:01:00 GMT\r\n\
+         Set-Cookie: id=\"x\";expires=Fri, 31-Dec-9999 23:59:59 GMT; path=/\r\n\
+         Date: Sat, 01 Jan 2000 00:01:00 GMT\r\n\
+         Set-Cookie: b=2; Expires=Tue, 01 Jan 2030 00:01:00 GMT\r\n\r\n"
+    );
+    // Going back in time the same cookie can be shifted, so it is re-serialised.
+    let earlier = refreshed_head(
+        dated(&[(
+            "Set-Cookie",
+            "id=\"x\";expires=Fri, 31-Dec-9999 23:59:59 GMT; path=/",
+        )]),
+        946_681_142.0,
+    );
+    assert!(
+        earlier.contains("Set-Cookie: id=x; expires=Fri, 31 Dec 9999 23:58:59 GMT; path=/\r\n"),
+        "{earlier}"
+    );
+}
