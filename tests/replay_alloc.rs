@@ -53,7 +53,7 @@ fn fixture() -> Recording {
 }
 
 /// A multipart POST and a GET with 40 query parameters (more key items than fit inline
-/// anywhere), with a dated response.
+/// anywhere), with a dated response whose cookie expiry cannot be shifted.
 fn generated() -> Recording {
     let mut bytes = Vec::new();
     let mut post = FlowSpec::get("/upload?x=1", 200, b"ok");
@@ -69,10 +69,17 @@ fn generated() -> Recording {
     write_flow(&mut bytes, &post);
     let query: Vec<String> = (0..40).map(|i| format!("p{i}=%C3%A9{i}")).collect();
     let mut get = FlowSpec::get(&format!("/many?{}", query.join("&")), 200, b"ok");
-    get.response.as_mut().unwrap().headers.push((
+    let headers = &mut get.response.as_mut().unwrap().headers;
+    headers.push((
         b"Set-Cookie".to_vec(),
         b"a=b; Expires=Wed, 09 Jun 2038 10:18:14 GMT; Path=/".to_vec(),
     ));
+    // Cannot be shifted forward: sent as recorded, the slow path of refresh.
+    headers.push((
+        b"Set-Cookie".to_vec(),
+        b"c=d; expires=Fri, 31-Dec-9999 23:59:59 GMT".to_vec(),
+    ));
+    headers.push((b"Date".to_vec(), b"Fri, 27 Nov 2026 00:00:00 GMT".to_vec()));
     write_flow(&mut bytes, &get);
     Recording::from_bytes(
         vec![(PathBuf::from("gen.flows"), bytes)],

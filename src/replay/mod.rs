@@ -11,9 +11,11 @@
 //! - [`refresh`], [`date`], [`cookie`]: date shifting (spec §d).
 //!
 //! Deliberate differences from mitmproxy: unmatched requests follow the unmatched policy even after
-//! every recorded flow was consumed (mitmproxy then forwards everything, its issue 8363); a refresh
-//! whose shifted date leaves years 1–9999 keeps the recorded date and still replays (mitmproxy
-//! forwards the request).
+//! every recorded flow was consumed (mitmproxy then forwards everything, its issue 8363); a
+//! `Date`/`Expires`/`Last-Modified` whose shifted date leaves years 1–9999 keeps its recorded date
+//! (normalised to IMF-fixdate) and the response is still replayed (mitmproxy forwards the request).
+//! A cookie expiry that cannot be shifted leaves its `Set-Cookie` field as recorded, as in
+//! mitmproxy.
 #![forbid(unsafe_code)]
 
 pub mod cookie;
