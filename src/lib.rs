@@ -10,10 +10,13 @@
 //! - [`config`]: plain option data shared by everything else.
 //! - [`cli`]: the command line.
 //! - [`inspect`]: the `uringreplay inspect` listing and summary.
+//! - [`replay`]: which recorded response answers a request (match key, index, consume order) and
+//!   the exact response bytes (pre-rendered heads, refresh by fixed-width date patches).
 //! - [`server`]: the I/O drivers (sockets, rings, threads, the counting allocator).
 
 pub mod cli;
 pub mod config;
 pub mod flowfile;
 pub mod inspect;
+pub mod replay;
 pub mod server;
