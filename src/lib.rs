@@ -10,7 +10,8 @@
 //! - [`config`]: plain option data shared by everything else.
 //! - [`cli`]: the command line.
 //! - [`inspect`]: the `uringreplay inspect` listing and summary.
-//! - [`replay`]: which recorded flow answers a request, and its rendered reply.
+//! - [`replay`]: which recorded response answers a request (match key, index, consume order) and
+//!   the exact response bytes (pre-rendered heads, refresh by fixed-width date patches).
 //! - [`http1`]: the server side of HTTP/1.x, sans-IO (parsing, framing, keep-alive, limits).
 //! - [`stats`]: counters, summary and report lines.
 //! - [`server`]: the I/O drivers (sockets, rings, threads, the counting allocator).

@@ -1,8 +1,8 @@
 //! mitmproxy flow dicts of every format version mitmproxy 12 reads, (0,11) to 21 (spec §g.4–g.5).
 //!
 //! [`read_flows`] walks a whole file (a concatenation of top-level tnetstring dicts), validates each
-//! HTTP flow and records where its request and response dicts start. [`request_view`] and
-//! [`response_view`] turn those dicts into [`RequestView`]/[`ResponseView`], applying the format
+//! HTTP flow and records where its request and response dicts start. `request_view` and
+//! `response_view` turn those dicts into [`RequestView`]/[`ResponseView`], applying the format
 //! migrations that touch HTTP messages: bytes or text keys, `httpversion` lists, `code`/`msg`/`body`,
 //! missing `authority`/`trailers`, a null response `timestamp_start`.
 #![forbid(unsafe_code)]

@@ -1,199 +1,267 @@
-//! STAND-IN for the replay core (issue 3), written by the server branch only so the server can be
-//! built and tested before the real `replay` module lands. It has the agreed API shape and a
-//! deliberately simple behaviour (exact key on scheme, method, target, host, port and body;
-//! consume or first; no refresh). When merging `replay`, take the other side of this file.
+//! Which recorded response answers a request, and the exact bytes to send (spec §b–§d, §f).
+//!
+//! Sans-IO: the caller hands in a parsed request and `now`; [`Replayer::decide`] says what to do
+//! and [`Replayer::write_reply`] appends the response head to the caller's buffer and points at
+//! the body in the recording. Nothing here reads a clock, touches a file or allocates per request.
+//!
+//! - [`key`]: the match key (spec §b), streamed into ahash and compared without an owned key;
+//!   [`text`] and [`form`] decode query strings and form bodies for it.
+//! - [`index`]: flows grouped by key, consume cursors as atomics (spec §c).
+//! - [`template`]: per-flow pre-rendered heads, body spans, framing and patch sites (spec §f).
+//! - [`refresh`], [`date`], [`cookie`]: date shifting (spec §d).
+//!
+//! Deliberate differences from mitmproxy: unmatched requests follow the unmatched policy even after
+//! every recorded flow was consumed (mitmproxy then forwards everything, its issue 8363); a
+//! `Date`/`Expires`/`Last-Modified` whose shifted date leaves years 1–9999 keeps its recorded date
+//! (normalised to IMF-fixdate) and the response is still replayed (mitmproxy forwards the request).
+//! A cookie expiry that cannot be shifted leaves its `Set-Cookie` field as recorded, as in
+//! mitmproxy.
 #![forbid(unsafe_code)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+pub mod cookie;
+pub mod date;
+pub mod form;
+pub mod index;
+pub mod key;
+pub mod refresh;
+pub mod template;
+pub mod text;
+
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use crate::config::{Order, ReplayOptions, Unmatched};
 use crate::flowfile::Recording;
+use index::Index;
+use key::{HeaderFields, KeyHost, KeyOptions, KeyRequest};
+use template::{Framing, Templates};
 
-/// A live request as the matcher sees it (after reverse-mode rewriting).
-#[derive(Debug)]
+/// A live request as the matcher sees it (after reverse-mode rewriting by the caller).
+#[derive(Debug, Clone, Copy)]
 pub struct LiveRequest<'a> {
-    /// `http` or `https`.
+    /// `b"http"` / `b"https"`.
     pub scheme: &'a [u8],
-    /// Method as sent.
+    /// Method as received.
     pub method: &'a [u8],
-    /// Origin-form target: path and query.
+    /// Origin-form request target: path including `?query` (and `#fragment` if sent).
     pub target: &'a [u8],
-    /// Host part of the Host, no port.
+    /// Host part of the Host header (no port), case preserved; [`key::pretty_host`] computes it
+    /// from a Host value exactly as mitmproxy does.
     pub host: &'a [u8],
     /// Destination port.
     pub port: u16,
-    /// Header fields in order.
+    /// All request headers in order.
     pub headers: &'a [httparse::Header<'a>],
-    /// The de-chunked body.
+    /// De-chunked request body.
     pub body: &'a [u8],
 }
 
-/// A recorded flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Index of a flow in the Recording (same as `FlowView::id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowId(pub u32);
 
-/// What answers a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What to do with a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// This recorded flow.
+    /// Answer with this recorded flow's response ([`Replayer::write_reply`]).
     Replay(FlowId),
-    /// The upstream.
+    /// Send the request upstream.
     Forward,
-    /// Nobody: close the connection.
+    /// Close the client connection without a byte.
     Kill,
-    /// An empty response with this status.
+    /// Answer with [`Replayer::status_reply`] of this code.
     Status(u16),
 }
 
-/// Facts about the live request that shape the reply.
-#[derive(Debug, Clone, Copy)]
+/// What the connection layer tells the renderer about the live request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RequestFacts {
-    /// The request is HEAD.
+    /// The request method is HEAD.
     pub is_head: bool,
-    /// Spec §f.5 rule 2.
+    /// Spec §f.5 rule 2 (the request asks to close), computed by http1.
     pub wants_close: bool,
 }
 
-/// The body part of a rendered reply.
-#[derive(Debug)]
+/// What to send for a replay, after the head was appended to the caller's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reply<'a> {
-    /// Body bytes to send after the head.
+    /// The body, straight from the recording's mapping.
     pub body: &'a [u8],
-    /// Bytes after the body (chunk terminator).
+    /// Bytes after the body: `b"\r\n0\r\n\r\n"` and the like for re-chunked bodies, else `b""`.
     pub tail: &'static [u8],
-    /// Close the connection after this reply.
+    /// Close the connection after sending (spec §f.5).
     pub close: bool,
 }
 
-/// Decides and renders replies (stand-in).
+/// The replay core, shared by every worker thread (Send + Sync), built once at start-up.
+#[derive(Debug)]
 pub struct Replayer {
+    /// The recording the flows come from.
     recording: Arc<Recording>,
-    options: ReplayOptions,
-    used: Mutex<Vec<bool>>,
-    remaining: AtomicU64,
-}
-
-impl std::fmt::Debug for Replayer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Replayer").finish_non_exhaustive()
-    }
+    /// Flows by key, with the consume cursors.
+    index: Index,
+    /// Pre-rendered responses.
+    templates: Templates,
+    /// Which flow answers a repeated request.
+    order: Order,
+    /// Whether dates are shifted when serving.
+    refresh: bool,
+    /// What to do when nothing matches.
+    unmatched: Unmatched,
 }
 
 impl Replayer {
-    /// Builds the stand-in.
+    /// Indexes the recording and renders every response template.
     pub fn new(recording: Arc<Recording>, options: &ReplayOptions) -> Replayer {
-        let n = recording.len();
+        let index = Index::build(&recording, KeyOptions::from_options(options));
+        let templates = Templates::build(&recording, options.refresh);
         Replayer {
             recording,
-            options: options.clone(),
-            used: Mutex::new(vec![false; n]),
-            remaining: AtomicU64::new(n as u64),
+            index,
+            templates,
+            order: options.order,
+            refresh: options.refresh,
+            unmatched: options.unmatched,
         }
     }
 
-    /// Which flow (or action) answers `request`.
+    /// Decides how to answer `request`, consuming a recorded flow in consume order (spec §c.2).
     pub fn decide(&self, request: &LiveRequest<'_>) -> Decision {
-        let mut used = self.used.lock().expect("invariant: no panics while locked");
-        if self.remaining.load(Ordering::Relaxed) == 0 {
-            return Decision::Forward;
-        }
-        for flow in self.recording.flows() {
-            let r = &flow.request;
-            let same = r.scheme == request.scheme
-                && r.method.eq_ignore_ascii_case(request.method)
-                && r.path == request.target
-                && (self.options.ignore_host || r.host == request.host)
-                && (self.options.ignore_port || r.port == request.port)
-                && (self.options.ignore_content || r.content.unwrap_or_default() == request.body)
-                && flow.response.is_some();
-            if !same {
-                continue;
+        let key_request = KeyRequest {
+            scheme: request.scheme,
+            method: request.method,
+            target: request.target,
+            host: KeyHost::Single(request.host),
+            port: request.port,
+            headers: HeaderFields::Live(request.headers),
+            body: Some(request.body),
+        };
+        // Usual requests: collect the key items once on the stack, then hash and compare them.
+        // Requests with very many query parameters or headers: produce the items twice instead.
+        let options = self.index.options();
+        let mut collected = key::ItemArray::new();
+        key::items(&key_request, options, &mut collected);
+        let taken = match collected.as_slice() {
+            Some(items) => self.index.take(&self.recording, items, self.order),
+            None => {
+                let key = key::RequestKey {
+                    request: &key_request,
+                    options,
+                };
+                self.index.take(&self.recording, &key, self.order)
             }
-            if self.options.order == Order::Consume {
-                if used[flow.id] {
-                    continue;
-                }
-                used[flow.id] = true;
-                self.remaining.fetch_sub(1, Ordering::Relaxed);
-            }
-            return Decision::Replay(FlowId(flow.id as u32));
-        }
-        match self.options.unmatched {
-            Unmatched::Forward => Decision::Forward,
-            Unmatched::Kill => Decision::Kill,
-            Unmatched::Status(c) => Decision::Status(c),
+        };
+        match taken {
+            Some(flow) => Decision::Replay(FlowId(flow)),
+            None => match self.unmatched {
+                Unmatched::Forward => Decision::Forward,
+                Unmatched::Kill => Decision::Kill,
+                Unmatched::Status(code) => Decision::Status(code),
+            },
         }
     }
 
-    /// Appends the head of `flow`'s response to `out`; returns the body to send after it.
+    /// Appends the head of `flow`'s response (refreshed unless refresh is off) to `out` and
+    /// returns the body, tail and close decision; `now` is a value the caller read.
+    ///
+    /// # Panics
+    /// If `flow` has no response; [`Replayer::decide`] only returns flows that have one.
     pub fn write_reply(
         &self,
         flow: FlowId,
-        _now: SystemTime,
+        now: SystemTime,
         facts: &RequestFacts,
         out: &mut Vec<u8>,
     ) -> Reply<'_> {
-        let view = self.recording.flow(flow.0 as usize);
-        let resp = view
-            .response
-            .expect("invariant: decided flows have a response");
-        out.extend_from_slice(resp.http_version);
-        out.extend_from_slice(format!(" {} ", resp.status_code).as_bytes());
-        out.extend_from_slice(resp.reason);
-        out.extend_from_slice(b"\r\n");
-        let mut chunked = false;
-        let mut length = false;
-        for (name, value) in resp.headers.iter() {
-            chunked |= name.eq_ignore_ascii_case(b"transfer-encoding")
-                && value.to_ascii_lowercase().ends_with(b"chunked");
-            length |= name.eq_ignore_ascii_case(b"content-length");
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
+        let t = self
+            .templates
+            .get(flow.0 as usize)
+            .expect("invariant: decide only replays flows with a response");
+        let head = self.templates.head(t);
+        let patches = self.templates.patches(t);
+        if self.refresh && !patches.is_empty() {
+            let delta = refresh::delta_seconds(now, t.timestamp_start);
+            refresh::write_refreshed_head(out, head, patches, delta, |site| {
+                let fallback = *self.templates.fallback(site)?;
+                Some((fallback, self.recording.bytes(fallback.original)))
+            });
+        } else {
+            out.extend_from_slice(head);
         }
-        out.extend_from_slice(b"\r\n");
-        let body = resp.content.unwrap_or_default();
-        let no_body_status = matches!(resp.status_code, 100..=199 | 204 | 304);
-        let eof_framed = !facts.is_head && !no_body_status && !chunked && !length;
-        let close = facts.wants_close || eof_framed || resp.http_version != b"HTTP/1.1";
-        if chunked {
-            if !body.is_empty() {
-                out.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+        let body = t.body.map_or(&b""[..], |span| self.recording.bytes(span));
+        let tail: &'static [u8] = match t.framing {
+            Framing::NoBody | Framing::Plain => b"",
+            Framing::Chunked if body.is_empty() => {
+                if facts.is_head {
+                    b""
+                } else {
+                    b"0\r\n\r\n"
+                }
             }
-            let tail: &'static [u8] = match (body.is_empty(), facts.is_head) {
-                (_, true) => b"",
-                (true, false) => b"0\r\n\r\n",
-                (false, false) => b"\r\n0\r\n\r\n",
-            };
-            return Reply { body, tail, close };
-        }
+            Framing::Chunked => {
+                out.extend_from_slice(self.templates.chunk_line(t));
+                if facts.is_head {
+                    b"\r\n"
+                } else {
+                    b"\r\n0\r\n\r\n"
+                }
+            }
+        };
         Reply {
             body,
-            tail: b"",
-            close,
+            tail,
+            close: (!facts.is_head && t.body_until_close) || facts.wants_close || t.response_close,
         }
     }
 
-    /// The exact bytes of a status-mode answer (spec §c.5).
+    /// The exact bytes of an unmatched-status answer (spec §c.5), e.g.
+    /// `b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"`. Codes outside 100–999 give the
+    /// 500 answer.
     pub fn status_reply(code: u16) -> &'static [u8] {
-        match code {
-            204 => b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n",
-            400 => b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n",
-            404 => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
-            _ => b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n",
-        }
+        static REPLIES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+        let replies = REPLIES.get_or_init(|| {
+            (100..=999u16)
+                .map(|c| {
+                    format!(
+                        "HTTP/1.1 {c} {}\r\ncontent-length: 0\r\n\r\n",
+                        template::reason_phrase(c)
+                    )
+                    .into_bytes()
+                })
+                .collect()
+        });
+        let code = if (100..=999).contains(&code) {
+            code
+        } else {
+            500
+        };
+        &replies[usize::from(code - 100)]
     }
 
-    /// Flows not yet replayed.
+    /// Recorded flows with a response not yet consumed (consume order), for reports and
+    /// `--exit-when-done`; in the other orders nothing is consumed and this stays constant.
     pub fn remaining(&self) -> u64 {
-        self.remaining.load(Ordering::Relaxed)
+        self.index.remaining()
     }
 
     /// The recording.
     pub fn recording(&self) -> &Recording {
         &self.recording
     }
+
+    /// Number of distinct keys among the recorded flows with a response.
+    pub fn keys(&self) -> usize {
+        self.index.keys()
+    }
+
+    /// Heap bytes of the index and templates (beyond the recording itself).
+    pub fn heap_bytes(&self) -> usize {
+        self.index.heap_bytes() + self.templates.heap_bytes()
+    }
 }
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod proptests;

@@ -259,7 +259,6 @@ fn dated_flow() -> FlowSpec {
 }
 
 #[test]
-#[ignore = "needs the replay core's refresh; the stand-in does not refresh"]
 fn refresh_shifts_recorded_dates_to_now_and_norefresh_keeps_them() {
     let file = FlowFile::new(&[dated_flow()]);
     let server = Server::start(&["-S", file.arg(), "--reuse"]);

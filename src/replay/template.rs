@@ -1,0 +1,378 @@
+//! Pre-rendered responses (spec §f): per flow, at load, the head bytes exactly as mitmproxy sends
+//! them to an HTTP/1 client, the body as a span of the recording, the framing and keep-alive facts,
+//! and the patch sites where refresh overwrites a 29-byte date at serve time (spec §d).
+//!
+//! Dates of `Date`, `Expires`, `Last-Modified` and cookie `Expires` are normalised to IMF-fixdate
+//! at load, which is what mitmproxy writes back on every refresh anyway; so serving is a copy of
+//! the head plus fixed-width overwrites: no parsing, no allocation.
+#![forbid(unsafe_code)]
+
+use super::cookie::{prepare_set_cookie, CookieField};
+use super::date::{parse_lenient, write_imf_fixdate, IMF_FIXDATE_LEN};
+use crate::flowfile::{Recording, ResponseView, Span};
+
+/// A place in a head where a refreshed date goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatchSite {
+    /// Offset of the 29-byte IMF-fixdate inside the head.
+    pub pos: u32,
+    /// For a cookie expiry, the index of its field's [`CookieFallback`]; [`NO_FALLBACK`] for the
+    /// `Date`, `Expires` and `Last-Modified` headers.
+    pub fallback: u32,
+    /// The recorded instant (seconds since the Unix epoch) written there at load.
+    pub epoch: i64,
+}
+
+/// [`PatchSite::fallback`] of a header date.
+pub const NO_FALLBACK: u32 = u32::MAX;
+
+/// A re-serialised `Set-Cookie` value and the recorded value to send instead when one of its
+/// expiry dates cannot be shifted (mitmproxy then keeps the whole field as recorded, spec §d.3.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieFallback {
+    /// Start of the re-serialised value in the head.
+    pub start: u32,
+    /// End of the re-serialised value in the head.
+    pub end: u32,
+    /// The value as recorded.
+    pub original: Span,
+}
+
+/// Body framing decided at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// The body bytes follow the head as they are.
+    Plain,
+    /// `Transfer-Encoding: chunked`: a non-empty body goes out as one chunk (its size line ends
+    /// the head), then the terminator (spec §f.2).
+    Chunked,
+    /// The body was not stored (`null`): only the head is sent.
+    NoBody,
+}
+
+/// What is known about one flow's response, fixed at load.
+#[derive(Debug, Clone, Copy)]
+pub struct Template {
+    /// Where the head (status line, fields, blank line, and chunk size line if any) starts in
+    /// the head arena.
+    head_start: usize,
+    /// Length of the head up to and including the blank line.
+    head_len: u32,
+    /// Length of the chunk size line that follows (0 unless chunked with a non-empty body).
+    chunk_line_len: u8,
+    /// First patch site in the patch arena.
+    patch_start: u32,
+    /// Number of patch sites.
+    patch_count: u32,
+    /// How the body is framed.
+    pub framing: Framing,
+    /// Spec §f.5 rule 1 for non-HEAD requests: the body is delimited by closing the connection.
+    pub body_until_close: bool,
+    /// Spec §f.5 rule 3: the recorded response asks to close the connection.
+    pub response_close: bool,
+    /// The body in the recording (`None` for an empty or missing body).
+    pub body: Option<Span>,
+    /// `timestamp_start` of the recorded response; the refresh shift is `now` minus this.
+    pub timestamp_start: f64,
+}
+
+/// The templates of every flow of a recording, in two flat arenas.
+#[derive(Debug, Default)]
+pub struct Templates {
+    /// Heads of all flows, back to back.
+    heads: Vec<u8>,
+    /// Patch sites of all flows, back to back.
+    patches: Vec<PatchSite>,
+    /// Recorded values of the cookie fields that have patch sites.
+    fallbacks: Vec<CookieFallback>,
+    /// One entry per flow id; `None` for flows without a response.
+    entries: Vec<Option<Template>>,
+}
+
+/// mitmproxy's reason phrases (`net/http/status_codes.py`), used for HTTP/2 and HTTP/3 recordings
+/// and for the unmatched-status answers; `""` for codes it does not know.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content.",
+        206 => "Partial Content",
+        207 => "Multi-Status",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Time-out",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Payload Too Large",
+        414 => "Request-URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Requested Range not satisfiable",
+        417 => "Expectation Failed",
+        418 => "I'm a teapot",
+        444 => "No Response",
+        499 => "Client Closed Request",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Time-out",
+        505 => "HTTP Version not supported",
+        507 => "Insufficient Storage Space",
+        510 => "Not Extended",
+        _ => "",
+    }
+}
+
+/// Tokens of every `name` field, split on `,` and trimmed (mitmproxy `get_header_tokens`).
+fn tokens<'a>(response: &ResponseView<'a>, name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
+    response
+        .headers
+        .get_all(name)
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+}
+
+/// Spec §f.5 rule 3: `close` token → close; else `keep-alive` → keep; else close unless the
+/// version is HTTP/1.1 or HTTP/2.0. Tokens compare case-sensitively.
+fn response_wants_close(response: &ResponseView<'_>) -> bool {
+    if tokens(response, b"connection").any(|t| t == b"close") {
+        return true;
+    }
+    if tokens(response, b"connection").any(|t| t == b"keep-alive") {
+        return false;
+    }
+    !matches!(response.http_version, b"HTTP/1.1" | b"HTTP/2.0")
+}
+
+/// Spec §f.5 rule 1 (for a non-HEAD request): no chunked final coding, no Content-Length, and a
+/// status that has a body.
+fn body_until_close(response: &ResponseView<'_>) -> bool {
+    let status = response.status_code;
+    if (100..200).contains(&status) || status == 204 || status == 304 {
+        return false;
+    }
+    let chunked_last = tokens(response, b"transfer-encoding")
+        .last()
+        .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+    let has_length = response.headers.get(b"content-length").is_some();
+    !chunked_last && !has_length
+}
+
+/// Whether a field name is one of the three refreshed date headers (spec §d.2).
+fn date_header(name: &[u8]) -> Option<usize> {
+    [&b"date"[..], b"expires", b"last-modified"]
+        .iter()
+        .position(|n| name.eq_ignore_ascii_case(n))
+}
+
+impl Templates {
+    /// Renders every flow of `recording`; with `refresh`, dates are normalised and patch sites
+    /// recorded, otherwise heads are the stored fields verbatim.
+    pub fn build(recording: &Recording, refresh: bool) -> Templates {
+        let mut templates = Templates {
+            heads: Vec::new(),
+            patches: Vec::new(),
+            fallbacks: Vec::new(),
+            entries: Vec::with_capacity(recording.len()),
+        };
+        for flow in recording.flows() {
+            let entry = flow
+                .response
+                .map(|response| templates.render(recording, &response, refresh));
+            templates.entries.push(entry);
+        }
+        templates.heads.shrink_to_fit();
+        templates.patches.shrink_to_fit();
+        templates.fallbacks.shrink_to_fit();
+        templates
+    }
+
+    fn render(
+        &mut self,
+        recording: &Recording,
+        response: &ResponseView<'_>,
+        refresh: bool,
+    ) -> Template {
+        let head_start = self.heads.len();
+        let patch_start = self.patches.len();
+        let out = &mut self.heads;
+        // §f.1 status line.
+        if matches!(response.http_version, b"HTTP/2.0" | b"HTTP/3") {
+            out.extend_from_slice(b"HTTP/1.1");
+        } else {
+            out.extend_from_slice(response.http_version);
+        }
+        out.push(b' ');
+        out.extend_from_slice(response.status_code.to_string().as_bytes());
+        out.push(b' ');
+        if matches!(response.http_version, b"HTTP/2.0" | b"HTTP/3") {
+            out.extend_from_slice(reason_phrase(response.status_code).as_bytes());
+        } else {
+            out.extend_from_slice(response.reason);
+        }
+        out.extend_from_slice(b"\r\n");
+
+        // §d.2: for each date header whose (joined) value parses, the first field gets the
+        // normalised date and the others are dropped.
+        let mut date_epochs: [Option<i64>; 3] = [None; 3];
+        if refresh {
+            for (which, epoch) in date_epochs.iter_mut().enumerate() {
+                let mut joined = Vec::new();
+                for (name, value) in response.headers.iter() {
+                    if date_header(name) == Some(which) {
+                        if !joined.is_empty() {
+                            joined.extend_from_slice(b", ");
+                        }
+                        joined.extend_from_slice(value);
+                    }
+                }
+                let mut probe = [0; IMF_FIXDATE_LEN];
+                *epoch = parse_lenient(&joined).filter(|&e| write_imf_fixdate(e, &mut probe));
+            }
+        }
+        let mut written = [false; 3];
+        for (name, value) in response.headers.iter() {
+            let date = date_header(name).filter(|&w| date_epochs[w].is_some());
+            if let Some(which) = date {
+                if written[which] {
+                    continue;
+                }
+                written[which] = true;
+                let epoch = date_epochs[which].expect("invariant: filtered on is_some");
+                out.extend_from_slice(name);
+                out.extend_from_slice(b": ");
+                let mut buf = [0; IMF_FIXDATE_LEN];
+                write_imf_fixdate(epoch, &mut buf);
+                self.patches.push(PatchSite {
+                    pos: (out.len() - head_start) as u32,
+                    fallback: NO_FALLBACK,
+                    epoch,
+                });
+                out.extend_from_slice(&buf);
+                out.extend_from_slice(b"\r\n");
+                continue;
+            }
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            if refresh && name.eq_ignore_ascii_case(b"set-cookie") {
+                if let CookieField::Rewritten {
+                    value: rewritten,
+                    dates,
+                } = prepare_set_cookie(value)
+                {
+                    let base = out.len() - head_start;
+                    let fallback = match recording.span_of(value) {
+                        Some(original) if !dates.is_empty() => {
+                            self.fallbacks.push(CookieFallback {
+                                start: base as u32,
+                                end: (base + rewritten.len()) as u32,
+                                original,
+                            });
+                            (self.fallbacks.len() - 1) as u32
+                        }
+                        _ => NO_FALLBACK,
+                    };
+                    for (pos, epoch) in dates {
+                        self.patches.push(PatchSite {
+                            pos: (base + pos) as u32,
+                            fallback,
+                            epoch,
+                        });
+                    }
+                    let value = rewritten;
+                    out.extend_from_slice(&value);
+                    out.extend_from_slice(b"\r\n");
+                    continue;
+                }
+            }
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        let head_len = (out.len() - head_start) as u32;
+
+        let chunked = response
+            .headers
+            .get_all(b"transfer-encoding")
+            .any(|v| super::form::contains_ignore_case(v, b"chunked"));
+        let framing = match response.content {
+            None => Framing::NoBody,
+            Some(_) if chunked => Framing::Chunked,
+            Some(_) => Framing::Plain,
+        };
+        let body = response.content.filter(|b| !b.is_empty());
+        let mut chunk_line_len = 0;
+        if let (Framing::Chunked, Some(b)) = (framing, body) {
+            let line = format!("{:x}\r\n", b.len());
+            chunk_line_len = line.len() as u8;
+            out.extend_from_slice(line.as_bytes());
+        }
+        Template {
+            head_start,
+            head_len,
+            chunk_line_len,
+            patch_start: patch_start as u32,
+            patch_count: (self.patches.len() - patch_start) as u32,
+            framing,
+            body_until_close: body_until_close(response),
+            response_close: response_wants_close(response),
+            body: body.and_then(|b| recording.span_of(b)),
+            timestamp_start: response.timestamp_start,
+        }
+    }
+
+    /// The template of flow `id`, or `None` when it has no response.
+    pub fn get(&self, id: usize) -> Option<&Template> {
+        self.entries.get(id).and_then(Option::as_ref)
+    }
+
+    /// The head (through the blank line) of a template.
+    pub fn head(&self, t: &Template) -> &[u8] {
+        &self.heads[t.head_start..t.head_start + t.head_len as usize]
+    }
+
+    /// The chunk size line that follows the head (empty unless chunked with a body).
+    pub fn chunk_line(&self, t: &Template) -> &[u8] {
+        let start = t.head_start + t.head_len as usize;
+        &self.heads[start..start + usize::from(t.chunk_line_len)]
+    }
+
+    /// The patch sites of a template.
+    pub fn patches(&self, t: &Template) -> &[PatchSite] {
+        let start = t.patch_start as usize;
+        &self.patches[start..start + t.patch_count as usize]
+    }
+
+    /// The cookie fallback a patch site refers to.
+    pub fn fallback(&self, site: &PatchSite) -> Option<&CookieFallback> {
+        self.fallbacks.get(site.fallback as usize)
+    }
+
+    /// Heap bytes held by the templates.
+    pub fn heap_bytes(&self) -> usize {
+        self.heads.capacity()
+            + self.fallbacks.capacity() * std::mem::size_of::<CookieFallback>()
+            + self.patches.capacity() * std::mem::size_of::<PatchSite>()
+            + self.entries.capacity() * std::mem::size_of::<Option<Template>>()
+    }
+}

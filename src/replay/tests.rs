@@ -1,0 +1,1087 @@
+//! Conformance cases of spec §i for the replay core, plus order, framing and concurrency.
+//!
+//! Where each §i case is checked (tests here unless a module is named):
+//! - 1, 2 `a_recording_file_loads_and_a_missing_one_is_an_error`; 3
+//!   `an_identical_request_is_answered_by_the_recorded_flow_once`; 4, 11
+//!   `flows_with_the_same_key_are_served_in_recording_order_each_once`; 12
+//!   `reuse_serves_the_first_flow_every_time_and_consumes_nothing`; 15
+//!   `recorded_keys_are_computed_with_the_options_in_force` (options are fixed at start-up, so
+//!   there is no runtime change); 16
+//!   `a_response_without_dates_is_replayed_byte_for_byte_and_other_bodies_are_forwarded`; 17, 18,
+//!   47 `kill_mode_kills_unmatched_requests` (closing the socket is the connection's job); 19
+//!   `status_modes_answer_with_empty_responses`; 20 `flows_without_responses_never_answer`.
+//! - 5–10, 13, 14, 36–42: `key::tests` (`ignore_host_…`, `ignore_content_…`,
+//!   `ignore_content_wins_over_payload_params`, `payload_params_only_parse_forms`,
+//!   `default_key_…`, `use_headers_…`, `ignore_params_…`, `ignore_payload_params_filters_…`,
+//!   `last_segment_path_params_are_ignored`, `host_case_matters`,
+//!   `port_comes_from_the_connection`, `stored_null_body_never_equals_an_empty_body`,
+//!   `form_matching_…`, `query_pairs_are_decoded_like_parse_qsl`, `use_headers_folds_…`).
+//! - 21–25: `refresh_with_no_shift_keeps_the_date`, `refresh_moves_the_date_by_the_age_of_the_recording`,
+//!   `refresh_rewrites_cookie_expiry`, `a_cookie_that_cannot_be_refreshed_is_kept_…`,
+//!   `dates_before_1970_survive_a_zero_shift`; 26 `a_teapot_status_reply_is_exactly_mitmproxys`.
+//! - 27–34: `cookie::tests`; the date forms of §d.4: `date::tests`.
+//! - 35 `status_mode_keeps_applying_after_every_flow_is_used_up` and 46
+//!   `a_refresh_past_year_9999_keeps_the_header_and_still_replays`: deliberate differences.
+//! - 43–45 `refresh_on_replay_…`, `repeated_date_fields_fold_into_the_first`,
+//!   `the_last_cookie_expiry_wins`; 50: the framing tests (`chunked_…`, `bodies_without_length_…`,
+//!   `http_1_0_…`, `no_content_…`, `head_requests_…`, `connection_close_…`).
+//! - 48, 49, 51, 52 concern connections, upstream and process lifetime (http1, server, main).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::*;
+use crate::config::{Order, ReplayOptions, Unmatched};
+use crate::flowfile::writer::{write_flow, FlowSpec, ResponseSpec};
+use crate::flowfile::{LoadOptions, Recording};
+
+/// mitmproxy's test request (spec §i): `GET http://address:22/path`, no Host header.
+fn test_flow() -> FlowSpec {
+    FlowSpec {
+        id: "00000000-0000-4000-8000-000000000001".to_string(),
+        method: b"GET".to_vec(),
+        scheme: b"http".to_vec(),
+        host: "address".to_string(),
+        port: 22,
+        path: b"/path".to_vec(),
+        http_version: b"HTTP/1.1".to_vec(),
+        headers: vec![
+            (b"header".to_vec(), b"qvalue".to_vec()),
+            (b"content-length".to_vec(), b"7".to_vec()),
+        ],
+        content: Some(b"content".to_vec()),
+        timestamp_start: 946_681_200.0,
+        response: Some(test_response()),
+    }
+}
+
+/// mitmproxy's test response: `HTTP/1.1 200 OK`, `header-response: svalue`, body `message`.
+fn test_response() -> ResponseSpec {
+    ResponseSpec {
+        status_code: 200,
+        reason: b"OK".to_vec(),
+        http_version: b"HTTP/1.1".to_vec(),
+        headers: vec![
+            (b"header-response".to_vec(), b"svalue".to_vec()),
+            (b"content-length".to_vec(), b"7".to_vec()),
+        ],
+        content: Some(b"message".to_vec()),
+        timestamp_start: 946_681_202.0,
+    }
+}
+
+fn with_response(mut flow: FlowSpec, edit: impl FnOnce(&mut ResponseSpec)) -> FlowSpec {
+    edit(flow.response.as_mut().unwrap());
+    flow
+}
+
+fn replayer(flows: &[FlowSpec], options: &ReplayOptions) -> Replayer {
+    let mut bytes = Vec::new();
+    for flow in flows {
+        write_flow(&mut bytes, flow);
+    }
+    let recording = Recording::from_bytes(
+        vec![(PathBuf::from("test.flows"), bytes)],
+        LoadOptions::default(),
+    )
+    .unwrap();
+    Replayer::new(Arc::new(recording), options)
+}
+
+/// A live request built from a recorded one (what a client repeating it would send).
+struct Live {
+    method: Vec<u8>,
+    target: Vec<u8>,
+    host: Vec<u8>,
+    port: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Vec<u8>,
+}
+
+impl Live {
+    fn of(flow: &FlowSpec) -> Live {
+        Live {
+            method: flow.method.clone(),
+            target: flow.path.clone(),
+            host: flow.host.as_bytes().to_vec(),
+            port: flow.port,
+            headers: flow
+                .headers
+                .iter()
+                .map(|(n, v)| (String::from_utf8(n.clone()).unwrap(), v.clone()))
+                .collect(),
+            body: flow.content.clone().unwrap_or_default(),
+        }
+    }
+
+    fn decide(&self, replayer: &Replayer) -> Decision {
+        let headers: Vec<httparse::Header<'_>> = self
+            .headers
+            .iter()
+            .map(|(n, v)| httparse::Header { name: n, value: v })
+            .collect();
+        replayer.decide(&LiveRequest {
+            scheme: b"http",
+            method: &self.method,
+            target: &self.target,
+            host: &self.host,
+            port: self.port,
+            headers: &headers,
+            body: &self.body,
+        })
+    }
+}
+
+fn options() -> ReplayOptions {
+    ReplayOptions::default()
+}
+
+fn at(secs: f64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs_f64(secs)
+}
+
+/// The whole reply (head, body, tail) as text, and whether the connection closes.
+fn reply_text(
+    replayer: &Replayer,
+    flow: FlowId,
+    now: SystemTime,
+    facts: RequestFacts,
+) -> (String, bool) {
+    let mut out = Vec::new();
+    let reply = replayer.write_reply(flow, now, &facts, &mut out);
+    out.extend_from_slice(reply.body);
+    out.extend_from_slice(reply.tail);
+    (String::from_utf8(out).unwrap(), reply.close)
+}
+
+fn replay_of(replayer: &Replayer, live: &Live) -> FlowId {
+    match live.decide(replayer) {
+        Decision::Replay(id) => id,
+        other => panic!("expected a replay, got {other:?}"),
+    }
+}
+
+// §i.1 case 1.
+#[test]
+fn a_recording_file_loads_and_a_missing_one_is_an_error() {
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo.flows");
+    let recording = Recording::open(&[fixture], LoadOptions::default(), &mut |_| {}).unwrap();
+    let replayer = Replayer::new(Arc::new(recording), &options());
+    assert_eq!(replayer.remaining(), 12);
+    let missing = Recording::open(
+        &[PathBuf::from("/nonexistent")],
+        LoadOptions::default(),
+        &mut |_| {},
+    );
+    assert!(missing.is_err());
+    let directory = Recording::open(
+        &[PathBuf::from(env!("CARGO_MANIFEST_DIR"))],
+        LoadOptions::default(),
+        &mut |_| {},
+    );
+    assert!(directory.is_err());
+}
+
+// §i.1 case 3.
+#[test]
+fn an_identical_request_is_answered_by_the_recorded_flow_once() {
+    let replayer = replayer(&[test_flow()], &options());
+    assert_eq!(replayer.remaining(), 1);
+    assert_eq!(
+        Live::of(&test_flow()).decide(&replayer),
+        Decision::Replay(FlowId(0))
+    );
+    assert_eq!(replayer.remaining(), 0);
+    assert_eq!(Live::of(&test_flow()).decide(&replayer), Decision::Forward);
+}
+
+// §i.1 cases 4 and 11.
+#[test]
+fn flows_with_the_same_key_are_served_in_recording_order_each_once() {
+    let mut one = test_flow();
+    one.headers.push((b"key".to_vec(), b"one".to_vec()));
+    let mut two = test_flow();
+    two.headers.push((b"key".to_vec(), b"two".to_vec()));
+    let replayer = replayer(&[one.clone(), two], &options());
+    assert_eq!(replayer.keys(), 1);
+    assert_eq!(replayer.remaining(), 2);
+    assert_eq!(
+        Live::of(&one).decide(&replayer),
+        Decision::Replay(FlowId(0))
+    );
+    assert_eq!(replayer.remaining(), 1);
+    assert_eq!(
+        Live::of(&one).decide(&replayer),
+        Decision::Replay(FlowId(1))
+    );
+    assert_eq!(replayer.remaining(), 0);
+    assert_eq!(Live::of(&one).decide(&replayer), Decision::Forward);
+}
+
+// §i.1 case 12.
+#[test]
+fn reuse_serves_the_first_flow_every_time_and_consumes_nothing() {
+    let options = ReplayOptions {
+        order: Order::First,
+        ..options()
+    };
+    let replayer = replayer(&[test_flow(), test_flow()], &options);
+    for _ in 0..3 {
+        assert_eq!(
+            Live::of(&test_flow()).decide(&replayer),
+            Decision::Replay(FlowId(0))
+        );
+    }
+    assert_eq!(replayer.remaining(), 2);
+}
+
+#[test]
+fn cycle_order_round_robins_over_the_recorded_responses() {
+    let options = ReplayOptions {
+        order: Order::Cycle,
+        ..options()
+    };
+    let replayer = replayer(&[test_flow(), test_flow(), test_flow()], &options);
+    let served: Vec<_> = (0..7)
+        .map(|_| Live::of(&test_flow()).decide(&replayer))
+        .collect();
+    let ids = [0, 1, 2, 0, 1, 2, 0].map(|i| Decision::Replay(FlowId(i)));
+    assert_eq!(served, ids);
+}
+
+// mitmproxy issue 8139.
+#[test]
+fn last_order_serves_the_newest_recording() {
+    let options = ReplayOptions {
+        order: Order::Last,
+        ..options()
+    };
+    let replayer = replayer(&[test_flow(), test_flow(), test_flow()], &options);
+    for _ in 0..2 {
+        assert_eq!(
+            Live::of(&test_flow()).decide(&replayer),
+            Decision::Replay(FlowId(2))
+        );
+    }
+}
+
+// §i.1 case 15 (as far as it applies: options are fixed at start-up).
+#[test]
+fn recorded_keys_are_computed_with_the_options_in_force() {
+    let mut recorded = test_flow();
+    recorded.path = b"/test?param1=1".to_vec();
+    let options = ReplayOptions {
+        ignore_params: vec!["param1".into()],
+        ..options()
+    };
+    let replayer = replayer(&[recorded.clone()], &options);
+    let mut live = Live::of(&recorded);
+    live.target = b"/test".to_vec();
+    assert_eq!(live.decide(&replayer), Decision::Replay(FlowId(0)));
+}
+
+// §i.1 case 16.
+#[test]
+fn a_response_without_dates_is_replayed_byte_for_byte_and_other_bodies_are_forwarded() {
+    let replayer = replayer(&[test_flow(), test_flow()], &options());
+    let id = replay_of(&replayer, &Live::of(&test_flow()));
+    let (text, close) = reply_text(&replayer, id, at(1e9), RequestFacts::default());
+    assert_eq!(
+        text,
+        "HTTP/1.1 200 OK\r\nheader-response: svalue\r\ncontent-length: 7\r\n\r\nmessage"
+    );
+    assert!(!close);
+    let mut gibble = Live::of(&test_flow());
+    gibble.body = b"gibble".to_vec();
+    assert_eq!(gibble.decide(&replayer), Decision::Forward);
+}
+
+// §i.1 cases 17, 18 and §i.4 case 47.
+#[test]
+fn kill_mode_kills_unmatched_requests() {
+    let options = ReplayOptions {
+        unmatched: Unmatched::Kill,
+        ..options()
+    };
+    let replayer = replayer(&[test_flow()], &options);
+    let mut other = Live::of(&test_flow());
+    other.host = b"nonexistent".to_vec();
+    assert_eq!(other.decide(&replayer), Decision::Kill);
+}
+
+// §i.1 case 19.
+#[test]
+fn status_modes_answer_with_empty_responses() {
+    for (code, line) in [
+        (204, "204 No Content"),
+        (400, "400 Bad Request"),
+        (404, "404 Not Found"),
+        (500, "500 Internal Server Error"),
+    ] {
+        let options = ReplayOptions {
+            unmatched: Unmatched::Status(code),
+            ..options()
+        };
+        let replayer = replayer(&[test_flow()], &options);
+        let mut other = Live::of(&test_flow());
+        other.host = b"nonexistent".to_vec();
+        assert_eq!(other.decide(&replayer), Decision::Status(code));
+        assert_eq!(
+            Replayer::status_reply(code),
+            format!("HTTP/1.1 {line}\r\ncontent-length: 0\r\n\r\n").as_bytes()
+        );
+    }
+}
+
+// §i.2 case 26.
+#[test]
+fn a_teapot_status_reply_is_exactly_mitmproxys() {
+    assert_eq!(
+        Replayer::status_reply(418),
+        b"HTTP/1.1 418 I'm a teapot\r\ncontent-length: 0\r\n\r\n"
+    );
+}
+
+// §i.1 case 20.
+#[test]
+fn flows_without_responses_never_answer() {
+    let mut f1 = test_flow();
+    f1.response = None;
+    let replayer = replayer(&[f1.clone(), f1.clone()], &options());
+    assert_eq!(replayer.remaining(), 0);
+    assert_eq!(Live::of(&f1).decide(&replayer), Decision::Forward);
+}
+
+#[test]
+fn response_less_flows_are_skipped_in_consume_order() {
+    let mut none = test_flow();
+    none.response = None;
+    let replayer = replayer(&[none.clone(), test_flow(), none, test_flow()], &options());
+    assert_eq!(replayer.remaining(), 2);
+    assert_eq!(
+        Live::of(&test_flow()).decide(&replayer),
+        Decision::Replay(FlowId(1))
+    );
+    assert_eq!(
+        Live::of(&test_flow()).decide(&replayer),
+        Decision::Replay(FlowId(3))
+    );
+    assert_eq!(Live::of(&test_flow()).decide(&replayer), Decision::Forward);
+}
+
+// §i.4 case 35, deliberately different from mitmproxy (its issue 8363).
+#[test]
+fn status_mode_keeps_applying_after_every_flow_is_used_up() {
+    let options = ReplayOptions {
+        unmatched: Unmatched::Status(404),
+        ..options()
+    };
+    let replayer = replayer(&[test_flow()], &options);
+    assert_eq!(
+        Live::of(&test_flow()).decide(&replayer),
+        Decision::Replay(FlowId(0))
+    );
+    assert_eq!(
+        Live::of(&test_flow()).decide(&replayer),
+        Decision::Status(404)
+    );
+}
+
+fn dated(headers: &[(&str, &str)]) -> FlowSpec {
+    with_response(test_flow(), |r| {
+        r.headers = headers
+            .iter()
+            .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+        r.content = Some(Vec::new());
+    })
+}
+
+fn refreshed_head(flow: FlowSpec, now: f64) -> String {
+    let replayer = replayer(std::slice::from_ref(&flow), &options());
+    let id = replay_of(&replayer, &Live::of(&flow));
+    reply_text(&replayer, id, at(now), RequestFacts::default()).0
+}
+
+// §i.2 case 21.
+#[test]
+fn refresh_with_no_shift_keeps_the_date() {
+    let head = refreshed_head(
+        dated(&[("Date", "Sun, 02 Jan 2000 00:00:02 GMT")]),
+        946_681_202.0,
+    );
+    assert_eq!(
+        head,
+        "HTTP/1.1 200 OK\r\nDate: Sun, 02 Jan 2000 00:00:02 GMT\r\n\r\n"
+    );
+}
+
+// §i.2 case 22.
+#[test]
+fn refresh_moves_the_date_by_the_age_of_the_recording() {
+    let head = refreshed_head(
+        dated(&[("Date", "Sat, 01 Jan 2000 00:00:00 GMT")]),
+        946_681_262.0,
+    );
+    assert!(
+        head.contains("Date: Sat, 01 Jan 2000 00:01:00 GMT\r\n"),
+        "{head}"
+    );
+}
+
+// §i.2 case 23.
+#[test]
+fn refresh_rewrites_cookie_expiry() {
+    let head = refreshed_head(
+        dated(&[(
+            "Set-Cookie",
+            "MOO=BAR; Expires=Tue, 08-Mar-2011 00:20:38 GMT; Path=foo.com; Secure",
+        )]),
+        946_681_262.0,
+    );
+    assert!(
+        head.contains(
+            "Set-Cookie: MOO=BAR; Expires=Tue, 08 Mar 2011 00:21:38 GMT; Path=foo.com; Secure\r\n"
+        ),
+        "{head}"
+    );
+}
+
+// §i.2 case 24.
+#[test]
+fn a_cookie_that_cannot_be_refreshed_is_kept_and_the_rest_still_refreshed() {
+    let head = refreshed_head(
+        dated(&[
+            ("Set-Cookie", "foo,bar"),
+            ("Date", "Sat, 01 Jan 2000 00:00:00 GMT"),
+        ]),
+        946_681_262.0,
+    );
+    assert_eq!(
+        head,
+        "HTTP/1.1 200 OK\r\nSet-Cookie: foo,bar\r\nDate: Sat, 01 Jan 2000 00:01:00 GMT\r\n\r\n"
+    );
+}
+
+// §i.2 case 25.
+#[test]
+fn dates_before_1970_survive_a_zero_shift() {
+    let head = refreshed_head(
+        dated(&[("Date", "Mon, 01 Jan 1601 00:00:00 GMT")]),
+        946_681_202.0,
+    );
+    assert!(
+        head.contains("Date: Mon, 01 Jan 1601 00:00:00 GMT\r\n"),
+        "{head}"
+    );
+}
+
+// §i.4 case 43.
+#[test]
+fn refresh_on_replay_shifts_date_and_cookie_but_not_max_age() {
+    let recorded = 784_887_151.0; // Tue, 15 Nov 1994 08:12:31 GMT
+    let flow = with_response(
+        dated(&[
+            ("Date", "Tue, 15 Nov 1994 08:12:31 GMT"),
+            (
+                "Set-Cookie",
+                "a=\"b\"; Expires=Tue, 15-Nov-1994 08:12:31 GMT; Max-Age=60",
+            ),
+        ]),
+        |r| r.timestamp_start = recorded,
+    );
+    let head = refreshed_head(flow, recorded + 22.0);
+    assert_eq!(
+        head,
+        "HTTP/1.1 200 OK\r\nDate: Tue, 15 Nov 1994 08:12:53 GMT\r\n\
+         Set-Cookie: a=b; Expires=Tue, 15 Nov 1994 08:12:53 GMT; Max-Age=60\r\n\r\n"
+    );
+}
+
+// §i.4 case 44.
+#[test]
+fn repeated_date_fields_fold_into_the_first() {
+    let recorded = 784_887_151.0;
+    let flow = with_response(
+        dated(&[
+            ("Date", "Tue, 15 Nov 1994 08:12:31 GMT"),
+            ("X-A", "1"),
+            ("date", "Wed, 16 Nov 1994 08:12:31 GMT"),
+        ]),
+        |r| r.timestamp_start = recorded,
+    );
+    let head = refreshed_head(flow, recorded + 3600.7);
+    assert_eq!(
+        head,
+        "HTTP/1.1 200 OK\r\nDate: Tue, 15 Nov 1994 09:12:31 GMT\r\nX-A: 1\r\n\r\n"
+    );
+}
+
+// §i.4 case 45.
+#[test]
+fn the_last_cookie_expiry_wins() {
+    let recorded = 784_887_151.0;
+    let flow = with_response(
+        dated(&[(
+            "Set-Cookie",
+            "c=d;path=/x ; Expires=Tue, 15-Nov-1994 08:12:31 GMT; expires=Wed, 16-Nov-1994 08:12:31 GMT",
+        )]),
+        |r| r.timestamp_start = recorded,
+    );
+    let head = refreshed_head(flow, recorded + 3600.7);
+    assert!(
+        head.contains("Set-Cookie: c=d; path=/x ; Expires=Wed, 16 Nov 1994 09:12:31 GMT\r\n"),
+        "{head}"
+    );
+}
+
+// §i.4 case 46, deliberately different from mitmproxy (which forwards the request).
+#[test]
+fn a_refresh_past_year_9999_keeps_the_header_and_still_replays() {
+    let options = ReplayOptions {
+        unmatched: Unmatched::Kill,
+        ..options()
+    };
+    let flow = dated(&[
+        ("Expires", "Fri, 31 Dec 9999 23:59:59 GMT"),
+        ("Date", "Sat, 01 Jan 2000 00:00:00 GMT"),
+    ]);
+    let replayer = replayer(std::slice::from_ref(&flow), &options);
+    let id = replay_of(&replayer, &Live::of(&flow));
+    let (head, _) = reply_text(&replayer, id, at(946_681_262.0), RequestFacts::default());
+    assert_eq!(
+        head,
+        "HTTP/1.1 200 OK\r\nExpires: Fri, 31 Dec 9999 23:59:59 GMT\r\nDate: Sat, 01 Jan 2000 00:01:00 GMT\r\n\r\n"
+    );
+}
+
+#[test]
+fn norefresh_sends_the_stored_headers_verbatim() {
+    let options = ReplayOptions {
+        refresh: false,
+        ..options()
+    };
+    let flow = dated(&[
+        ("Date", "Tuesday, 15-Nov-94 08:12:31 GMT"),
+        ("Set-Cookie", "a=\"b\";Path=/"),
+        ("date", "x"),
+    ]);
+    let replayer = replayer(std::slice::from_ref(&flow), &options);
+    let id = replay_of(&replayer, &Live::of(&flow));
+    let (head, _) = reply_text(&replayer, id, at(2e9), RequestFacts::default());
+    assert_eq!(
+        head,
+        "HTTP/1.1 200 OK\r\nDate: Tuesday, 15-Nov-94 08:12:31 GMT\r\nSet-Cookie: a=\"b\";Path=/\r\ndate: x\r\n\r\n"
+    );
+}
+
+#[test]
+fn unparseable_dates_are_left_alone() {
+    let head = refreshed_head(
+        dated(&[("Expires", "0"), ("Last-Modified", "2021-06-09T10:18:14Z")]),
+        2e9,
+    );
+    assert_eq!(
+        head,
+        "HTTP/1.1 200 OK\r\nExpires: 0\r\nLast-Modified: 2021-06-09T10:18:14Z\r\n\r\n"
+    );
+}
+
+fn framed(edit: impl FnOnce(&mut ResponseSpec), facts: RequestFacts) -> (String, bool) {
+    let flow = with_response(test_flow(), edit);
+    let replayer = replayer(
+        std::slice::from_ref(&flow),
+        &ReplayOptions {
+            refresh: false,
+            ..options()
+        },
+    );
+    let id = replay_of(&replayer, &Live::of(&flow));
+    reply_text(&replayer, id, at(2e9), facts)
+}
+
+fn set(
+    r: &mut ResponseSpec,
+    version: &str,
+    status: u16,
+    reason: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) {
+    r.http_version = version.as_bytes().to_vec();
+    r.status_code = status;
+    r.reason = reason.as_bytes().to_vec();
+    r.headers = headers
+        .iter()
+        .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect();
+    r.content = body.map(|b| b.as_bytes().to_vec());
+}
+
+// §i.4 case 50 (the §f.4 table).
+#[test]
+fn chunked_recordings_are_sent_as_one_chunk_and_kept_alive() {
+    let (text, close) = framed(
+        |r| {
+            set(
+                r,
+                "HTTP/1.1",
+                200,
+                "OK",
+                &[("Transfer-Encoding", "chunked")],
+                Some("abcde"),
+            )
+        },
+        RequestFacts::default(),
+    );
+    assert_eq!(
+        text,
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n"
+    );
+    assert!(!close);
+    let (empty, _) = framed(
+        |r| {
+            set(
+                r,
+                "HTTP/1.1",
+                200,
+                "OK",
+                &[("transfer-encoding", "gzip, Chunked")],
+                Some(""),
+            )
+        },
+        RequestFacts::default(),
+    );
+    assert_eq!(
+        empty,
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, Chunked\r\n\r\n0\r\n\r\n"
+    );
+}
+
+#[test]
+fn bodies_without_length_are_delimited_by_closing() {
+    let (text, close) = framed(
+        |r| set(r, "HTTP/1.1", 200, "OK", &[("X-A", "1")], Some("until-eof")),
+        RequestFacts::default(),
+    );
+    assert_eq!(text, "HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nuntil-eof");
+    assert!(close);
+    let (_, gzip_close) = framed(
+        |r| {
+            set(
+                r,
+                "HTTP/1.1",
+                200,
+                "OK",
+                &[("Transfer-Encoding", "gzip")],
+                Some("x"),
+            )
+        },
+        RequestFacts::default(),
+    );
+    assert!(gzip_close);
+}
+
+#[test]
+fn http_1_0_recordings_keep_their_status_line_and_close() {
+    let (text, close) = framed(
+        |r| {
+            set(
+                r,
+                "HTTP/1.0",
+                200,
+                "Fine",
+                &[("Content-Length", "3")],
+                Some("old"),
+            )
+        },
+        RequestFacts::default(),
+    );
+    assert_eq!(text, "HTTP/1.0 200 Fine\r\nContent-Length: 3\r\n\r\nold");
+    assert!(close);
+}
+
+#[test]
+fn no_content_responses_keep_the_connection() {
+    let (text, close) = framed(
+        |r| set(r, "HTTP/1.1", 204, "No Content", &[], Some("")),
+        RequestFacts::default(),
+    );
+    assert_eq!(text, "HTTP/1.1 204 No Content\r\n\r\n");
+    assert!(!close);
+}
+
+#[test]
+fn head_requests_get_the_recorded_head_only() {
+    let (text, close) = framed(
+        |r| {
+            set(
+                r,
+                "HTTP/1.1",
+                200,
+                "OK",
+                &[("Content-Length", "5")],
+                Some(""),
+            )
+        },
+        RequestFacts {
+            is_head: true,
+            wants_close: false,
+        },
+    );
+    assert_eq!(text, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+    assert!(!close);
+    let (chunked, _) = framed(
+        |r| {
+            set(
+                r,
+                "HTTP/1.1",
+                200,
+                "OK",
+                &[("Transfer-Encoding", "chunked")],
+                Some(""),
+            )
+        },
+        RequestFacts {
+            is_head: true,
+            wants_close: false,
+        },
+    );
+    assert_eq!(
+        chunked,
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+}
+
+#[test]
+fn connection_close_in_the_recording_closes_but_capitalised_close_does_not() {
+    let (text, close) = framed(
+        |r| {
+            set(
+                r,
+                "HTTP/1.1",
+                200,
+                "OK",
+                &[("Connection", "close"), ("Content-Length", "0")],
+                Some(""),
+            )
+        },
+        RequestFacts::default(),
+    );
+    assert!(text.contains("Connection: close\r\n"));
+    assert!(close);
+    let (_, capital) = framed(
+        |r| {
+            set(
+                r,
+                "HTTP/1.1",
+                200,
+                "OK",
+                &[("Connection", "Close"), ("Content-Length", "0")],
+                Some(""),
+            )
+        },
+        RequestFacts::default(),
+    );
+    assert!(!capital);
+    let (_, keep_1_0) = framed(
+        |r| {
+            set(
+                r,
+                "HTTP/1.0",
+                200,
+                "OK",
+                &[("Connection", "keep-alive"), ("Content-Length", "0")],
+                Some(""),
+            )
+        },
+        RequestFacts::default(),
+    );
+    assert!(!keep_1_0);
+}
+
+#[test]
+fn a_request_asking_to_close_closes() {
+    let (_, close) = framed(
+        |r| {
+            set(
+                r,
+                "HTTP/1.1",
+                200,
+                "OK",
+                &[("Content-Length", "0")],
+                Some(""),
+            )
+        },
+        RequestFacts {
+            is_head: false,
+            wants_close: true,
+        },
+    );
+    assert!(close);
+}
+
+#[test]
+fn http2_and_http3_recordings_go_out_as_http_1_1_with_standard_reasons() {
+    for version in ["HTTP/2.0", "HTTP/3"] {
+        let (text, close) = framed(
+            |r| set(r, version, 404, "", &[("content-length", "1")], Some("x")),
+            RequestFacts::default(),
+        );
+        assert_eq!(text, "HTTP/1.1 404 Not Found\r\ncontent-length: 1\r\n\r\nx");
+        assert_eq!(close, version == "HTTP/3");
+    }
+    let (unknown, _) = framed(
+        |r| set(r, "HTTP/2.0", 299, "", &[("content-length", "0")], Some("")),
+        RequestFacts::default(),
+    );
+    assert!(unknown.starts_with("HTTP/1.1 299 \r\n"));
+}
+
+#[test]
+fn har_http2_recordings_keep_their_invalid_status_line_and_close() {
+    let (text, close) = framed(
+        |r| set(r, "HTTP/2", 200, "OK", &[("content-length", "0")], Some("")),
+        RequestFacts::default(),
+    );
+    assert!(text.starts_with("HTTP/2 200 OK\r\n"));
+    assert!(close);
+}
+
+#[test]
+fn a_body_that_was_not_stored_sends_the_head_only() {
+    let (text, _) = framed(
+        |r| {
+            set(
+                r,
+                "HTTP/1.1",
+                200,
+                "OK",
+                &[("Transfer-Encoding", "chunked")],
+                None,
+            )
+        },
+        RequestFacts::default(),
+    );
+    assert_eq!(
+        text,
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+}
+
+#[test]
+fn recorded_host_headers_and_authority_give_the_pretty_host() {
+    let mut flow = test_flow();
+    flow.headers
+        .push((b"Host".to_vec(), b"Example.com:9999".to_vec()));
+    let replayer = replayer(std::slice::from_ref(&flow), &options());
+    let mut live = Live::of(&flow);
+    live.host = b"example.com".to_vec();
+    assert_eq!(live.decide(&replayer), Decision::Forward);
+    live.host = b"Example.com".to_vec();
+    assert_eq!(live.decide(&replayer), Decision::Replay(FlowId(0)));
+}
+
+#[test]
+fn every_request_of_a_real_recording_is_replayed_in_order() {
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo.flows");
+    let recording = Recording::open(&[fixture], LoadOptions::default(), &mut |_| {}).unwrap();
+    let replayer = Replayer::new(
+        Arc::new(recording),
+        &ReplayOptions {
+            unmatched: Unmatched::Kill,
+            ..options()
+        },
+    );
+    assert_eq!(replayer.keys(), 11);
+    let requests: Vec<_> = replayer.recording().flows().map(|f| f.request).collect();
+    for (n, request) in requests.iter().enumerate() {
+        let headers: Vec<(String, &[u8])> = request
+            .headers
+            .iter()
+            .map(|(k, v)| (String::from_utf8(k.to_vec()).unwrap(), v))
+            .collect();
+        let headers: Vec<httparse::Header<'_>> = headers
+            .iter()
+            .map(|(k, v)| httparse::Header { name: k, value: v })
+            .collect();
+        let host = key::pretty_host(request.headers.get(b"host").unwrap());
+        let decision = replayer.decide(&LiveRequest {
+            scheme: request.scheme,
+            method: request.method,
+            target: request.path,
+            host,
+            port: request.port,
+            headers: &headers,
+            body: request.content.unwrap_or_default(),
+        });
+        assert_eq!(decision, Decision::Replay(FlowId(n as u32)), "request {n}");
+    }
+    assert_eq!(replayer.remaining(), 0);
+    let (chunked, close) = reply_text(&replayer, FlowId(5), at(2e9), RequestFacts::default());
+    assert!(
+        chunked
+            .ends_with("\r\n\r\n2a\r\nchunk-one\nchunk-two-is-longer\nchunk-three\n\r\n0\r\n\r\n"),
+        "{chunked}"
+    );
+    assert!(!close);
+}
+
+#[test]
+fn concurrent_pops_serve_every_flow_exactly_once() {
+    const THREADS: usize = 4;
+    const FLOWS: usize = 500;
+    let flows = vec![test_flow(); FLOWS];
+    let replayer = Arc::new(replayer(&flows, &options()));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let replayer = Arc::clone(&replayer);
+            std::thread::spawn(move || {
+                let live = Live::of(&test_flow());
+                let mut served = Vec::new();
+                loop {
+                    match live.decide(&replayer) {
+                        Decision::Replay(id) => served.push(id.0),
+                        _ => return served,
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut all: Vec<u32> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..FLOWS as u32).collect::<Vec<_>>());
+    assert_eq!(replayer.remaining(), 0);
+}
+
+#[test]
+fn long_recorded_bodies_are_compared_in_full() {
+    let long = vec![b'x'; 300];
+    let mut flow = test_flow();
+    flow.method = b"POST".to_vec();
+    flow.content = Some(long.clone());
+    let replayer = replayer(&[flow.clone(), flow.clone()], &options());
+    assert_eq!(replayer.keys(), 1);
+    let mut live = Live::of(&flow);
+    live.body[299] = b'y';
+    assert_eq!(live.decide(&replayer), Decision::Forward);
+    live.body.truncate(299);
+    assert_eq!(live.decide(&replayer), Decision::Forward);
+    live.body = long;
+    assert_eq!(live.decide(&replayer), Decision::Replay(FlowId(0)));
+}
+
+#[test]
+fn the_replayer_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Replayer>();
+}
+
+#[test]
+fn interleaved_keys_each_keep_their_recording_order() {
+    let a = test_flow();
+    let mut b = test_flow();
+    b.path = b"/other".to_vec();
+    let replayer = replayer(&[a.clone(), b.clone(), a.clone(), b.clone()], &options());
+    assert_eq!(Live::of(&b).decide(&replayer), Decision::Replay(FlowId(1)));
+    assert_eq!(Live::of(&a).decide(&replayer), Decision::Replay(FlowId(0)));
+    assert_eq!(Live::of(&a).decide(&replayer), Decision::Replay(FlowId(2)));
+    assert_eq!(Live::of(&b).decide(&replayer), Decision::Replay(FlowId(3)));
+    assert_eq!(Live::of(&a).decide(&replayer), Decision::Forward);
+}
+
+#[test]
+fn requests_with_more_key_items_than_fit_inline_still_match_exactly() {
+    let query: Vec<String> = (0..40).map(|i| format!("p{i}=v{i}")).collect();
+    let mut flow = test_flow();
+    flow.path = format!("/many?{}", query.join("&")).into_bytes();
+    let replayer = replayer(&[flow.clone(), flow.clone()], &options());
+    let mut changed = Live::of(&flow);
+    changed.target.push(b'x');
+    assert_eq!(changed.decide(&replayer), Decision::Forward);
+    assert_eq!(
+        Live::of(&flow).decide(&replayer),
+        Decision::Replay(FlowId(0))
+    );
+}
+
+#[test]
+fn http2_recordings_take_the_host_from_the_authority() {
+    // The writer has no authority field, so check the view-level rule directly.
+    let mut bytes = Vec::new();
+    let mut flow = test_flow();
+    flow.http_version = b"HTTP/2.0".to_vec();
+    flow.headers
+        .push((b"host".to_vec(), b"from-header".to_vec()));
+    write_flow(&mut bytes, &flow);
+    let recording = Recording::from_bytes(
+        vec![(PathBuf::from("h2.flows"), bytes)],
+        LoadOptions::default(),
+    )
+    .unwrap();
+    let mut request = recording.flow(0).request;
+    let host = |r: &crate::flowfile::RequestView<'_>| match key::KeyRequest::recorded(r).host {
+        key::KeyHost::Single(h) => h.to_vec(),
+        key::KeyHost::Joined(_) => panic!("one host"),
+    };
+    assert_eq!(host(&request), b"from-header");
+    request.authority = b"Authority.example:443";
+    assert_eq!(host(&request), b"Authority.example");
+    request.http_version = b"HTTP/2";
+    assert_eq!(host(&request), b"from-header");
+}
+
+#[test]
+fn repeated_recorded_host_headers_are_used_joined_and_whole() {
+    let mut flow = test_flow();
+    flow.headers
+        .push((b"Host".to_vec(), b"a.example:1".to_vec()));
+    flow.headers.push((b"host".to_vec(), b"b.example".to_vec()));
+    let replayer = replayer(std::slice::from_ref(&flow), &options());
+    let mut live = Live::of(&flow);
+    live.host = b"a.example".to_vec();
+    assert_eq!(live.decide(&replayer), Decision::Forward);
+    live.host = b"a.example:1, b.example".to_vec();
+    assert_eq!(live.decide(&replayer), Decision::Replay(FlowId(0)));
+}
+
+// §d.3.5: mitmproxy keeps a cookie field whose expiry cannot be shifted exactly as recorded.
+#[test]
+fn a_cookie_expiring_in_year_9999_is_sent_as_recorded_and_later_dates_still_move() {
+    let head = refreshed_head(
+        dated(&[
+            ("Set-Cookie", "a=1;Expires=Tue, 01-Jan-2030 00:00:00 GMT"),
+            (
+                "Set-Cookie",
+                "id=\"x\";expires=Fri, 31-Dec-9999 23:59:59 GMT; path=/",
+            ),
+            ("Date", "Sat, 01 Jan 2000 00:00:00 GMT"),
+            ("Set-Cookie", "b=2; Expires=Tue, 01-Jan-2030 00:00:00 GMT"),
+        ]),
+        946_681_262.0,
+    );
+    assert_eq!(
+        head,
+        "HTTP/1.1 200 OK\r\n\
+         Set-Cookie: a=1; Expires=Tue, 01 Jan 2030 00:01:00 GMT\r\n\
+         Set-Cookie: id=\"x\";expires=Fri, 31-Dec-9999 23:59:59 GMT; path=/\r\n\
+         Date: Sat, 01 Jan 2000 00:01:00 GMT\r\n\
+         Set-Cookie: b=2; Expires=Tue, 01 Jan 2030 00:01:00 GMT\r\n\r\n"
+    );
+    // Going back in time the same cookie can be shifted, so it is re-serialised.
+    let earlier = refreshed_head(
+        dated(&[(
+            "Set-Cookie",
+            "id=\"x\";expires=Fri, 31-Dec-9999 23:59:59 GMT; path=/",
+        )]),
+        946_681_142.0,
+    );
+    assert!(
+        earlier.contains("Set-Cookie: id=x; expires=Fri, 31 Dec 9999 23:58:59 GMT; path=/\r\n"),
+        "{earlier}"
+    );
+}

@@ -1,0 +1,168 @@
+//! The replay path (`decide` + `write_reply`) makes no heap allocation, shown with the counting
+//! allocator installed for this test binary.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use uringreplay::config::{Order, ReplayOptions};
+use uringreplay::flowfile::writer::{write_flow, FlowSpec};
+use uringreplay::flowfile::{LoadOptions, Recording};
+use uringreplay::replay::{key, Decision, LiveRequest, Replayer, RequestFacts};
+use uringreplay::server::heap;
+
+#[global_allocator]
+static ALLOCATOR: heap::CountingAllocator = heap::CountingAllocator;
+
+/// One recorded request, owned, in the shape a connection hands to the replayer.
+struct Request {
+    scheme: Vec<u8>,
+    method: Vec<u8>,
+    target: Vec<u8>,
+    host: Vec<u8>,
+    port: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Vec<u8>,
+}
+
+fn requests(recording: &Recording) -> Vec<Request> {
+    recording
+        .flows()
+        .map(|f| {
+            let r = f.request;
+            Request {
+                scheme: r.scheme.to_vec(),
+                method: r.method.to_vec(),
+                target: r.path.to_vec(),
+                host: key::pretty_host(r.headers.get(b"host").unwrap_or(r.host)).to_vec(),
+                port: r.port,
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), v.to_vec()))
+                    .collect(),
+                body: r.content.unwrap_or_default().to_vec(),
+            }
+        })
+        .collect()
+}
+
+fn fixture() -> Recording {
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo.flows");
+    Recording::open(&[fixture], LoadOptions::default(), &mut |_| {}).unwrap()
+}
+
+/// A multipart POST and a GET with 40 query parameters (more key items than fit inline
+/// anywhere), with a dated response whose cookie expiry cannot be shifted.
+fn generated() -> Recording {
+    let mut bytes = Vec::new();
+    let mut post = FlowSpec::get("/upload?x=1", 200, b"ok");
+    post.method = b"POST".to_vec();
+    post.headers.push((
+        b"Content-Type".to_vec(),
+        b"multipart/form-data; boundary=BB".to_vec(),
+    ));
+    post.content = Some(
+        b"--BB\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--BB\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nt\r\n--BB--\r\n"
+            .to_vec(),
+    );
+    write_flow(&mut bytes, &post);
+    let query: Vec<String> = (0..40).map(|i| format!("p{i}=%C3%A9{i}")).collect();
+    let mut get = FlowSpec::get(&format!("/many?{}", query.join("&")), 200, b"ok");
+    let headers = &mut get.response.as_mut().unwrap().headers;
+    headers.push((
+        b"Set-Cookie".to_vec(),
+        b"a=b; Expires=Wed, 09 Jun 2038 10:18:14 GMT; Path=/".to_vec(),
+    ));
+    // Cannot be shifted forward: sent as recorded, the slow path of refresh.
+    headers.push((
+        b"Set-Cookie".to_vec(),
+        b"c=d; expires=Fri, 31-Dec-9999 23:59:59 GMT".to_vec(),
+    ));
+    headers.push((b"Date".to_vec(), b"Fri, 27 Nov 2026 00:00:00 GMT".to_vec()));
+    write_flow(&mut bytes, &get);
+    Recording::from_bytes(
+        vec![(PathBuf::from("gen.flows"), bytes)],
+        LoadOptions::default(),
+    )
+    .unwrap()
+}
+
+fn replay_everything(recording: Recording, options: &ReplayOptions) {
+    let requests = requests(&recording);
+    let replayer = Replayer::new(Arc::new(recording), options);
+    let headers: Vec<Vec<httparse::Header<'_>>> = requests
+        .iter()
+        .map(|r| {
+            r.headers
+                .iter()
+                .map(|(n, v)| httparse::Header { name: n, value: v })
+                .collect()
+        })
+        .collect();
+    let mut out = Vec::with_capacity(64 * 1024);
+    let now = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+    let facts = RequestFacts::default();
+    let _ = Replayer::status_reply(404); // the status table is built once, on first use
+
+    assert!(
+        heap::live_bytes().is_some(),
+        "the counting allocator is installed"
+    );
+    let before = heap::allocations();
+    let mut replayed = 0;
+    for round in 0..50 {
+        for (request, headers) in requests.iter().zip(&headers) {
+            let live = LiveRequest {
+                scheme: &request.scheme,
+                method: &request.method,
+                target: &request.target,
+                host: &request.host,
+                port: request.port,
+                headers,
+                body: &request.body,
+            };
+            match replayer.decide(&live) {
+                Decision::Replay(flow) => {
+                    out.clear();
+                    let reply = replayer.write_reply(
+                        flow,
+                        now + Duration::from_secs(round),
+                        &facts,
+                        &mut out,
+                    );
+                    assert!(!out.is_empty());
+                    std::hint::black_box(reply);
+                    replayed += 1;
+                }
+                other => panic!("expected a replay, got {other:?}"),
+            }
+        }
+    }
+    let allocations = heap::allocations() - before;
+    assert_eq!(replayed, 50 * requests.len());
+    assert_eq!(
+        allocations, 0,
+        "the replay path allocated {allocations} times"
+    );
+}
+
+#[test]
+fn deciding_and_writing_replies_never_allocates() {
+    let plain = ReplayOptions {
+        order: Order::Cycle,
+        ..ReplayOptions::default()
+    };
+    // The option-heavy path: header values, ignored query names and form parsing.
+    let heavy = ReplayOptions {
+        order: Order::Cycle,
+        use_headers: vec!["accept".into(), "x-missing".into()],
+        ignore_params: vec!["page".into(), "p7".into()],
+        ignore_payload_params: vec!["csrf".into()],
+        ..ReplayOptions::default()
+    };
+    for options in [&plain, &heavy] {
+        replay_everything(fixture(), options);
+        replay_everything(generated(), options);
+    }
+}
