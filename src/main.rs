@@ -1,5 +1,6 @@
 //! The `uringreplay` binary: parse the command line, load recordings, run the chosen job.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -81,7 +82,8 @@ fn serve(args: &ServeArgs) -> ExitCode {
     let replayer = Arc::new(Replayer::new(Arc::new(recording), &config.replay));
     match uringreplay::server::run(config.serve, replayer) {
         Ok(totals) => {
-            println!("{}", Report(totals));
+            // A closed stdout must not turn a clean stop into a panic.
+            let _ = writeln!(std::io::stdout().lock(), "{}", Report(totals));
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -8,7 +8,8 @@
 //!
 //! What this version does: one new TCP connection per forwarded request, contacted lazily; the
 //! request goes out with its Host (reverse mode: rewritten), a Content-Length for the de-chunked
-//! body and `Connection: close`; the response is read to EOF (bounded) and relayed verbatim.
+//! body and `Connection: close`; the response is read until its framing says it is complete (or
+//! to EOF when it has none; bounded in size and time) and relayed verbatim.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -139,7 +140,80 @@ fn render(req: &ForwardRequest<'_>) -> Vec<u8> {
     out
 }
 
-async fn exchange(addr: SocketAddr, request: Vec<u8>, timeout: Duration) -> io::Result<Vec<u8>> {
+/// Where the response in `bytes` ends, if it is complete and self-delimited (interim 1xx heads,
+/// bodiless answers, Content-Length, chunked); `None` while more is needed or when the body runs
+/// to the end of the connection.
+fn response_end(bytes: &[u8], is_head: bool) -> Option<usize> {
+    let mut start = 0;
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 100];
+        let mut head = httparse::Response::new(&mut headers);
+        let head_len = match head.parse(&bytes[start..]) {
+            Ok(httparse::Status::Complete(n)) => start + n,
+            _ => return None,
+        };
+        let status = head.code.unwrap_or(0);
+        if (100..200).contains(&status) && status != 101 {
+            start = head_len;
+            continue;
+        }
+        if is_head || matches!(status, 101 | 204 | 304) {
+            return Some(head_len);
+        }
+        let mut length = None;
+        let mut chunked = false;
+        for h in head.headers.iter() {
+            if h.name.eq_ignore_ascii_case("content-length") {
+                length = std::str::from_utf8(h.value)
+                    .ok()?
+                    .trim()
+                    .parse::<usize>()
+                    .ok();
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = h.value.to_ascii_lowercase().ends_with(b"chunked");
+            }
+        }
+        if chunked {
+            return chunked_end(bytes, head_len);
+        }
+        let end = head_len.checked_add(length?)?;
+        return (bytes.len() >= end).then_some(end);
+    }
+}
+
+/// Where a chunked body starting at `pos` ends (after its trailers), if it is complete.
+fn chunked_end(bytes: &[u8], mut pos: usize) -> Option<usize> {
+    loop {
+        let (used, size) = match httparse::parse_chunk_size(&bytes[pos..]) {
+            Ok(httparse::Status::Complete(c)) => c,
+            _ => return None,
+        };
+        pos += used;
+        if size == 0 {
+            // Trailers, then an empty line.
+            loop {
+                let eol = bytes[pos..].windows(2).position(|w| w == b"\r\n")?;
+                pos += eol + 2;
+                if eol == 0 {
+                    return Some(pos);
+                }
+            }
+        }
+        pos = pos
+            .checked_add(usize::try_from(size).ok()?)?
+            .checked_add(2)?;
+        if bytes.len() < pos {
+            return None;
+        }
+    }
+}
+
+async fn exchange(
+    addr: SocketAddr,
+    request: Vec<u8>,
+    is_head: bool,
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
     let mut upstream = TcpStream::connect_addr(addr).await?;
     let work = async {
         let (res, _) = upstream.write_all(request).await;
@@ -155,6 +229,10 @@ async fn exchange(addr: SocketAddr, request: Vec<u8>, timeout: Duration) -> io::
                 .await;
             response = slice.into_inner();
             if res? == 0 {
+                return Ok(response);
+            }
+            if let Some(end) = response_end(&response, is_head) {
+                response.truncate(end);
                 return Ok(response);
             }
             if response.len() > MAX_RESPONSE {
@@ -181,7 +259,7 @@ pub async fn forward(
     let bytes = render(request);
     let response = match monoio::time::timeout(
         ctx.connect_timeout + ctx.exchange_timeout,
-        exchange(addr, bytes, ctx.exchange_timeout),
+        exchange(addr, bytes, request.is_head, ctx.exchange_timeout),
     )
     .await
     {
@@ -210,5 +288,28 @@ pub async fn forward(
     match res {
         Ok(_) => ForwardOutcome::Relayed { status, close },
         Err(_) => ForwardOutcome::ClientGone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_ends_follow_the_framing() {
+        let cl = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiEXTRA";
+        assert_eq!(response_end(cl, false), Some(cl.len() - 5));
+        assert_eq!(response_end(&cl[..cl.len() - 6], false), None);
+        assert_eq!(response_end(cl, true), Some(cl.len() - 7), "HEAD: no body");
+        let chunked =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nT: 1\r\n\r\n";
+        assert_eq!(response_end(chunked, false), Some(chunked.len()));
+        assert_eq!(response_end(&chunked[..chunked.len() - 2], false), None);
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
+        assert_eq!(response_end(interim, false), Some(interim.len()));
+        assert_eq!(
+            response_end(b"HTTP/1.1 200 OK\r\n\r\nuntil-eof", false),
+            None
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -367,10 +368,9 @@ async fn connection(worker: &Worker, mut stream: TcpStream, peer: SocketAddr) {
                 }
             }
             if verbose {
-                println!(
-                    "{}",
-                    stats::request_line(&peer, req.method, &Url(&route), outcome)
-                );
+                // A closed stdout must not stop the server: the line is dropped.
+                let line = stats::request_line(&peer, req.method, &Url(&route), outcome);
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
             }
             if req.wants_close && matches!(after, After::Continue) {
                 after = After::Close;
