@@ -3,7 +3,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
-use uringreplay::http1::{Conn, Limits, Step, MAX_HEADERS};
+use uringreplay::http1::{header_slots, Conn, Limits, Step};
 
 const TYPICAL: &[u8] = b"GET /api/items/42?lang=en&page=2 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
 User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\nAccept: application/json\r\n\
@@ -13,7 +13,7 @@ Accept-Encoding: gzip, deflate, br\r\nAccept-Language: en-US,en;q=0.9\r\nConnect
 fn parse_all(conn: &mut Conn, input: &[u8], scratch: &mut Vec<u8>, out: &mut Vec<u8>) -> usize {
     let (mut pos, mut n) = (0, 0);
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_slots();
         match conn.poll_request(&input[pos..], &mut headers, scratch, out) {
             Step::Request(r) => {
                 pos += r.len;

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::Write;
+use std::mem::MaybeUninit;
 
 use super::request::{parse_body, parse_head, BodyAt, Limits, Request, RequestError};
 
@@ -46,7 +47,7 @@ impl Conn {
     pub fn poll_request<'b>(
         &mut self,
         input: &'b [u8],
-        headers: &'b mut [httparse::Header<'b>],
+        headers: &'b mut [MaybeUninit<httparse::Header<'b>>],
         scratch: &'b mut Vec<u8>,
         out: &mut Vec<u8>,
     ) -> Step<'b> {
@@ -78,7 +79,7 @@ impl Conn {
             method: head.method,
             target: head.target,
             version_minor: head.version_minor,
-            headers: &mut headers[..head.header_count],
+            headers: head.headers,
             body,
             wants_close: head.wants_close,
             is_head: head.method == b"HEAD",
@@ -113,7 +114,7 @@ pub fn write_plain(status: u16, reason: &str, text: &str, close: bool, out: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http1::MAX_HEADERS;
+    use crate::http1::header_slots;
 
     /// Runs `input` through a Conn; returns (method, target, body, wants_close) per request,
     /// the error if any, and what the Conn queued in `out`.
@@ -127,7 +128,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut pos = 0;
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut headers = header_slots();
             match conn.poll_request(&input[pos..], &mut headers, &mut scratch, &mut out) {
                 Step::Request(r) => {
                     seen.push((
@@ -161,18 +162,18 @@ mod tests {
         let head = b"POST /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
         let mut conn = Conn::new(Limits::default());
         let (mut scratch, mut out) = (Vec::new(), Vec::new());
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_slots();
         assert!(matches!(
             conn.poll_request(head, &mut headers, &mut scratch, &mut out),
             Step::NeedMore
         ));
         assert_eq!(out, b"HTTP/1.1 100 Continue\r\n\r\n");
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_slots();
         conn.poll_request(head, &mut headers, &mut scratch, &mut out);
         assert_eq!(out.len(), 25, "sent once");
         let mut full = head.to_vec();
         full.extend_from_slice(b"abc");
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_slots();
         match conn.poll_request(&full, &mut headers, &mut scratch, &mut out) {
             Step::Request(r) => {
                 assert_eq!(r.body, b"abc");
@@ -220,7 +221,7 @@ mod tests {
             let mut pos = 0;
             for cut in cuts.into_iter().map(|c| c.min(whole.len())) {
                 loop {
-                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    let mut headers = header_slots();
                     match conn.poll_request(&whole[pos..cut.max(pos)], &mut headers, &mut scratch, &mut out) {
                         Step::Request(r) => {
                             seen.push((

@@ -9,4 +9,7 @@ pub mod conn;
 pub mod request;
 
 pub use conn::{write_error, write_plain, Conn, Step};
-pub use request::{split_absolute, split_authority, Limits, Request, RequestError, MAX_HEADERS};
+pub use request::{
+    header_slots, split_absolute, split_authority, HeaderSlots, Limits, Request, RequestError,
+    MAX_HEADERS,
+};

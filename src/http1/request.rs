@@ -2,10 +2,22 @@
 //! chunked, trailers accepted and dropped) and the limits that turn hostile input into a status.
 #![forbid(unsafe_code)]
 
+use std::mem::MaybeUninit;
+
 use thiserror::Error;
 
 /// The most header fields a request may carry; more is answered with 431.
 pub const MAX_HEADERS: usize = 100;
+
+/// Storage for one request's header fields, left uninitialised (httparse fills what it uses, so
+/// a request costs no clearing of the whole array).
+pub type HeaderSlots<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+
+/// Fresh, uninitialised header storage.
+#[inline]
+pub fn header_slots<'b>() -> HeaderSlots<'b> {
+    [MaybeUninit::uninit(); MAX_HEADERS]
+}
 
 /// Size limits on one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,15 +73,15 @@ pub enum Framing {
 
 /// A parsed request head.
 #[derive(Debug)]
-pub struct Head<'b> {
+pub struct Head<'h, 'b> {
     /// Method bytes as sent.
     pub method: &'b [u8],
     /// Request target as sent (origin-form or absolute-form).
     pub target: &'b [u8],
     /// Minor HTTP version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version_minor: u8,
-    /// Number of fields in the caller's header array, `Expect` removed.
-    pub header_count: usize,
+    /// The header fields in order, `Expect` removed.
+    pub headers: &'h mut [httparse::Header<'b>],
     /// Bytes of the head including the blank line.
     pub head_len: usize,
     /// How the body is delimited.
@@ -111,13 +123,13 @@ pub struct Request<'b> {
 }
 
 /// Parses the head at the start of `input` into `headers`; `Ok(None)` when more bytes are needed.
-pub fn parse_head<'b>(
+pub fn parse_head<'h, 'b>(
     input: &'b [u8],
-    headers: &mut [httparse::Header<'b>],
+    headers: &'h mut [MaybeUninit<httparse::Header<'b>>],
     limits: &Limits,
-) -> Result<Option<Head<'b>>, RequestError> {
-    let mut req = httparse::Request::new(headers);
-    let head_len = match req.parse(input) {
+) -> Result<Option<Head<'h, 'b>>, RequestError> {
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(input, headers) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             return if input.len() > limits.max_head {
@@ -135,7 +147,8 @@ pub fn parse_head<'b>(
     let method = req.method.unwrap_or_default().as_bytes();
     let target = req.path.unwrap_or_default().as_bytes();
     let version_minor = req.version.unwrap_or(1);
-    let fields = req.headers.len();
+    let headers = std::mem::take(&mut req.headers);
+    let fields = headers.len();
 
     let mut content_length: Option<u64> = None;
     let mut chunked = None;
@@ -199,7 +212,7 @@ pub fn parse_head<'b>(
         method,
         target,
         version_minor,
-        header_count: kept,
+        headers: &mut headers[..kept],
         head_len,
         framing,
         expect_continue,
@@ -211,7 +224,7 @@ pub fn parse_head<'b>(
 /// de-chunked into `scratch` (cleared first). Returns where the body is and where the request ends.
 pub fn parse_body(
     input: &[u8],
-    head: &Head<'_>,
+    head: &Head<'_, '_>,
     scratch: &mut Vec<u8>,
     limits: &Limits,
 ) -> Result<Option<(BodyAt, usize)>, RequestError> {
@@ -362,7 +375,7 @@ mod tests {
     use super::*;
 
     fn head(input: &[u8]) -> Result<Option<(usize, Framing, bool, bool)>, RequestError> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_slots();
         parse_head(input, &mut headers, &Limits::default())
             .map(|h| h.map(|h| (h.head_len, h.framing, h.wants_close, h.expect_continue)))
     }
@@ -412,7 +425,7 @@ mod tests {
     }
 
     fn chunked(input: &[u8]) -> Result<Option<(Vec<u8>, usize)>, RequestError> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_slots();
         let limits = Limits::default();
         let h = parse_head(input, &mut headers, &limits)?.expect("complete head");
         let mut scratch = Vec::new();

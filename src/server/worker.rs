@@ -23,7 +23,7 @@ use super::clock;
 use super::forward::{self, ForwardContext, ForwardOutcome, ForwardRequest};
 use super::outbox::Outbox;
 use crate::config::ServeOptions;
-use crate::http1::{self, split_absolute, split_authority, Conn, Limits, Step, MAX_HEADERS};
+use crate::http1::{self, header_slots, split_absolute, split_authority, Conn, Limits, Step};
 use crate::replay::{Decision, LiveRequest, Replayer, RequestFacts};
 use crate::stats::{self, Counters, Outcome};
 
@@ -255,7 +255,7 @@ async fn connection(worker: &Worker, mut stream: TcpStream, peer: SocketAddr) {
         let mut pos = 0;
         let mut after = After::Continue;
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut headers = header_slots();
             let out = &mut outbox.bytes;
             let req = match conn.poll_request(&input[pos..], &mut headers, &mut scratch, out) {
                 Step::NeedMore => break,
