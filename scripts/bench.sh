@@ -98,14 +98,28 @@ ticks() {
 }
 HZ=$(getconf CLK_TCK)
 
-# One measured run: prints "requests req/s p50 p99 req-per-cpu-s".
+# Busy ticks of the whole machine (all CPUs) from /proc/stat.
+busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+
+# One measured run: prints "requests req/s p50 p99 req-per-cpu-s foreign-load-%".
 measure() {
     local pid=$1 url=$2
     taskset -c 1 wrk -t1 -c$CONNS -d${WARM}s "$url" >/dev/null
-    local before after out
+    local before after out machine_before machine_after
+    machine_before=$(busy)
     before=$(ticks "$pid")
-    out=$(taskset -c 1 wrk -t1 -c$CONNS -d${SECS}s --latency "$url")
+    taskset -c 1 wrk -t1 -c$CONNS -d${SECS}s --latency "$url" >"$WORK/wrk.out" &
+    local wrk_pid=$!
+    local wrk_ticks=0 t
+    while kill -0 "$wrk_pid" 2>/dev/null; do
+        t=$(sed 's/.*) //' "/proc/$wrk_pid/stat" 2>/dev/null | awk '{print $12 + $13}') || true
+        [ -n "$t" ] && wrk_ticks=$t
+        sleep 0.2
+    done
+    wait "$wrk_pid"
+    out=$(cat "$WORK/wrk.out")
     after=$(ticks "$pid")
+    machine_after=$(busy)
     local requests rps p50 p99
     requests=$(echo "$out" | awk '/requests in/ {print $1}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -114,21 +128,26 @@ measure() {
     local cpu_ticks=$((after - before))
     [ "$cpu_ticks" -gt 0 ] || cpu_ticks=1
     local per_cpu=$((requests * HZ / cpu_ticks))
-    echo "$requests $rps $p50 $p99 $per_cpu"
+    # Ticks nobody in this benchmark used, as % of one core over the window (another process
+    # competing for the CPUs); the last wrk sample may miss up to 0.2 s of wrk's own time.
+    local foreign=$(( (machine_after - machine_before - cpu_ticks - wrk_ticks) * 100 / (SECS * HZ) ))
+    [ "$foreign" -ge 0 ] || foreign=0
+    echo "$requests $rps $p50 $p99 $per_cpu $foreign"
 }
 
-printf '%-12s %-6s %5s %12s %9s %9s %16s\n' server path round "req/s" p50 p99 "req/server-CPU-s"
+printf '%-12s %-6s %5s %12s %9s %9s %16s %8s\n' server path round "req/s" p50 p99 "req/server-CPU-s" "foreign"
 declare -A SUM
 for path in /small /16k; do
     for r in $(seq "$ROUNDS"); do
         for server in uringreplay nginx; do
             if [ $server = uringreplay ]; then pid=$UR_PID port=$UR_PORT; else pid=$NG_PID port=$NG_PORT; fi
-            read -r _ rps p50 p99 per_cpu < <(measure "$pid" "http://127.0.0.1:$port$path")
-            printf '%-12s %-6s %5s %12s %9s %9s %16s\n' $server $path "$r" "$rps" "$p50" "$p99" "$per_cpu"
+            read -r _ rps p50 p99 per_cpu foreign < <(measure "$pid" "http://127.0.0.1:$port$path")
+            printf '%-12s %-6s %5s %12s %9s %9s %16s %7s%%\n' $server $path "$r" "$rps" "$p50" "$p99" "$per_cpu" "$foreign"
             SUM[$server$path]=$(( ${SUM[$server$path]:-0} + per_cpu ))
         done
     done
 done
+echo "(foreign: CPU used by other processes during the round, % of one core; above ~10 % the round is suspect)"
 echo
 for path in /small /16k; do
     u=$(( SUM[uringreplay$path] / ROUNDS )); n=$(( SUM[nginx$path] / ROUNDS ))
