@@ -59,18 +59,64 @@ pub struct Shared {
     pub counters: Vec<Counters>,
 }
 
+/// Granularity of connection deadlines: the sweeper's period.
+const TICK: Duration = Duration::from_millis(250);
+
+/// One open connection as the worker's sweeper sees it.
+struct Slot {
+    /// The connection's socket.
+    fd: RawFd,
+    /// Tick at which its pending read expires (`u64::MAX`: no read pending).
+    deadline: Cell<u64>,
+    /// The sweeper ended its read because the deadline passed.
+    expired: Cell<bool>,
+}
+
 /// This worker's state on its own thread.
 struct Worker {
     shared: Arc<Shared>,
     index: usize,
-    /// Open connections' sockets, so a stop can end their pending reads.
-    open: RefCell<HashMap<u64, RawFd>>,
+    /// Open connections, so the sweeper can expire reads and a stop can end them.
+    open: RefCell<HashMap<u64, Rc<Slot>>>,
     next_id: Cell<u64>,
+    /// Coarse clock: ticks since the worker started, advanced by the sweeper.
+    ticks: Cell<u64>,
 }
 
 impl Worker {
     fn counters(&self) -> &Counters {
         &self.shared.counters[self.index]
+    }
+
+    /// Ends the pending read of `slot` (it returns 0) without closing the socket.
+    fn end_read(slot: &Slot) {
+        // SAFETY: every slot in `open` belongs to a live TcpStream of this thread: a connection
+        // task removes its slot in the same poll in which its stream is dropped (no await in
+        // between), so no other task of this thread sees a closed fd. shutdown does not close.
+        unsafe {
+            libc::shutdown(slot.fd, libc::SHUT_RD);
+        }
+    }
+}
+
+/// Whole ticks covering `d`, plus one so a deadline never fires early.
+fn ticks_for(d: Duration) -> u64 {
+    (d.as_millis() / TICK.as_millis()) as u64 + 1
+}
+
+/// Expires connections whose read deadline passed: per-read timers cost a timer-wheel entry and
+/// a clock read per request; this costs one Cell store per read and a scan every tick.
+async fn sweep(worker: Rc<Worker>) {
+    while !worker.shared.stop.load(Ordering::Relaxed) {
+        monoio::time::sleep(TICK).await;
+        let now = worker.ticks.get() + 1;
+        worker.ticks.set(now);
+        for slot in worker.open.borrow().values() {
+            if slot.deadline.get() <= now && !slot.expired.get() {
+                slot.expired.set(true);
+                Worker::end_read(slot);
+            }
+        }
     }
 }
 
@@ -88,7 +134,9 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: 
         index,
         open: RefCell::new(HashMap::new()),
         next_id: Cell::new(0),
+        ticks: Cell::new(0),
     });
+    monoio::spawn(sweep(worker.clone()));
     loop {
         let accepted = listener.accept().await;
         if worker.shared.stop.load(Ordering::Relaxed) {
@@ -100,10 +148,15 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: 
                 Counters::bump(&worker.counters().connections);
                 let id = worker.next_id.get();
                 worker.next_id.set(id + 1);
-                worker.open.borrow_mut().insert(id, stream.as_raw_fd());
+                let slot = Rc::new(Slot {
+                    fd: stream.as_raw_fd(),
+                    deadline: Cell::new(u64::MAX),
+                    expired: Cell::new(false),
+                });
+                worker.open.borrow_mut().insert(id, slot.clone());
                 let w = worker.clone();
                 monoio::spawn(async move {
-                    connection(&w, stream, peer).await;
+                    connection(&w, &slot, stream, peer).await;
                     w.open.borrow_mut().remove(&id);
                 });
             }
@@ -114,12 +167,8 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: 
     drop(listener);
     // End every pending read: idle connections see EOF; a connection busy answering finishes,
     // sees the stop flag and closes.
-    for fd in worker.open.borrow().values() {
-        // SAFETY: every fd in `open` belongs to a live TcpStream of this thread (removed before
-        // the stream is dropped), so it is open and ours; shutdown does not close it.
-        unsafe {
-            libc::shutdown(*fd, libc::SHUT_RD);
-        }
+    for slot in worker.open.borrow().values() {
+        Worker::end_read(slot);
     }
     let started = clock::instant();
     while !worker.open.borrow().is_empty() && clock::since(started) < Duration::from_secs(10) {
@@ -237,12 +286,12 @@ enum After {
     Kill,
 }
 
-async fn connection(worker: &Worker, mut stream: TcpStream, peer: SocketAddr) {
+async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: SocketAddr) {
     let shared: &Shared = &worker.shared;
     let counters = worker.counters();
     let replayer: &Replayer = &shared.replayer;
-    let idle = Duration::from_secs(shared.serve.idle_timeout_secs);
-    let header_wait = Duration::from_secs(shared.serve.header_timeout_secs);
+    let idle = ticks_for(Duration::from_secs(shared.serve.idle_timeout_secs));
+    let header_wait = ticks_for(Duration::from_secs(shared.serve.header_timeout_secs));
     let verbose = shared.serve.verbose;
     let mut conn = Conn::new(shared.limits);
     let mut input: Vec<u8> = Vec::with_capacity(8 * 1024);
@@ -409,24 +458,22 @@ async fn connection(worker: &Worker, mut stream: TcpStream, peer: SocketAddr) {
         // A started request must arrive whole within the header timeout (counted from its first
         // bytes, so a trickle cannot hold the connection); an idle connection gets the idle one.
         let partial = !input.is_empty();
-        let wait = if partial {
-            let since = *partial_since.get_or_insert_with(clock::instant);
-            header_wait.saturating_sub(clock::since(since))
+        let now = worker.ticks.get();
+        let deadline = if partial {
+            *partial_since.get_or_insert(now) + header_wait
         } else {
             partial_since = None;
-            idle
+            now + idle
         };
+        slot.deadline.set(deadline);
         let (len, cap) = (input.len(), input.capacity());
-        let read = stream.read(input.slice_mut(len..cap));
-        match monoio::time::timeout(wait, read).await {
-            Ok((Ok(n), slice)) => {
-                input = slice.into_inner();
-                if n == 0 {
-                    return;
-                }
-            }
-            Ok((Err(_), _)) => return,
-            Err(_) => {
+        let (res, slice) = stream.read(input.slice_mut(len..cap)).await;
+        slot.deadline.set(u64::MAX);
+        input = slice.into_inner();
+        match res {
+            Ok(n) if n > 0 => {}
+            Ok(_) | Err(_) if !slot.expired.get() => return,
+            _ => {
                 if partial {
                     Counters::bump(&counters.rejected);
                     http1::write_plain(

@@ -87,3 +87,33 @@ fn a_request_that_stalls_mid_head_gets_408_and_an_idle_connection_is_closed() {
         "idle keep-alive connection closed silently"
     );
 }
+
+#[test]
+fn a_trickled_head_gets_408_when_the_header_timeout_from_its_first_byte_ends() {
+    let server = demo(&["--header-timeout", "1"]);
+    let mut c = Client::new(&server);
+    c.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n");
+    // One header line every 300 ms keeps bytes arriving; the deadline still comes ~1 s after the
+    // first byte. Bounded: at most 20 lines (6 s).
+    for _ in 0..20 {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        if std::io::Write::write_all(&mut c.stream, b"X-Slow: 1\r\n").is_err() {
+            break;
+        }
+        let mut probe = [0u8; 1];
+        c.stream.set_nonblocking(true).unwrap();
+        let answered = std::io::Read::read(&mut c.stream, &mut probe).is_ok();
+        c.stream.set_nonblocking(false).unwrap();
+        if answered {
+            assert_eq!(probe[0], b'H', "the answer starts");
+            let rest = c.read_to_close();
+            let text = String::from_utf8_lossy(&rest);
+            assert!(
+                text.starts_with("TTP/1.1 408 Request Timeout\r\n"),
+                "{text}"
+            );
+            return;
+        }
+    }
+    panic!("no 408 although the head trickled for 6 s");
+}
