@@ -70,22 +70,24 @@ fn a_body_over_max_body_is_answered_413() {
 
 #[test]
 fn a_request_that_stalls_mid_head_gets_408_and_an_idle_connection_is_closed() {
-    let server = demo(&["--header-timeout", "1", "--idle-timeout", "1"]);
-    let mut c = Client::new(&server);
-    c.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n");
-    let text = String::from_utf8(c.read_to_close()).unwrap();
-    assert!(
-        text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
-        "{text}"
-    );
+    for io in ["uring", "epoll"] {
+        let server = demo(&["--header-timeout", "1", "--idle-timeout", "1", "--io", io]);
+        let mut c = Client::new(&server);
+        c.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n");
+        let text = String::from_utf8(c.read_to_close()).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+            "{io}: {text}"
+        );
 
-    let mut c = Client::new(&server);
-    assert_eq!(c.exchange(&get("/hello")).status, 200);
-    assert_eq!(
-        c.read_to_close(),
-        b"",
-        "idle keep-alive connection closed silently"
-    );
+        let mut c = Client::new(&server);
+        assert_eq!(c.exchange(&get("/hello")).status, 200);
+        assert_eq!(
+            c.read_to_close(),
+            b"",
+            "{io}: idle keep-alive connection closed silently"
+        );
+    }
 }
 
 #[test]
