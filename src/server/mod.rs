@@ -159,6 +159,7 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
             None => "regular proxy mode".to_string(),
         }
     );
+    let allocations_at_start = heap::allocations();
     let sum = || Totals::sum(shared.counters.iter(), replayer.remaining());
     let mut last = sum();
     let mut last_at = clock::instant();
@@ -172,7 +173,11 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
         last = now;
         last_at = clock::instant();
     }
+    // Design rule: no heap allocation per request on the replay path; this line lets anyone
+    // check (it counts only when the binary's counting allocator is installed).
+    let allocations = heap::allocations() - allocations_at_start;
     eprintln!("stopping: no new connections; finishing answers in flight");
+    eprintln!("heap allocations while serving: {allocations}");
     shared.stop.store(true, Ordering::SeqCst);
     for fd in listener_fds {
         // SAFETY: the listeners are owned by workers that only close them after seeing `stop`,

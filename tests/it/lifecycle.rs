@@ -94,3 +94,26 @@ fn a_mitmdump_command_line_runs_unchanged() {
     );
     assert_eq!(c.exchange(&get("/other")).status, 404);
 }
+
+#[test]
+fn replaying_on_a_keep_alive_connection_allocates_nothing_per_request() {
+    let path = fixture("demo.flows");
+    let server = Server::start(&["-S", path.to_str().unwrap(), "--reuse", "-q"]);
+    let mut c = Client::new(&server);
+    let requests = 2000;
+    for _ in 0..requests {
+        assert_eq!(c.exchange(&get("/session-dates")).status, 200);
+    }
+    let stopped = server.stop();
+    let allocations: u64 = stopped
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("heap allocations while serving: "))
+        .expect("the allocation line")
+        .parse()
+        .unwrap();
+    assert!(
+        allocations < 100,
+        "{allocations} allocations for {requests} requests on one connection"
+    );
+}
