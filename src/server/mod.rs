@@ -58,6 +58,31 @@ fn bind_all(options: &ServeOptions) -> Result<(SocketAddr, Vec<TcpListener>), St
     Ok((bound, all))
 }
 
+/// The CPUs this process may run on, in order.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for this thread (pid 0).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// Pins the calling thread to `cpu` (best effort: a refusal leaves it unpinned).
+fn pin_to(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data, initialised by zeroing and CPU_SET with an index below
+    // CPU_SETSIZE (it comes from allowed_cpus); pid 0 means the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 fn stop_signals() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it fully.
     unsafe {
@@ -132,13 +157,20 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
         libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut());
     }
     let may_fall_back = options.io == IoDriver::Auto;
+    // One worker per core: with no more workers than allowed CPUs, worker i stays on the i-th.
+    let cpus = allowed_cpus();
+    let pinned = options.threads <= cpus.len();
     let listener_fds: Vec<_> = listeners.iter().map(|l| l.as_raw_fd()).collect();
     let mut workers = Vec::with_capacity(listeners.len());
     for (index, l) in listeners.into_iter().enumerate() {
         let shared = shared.clone();
+        let cpu = cpus.get(index).copied().filter(|_| pinned);
         let handle = std::thread::Builder::new()
             .name(format!("uringreplay-{index}"))
             .spawn(move || {
+                if let Some(cpu) = cpu {
+                    pin_to(cpu);
+                }
                 runtime::block_on(driver, may_fall_back, || worker::serve(l, shared, index))
             })
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
@@ -150,10 +182,11 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
         let _ = stdout.flush();
     }
     eprintln!(
-        "serving {} flows with {} worker thread{} on {driver}; {}",
+        "serving {} flows with {} worker thread{}{} on {driver}; {}",
         replayer.recording().len(),
         options.threads,
         if options.threads == 1 { "" } else { "s" },
+        if pinned { " (one per core)" } else { "" },
         match &reverse {
             Some(t) => format!("reverse proxy for {t}"),
             None => "regular proxy mode".to_string(),
