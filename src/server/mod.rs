@@ -13,7 +13,6 @@ pub mod worker;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,7 +159,6 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
     // One worker per core: with no more workers than allowed CPUs, worker i stays on the i-th.
     let cpus = allowed_cpus();
     let pinned = options.threads <= cpus.len();
-    let listener_fds: Vec<_> = listeners.iter().map(|l| l.as_raw_fd()).collect();
     let mut workers = Vec::with_capacity(listeners.len());
     for (index, l) in listeners.into_iter().enumerate() {
         let shared = shared.clone();
@@ -211,14 +209,8 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
     let allocations = heap::allocations() - allocations_at_start;
     eprintln!("stopping: no new connections; finishing answers in flight");
     eprintln!("heap allocations while serving: {allocations}");
+    // Each worker's sweeper sees the flag within a tick and ends its own pending accept.
     shared.stop.store(true, Ordering::SeqCst);
-    for fd in listener_fds {
-        // SAFETY: the listeners are owned by workers that only close them after seeing `stop`,
-        // which is set above, and a pending accept is what this shutdown ends; the fd is open.
-        unsafe {
-            libc::shutdown(fd, libc::SHUT_RD);
-        }
-    }
     for w in workers {
         match w.join() {
             Ok(Ok(())) => {}

@@ -81,6 +81,8 @@ struct Worker {
     next_id: Cell<u64>,
     /// Coarse clock: ticks since the worker started, advanced by the sweeper.
     ticks: Cell<u64>,
+    /// The listener's socket while the accept loop runs (the sweeper ends the accept on stop).
+    listener_fd: Cell<Option<RawFd>>,
 }
 
 impl Worker {
@@ -105,7 +107,8 @@ fn ticks_for(d: Duration) -> u64 {
 }
 
 /// Expires connections whose read deadline passed: per-read timers cost a timer-wheel entry and
-/// a clock read per request; this costs one Cell store per read and a scan every tick.
+/// a clock read per request; this costs one Cell store per read and a scan every tick. Once the
+/// stop flag is set it ends the pending accept, so the worker stops within one tick.
 async fn sweep(worker: Rc<Worker>) {
     while !worker.shared.stop.load(Ordering::Relaxed) {
         monoio::time::sleep(TICK).await;
@@ -116,6 +119,13 @@ async fn sweep(worker: Rc<Worker>) {
                 slot.expired.set(true);
                 Worker::end_read(slot);
             }
+        }
+    }
+    if let Some(fd) = worker.listener_fd.get() {
+        // SAFETY: `listener_fd` is cleared on this thread before the listener is dropped, so the
+        // fd is the open listener; shutdown makes the pending accept fail without closing it.
+        unsafe {
+            libc::shutdown(fd, libc::SHUT_RD);
         }
     }
 }
@@ -135,6 +145,7 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: 
         open: RefCell::new(HashMap::new()),
         next_id: Cell::new(0),
         ticks: Cell::new(0),
+        listener_fd: Cell::new(Some(listener.as_raw_fd())),
     });
     monoio::spawn(sweep(worker.clone()));
     loop {
@@ -164,6 +175,7 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: 
             Err(_) => monoio::time::sleep(Duration::from_millis(5)).await,
         }
     }
+    worker.listener_fd.set(None);
     drop(listener);
     // End every pending read: idle connections see EOF; a connection busy answering finishes,
     // sees the stop flag and closes.
