@@ -17,3 +17,4 @@ pub mod config;
 pub mod flowfile;
 pub mod inspect;
 pub mod server;
+pub mod upstream;
