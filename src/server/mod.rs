@@ -3,3 +3,5 @@
 //! Nothing in the core (`flowfile`, `replay`, `http1`, `upstream`) imports this module.
 
 pub mod heap;
+pub mod upstream_io;
+pub mod upstream_tls;
