@@ -67,3 +67,173 @@ impl Default for ReplayOptions {
         }
     }
 }
+
+/// Which I/O driver the workers run (`--io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoDriver {
+    /// io_uring where the kernel allows it, else epoll.
+    #[default]
+    Auto,
+    /// io_uring only (fail if unavailable).
+    Uring,
+    /// epoll (monoio's legacy driver).
+    Epoll,
+}
+
+/// The upstream of reverse mode: `--mode reverse:SCHEME://HOST[:PORT]` (spec §e.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReverseTarget {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Host as typed (IPv6 without brackets).
+    pub host: String,
+    /// Port (default 80 for http, 443 for https).
+    pub port: u16,
+}
+
+impl ReverseTarget {
+    /// Parses `[SCHEME://]HOST[:PORT][/]`; the scheme defaults to https, as in mitmproxy.
+    pub fn parse(spec: &str) -> Result<ReverseTarget, String> {
+        let (scheme, rest) = match spec.split_once("://") {
+            Some((s, rest)) => (s.to_ascii_lowercase(), rest),
+            None => ("https".to_string(), spec),
+        };
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            other => {
+                return Err(format!(
+                    "unsupported scheme {other:?} in reverse spec {spec:?}"
+                ))
+            }
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.is_empty() || authority.contains('/') {
+            return Err(format!(
+                "reverse spec {spec:?} must be SCHEME://HOST[:PORT] without a path"
+            ));
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("unclosed [ in reverse spec {spec:?}"))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        let port = match port {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| format!("invalid port {p:?} in reverse spec {spec:?}"))?,
+            None => default_port,
+        };
+        Ok(ReverseTarget {
+            scheme,
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    /// The Host value reverse mode writes: host, plus `:port` unless it is the scheme default.
+    pub fn host_header(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let default = if self.scheme == "https" { 443 } else { 80 };
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+impl std::fmt::Display for ReverseTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        write!(f, "{}://{}:{}", self.scheme, host, self.port)
+    }
+}
+
+/// How requests name their destination (spec §e).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ProxyMode {
+    /// Regular proxy: absolute-form targets, or origin-form with a Host header.
+    #[default]
+    Regular,
+    /// Reverse proxy to this upstream.
+    Reverse(ReverseTarget),
+}
+
+/// How the server runs (everything that is not about matching).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Address to listen on.
+    pub listen_host: String,
+    /// Port to listen on (0: any free port).
+    pub listen_port: u16,
+    /// Worker threads (one event loop each).
+    pub threads: usize,
+    /// I/O driver.
+    pub io: IoDriver,
+    /// Proxy mode.
+    pub mode: ProxyMode,
+    /// Largest request body accepted.
+    pub max_body: u64,
+    /// Seconds a keep-alive connection may stay idle.
+    pub idle_timeout_secs: u64,
+    /// Seconds a started request head may take to arrive.
+    pub header_timeout_secs: u64,
+    /// Print one line per request.
+    pub verbose: bool,
+    /// Exit once every recorded flow has been replayed.
+    pub exit_when_done: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            listen_host: "127.0.0.1".to_string(),
+            listen_port: 8080,
+            threads: 1,
+            io: IoDriver::Auto,
+            mode: ProxyMode::Regular,
+            max_body: 16 * 1024 * 1024,
+            idle_timeout_secs: 60,
+            header_timeout_secs: 10,
+            verbose: false,
+            exit_when_done: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverse_specs_parse_like_mitmproxy() {
+        let t = ReverseTarget::parse("http://127.0.0.1:29411").unwrap();
+        assert_eq!(
+            (t.scheme.as_str(), t.host.as_str(), t.port),
+            ("http", "127.0.0.1", 29411)
+        );
+        assert_eq!(t.host_header(), "127.0.0.1:29411");
+        let t = ReverseTarget::parse("example.com/").unwrap();
+        assert_eq!((t.scheme.as_str(), t.port), ("https", 443));
+        assert_eq!(t.host_header(), "example.com");
+        let t = ReverseTarget::parse("http://[::1]:81").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 81));
+        assert!(ReverseTarget::parse("http://h/path").is_err());
+        assert!(ReverseTarget::parse("ftp://h").is_err());
+    }
+}

@@ -35,13 +35,15 @@ pub fn load(
     let show_bar = io::stderr().is_terminal();
     let mut bar: Option<ProgressBar> = None;
     let mut file_bytes = 0u64;
+    let mut file_name = String::new();
     let mut on_event = |event: LoadEvent<'_>| match event {
         LoadEvent::FileStart { path, bytes } => {
             file_bytes = bytes;
+            file_name = path.display().to_string();
             if let Some(bar) = &bar {
                 bar.set_length(bytes);
                 bar.set_position(0);
-                bar.set_message(path.display().to_string());
+                bar.set_message(file_name.clone());
             }
         }
         LoadEvent::SkippedBadFlow { path, error } => {
@@ -61,6 +63,7 @@ pub fn load(
                     )
                     .expect("invariant: the template is valid"),
                 );
+                b.set_message(file_name.clone());
                 bar = Some(b);
             }
             if let Some(bar) = &bar {

@@ -10,11 +10,18 @@
 //! - [`config`]: plain option data shared by everything else.
 //! - [`cli`]: the command line.
 //! - [`inspect`]: the `uringreplay inspect` listing and summary.
+//! - [`replay`]: which recorded flow answers a request, and its rendered reply.
+//! - [`http1`]: the server side of HTTP/1.x, sans-IO (parsing, framing, keep-alive, limits).
+//! - [`stats`]: counters, summary and report lines.
+//! - [`upstream`]: forwarding unmatched requests, sans-IO (routes, request writer, response relay, pool).
 //! - [`server`]: the I/O drivers (sockets, rings, threads, the counting allocator).
 
 pub mod cli;
 pub mod config;
 pub mod flowfile;
+pub mod http1;
 pub mod inspect;
+pub mod replay;
 pub mod server;
+pub mod stats;
 pub mod upstream;

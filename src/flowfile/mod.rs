@@ -10,6 +10,9 @@ pub mod tnetstring;
 pub mod view;
 pub mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -357,11 +360,13 @@ fn map_file(path: &Path) -> Result<Backing, LoadError> {
     if len == 0 {
         return Ok(Backing::Empty);
     }
+    // MAP_POPULATE faults the whole (page-cached) file in with one call instead of one page fault
+    // per 4 KiB while reading: 400 MB loaded in 0.68 s without it (0.66 s of it system time).
     // SAFETY: the mapping is read-only and private to this process. If another process truncates
     // or rewrites the file while we serve from it, reads may see new bytes or fault; that is the
     // documented contract of replaying from a file (README: do not modify a recording while it is
     // being replayed), the same one ripgrep's mmap path accepts.
     #[allow(unsafe_code)]
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(io)?;
     Ok(Backing::Mapped(map))
 }

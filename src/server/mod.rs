@@ -1,7 +1,190 @@
 //! The I/O drivers: everything that touches sockets, rings, threads, clocks and the allocator.
 //!
 //! Nothing in the core (`flowfile`, `replay`, `http1`, `upstream`) imports this module.
+//! [`run`] binds one SO_REUSEPORT listener per worker, starts the workers on the chosen driver,
+//! prints a summary every few seconds and, on SIGINT/SIGTERM, stops them gracefully.
 
+pub mod clock;
+pub mod forward;
 pub mod heap;
+pub mod runtime;
 pub mod upstream_io;
 pub mod upstream_tls;
+pub mod worker;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{ProxyMode, ServeOptions};
+use crate::http1::Limits;
+use crate::replay::Replayer;
+use crate::stats::{Counters, Summary, Totals};
+use forward::ForwardContext;
+use worker::{ReverseView, Shared};
+
+/// How often the one-line summary is printed while serving.
+const SUMMARY_EVERY: Duration = Duration::from_secs(5);
+
+fn listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// Binds `threads` listeners on one address (the first picks the port when it is 0).
+fn bind_all(options: &ServeOptions) -> Result<(SocketAddr, Vec<TcpListener>), String> {
+    let wanted = (options.listen_host.as_str(), options.listen_port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve listen address {}: {e}", options.listen_host))?
+        .next()
+        .ok_or_else(|| format!("listen address {} has no address", options.listen_host))?;
+    let first = listener(wanted).map_err(|e| format!("cannot listen on {wanted}: {e}"))?;
+    let bound = first.local_addr().map_err(|e| e.to_string())?;
+    let mut all = vec![first];
+    for _ in 1..options.threads {
+        all.push(listener(bound).map_err(|e| format!("cannot listen on {bound}: {e}"))?);
+    }
+    Ok((bound, all))
+}
+
+fn stop_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it fully.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
+}
+
+/// Waits up to `timeout` for SIGINT/SIGTERM (blocked in every thread); true if one came.
+fn wait_for_stop(set: &libc::sigset_t, timeout: Duration) -> bool {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `set` is initialised, `ts` valid; a null siginfo pointer is allowed.
+    let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
+    sig == libc::SIGINT || sig == libc::SIGTERM
+}
+
+/// Serves `replayer` until SIGINT/SIGTERM; returns the final counts. Errors are one sentence.
+pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, String> {
+    let (driver, note) = runtime::choose(options.io)?;
+    if let Some(note) = note {
+        eprintln!("{note}");
+    }
+    let reverse = match &options.mode {
+        ProxyMode::Regular => None,
+        ProxyMode::Reverse(t) => Some(t.clone()),
+    };
+    let reverse_addr = match &reverse {
+        // Resolved once here (blocking is fine at start-up); lazily used only when forwarding.
+        Some(t) => (t.host.as_str(), t.port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next()),
+        None => None,
+    };
+    let (bound, listeners) = bind_all(&options)?;
+    let shared = Arc::new(Shared {
+        replayer: replayer.clone(),
+        reverse: reverse.as_ref().map(|t| ReverseView {
+            scheme: t.scheme.as_bytes().to_vec(),
+            host: t.host.as_bytes().to_vec(),
+            port: t.port,
+            host_header: t.host_header().into_bytes(),
+        }),
+        forward: ForwardContext {
+            reverse: reverse_addr,
+            reverse_tls: reverse.as_ref().is_some_and(|t| t.scheme == "https"),
+            unresolved: reverse
+                .as_ref()
+                .filter(|_| reverse_addr.is_none())
+                .map(|t| t.host.clone()),
+            connect_timeout: Duration::from_secs(5),
+            exchange_timeout: Duration::from_secs(30),
+        },
+        limits: Limits {
+            max_body: options.max_body,
+            ..Limits::default()
+        },
+        stop: AtomicBool::new(false),
+        counters: (0..options.threads).map(|_| Counters::default()).collect(),
+        serve: options.clone(),
+    });
+    let signals = stop_signals();
+    // SAFETY: blocking signals in this thread before spawning makes every worker inherit the
+    // mask, so SIGINT/SIGTERM are only taken by sigtimedwait below.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut());
+    }
+    let listener_fds: Vec<_> = listeners.iter().map(|l| l.as_raw_fd()).collect();
+    let mut workers = Vec::with_capacity(listeners.len());
+    for (index, l) in listeners.into_iter().enumerate() {
+        let shared = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("uringreplay-{index}"))
+            .spawn(move || runtime::block_on(driver, || worker::serve(l, shared, index)))
+            .map_err(|e| format!("cannot start worker thread: {e}"))?;
+        workers.push(handle);
+    }
+    {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "listening on http://{bound}");
+        let _ = stdout.flush();
+    }
+    eprintln!(
+        "serving {} flows with {} worker thread{} on {driver}; {}",
+        replayer.recording().len(),
+        options.threads,
+        if options.threads == 1 { "" } else { "s" },
+        match &reverse {
+            Some(t) => format!("reverse proxy for {t}"),
+            None => "regular proxy mode".to_string(),
+        }
+    );
+    let sum = || Totals::sum(shared.counters.iter(), replayer.remaining());
+    let mut last = sum();
+    let mut last_at = clock::instant();
+    while !wait_for_stop(&signals, SUMMARY_EVERY) {
+        let now = sum();
+        if now != last {
+            let secs = clock::since(last_at).as_secs_f64().max(1e-3);
+            let rate = (now.requests() - last.requests()) as f64 / secs;
+            eprintln!("{}", Summary { now, rate });
+        }
+        last = now;
+        last_at = clock::instant();
+    }
+    eprintln!("stopping: no new connections; finishing answers in flight");
+    shared.stop.store(true, Ordering::SeqCst);
+    for fd in listener_fds {
+        // SAFETY: the listeners are owned by workers that only close them after seeing `stop`,
+        // which is set above, and a pending accept is what this shutdown ends; the fd is open.
+        unsafe {
+            libc::shutdown(fd, libc::SHUT_RD);
+        }
+    }
+    for w in workers {
+        match w.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("error: a worker could not start its event loop: {e}"),
+            Err(_) => eprintln!("error: a worker thread panicked"),
+        }
+    }
+    Ok(sum())
+}

@@ -1,0 +1,95 @@
+//! Which event loop the workers run: monoio on io_uring (SINGLE_ISSUER + DEFER_TASKRUN where the
+//! kernel accepts them) or monoio's epoll driver where io_uring is unavailable or forbidden.
+
+use std::future::Future;
+use std::io;
+
+use crate::config::IoDriver;
+
+/// The driver every worker builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// io_uring; `tuned`: with SINGLE_ISSUER and DEFER_TASKRUN.
+    Uring {
+        /// The ring is set up with SINGLE_ISSUER + DEFER_TASKRUN.
+        tuned: bool,
+    },
+    /// epoll (monoio's legacy driver).
+    Epoll,
+}
+
+impl std::fmt::Display for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Driver::Uring { tuned: true } => f.write_str("io_uring (SINGLE_ISSUER, DEFER_TASKRUN)"),
+            Driver::Uring { tuned: false } => f.write_str("io_uring (default ring flags)"),
+            Driver::Epoll => f.write_str("epoll"),
+        }
+    }
+}
+
+fn uring_builder(tuned: bool) -> io_uring::Builder {
+    let mut b = io_uring::IoUring::builder();
+    if tuned {
+        b.setup_single_issuer().setup_defer_taskrun();
+    }
+    b
+}
+
+/// Picks the driver for `wanted` by probing the kernel once. Returns the driver and, when it is not
+/// the one asked for or the best one, a sentence saying why (the one log line).
+pub fn choose(wanted: IoDriver) -> Result<(Driver, Option<String>), String> {
+    if wanted == IoDriver::Epoll {
+        return Ok((Driver::Epoll, None));
+    }
+    let probe = |tuned| uring_builder(tuned).build(8).map(drop);
+    let refused = match probe(true) {
+        Ok(()) if monoio::utils::detect_uring() => return Ok((Driver::Uring { tuned: true }, None)),
+        Ok(()) => "the kernel lacks io_uring operations monoio needs".to_string(),
+        Err(tuned_err) => match probe(false) {
+            Ok(()) if monoio::utils::detect_uring() => {
+                return Ok((
+                    Driver::Uring { tuned: false },
+                    Some(format!(
+                        "io_uring without SINGLE_ISSUER/DEFER_TASKRUN (the kernel refused them: {tuned_err})"
+                    )),
+                ))
+            }
+            Ok(()) => "the kernel lacks io_uring operations monoio needs".to_string(),
+            Err(e) => e.to_string(),
+        },
+    };
+    match wanted {
+        IoDriver::Uring => Err(format!("io_uring is not available: {refused}")),
+        _ => Ok((
+            Driver::Epoll,
+            Some(format!(
+                "falling back to epoll: io_uring is not available ({refused})"
+            )),
+        )),
+    }
+}
+
+/// Builds a runtime with `driver` on this thread (with timers) and runs `task` to completion.
+pub fn block_on<F, Fut>(driver: Driver, task: F) -> io::Result<Fut::Output>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future,
+{
+    match driver {
+        Driver::Uring { tuned } => {
+            let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                .with_entries(1024)
+                .uring_builder(uring_builder(tuned))
+                .enable_timer()
+                .build()?;
+            Ok(rt.block_on(task()))
+        }
+        Driver::Epoll => {
+            let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build()?;
+            Ok(rt.block_on(task()))
+        }
+    }
+}

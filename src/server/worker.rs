@@ -1,0 +1,442 @@
+//! One worker: a monoio loop on one thread with its own SO_REUSEPORT listener and connections.
+//!
+//! Per connection: read into the connection's input buffer, let [`http1::Conn`] find every
+//! complete request in it (pipelining), answer each into one output buffer (recorded head, body
+//! copied from the mapping, tail), then write that buffer with one send. The clock is read once
+//! per turn. Forwarded requests go through [`forward::forward`] after earlier answers are flushed.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::{TcpListener, TcpStream};
+
+use super::clock;
+use super::forward::{self, ForwardContext, ForwardOutcome, ForwardRequest};
+use crate::config::ServeOptions;
+use crate::http1::{self, split_absolute, split_authority, Conn, Limits, Step, MAX_HEADERS};
+use crate::replay::{Decision, LiveRequest, Replayer, RequestFacts};
+use crate::stats::{self, Counters, Outcome};
+
+/// The reverse-mode upstream as the matcher sees it.
+#[derive(Debug, Clone)]
+pub struct ReverseView {
+    /// `http` or `https`.
+    pub scheme: Vec<u8>,
+    /// Spec host.
+    pub host: Vec<u8>,
+    /// Spec port.
+    pub port: u16,
+    /// The Host value written into requests.
+    pub host_header: Vec<u8>,
+}
+
+/// What every worker shares (read-only after start-up, except the stop flag and counters).
+#[derive(Debug)]
+pub struct Shared {
+    /// Decides and renders replies.
+    pub replayer: Arc<Replayer>,
+    /// Serving options.
+    pub serve: ServeOptions,
+    /// Reverse mode's upstream, or `None` in regular mode.
+    pub reverse: Option<ReverseView>,
+    /// Forwarding settings.
+    pub forward: ForwardContext,
+    /// Request limits.
+    pub limits: Limits,
+    /// Set once on SIGINT/SIGTERM: stop accepting, finish in-flight answers, close.
+    pub stop: AtomicBool,
+    /// One set of counters per worker.
+    pub counters: Vec<Counters>,
+}
+
+/// This worker's state on its own thread.
+struct Worker {
+    shared: Arc<Shared>,
+    index: usize,
+    /// Open connections' sockets, so a stop can end their pending reads.
+    open: RefCell<HashMap<u64, RawFd>>,
+    next_id: Cell<u64>,
+}
+
+impl Worker {
+    fn counters(&self) -> &Counters {
+        &self.shared.counters[self.index]
+    }
+}
+
+/// Runs worker `index` on `listener` until a stop, then waits (bounded) for its connections.
+pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: usize) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: worker {index}: cannot register its listener: {e}");
+            return;
+        }
+    };
+    let worker = Rc::new(Worker {
+        shared,
+        index,
+        open: RefCell::new(HashMap::new()),
+        next_id: Cell::new(0),
+    });
+    loop {
+        let accepted = listener.accept().await;
+        if worker.shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                Counters::bump(&worker.counters().connections);
+                let id = worker.next_id.get();
+                worker.next_id.set(id + 1);
+                worker.open.borrow_mut().insert(id, stream.as_raw_fd());
+                let w = worker.clone();
+                monoio::spawn(async move {
+                    connection(&w, stream, peer).await;
+                    w.open.borrow_mut().remove(&id);
+                });
+            }
+            // Out of descriptors or a connection reset before accept: pause briefly, go on.
+            Err(_) => monoio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+    drop(listener);
+    // End every pending read: idle connections see EOF; a connection busy answering finishes,
+    // sees the stop flag and closes.
+    for fd in worker.open.borrow().values() {
+        // SAFETY: every fd in `open` belongs to a live TcpStream of this thread (removed before
+        // the stream is dropped), so it is open and ours; shutdown does not close it.
+        unsafe {
+            libc::shutdown(*fd, libc::SHUT_RD);
+        }
+    }
+    let started = clock::instant();
+    while !worker.open.borrow().is_empty() && clock::since(started) < Duration::from_secs(10) {
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The request's destination as the matcher sees it.
+struct Route<'b> {
+    scheme: &'b [u8],
+    host: &'b [u8],
+    port: u16,
+    target: &'b [u8],
+}
+
+/// Where a request goes, by mode (spec §b.1, §e): reverse mode rewrites the Host field.
+fn route<'b>(
+    reverse: Option<&'b ReverseView>,
+    target: &'b [u8],
+    headers: &mut [httparse::Header<'b>],
+) -> Option<Route<'b>> {
+    let absolute = split_absolute(target);
+    let origin_target = absolute.map_or(target, |a| a.2);
+    if let Some(rv) = reverse {
+        for h in headers.iter_mut() {
+            if h.name.eq_ignore_ascii_case("host") {
+                h.value = &rv.host_header;
+            }
+        }
+        return Some(Route {
+            scheme: &rv.scheme,
+            host: &rv.host,
+            port: rv.port,
+            target: origin_target,
+        });
+    }
+    let host_field = headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+        .map(|h| h.value);
+    let (scheme, authority): (&'b [u8], &'b [u8]) = match absolute {
+        Some((scheme, authority, _)) => {
+            let scheme: &'static [u8] = if scheme.eq_ignore_ascii_case(b"https") {
+                b"https"
+            } else {
+                b"http"
+            };
+            (scheme, authority)
+        }
+        None => (b"http", host_field?),
+    };
+    let (url_host, port) = split_authority(authority)?;
+    let default_port = if scheme == b"https" { 443 } else { 80 };
+    let host = host_field
+        .and_then(split_authority)
+        .map_or(url_host, |(h, _)| h);
+    Some(Route {
+        scheme,
+        host,
+        port: port.unwrap_or(default_port),
+        target: origin_target,
+    })
+}
+
+/// The URL for `-v` lines.
+struct Url<'a>(&'a Route<'a>);
+
+impl std::fmt::Display for Url<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self.0;
+        let default = if r.scheme == b"https" { 443 } else { 80 };
+        write!(
+            f,
+            "{}://{}",
+            String::from_utf8_lossy(r.scheme),
+            String::from_utf8_lossy(r.host)
+        )?;
+        if r.port != default {
+            write!(f, ":{}", r.port)?;
+        }
+        f.write_str(&String::from_utf8_lossy(r.target))
+    }
+}
+
+/// mitmproxy's answer to an origin-form request without a usable Host in regular mode (§e.2).
+const NO_HOST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nServer: uringreplay\r\nConnection: close\r\n\
+Content-Type: text/html\r\ncontent-length: 68\r\n\r\n\
+<html><body>HTTP request has no host header, destination unknown.\n</body></html>";
+
+/// Asks the main thread to stop (used by `--exit-when-done`), once.
+fn request_stop() {
+    static SENT: AtomicBool = AtomicBool::new(false);
+    if !SENT.swap(true, Ordering::Relaxed) {
+        // SAFETY: kill(2) on our own pid with a valid signal number has no memory effects.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGTERM);
+        }
+    }
+}
+
+/// How a turn of the connection loop ended.
+enum After {
+    Continue,
+    Close,
+    Kill,
+}
+
+async fn write_out(stream: &mut TcpStream, out: Vec<u8>) -> (bool, Vec<u8>) {
+    let (res, mut out) = stream.write_all(out).await;
+    out.clear();
+    (res.is_ok(), out)
+}
+
+async fn connection(worker: &Worker, mut stream: TcpStream, peer: SocketAddr) {
+    let shared: &Shared = &worker.shared;
+    let counters = worker.counters();
+    let replayer: &Replayer = &shared.replayer;
+    let idle = Duration::from_secs(shared.serve.idle_timeout_secs);
+    let header_wait = Duration::from_secs(shared.serve.header_timeout_secs);
+    let verbose = shared.serve.verbose;
+    let mut conn = Conn::new(shared.limits);
+    let mut input: Vec<u8> = Vec::with_capacity(8 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut scratch: Vec<u8> = Vec::new();
+    loop {
+        // Answer every complete request in the input, in order, into `out`.
+        let now = clock::now();
+        let mut pos = 0;
+        let mut after = After::Continue;
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let req = match conn.poll_request(&input[pos..], &mut headers, &mut scratch, &mut out) {
+                Step::NeedMore => break,
+                Step::Reject(e) => {
+                    Counters::bump(&counters.rejected);
+                    http1::write_error(e, &mut out);
+                    after = After::Close;
+                    break;
+                }
+                Step::Request(req) => req,
+            };
+            pos += req.len;
+            let Some(route) = route(shared.reverse.as_ref(), req.target, req.headers) else {
+                Counters::bump(&counters.rejected);
+                out.extend_from_slice(NO_HOST);
+                after = After::Close;
+                break;
+            };
+            let live = LiveRequest {
+                scheme: route.scheme,
+                method: req.method,
+                target: route.target,
+                host: route.host,
+                port: route.port,
+                headers: req.headers,
+                body: req.body,
+            };
+            let decision = replayer.decide(&live);
+            let mut outcome = Outcome::Killed;
+            match decision {
+                Decision::Replay(flow) => {
+                    Counters::bump(&counters.replayed);
+                    let facts = RequestFacts {
+                        is_head: req.is_head,
+                        wants_close: req.wants_close,
+                    };
+                    let reply = replayer.write_reply(flow, now, &facts, &mut out);
+                    out.extend_from_slice(reply.body);
+                    out.extend_from_slice(reply.tail);
+                    if reply.close {
+                        after = After::Close;
+                    }
+                    if verbose {
+                        let status = replayer
+                            .recording()
+                            .flow(flow.0 as usize)
+                            .response
+                            .map_or(0, |r| r.status_code);
+                        outcome = Outcome::Replayed(status);
+                    }
+                    if shared.serve.exit_when_done && replayer.remaining() == 0 {
+                        request_stop();
+                    }
+                }
+                Decision::Status(code) => {
+                    Counters::bump(&counters.status_answered);
+                    out.extend_from_slice(Replayer::status_reply(code));
+                    outcome = Outcome::Status(code);
+                    if req.wants_close {
+                        after = After::Close;
+                    }
+                }
+                Decision::Kill => {
+                    Counters::bump(&counters.killed);
+                    after = After::Kill;
+                }
+                Decision::Forward => {
+                    Counters::bump(&counters.forwarded);
+                    let ok;
+                    (ok, out) = write_out(&mut stream, out).await;
+                    if !ok {
+                        return;
+                    }
+                    let host_header = req
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("host"))
+                        .map_or(route.host, |h| h.value);
+                    let request = ForwardRequest {
+                        method: req.method,
+                        target: route.target,
+                        headers: req.headers,
+                        host_header: match &shared.reverse {
+                            Some(rv) => &rv.host_header,
+                            None => host_header,
+                        },
+                        destination: (route.host, route.port),
+                        tls: route.scheme == b"https",
+                        body: req.body,
+                        is_head: req.is_head,
+                    };
+                    match forward::forward(&shared.forward, &request, &mut stream).await {
+                        ForwardOutcome::Relayed { status, close } => {
+                            outcome = Outcome::Forwarded(Some(status));
+                            if close || req.wants_close {
+                                after = After::Close;
+                            }
+                        }
+                        ForwardOutcome::Failed(reason) => {
+                            outcome = Outcome::Forwarded(None);
+                            http1::write_plain(502, "Bad Gateway", &reason, true, &mut out);
+                            after = After::Close;
+                        }
+                        ForwardOutcome::ClientGone => return,
+                    }
+                }
+            }
+            if verbose {
+                println!(
+                    "{}",
+                    stats::request_line(&peer, req.method, &Url(&route), outcome)
+                );
+            }
+            if req.wants_close && matches!(after, After::Continue) {
+                after = After::Close;
+            }
+            if !matches!(after, After::Continue) {
+                break;
+            }
+        }
+        if matches!(after, After::Kill) && out.is_empty() {
+            return;
+        }
+        if !out.is_empty() {
+            let ok;
+            (ok, out) = write_out(&mut stream, out).await;
+            if !ok {
+                return;
+            }
+        }
+        match after {
+            After::Continue => {}
+            After::Kill => return,
+            After::Close => return linger_close(stream, input).await,
+        }
+        if pos == input.len() {
+            input.clear();
+        } else if pos > 0 {
+            input.drain(..pos);
+        }
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        // Read more.
+        if input.capacity() - input.len() < 4096 {
+            input.reserve(input.capacity().max(8 * 1024));
+        }
+        let partial = !input.is_empty();
+        let (len, cap) = (input.len(), input.capacity());
+        let read = stream.read(input.slice_mut(len..cap));
+        match monoio::time::timeout(if partial { header_wait } else { idle }, read).await {
+            Ok((Ok(n), slice)) => {
+                input = slice.into_inner();
+                if n == 0 {
+                    return;
+                }
+            }
+            Ok((Err(_), _)) => return,
+            Err(_) => {
+                if partial {
+                    Counters::bump(&counters.rejected);
+                    http1::write_plain(408, "Request Timeout", "request timed out", true, &mut out);
+                    let _ = stream.write_all(out).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Closes after a final answer without losing it to a reset: shut the write side, then read and
+/// drop what the client still sends (bounded in bytes and time).
+async fn linger_close(mut stream: TcpStream, mut buf: Vec<u8>) {
+    let _ = stream.shutdown().await;
+    let mut drained = 0usize;
+    while drained < 1024 * 1024 {
+        buf.clear();
+        if buf.capacity() < 4096 {
+            buf.reserve(4096);
+        }
+        let cap = buf.capacity();
+        match monoio::time::timeout(Duration::from_secs(1), stream.read(buf.slice_mut(0..cap)))
+            .await
+        {
+            Ok((Ok(n), slice)) if n > 0 => {
+                drained += n;
+                buf = slice.into_inner();
+            }
+            _ => return,
+        }
+    }
+}

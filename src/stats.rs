@@ -1,0 +1,177 @@
+//! Counters per worker, the periodic summary line, the per-request log line and the end report.
+//!
+//! Each worker writes only its own [`Counters`] (single writer: a relaxed load and store, no
+//! locked instruction); the main thread reads them all for summaries and the report.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One worker's counts; padded to its own cache lines.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct Counters {
+    /// Requests answered with a recorded response.
+    pub replayed: AtomicU64,
+    /// Unmatched requests sent upstream (answered by the upstream or with a 502).
+    pub forwarded: AtomicU64,
+    /// Unmatched requests whose connection was closed without a byte.
+    pub killed: AtomicU64,
+    /// Unmatched requests answered with a status-mode response.
+    pub status_answered: AtomicU64,
+    /// Requests rejected as malformed or too large (400/408/413/431).
+    pub rejected: AtomicU64,
+    /// Connections accepted.
+    pub connections: AtomicU64,
+}
+
+impl Counters {
+    /// Adds one to `field` (only the owning worker calls this).
+    #[inline]
+    pub fn bump(field: &AtomicU64) {
+        field.store(field.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+}
+
+/// Sums of every worker's counters at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// See [`Counters::replayed`].
+    pub replayed: u64,
+    /// See [`Counters::forwarded`].
+    pub forwarded: u64,
+    /// See [`Counters::killed`].
+    pub killed: u64,
+    /// See [`Counters::status_answered`].
+    pub status_answered: u64,
+    /// See [`Counters::rejected`].
+    pub rejected: u64,
+    /// See [`Counters::connections`].
+    pub connections: u64,
+    /// Recorded flows not yet replayed.
+    pub flows_left: u64,
+}
+
+impl Totals {
+    /// Adds up `counters`; `flows_left` comes from the replayer.
+    pub fn sum<'a>(counters: impl IntoIterator<Item = &'a Counters>, flows_left: u64) -> Totals {
+        let mut t = Totals {
+            flows_left,
+            ..Totals::default()
+        };
+        for c in counters {
+            t.replayed += c.replayed.load(Ordering::Relaxed);
+            t.forwarded += c.forwarded.load(Ordering::Relaxed);
+            t.killed += c.killed.load(Ordering::Relaxed);
+            t.status_answered += c.status_answered.load(Ordering::Relaxed);
+            t.rejected += c.rejected.load(Ordering::Relaxed);
+            t.connections += c.connections.load(Ordering::Relaxed);
+        }
+        t
+    }
+
+    /// Requests no recorded flow answered.
+    pub fn unmatched(&self) -> u64 {
+        self.forwarded + self.killed + self.status_answered
+    }
+
+    /// Every request handled.
+    pub fn requests(&self) -> u64 {
+        self.replayed + self.unmatched() + self.rejected
+    }
+}
+
+/// The one-line summary printed every few seconds while serving.
+#[derive(Debug)]
+pub struct Summary {
+    /// Totals now.
+    pub now: Totals,
+    /// Requests per second since the previous summary.
+    pub rate: f64,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = &self.now;
+        write!(
+            f,
+            "serving: {:.0} req/s; {} replayed, {} unmatched, {} rejected, {} connections, {} flows left",
+            self.rate,
+            t.replayed,
+            t.unmatched(),
+            t.rejected,
+            t.connections,
+            t.flows_left
+        )
+    }
+}
+
+/// The report printed at exit.
+#[derive(Debug)]
+pub struct Report(pub Totals);
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = &self.0;
+        write!(
+            f,
+            "replayed {}, forwarded {}, killed {}, status-answered {}, unmatched {}, rejected {}, \
+             flows left {}",
+            t.replayed,
+            t.forwarded,
+            t.killed,
+            t.status_answered,
+            t.unmatched(),
+            t.rejected,
+            t.flows_left
+        )
+    }
+}
+
+/// What happened to one request, for the `-v` log line.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome {
+    /// Answered from the recording with this status.
+    Replayed(u16),
+    /// Sent upstream; the upstream's status, or `None` when it failed (502).
+    Forwarded(Option<u16>),
+    /// Connection closed without a byte.
+    Killed,
+    /// Status-mode answer.
+    Status(u16),
+}
+
+/// The mitmdump-style line for one request: `PEER: METHOD URL << OUTCOME`.
+pub fn request_line(
+    peer: &dyn fmt::Display,
+    method: &[u8],
+    url: &dyn fmt::Display,
+    outcome: Outcome,
+) -> String {
+    let method = String::from_utf8_lossy(method);
+    let outcome = match outcome {
+        Outcome::Replayed(code) => format!("[replay] {code}"),
+        Outcome::Forwarded(Some(code)) => format!("[forward] {code}"),
+        Outcome::Forwarded(None) => "[forward] 502 upstream failed".to_string(),
+        Outcome::Killed => "[kill] connection closed".to_string(),
+        Outcome::Status(code) => format!("[extra] {code}"),
+    };
+    format!("{peer}: {method} {url} << {outcome}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_names_every_count() {
+        let c = Counters::default();
+        Counters::bump(&c.replayed);
+        Counters::bump(&c.killed);
+        Counters::bump(&c.status_answered);
+        let t = Totals::sum([&c], 3);
+        assert_eq!(
+            Report(t).to_string(),
+            "replayed 1, forwarded 0, killed 1, status-answered 1, unmatched 2, rejected 0, flows left 3"
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real `uringreplay` binary on 127.0.0.1 (port 0, two threads), spoken to
+//! with raw bytes.
+// The tests are a driver: they read the clock for deadlines and to check refreshed dates.
+#![allow(clippy::disallowed_methods)]
+
+mod forward;
+mod hostile;
+mod lifecycle;
+mod replay;
+mod support;
