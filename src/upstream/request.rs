@@ -35,9 +35,9 @@ pub fn client_wants_keep_alive(http_minor: u8, headers: &[httparse::Header<'_>])
 
 /// Appends the request for the upstream to `out`: `METHOD path HTTP/1.1`, the client's fields in order
 /// without hop-by-hop ones (and without fields the `Connection` header names), Host per
-/// `route.host`, then the body. `body` is the complete, de-chunked request body; a request that came
-/// chunked goes out as one chunk (`Transfer-Encoding: chunked`), any other with its `Content-Length`
-/// (added when a non-empty body has none).
+/// `route.host`, then the body. `body` is the complete, de-chunked request body: it goes out with a
+/// `Content-Length` (the client's, or a new one when it sent the body chunked or, non-empty,
+/// without one), since the whole body is at hand.
 pub fn write_request(
     out: &mut Vec<u8>,
     method: &str,
@@ -94,17 +94,7 @@ pub fn write_request(
             write_field(out, b"Host", v.as_bytes());
         }
     }
-    if chunked {
-        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
-        if !body.is_empty() {
-            out.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
-            out.extend_from_slice(body);
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"0\r\n\r\n");
-        return;
-    }
-    if !length_written && !body.is_empty() {
+    if !length_written && (chunked || !body.is_empty()) {
         out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
     }
     out.extend_from_slice(b"\r\n");
@@ -215,23 +205,16 @@ mod tests {
     }
 
     #[test]
-    fn chunked_requests_go_out_as_one_chunk() {
+    fn chunked_requests_go_out_with_a_content_length() {
         let headers = [h("Transfer-Encoding", "chunked"), h("Content-Length", "9")];
-        let got = written(
-            "POST",
-            &route(HostAction::Keep, b"/"),
-            &headers,
-            b"0123456789abcdef!",
-        );
+        let route = route(HostAction::Keep, b"/");
+        let got = written("POST", &route, &headers, b"0123456789abcdef!");
         assert_eq!(
             got,
-            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n11\r\n0123456789abcdef!\r\n0\r\n\r\n"
+            "POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n0123456789abcdef!"
         );
-        let got = written("POST", &route(HostAction::Keep, b"/"), &headers[..1], b"");
-        assert_eq!(
-            got,
-            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
-        );
+        let got = written("POST", &route, &headers[..1], b"");
+        assert_eq!(got, "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
     }
 
     #[test]
