@@ -15,6 +15,7 @@ SECS=${2:-8}
 WARM=2
 CONNS=64
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 WORK=$(mktemp -d /tmp/uringreplay-bench.XXXXXX)
 UR_PORT=18080
 NG_PORT=18081
@@ -35,7 +36,7 @@ fi
 
 echo "building (release)" >&2
 (cd "$ROOT" && cargo build --release --quiet --bin uringreplay --example bench_flows)
-"$ROOT/target/release/examples/bench_flows" "$WORK/bench.flows"
+"$TARGET/release/examples/bench_flows" "$WORK/bench.flows"
 
 # nginx: one worker, `return 200` for the small response, a static file for 16 KiB.
 mkdir -p "$WORK/www" "$WORK/nginx"
@@ -68,7 +69,7 @@ http {
 }
 EOF
 
-taskset -c 0 "$ROOT/target/release/uringreplay" -S "$WORK/bench.flows" --reuse --threads 1 \
+taskset -c 0 "$TARGET/release/uringreplay" -S "$WORK/bench.flows" --reuse --threads 1 \
     -p $UR_PORT >"$WORK/ur.out" 2>"$WORK/ur.err" &
 UR_PID=$!
 PIDS+=("$UR_PID")

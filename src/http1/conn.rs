@@ -193,4 +193,45 @@ mod tests {
         assert!(text.contains("connection: close\r\n"));
         assert!(text.ends_with("repeated Content-Length\n"));
     }
+
+    proptest::proptest! {
+        /// Any bytes give requests, a need for more, or a rejection; never a panic.
+        #[test]
+        fn arbitrary_input_never_panics(input in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let _ = drive(&input);
+        }
+
+        /// Feeding pipelined requests in arbitrary pieces yields the same requests in order.
+        #[test]
+        fn split_points_do_not_change_what_is_parsed(cuts in proptest::collection::vec(0usize..200, 0..6)) {
+            let whole: &[u8] = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nPOST /c HTTP/1.1\r\nContent-Length: 2\r\n\r\nok";
+            let expected = drive(whole).0;
+            let mut conn = Conn::new(Limits::default());
+            let (mut scratch, mut out) = (Vec::new(), Vec::new());
+            let mut seen = Vec::new();
+            let mut cuts = cuts.clone();
+            cuts.push(whole.len());
+            cuts.sort_unstable();
+            let mut pos = 0;
+            for cut in cuts.into_iter().map(|c| c.min(whole.len())) {
+                loop {
+                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    match conn.poll_request(&whole[pos..cut.max(pos)], &mut headers, &mut scratch, &mut out) {
+                        Step::Request(r) => {
+                            seen.push((
+                                String::from_utf8_lossy(r.method).into_owned(),
+                                String::from_utf8_lossy(r.target).into_owned(),
+                                r.body.to_vec(),
+                                r.wants_close,
+                            ));
+                            pos += r.len;
+                        }
+                        Step::NeedMore => break,
+                        Step::Reject(e) => panic!("rejected a valid prefix: {e}"),
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(seen, expected);
+        }
+    }
 }

@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod forward;
 pub mod heap;
+pub mod outbox;
 pub mod runtime;
 pub mod upstream_io;
 pub mod upstream_tls;

@@ -15,11 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::{TcpListener, TcpStream};
 
 use super::clock;
 use super::forward::{self, ForwardSettings, Forwarded, Forwarder};
+use super::outbox::Outbox;
 use crate::config::ServeOptions;
 use crate::http1::{self, split_absolute, split_authority, Conn, Limits, Step, MAX_HEADERS};
 use crate::replay::{Decision, LiveRequest, Replayer, RequestFacts};
@@ -238,12 +239,6 @@ enum After {
     Kill,
 }
 
-async fn write_out(stream: &mut TcpStream, out: Vec<u8>) -> (bool, Vec<u8>) {
-    let (res, mut out) = stream.write_all(out).await;
-    out.clear();
-    (res.is_ok(), out)
-}
-
 async fn connection(worker: &Worker, mut stream: TcpStream, peer: SocketAddr) {
     let shared: &Shared = &worker.shared;
     let counters = worker.counters();
@@ -253,7 +248,7 @@ async fn connection(worker: &Worker, mut stream: TcpStream, peer: SocketAddr) {
     let verbose = shared.serve.verbose;
     let mut conn = Conn::new(shared.limits);
     let mut input: Vec<u8> = Vec::with_capacity(8 * 1024);
-    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut outbox = Outbox::new(shared.replayer.clone());
     let mut scratch: Vec<u8> = Vec::new();
     loop {
         // Answer every complete request in the input, in order, into `out`.
@@ -262,11 +257,12 @@ async fn connection(worker: &Worker, mut stream: TcpStream, peer: SocketAddr) {
         let mut after = After::Continue;
         loop {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let req = match conn.poll_request(&input[pos..], &mut headers, &mut scratch, &mut out) {
+            let out = &mut outbox.bytes;
+            let req = match conn.poll_request(&input[pos..], &mut headers, &mut scratch, out) {
                 Step::NeedMore => break,
                 Step::Reject(e) => {
                     Counters::bump(&counters.rejected);
-                    http1::write_error(e, &mut out);
+                    http1::write_error(e, out);
                     after = After::Close;
                     break;
                 }
@@ -303,9 +299,9 @@ async fn connection(worker: &Worker, mut stream: TcpStream, peer: SocketAddr) {
                         is_head: req.is_head,
                         wants_close: req.wants_close,
                     };
-                    let reply = replayer.write_reply(flow, now, &facts, &mut out);
-                    out.extend_from_slice(reply.body);
-                    out.extend_from_slice(reply.tail);
+                    let reply = replayer.write_reply(flow, now, &facts, out);
+                    outbox.push_body(reply.body);
+                    outbox.bytes.extend_from_slice(reply.tail);
                     if reply.close {
                         after = After::Close;
                     }
@@ -335,9 +331,7 @@ async fn connection(worker: &Worker, mut stream: TcpStream, peer: SocketAddr) {
                 }
                 Decision::Forward => {
                     Counters::bump(&counters.forwarded);
-                    let ok;
-                    (ok, out) = write_out(&mut stream, out).await;
-                    if !ok {
+                    if outbox.flush(&mut stream).await.is_err() {
                         return;
                     }
                     match forward::forward(&worker.forwarder, &req, &mut stream).await {
@@ -384,15 +378,8 @@ async fn connection(worker: &Worker, mut stream: TcpStream, peer: SocketAddr) {
                 break;
             }
         }
-        if matches!(after, After::Kill) && out.is_empty() {
+        if !outbox.is_empty() && outbox.flush(&mut stream).await.is_err() {
             return;
-        }
-        if !out.is_empty() {
-            let ok;
-            (ok, out) = write_out(&mut stream, out).await;
-            if !ok {
-                return;
-            }
         }
         match after {
             After::Continue => {}
@@ -401,6 +388,9 @@ async fn connection(worker: &Worker, mut stream: TcpStream, peer: SocketAddr) {
         }
         if pos == input.len() {
             input.clear();
+            if input.capacity() > 64 * 1024 {
+                input = Vec::with_capacity(8 * 1024);
+            }
         } else if pos > 0 {
             input.drain(..pos);
         }
@@ -425,8 +415,14 @@ async fn connection(worker: &Worker, mut stream: TcpStream, peer: SocketAddr) {
             Err(_) => {
                 if partial {
                     Counters::bump(&counters.rejected);
-                    http1::write_plain(408, "Request Timeout", "request timed out", true, &mut out);
-                    let _ = stream.write_all(out).await;
+                    http1::write_plain(
+                        408,
+                        "Request Timeout",
+                        "request timed out",
+                        true,
+                        &mut outbox.bytes,
+                    );
+                    let _ = outbox.flush(&mut stream).await;
                 }
                 return;
             }

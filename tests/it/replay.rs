@@ -324,3 +324,24 @@ fn http10_and_connection_close_requests_close_after_the_answer() {
         "HTTP/1.0 keep-alive stays open"
     );
 }
+
+#[test]
+fn large_bodies_are_sent_whole_from_the_mapping_in_pipelined_order() {
+    let big: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let file = FlowFile::new(&[
+        FlowSpec::get("/big", 200, &big),
+        FlowSpec::get("/small", 200, b"small"),
+    ]);
+    let server = Server::start(&["-S", file.arg(), "--reuse"]);
+    let mut c = Client::new(&server);
+    let mut burst = Vec::new();
+    for path in ["/big", "/small", "/big", "/big", "/small"] {
+        burst.extend_from_slice(&get(path));
+    }
+    c.send(&burst);
+    for path in ["/big", "/small", "/big", "/big", "/small"] {
+        let r = c.response(false);
+        let expected: &[u8] = if path == "/big" { &big } else { b"small" };
+        assert!(r.body == expected, "{path}: {} bytes", r.body.len());
+    }
+}

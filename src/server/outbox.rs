@@ -1,0 +1,183 @@
+//! One connection's pending output: rendered bytes plus large bodies referenced straight from
+//! the recording's mapping, sent with one vectored write (`writev`/`IORING_OP_WRITEV`).
+//!
+//! Small bodies are copied into the byte buffer (one plain send is cheaper than an iovec list for
+//! them); bodies of [`MAPPED_BODY_MIN`] bytes or more are referenced, not copied.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use monoio::buf::IoVecBuf;
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use crate::replay::Replayer;
+
+/// Bodies at least this long are sent from the mapping instead of being copied.
+pub const MAPPED_BODY_MIN: usize = 4096;
+
+/// A part of the output, in order.
+#[derive(Debug, Clone, Copy)]
+enum Segment {
+    /// `bytes[range]`.
+    Bytes(usize, usize),
+    /// Memory of the recording (kept alive by the outbox's `Arc<Replayer>`).
+    Mapped(*const u8, usize),
+}
+
+/// Pending output of one connection.
+pub struct Outbox {
+    /// Rendered bytes (heads, small bodies, tails, status answers).
+    pub bytes: Vec<u8>,
+    /// Parts in order when any body is referenced; empty in the common all-bytes case.
+    segments: Vec<Segment>,
+    /// Start of the bytes not yet covered by a segment.
+    run_start: usize,
+    /// iovec storage reused between writes.
+    iovecs: Vec<libc::iovec>,
+    /// Keeps the mapping that `Mapped` segments point into alive.
+    owner: Arc<Replayer>,
+}
+
+impl Outbox {
+    /// An empty outbox whose referenced bodies belong to `owner`'s recording.
+    pub fn new(owner: Arc<Replayer>) -> Outbox {
+        Outbox {
+            bytes: Vec::with_capacity(16 * 1024),
+            segments: Vec::new(),
+            run_start: 0,
+            iovecs: Vec::new(),
+            owner,
+        }
+    }
+
+    /// Nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty() && self.segments.is_empty()
+    }
+
+    /// Appends a body from the recording: copied when small, referenced when large.
+    pub fn push_body(&mut self, body: &[u8]) {
+        if body.len() < MAPPED_BODY_MIN || !self.owns(body) {
+            self.bytes.extend_from_slice(body);
+            return;
+        }
+        self.close_run();
+        self.segments
+            .push(Segment::Mapped(body.as_ptr(), body.len()));
+    }
+
+    /// Whether `body` lies inside the recording's files (so the mapping outlives the write).
+    fn owns(&self, body: &[u8]) -> bool {
+        self.owner.recording().span_of(body).is_some()
+    }
+
+    fn close_run(&mut self) {
+        if self.bytes.len() > self.run_start {
+            self.segments
+                .push(Segment::Bytes(self.run_start, self.bytes.len()));
+            self.run_start = self.bytes.len();
+        }
+    }
+
+    /// Writes everything pending to `stream` (one send, or one vectored send when bodies are
+    /// referenced, repeated only on partial writes) and empties the outbox.
+    pub async fn flush(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+        if self.segments.is_empty() {
+            let bytes = std::mem::take(&mut self.bytes);
+            let (res, mut bytes) = stream.write_all(bytes).await;
+            bytes.clear();
+            self.bytes = bytes;
+            return res.map(drop);
+        }
+        self.close_run();
+        let mut iovecs = std::mem::take(&mut self.iovecs);
+        iovecs.clear();
+        for s in &self.segments {
+            let (base, len) = match *s {
+                Segment::Bytes(start, end) => {
+                    let r: Range<usize> = start..end;
+                    (self.bytes[r].as_ptr(), end - start)
+                }
+                Segment::Mapped(ptr, len) => (ptr, len),
+            };
+            iovecs.push(libc::iovec {
+                iov_base: base as *mut libc::c_void,
+                iov_len: len,
+            });
+        }
+        let mut pending = Gather {
+            iovecs,
+            first: 0,
+            bytes: std::mem::take(&mut self.bytes),
+            _owner: self.owner.clone(),
+        };
+        let mut result = Ok(());
+        while pending.first < pending.iovecs.len() {
+            let (res, back) = stream.writev(pending).await;
+            pending = back;
+            match res {
+                Ok(0) => {
+                    result = Err(std::io::ErrorKind::WriteZero.into());
+                    break;
+                }
+                Ok(n) => pending.advance(n),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        let Gather {
+            iovecs, mut bytes, ..
+        } = pending;
+        bytes.clear();
+        self.bytes = bytes;
+        self.iovecs = iovecs;
+        self.segments.clear();
+        self.run_start = 0;
+        result
+    }
+}
+
+/// An iovec list handed to the runtime for one vectored write; owns what it points into.
+struct Gather {
+    iovecs: Vec<libc::iovec>,
+    /// First iovec not completely written.
+    first: usize,
+    /// The byte buffer some iovecs point into (moved here so it cannot change while in flight).
+    bytes: Vec<u8>,
+    /// Keeps the recording's mapping alive while iovecs point into it.
+    _owner: Arc<Replayer>,
+}
+
+impl Gather {
+    /// Skips `n` written bytes.
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 && self.first < self.iovecs.len() {
+            let iov = &mut self.iovecs[self.first];
+            if n >= iov.iov_len {
+                n -= iov.iov_len;
+                self.first += 1;
+            } else {
+                // SAFETY: n < iov_len, so the advanced pointer stays inside the same buffer.
+                iov.iov_base = unsafe { (iov.iov_base as *mut u8).add(n) } as *mut libc::c_void;
+                iov.iov_len -= n;
+                n = 0;
+            }
+        }
+    }
+}
+
+// SAFETY: the iovecs point into `bytes` (a heap buffer owned by this value and not touched while
+// the runtime holds it) and into the recording's mapping (kept alive by `_owner`); the iovec
+// array itself is a Vec owned by this value whose heap storage does not move while it is held.
+unsafe impl IoVecBuf for Gather {
+    fn read_iovec_ptr(&self) -> *const libc::iovec {
+        self.iovecs[self.first..].as_ptr()
+    }
+
+    fn read_iovec_len(&self) -> usize {
+        self.iovecs.len() - self.first
+    }
+}
