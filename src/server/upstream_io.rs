@@ -10,12 +10,13 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
+use super::clock;
 use super::upstream_tls::{TlsFailure, TlsStream, UpstreamTls};
 use crate::upstream::{
     write_request, ForwardError, ForwardErrorKind, Mode, Origin, Pool, PoolLimits, RelayOutcome,
@@ -130,9 +131,9 @@ impl UpstreamConn {
         }
     }
 
-    /// Sends all of `data`. On failure, says whether no byte at all left (plain TCP only: with TLS
-    /// that is never certain).
-    async fn send(&mut self, data: Vec<u8>) -> Result<(), (io::Error, bool)> {
+    /// Sends all of `data`. On failure, hands `data` back if not one byte of it left (plain TCP
+    /// only: with TLS that is never certain), so it can be sent elsewhere.
+    async fn send(&mut self, data: Vec<u8>) -> Result<(), (io::Error, Option<Vec<u8>>)> {
         match self {
             UpstreamConn::Plain(tcp) => {
                 let mut sent = 0;
@@ -140,15 +141,16 @@ impl UpstreamConn {
                 while sent < data.len() {
                     let (res, slice) = tcp.write(monoio::buf::IoBuf::slice(data, sent..)).await;
                     data = slice.into_inner();
+                    let unsent = |data| (sent == 0).then_some(data);
                     match res {
-                        Ok(0) => return Err((io::ErrorKind::WriteZero.into(), sent == 0)),
+                        Ok(0) => return Err((io::ErrorKind::WriteZero.into(), unsent(data))),
                         Ok(n) => sent += n,
-                        Err(e) => return Err((e, sent == 0)),
+                        Err(e) => return Err((e, unsent(data))),
                     }
                 }
                 Ok(())
             }
-            UpstreamConn::Tls(tls) => tls.write_all(&data).await.map_err(|e| (e, false)),
+            UpstreamConn::Tls(tls) => tls.write_all(&data).await.map_err(|e| (e, None)),
         }
     }
 
@@ -288,12 +290,11 @@ impl Forwarder {
         client: &mut W,
     ) -> Result<RelayOutcome, ExchangeError> {
         let (mut conn, reused) = self.checkout(origin).await?;
-        let retry_copy = reused.then(|| request.clone());
-        if let Err((e, nothing_sent)) = conn.send(request).await {
-            match retry_copy {
+        if let Err((e, unsent)) = conn.send(request).await {
+            match unsent {
                 // The pooled connection took not one byte: the request provably never reached the
                 // server, so one retry on a fresh connection is safe for any method.
-                Some(again) if nothing_sent => {
+                Some(again) if reused => {
                     conn = self.connect(origin).await?;
                     conn.send(again)
                         .await
@@ -338,7 +339,7 @@ impl Forwarder {
             .outcome()
             .expect("invariant: the loop ends with a complete response");
         if outcome.upstream_reusable && input.is_empty() {
-            let rejected = self.pool.borrow_mut().put(origin, conn, now());
+            let rejected = self.pool.borrow_mut().put(origin, conn, clock::instant());
             drop(rejected);
         }
         Ok(outcome)
@@ -346,7 +347,7 @@ impl Forwarder {
 
     /// A pooled connection to `origin` that still looks alive, else a new one; `true` if pooled.
     async fn checkout(&self, origin: &Origin) -> Result<(UpstreamConn, bool), ForwardErrorKind> {
-        let now = now();
+        let now = clock::instant();
         loop {
             let taken = self.pool.borrow_mut().take(origin, now);
             match taken {
@@ -413,12 +414,6 @@ impl Forwarder {
             },
         }
     }
-}
-
-/// The monotonic clock, for pool idle times.
-#[allow(clippy::disallowed_methods)]
-fn now() -> Instant {
-    Instant::now()
 }
 
 #[cfg(test)]

@@ -590,3 +590,36 @@ fn regular_mode_forwards_to_each_requests_own_host_on_one_connection() {
     );
     assert_eq!((one.connections(), two.connections()), (1, 1));
 }
+
+#[test]
+fn head_and_informational_responses_are_relayed_without_bodies_on_a_kept_connection() {
+    let upstream = TestUpstream::plain(|s| {
+        while let Some((head, _)) = read_request(s) {
+            let answer: &[u8] = if head.starts_with("HEAD ") {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"
+            } else {
+                b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nafter 103"
+            };
+            if s.write_all(answer).is_err() {
+                return;
+            }
+        }
+    });
+    let flows = recording();
+    let mode = upstream.reverse("http");
+    let server = Server::start(&["-S", flows.arg(), "--mode", &mode]);
+    let mut c = Client::new(&server);
+    let r = c.exchange(b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((r.status, r.header("content-length")), (200, Some("9")));
+    c.send(&get("/hints"));
+    let early = c.response(false);
+    assert_eq!(
+        (early.status, early.header("link")),
+        (103, Some("</s.css>"))
+    );
+    let r = c.response(false);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"after 103"[..]));
+    let r = c.exchange(b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(upstream.connections(), 1);
+}
