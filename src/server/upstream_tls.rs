@@ -81,6 +81,7 @@ impl UpstreamTls {
             tcp,
             conn,
             buf: Vec::with_capacity(TLS_READ_BYTES),
+            out: Vec::with_capacity(TLS_READ_BYTES),
         };
         while stream.conn.is_handshaking() {
             if stream.conn.wants_write() {
@@ -110,7 +111,10 @@ pub enum TlsFailure {
 pub struct TlsStream {
     tcp: TcpStream,
     conn: ClientConnection,
+    /// TLS bytes read from the socket.
     buf: Vec<u8>,
+    /// TLS records to send.
+    out: Vec<u8>,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -169,9 +173,11 @@ impl TlsStream {
     /// Sends every TLS record rustls has queued.
     async fn flush(&mut self) -> io::Result<()> {
         while self.conn.wants_write() {
-            let mut out = Vec::with_capacity(TLS_READ_BYTES);
+            let mut out = std::mem::take(&mut self.out);
+            out.clear();
             self.conn.write_tls(&mut out)?;
-            let (res, _) = monoio::io::AsyncWriteRentExt::write_all(&mut self.tcp, out).await;
+            let (res, out) = monoio::io::AsyncWriteRentExt::write_all(&mut self.tcp, out).await;
+            self.out = out;
             res?;
         }
         Ok(())
