@@ -100,3 +100,42 @@ pub async fn forward(
     };
     forwarder.forward(&outbound, client).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_upstream_ca_file_is_one_sentence() {
+        let options = ServeOptions {
+            upstream_ca: Some("/nonexistent/ca.pem".into()),
+            ..ServeOptions::default()
+        };
+        let err = settings(&options).unwrap_err();
+        assert!(
+            err.starts_with("cannot read --upstream-ca /nonexistent/ca.pem: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_reverse_target_becomes_the_forwarding_mode() {
+        let options = ServeOptions {
+            mode: ProxyMode::Reverse(
+                crate::config::ReverseTarget::parse("https://up:8443").unwrap(),
+            ),
+            keep_host_header: true,
+            ..ServeOptions::default()
+        };
+        let s = settings(&options).unwrap();
+        assert_eq!(
+            s.mode,
+            Mode::Reverse(Origin {
+                scheme: Scheme::Https,
+                host: "up".into(),
+                port: 8443
+            })
+        );
+        assert!(s.keep_host_header);
+    }
+}

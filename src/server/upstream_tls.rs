@@ -260,3 +260,29 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused() {
+        let err = UpstreamTls::new(Some(b"not a certificate\n"), false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no usable PEM certificate in the upstream CA file"
+        );
+    }
+
+    #[test]
+    fn a_generated_ca_is_accepted_and_offers_http11() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap();
+        let tls = UpstreamTls::new(Some(ca.pem().as_bytes()), false).unwrap();
+        assert_eq!(tls.config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        let insecure = UpstreamTls::new(None, true).unwrap();
+        assert_eq!(insecure.config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+    }
+}
