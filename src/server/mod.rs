@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{ProxyMode, ServeOptions};
+use crate::config::{IoDriver, ProxyMode, ServeOptions};
 use crate::http1::Limits;
 use crate::replay::Replayer;
 use crate::stats::{Counters, Summary, Totals};
@@ -118,13 +118,16 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
     unsafe {
         libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut());
     }
+    let may_fall_back = options.io == IoDriver::Auto;
     let listener_fds: Vec<_> = listeners.iter().map(|l| l.as_raw_fd()).collect();
     let mut workers = Vec::with_capacity(listeners.len());
     for (index, l) in listeners.into_iter().enumerate() {
         let shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name(format!("uringreplay-{index}"))
-            .spawn(move || runtime::block_on(driver, || worker::serve(l, shared, index)))
+            .spawn(move || {
+                runtime::block_on(driver, may_fall_back, || worker::serve(l, shared, index))
+            })
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         workers.push(handle);
     }

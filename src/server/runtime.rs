@@ -71,19 +71,33 @@ pub fn choose(wanted: IoDriver) -> Result<(Driver, Option<String>), String> {
 }
 
 /// Builds a runtime with `driver` on this thread (with timers) and runs `task` to completion.
-pub fn block_on<F, Fut>(driver: Driver, task: F) -> io::Result<Fut::Output>
+/// When this thread's ring cannot be built (e.g. a locked-memory limit the small probe ring did
+/// not hit) and `may_fall_back`, it retries without the tuned flags, then on epoll, saying so.
+pub fn block_on<F, Fut>(driver: Driver, may_fall_back: bool, task: F) -> io::Result<Fut::Output>
 where
     F: FnOnce() -> Fut,
     Fut: Future,
 {
     match driver {
         Driver::Uring { tuned } => {
-            let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            let built = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
                 .with_entries(1024)
                 .uring_builder(uring_builder(tuned))
                 .enable_timer()
-                .build()?;
-            Ok(rt.block_on(task()))
+                .build();
+            match built {
+                Ok(mut rt) => Ok(rt.block_on(task())),
+                Err(e) if may_fall_back => {
+                    let next = if tuned {
+                        Driver::Uring { tuned: false }
+                    } else {
+                        Driver::Epoll
+                    };
+                    eprintln!("a worker could not build its io_uring ring ({e}); using {next}");
+                    block_on(next, may_fall_back, task)
+                }
+                Err(e) => Err(e),
+            }
         }
         Driver::Epoll => {
             let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()

@@ -250,6 +250,7 @@ async fn connection(worker: &Worker, mut stream: TcpStream, peer: SocketAddr) {
     let mut input: Vec<u8> = Vec::with_capacity(8 * 1024);
     let mut outbox = Outbox::new(shared.replayer.clone());
     let mut scratch: Vec<u8> = Vec::new();
+    let mut partial_since = None;
     loop {
         // Answer every complete request in the input, in order, into `out`.
         let now = clock::now();
@@ -401,10 +402,19 @@ async fn connection(worker: &Worker, mut stream: TcpStream, peer: SocketAddr) {
         if input.capacity() - input.len() < 4096 {
             input.reserve(input.capacity().max(8 * 1024));
         }
+        // A started request must arrive whole within the header timeout (counted from its first
+        // bytes, so a trickle cannot hold the connection); an idle connection gets the idle one.
         let partial = !input.is_empty();
+        let wait = if partial {
+            let since = *partial_since.get_or_insert_with(clock::instant);
+            header_wait.saturating_sub(clock::since(since))
+        } else {
+            partial_since = None;
+            idle
+        };
         let (len, cap) = (input.len(), input.capacity());
         let read = stream.read(input.slice_mut(len..cap));
-        match monoio::time::timeout(if partial { header_wait } else { idle }, read).await {
+        match monoio::time::timeout(wait, read).await {
             Ok((Ok(n), slice)) => {
                 input = slice.into_inner();
                 if n == 0 {
