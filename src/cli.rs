@@ -142,6 +142,18 @@ pub struct ServeArgs {
     /// Print no periodic summary lines (errors and the final report still appear).
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Also trust the CA certificates in this PEM file for https upstreams.
+    #[arg(long = "upstream-ca", value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+    /// Do not verify upstream TLS certificates (mitmproxy's name).
+    #[arg(long = "ssl-insecure")]
+    pub ssl_insecure: bool,
+    /// Seconds allowed to connect upstream, and between two reads of its response (then 504).
+    #[arg(long = "upstream-timeout", value_name = "SECS", default_value_t = 30.0)]
+    pub upstream_timeout: f64,
+    /// Reverse mode: send the client's Host header upstream instead of the target's.
+    #[arg(long = "keep-host-header")]
+    pub keep_host_header: bool,
     /// mitmproxy option `NAME=VALUE` (server_replay_*, mode, listen_host, listen_port, keepserving).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
@@ -248,6 +260,8 @@ impl ServeArgs {
         }
         let mut listen_host = self.listen_host.clone();
         let mut listen_port = self.listen_port;
+        let mut ssl_insecure = self.ssl_insecure;
+        let mut keep_host_header = self.keep_host_header;
         for item in &self.set {
             let (name, value) = match item.split_once('=') {
                 Some((n, v)) => (n, Some(v)),
@@ -277,6 +291,8 @@ impl ServeArgs {
                             .map_err(|_| format!("--set listen_port: invalid port {value:?}"))?,
                     )
                 }
+                "ssl_insecure" => ssl_insecure = parse_bool(name, value)?,
+                "keep_host_header" => keep_host_header = parse_bool(name, value)?,
                 // We always serve until told to stop (or --exit-when-done), and connect upstream
                 // lazily, which is what offline replay needs; these are accepted and have no effect.
                 "keepserving" | "connection_strategy" | "upstream_cert" => {}
@@ -311,6 +327,15 @@ impl ServeArgs {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        if !(self.upstream_timeout.is_finite()
+            && self.upstream_timeout > 0.0
+            && self.upstream_timeout <= 86_400.0)
+        {
+            return Err(format!(
+                "--upstream-timeout {} is not a number of seconds between 0 and 86400",
+                self.upstream_timeout
+            ));
+        }
         if files.is_empty() {
             return Err("nothing to replay: give a recording with -S FILE".to_string());
         }
@@ -336,6 +361,10 @@ impl ServeArgs {
                 verbose: self.verbose,
                 quiet: self.quiet,
                 exit_when_done: self.exit_when_done,
+                upstream_ca: self.upstream_ca.clone(),
+                ssl_insecure,
+                upstream_timeout: std::time::Duration::from_secs_f64(self.upstream_timeout),
+                keep_host_header,
             },
             mode_given,
         })

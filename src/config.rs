@@ -199,6 +199,14 @@ pub struct ServeOptions {
     pub quiet: bool,
     /// Exit once every recorded flow has been replayed.
     pub exit_when_done: bool,
+    /// A PEM file of extra CA certificates trusted for https upstreams (`--upstream-ca`).
+    pub upstream_ca: Option<std::path::PathBuf>,
+    /// Accept any upstream certificate (`--ssl-insecure`, mitmproxy's `ssl_insecure`).
+    pub ssl_insecure: bool,
+    /// Time allowed to connect upstream and between two reads of its response.
+    pub upstream_timeout: std::time::Duration,
+    /// Reverse mode: send the client's Host upstream unchanged (mitmproxy's `keep_host_header`).
+    pub keep_host_header: bool,
 }
 
 impl Default for ServeOptions {
@@ -215,6 +223,10 @@ impl Default for ServeOptions {
             verbose: false,
             quiet: false,
             exit_when_done: false,
+            upstream_ca: None,
+            ssl_insecure: false,
+            upstream_timeout: std::time::Duration::from_secs(30),
+            keep_host_header: false,
         }
     }
 }

@@ -14,6 +14,7 @@
 //!   the exact response bytes (pre-rendered heads, refresh by fixed-width date patches).
 //! - [`http1`]: the server side of HTTP/1.x, sans-IO (parsing, framing, keep-alive, limits).
 //! - [`stats`]: counters, summary and report lines.
+//! - [`upstream`]: forwarding unmatched requests, sans-IO (routes, request writer, response relay, pool).
 //! - [`server`]: the I/O drivers (sockets, rings, threads, the counting allocator).
 
 pub mod cli;
@@ -24,3 +25,4 @@ pub mod inspect;
 pub mod replay;
 pub mod server;
 pub mod stats;
+pub mod upstream;

@@ -12,8 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Counters {
     /// Requests answered with a recorded response.
     pub replayed: AtomicU64,
-    /// Unmatched requests sent upstream (answered by the upstream or with a 502).
+    /// Unmatched requests sent upstream (answered by the upstream or with a 502/504).
     pub forwarded: AtomicU64,
+    /// Forwarded requests that failed upstream (answered 502/504, or cut off mid-response).
+    pub upstream_errors: AtomicU64,
     /// Unmatched requests whose connection was closed without a byte.
     pub killed: AtomicU64,
     /// Unmatched requests answered with a status-mode response.
@@ -39,6 +41,8 @@ pub struct Totals {
     pub replayed: u64,
     /// See [`Counters::forwarded`].
     pub forwarded: u64,
+    /// See [`Counters::upstream_errors`].
+    pub upstream_errors: u64,
     /// See [`Counters::killed`].
     pub killed: u64,
     /// See [`Counters::status_answered`].
@@ -61,6 +65,7 @@ impl Totals {
         for c in counters {
             t.replayed += c.replayed.load(Ordering::Relaxed);
             t.forwarded += c.forwarded.load(Ordering::Relaxed);
+            t.upstream_errors += c.upstream_errors.load(Ordering::Relaxed);
             t.killed += c.killed.load(Ordering::Relaxed);
             t.status_answered += c.status_answered.load(Ordering::Relaxed);
             t.rejected += c.rejected.load(Ordering::Relaxed);
@@ -115,13 +120,14 @@ impl fmt::Display for Report {
         write!(
             f,
             "replayed {}, forwarded {}, killed {}, status-answered {}, unmatched {}, rejected {}, \
-             flows left {}",
+             upstream errors {}, flows left {}",
             t.replayed,
             t.forwarded,
             t.killed,
             t.status_answered,
             t.unmatched(),
             t.rejected,
+            t.upstream_errors,
             t.flows_left
         )
     }
@@ -132,8 +138,11 @@ impl fmt::Display for Report {
 pub enum Outcome {
     /// Answered from the recording with this status.
     Replayed(u16),
-    /// Sent upstream; the upstream's status, or `None` when it failed (502).
-    Forwarded(Option<u16>),
+    /// Sent upstream and answered with the upstream's status.
+    Forwarded(u16),
+    /// Sent upstream and failed: answered with this status (502/504), or `None` when the client
+    /// connection was cut after part of the upstream's response.
+    UpstreamFailed(Option<u16>),
     /// Connection closed without a byte.
     Killed,
     /// Status-mode answer.
@@ -150,8 +159,9 @@ pub fn request_line(
     let method = String::from_utf8_lossy(method);
     let outcome = match outcome {
         Outcome::Replayed(code) => format!("[replay] {code}"),
-        Outcome::Forwarded(Some(code)) => format!("[forward] {code}"),
-        Outcome::Forwarded(None) => "[forward] 502 upstream failed".to_string(),
+        Outcome::Forwarded(code) => format!("[forward] {code}"),
+        Outcome::UpstreamFailed(Some(code)) => format!("[forward] {code} upstream failed"),
+        Outcome::UpstreamFailed(None) => "[forward] upstream failed mid-response".to_string(),
         Outcome::Killed => "[kill] connection closed".to_string(),
         Outcome::Status(code) => format!("[extra] {code}"),
     };
@@ -171,7 +181,8 @@ mod tests {
         let t = Totals::sum([&c], 3);
         assert_eq!(
             Report(t).to_string(),
-            "replayed 1, forwarded 0, killed 1, status-answered 1, unmatched 2, rejected 0, flows left 3"
+            "replayed 1, forwarded 0, killed 1, status-answered 1, unmatched 2, rejected 0, \
+             upstream errors 0, flows left 3"
         );
     }
 }

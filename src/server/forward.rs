@@ -1,294 +1,104 @@
-//! Forwarding an unmatched request upstream over plain HTTP/1.1 (issue 4's simple version).
+//! The seam between the connection loop and forwarding: the settings built from the options, and
+//! the one call the loop makes for an unmatched request ([`forward`]).
 //!
-//! THE SEAM: the connection loop calls exactly one function, [`forward`], with a
-//! [`ForwardContext`] (per worker), a [`ForwardRequest`] (borrowed from the parsed request) and
-//! the client stream, after flushing every earlier answer. It returns a [`ForwardOutcome`]; on
-//! `Failed` the loop answers `502` with the reason and closes. Issue 5 replaces this file's body
-//! (pooling, TLS, streaming) behind the same signature.
-//!
-//! What this version does: one new TCP connection per forwarded request, contacted lazily; the
-//! request goes out with its Host (reverse mode: rewritten), a Content-Length for the de-chunked
-//! body and `Connection: close`; the response is read until its framing says it is complete (or
-//! to EOF when it has none; bounded in size and time) and relayed verbatim.
+//! The work happens in `upstream_io` (connections, pool, TLS, relay) on top of the sans-IO
+//! `crate::upstream`. Replayed requests never come here: forwarding costs nothing on the replay
+//! path, and with `-k` or a status policy nothing is ever sent upstream (not even a connect).
 
-use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
+use std::sync::Arc;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
-/// Largest upstream response relayed (this version buffers it whole).
-const MAX_RESPONSE: usize = 64 * 1024 * 1024;
+pub use super::upstream_io::{ForwardSettings, Forwarded, Forwarder};
+use super::upstream_tls::UpstreamTls;
+use crate::config::{ProxyMode, ServeOptions};
+use crate::http1::{self, Request};
+use crate::upstream::{route, Mode, Origin, PoolLimits, Scheme};
 
-/// Per-worker forwarding state and settings.
-#[derive(Debug, Clone)]
-pub struct ForwardContext {
-    /// Reverse mode: the upstream's address, resolved at start-up.
-    pub reverse: Option<SocketAddr>,
-    /// Reverse mode with an https upstream (not supported by this version).
-    pub reverse_tls: bool,
-    /// Reverse mode whose host did not resolve at start-up.
-    pub unresolved: Option<String>,
-    /// Time allowed to connect.
-    pub connect_timeout: Duration,
-    /// Time allowed for the whole exchange after connecting.
-    pub exchange_timeout: Duration,
-}
-
-/// The request to forward, as the client sent it (body de-chunked).
-#[derive(Debug)]
-pub struct ForwardRequest<'a> {
-    /// Method.
-    pub method: &'a [u8],
-    /// Origin-form target.
-    pub target: &'a [u8],
-    /// Header fields; Host, framing and hop-by-hop fields are replaced.
-    pub headers: &'a [httparse::Header<'a>],
-    /// The Host value to send.
-    pub host_header: &'a [u8],
-    /// Regular mode: destination host and port from the request.
-    pub destination: (&'a [u8], u16),
-    /// `https` destinations are not supported by this version.
-    pub tls: bool,
-    /// The body.
-    pub body: &'a [u8],
-    /// The request is HEAD (no response body).
-    pub is_head: bool,
-}
-
-/// How forwarding ended.
-#[derive(Debug)]
-pub enum ForwardOutcome {
-    /// The upstream's response was written to the client; `close`: the response is delimited by
-    /// the connection's end (spec §f.5 rule 1), so the client connection must close.
-    Relayed {
-        /// The upstream status.
-        status: u16,
-        /// Close the client connection.
-        close: bool,
-    },
-    /// Nothing was written to the client; answer 502 with this one-line reason.
-    Failed(String),
-    /// Writing to the client failed; drop the connection.
-    ClientGone,
-}
-
-fn destination(ctx: &ForwardContext, req: &ForwardRequest<'_>) -> Result<SocketAddr, String> {
-    if let Some(host) = &ctx.unresolved {
-        return Err(format!("the upstream host {host:?} did not resolve"));
-    }
-    if let Some(addr) = ctx.reverse {
-        if ctx.reverse_tls {
-            return Err("forwarding to an https upstream is not supported yet".to_string());
+/// Builds the forwarding settings from the serve options (reads `--upstream-ca`); the error is one
+/// sentence for the user.
+pub fn settings(options: &ServeOptions) -> Result<Arc<ForwardSettings>, String> {
+    let ca = match &options.upstream_ca {
+        Some(path) => {
+            // Start-up, in the driver: reading the CA file is this module's job.
+            #[allow(clippy::disallowed_methods)]
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read --upstream-ca {}: {e}", path.display()))?;
+            Some(pem)
         }
-        return Ok(addr);
-    }
-    if req.tls {
-        return Err("forwarding to an https destination is not supported yet".to_string());
-    }
-    let (host, port) = req.destination;
-    let host = std::str::from_utf8(host).unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let ip = if host.eq_ignore_ascii_case("localhost") {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        host.parse::<IpAddr>().map_err(|_| {
-            format!(
-                "forwarding to the named host {host:?} is not supported yet (IP addresses only)"
-            )
-        })?
+        None => None,
     };
-    Ok(SocketAddr::new(ip, port))
-}
-
-fn is_replaced(name: &str) -> bool {
-    [
-        "host",
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "content-length",
-        "te",
-        "upgrade",
-        "expect",
-    ]
-    .iter()
-    .any(|n| name.eq_ignore_ascii_case(n))
-}
-
-fn render(req: &ForwardRequest<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + req.body.len());
-    out.extend_from_slice(req.method);
-    out.push(b' ');
-    out.extend_from_slice(req.target);
-    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-    out.extend_from_slice(req.host_header);
-    out.extend_from_slice(b"\r\n");
-    for h in req.headers.iter().filter(|h| !is_replaced(h.name)) {
-        out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b"\r\n");
-    }
-    if !req.body.is_empty() || matches!(req.method, b"POST" | b"PUT" | b"PATCH") {
-        out.extend_from_slice(format!("Content-Length: {}\r\n", req.body.len()).as_bytes());
-    }
-    out.extend_from_slice(b"Connection: close\r\n\r\n");
-    out.extend_from_slice(req.body);
-    out
-}
-
-/// Where the response in `bytes` ends, if it is complete and self-delimited (interim 1xx heads,
-/// bodiless answers, Content-Length, chunked); `None` while more is needed or when the body runs
-/// to the end of the connection.
-fn response_end(bytes: &[u8], is_head: bool) -> Option<usize> {
-    let mut start = 0;
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; 100];
-        let mut head = httparse::Response::new(&mut headers);
-        let head_len = match head.parse(&bytes[start..]) {
-            Ok(httparse::Status::Complete(n)) => start + n,
-            _ => return None,
-        };
-        let status = head.code.unwrap_or(0);
-        if (100..200).contains(&status) && status != 101 {
-            start = head_len;
-            continue;
-        }
-        if is_head || matches!(status, 101 | 204 | 304) {
-            return Some(head_len);
-        }
-        let mut length = None;
-        let mut chunked = false;
-        for h in head.headers.iter() {
-            if h.name.eq_ignore_ascii_case("content-length") {
-                length = std::str::from_utf8(h.value)
-                    .ok()?
-                    .trim()
-                    .parse::<usize>()
-                    .ok();
-            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = h.value.to_ascii_lowercase().ends_with(b"chunked");
-            }
-        }
-        if chunked {
-            return chunked_end(bytes, head_len);
-        }
-        let end = head_len.checked_add(length?)?;
-        return (bytes.len() >= end).then_some(end);
-    }
-}
-
-/// Where a chunked body starting at `pos` ends (after its trailers), if it is complete.
-fn chunked_end(bytes: &[u8], mut pos: usize) -> Option<usize> {
-    loop {
-        let (used, size) = match httparse::parse_chunk_size(&bytes[pos..]) {
-            Ok(httparse::Status::Complete(c)) => c,
-            _ => return None,
-        };
-        pos += used;
-        if size == 0 {
-            // Trailers, then an empty line.
-            loop {
-                let eol = bytes[pos..].windows(2).position(|w| w == b"\r\n")?;
-                pos += eol + 2;
-                if eol == 0 {
-                    return Some(pos);
-                }
-            }
-        }
-        pos = pos
-            .checked_add(usize::try_from(size).ok()?)?
-            .checked_add(2)?;
-        if bytes.len() < pos {
-            return None;
-        }
-    }
-}
-
-async fn exchange(
-    addr: SocketAddr,
-    request: Vec<u8>,
-    is_head: bool,
-    timeout: Duration,
-) -> io::Result<Vec<u8>> {
-    let mut upstream = TcpStream::connect_addr(addr).await?;
-    let work = async {
-        let (res, _) = upstream.write_all(request).await;
-        res?;
-        let mut response = Vec::with_capacity(16 * 1024);
-        loop {
-            if response.capacity() - response.len() < 4096 {
-                response.reserve(response.capacity());
-            }
-            let (len, cap) = (response.len(), response.capacity());
-            let (res, slice) = upstream
-                .read(monoio::buf::IoBufMut::slice_mut(response, len..cap))
-                .await;
-            response = slice.into_inner();
-            if res? == 0 {
-                return Ok(response);
-            }
-            if let Some(end) = response_end(&response, is_head) {
-                response.truncate(end);
-                return Ok(response);
-            }
-            if response.len() > MAX_RESPONSE {
-                return Err(io::Error::other("the upstream response is too large"));
-            }
-        }
-    };
-    match monoio::time::timeout(timeout, work).await {
-        Ok(r) => r,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")),
-    }
-}
-
-/// Forwards `request` and relays the upstream's answer to `client` (see the module docs).
-pub async fn forward(
-    ctx: &ForwardContext,
-    request: &ForwardRequest<'_>,
-    client: &mut TcpStream,
-) -> ForwardOutcome {
-    let addr = match destination(ctx, request) {
-        Ok(a) => a,
-        Err(reason) => return ForwardOutcome::Failed(reason),
-    };
-    let bytes = render(request);
-    let response = match monoio::time::timeout(
-        ctx.connect_timeout + ctx.exchange_timeout,
-        exchange(addr, bytes, request.is_head, ctx.exchange_timeout),
-    )
-    .await
+    let tls = UpstreamTls::new(ca.as_deref(), options.ssl_insecure).map_err(|e| match &options
+        .upstream_ca
     {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return ForwardOutcome::Failed(format!("upstream {addr}: {e}")),
-        Err(_) => return ForwardOutcome::Failed(format!("upstream {addr}: timed out")),
+        Some(path) => format!("--upstream-ca {}: {e}", path.display()),
+        None => e.to_string(),
+    })?;
+    let mode = match &options.mode {
+        ProxyMode::Regular => Mode::Regular,
+        ProxyMode::Reverse(t) => Mode::Reverse(Origin {
+            scheme: if t.scheme == "https" {
+                Scheme::Https
+            } else {
+                Scheme::Http
+            },
+            host: t.host.as_str().into(),
+            port: t.port,
+        }),
     };
-    let mut headers = [httparse::EMPTY_HEADER; 100];
-    let mut head = httparse::Response::new(&mut headers);
-    let status = match head.parse(&response) {
-        Ok(httparse::Status::Complete(_)) => head.code.unwrap_or(0),
-        _ => {
-            return ForwardOutcome::Failed(format!(
-                "upstream {addr} closed the connection without a valid response"
-            ))
+    Ok(Arc::new(ForwardSettings {
+        tls,
+        timeout: options.upstream_timeout,
+        pool: PoolLimits::default(),
+        mode,
+        keep_host_header: options.keep_host_header,
+    }))
+}
+
+/// Forwards `req` (all earlier answers already written) and relays the upstream's response to
+/// `client`. A request whose destination cannot be used is answered 400/501 and closes.
+pub async fn forward(
+    forwarder: &Forwarder,
+    req: &Request<'_>,
+    client: &mut TcpStream,
+) -> Forwarded {
+    let settings = forwarder.settings();
+    // httparse only accepts token characters in a method, so it is ASCII.
+    let method = std::str::from_utf8(req.method).unwrap_or("GET");
+    let headers: &[httparse::Header<'_>] = req.headers;
+    let route = match route(
+        &settings.mode,
+        settings.keep_host_header,
+        method,
+        req.target,
+        headers,
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            let status = e.status();
+            let reason = if status == 501 {
+                "Not Implemented"
+            } else {
+                "Bad Request"
+            };
+            let mut out = Vec::with_capacity(256);
+            http1::write_plain(status, reason, &e.to_string(), true, &mut out);
+            let (res, _) = monoio::io::AsyncWriteRentExt::write_all(client, out).await;
+            return match res {
+                Ok(_) => Forwarded::Rejected { status },
+                Err(_) => Forwarded::ClientGone,
+            };
         }
     };
-    let framed = head.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("content-length")
-            || (h.name.eq_ignore_ascii_case("transfer-encoding")
-                && h.value.to_ascii_lowercase().ends_with(b"chunked"))
-    });
-    let bodiless = request.is_head || matches!(status, 100..=199 | 204 | 304);
-    let close = !framed && !bodiless;
-    let (res, _) = client.write_all(response).await;
-    match res {
-        Ok(_) => ForwardOutcome::Relayed { status, close },
-        Err(_) => ForwardOutcome::ClientGone,
-    }
+    let outbound = super::upstream_io::Outbound {
+        method,
+        route,
+        headers,
+        body: req.body,
+        client_minor: req.version_minor,
+        client_keep_alive: !req.wants_close,
+    };
+    forwarder.forward(&outbound, client).await
 }
 
 #[cfg(test)]
@@ -296,20 +106,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn response_ends_follow_the_framing() {
-        let cl = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiEXTRA";
-        assert_eq!(response_end(cl, false), Some(cl.len() - 5));
-        assert_eq!(response_end(&cl[..cl.len() - 6], false), None);
-        assert_eq!(response_end(cl, true), Some(cl.len() - 7), "HEAD: no body");
-        let chunked =
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nT: 1\r\n\r\n";
-        assert_eq!(response_end(chunked, false), Some(chunked.len()));
-        assert_eq!(response_end(&chunked[..chunked.len() - 2], false), None);
-        let interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
-        assert_eq!(response_end(interim, false), Some(interim.len()));
-        assert_eq!(
-            response_end(b"HTTP/1.1 200 OK\r\n\r\nuntil-eof", false),
-            None
+    fn a_missing_upstream_ca_file_is_one_sentence() {
+        let options = ServeOptions {
+            upstream_ca: Some("/nonexistent/ca.pem".into()),
+            ..ServeOptions::default()
+        };
+        let err = settings(&options).unwrap_err();
+        assert!(
+            err.starts_with("cannot read --upstream-ca /nonexistent/ca.pem: "),
+            "{err}"
         );
+    }
+
+    #[test]
+    fn the_reverse_target_becomes_the_forwarding_mode() {
+        let options = ServeOptions {
+            mode: ProxyMode::Reverse(
+                crate::config::ReverseTarget::parse("https://up:8443").unwrap(),
+            ),
+            keep_host_header: true,
+            ..ServeOptions::default()
+        };
+        let s = settings(&options).unwrap();
+        assert_eq!(
+            s.mode,
+            Mode::Reverse(Origin {
+                scheme: Scheme::Https,
+                host: "up".into(),
+                port: 8443
+            })
+        );
+        assert!(s.keep_host_header);
     }
 }

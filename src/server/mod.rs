@@ -9,6 +9,8 @@ pub mod forward;
 pub mod heap;
 pub mod outbox;
 pub mod runtime;
+pub mod upstream_io;
+pub mod upstream_tls;
 pub mod worker;
 
 use std::io::Write;
@@ -21,7 +23,6 @@ use crate::config::{IoDriver, ProxyMode, ServeOptions};
 use crate::http1::Limits;
 use crate::replay::Replayer;
 use crate::stats::{Counters, Summary, Totals};
-use forward::ForwardContext;
 use worker::{ReverseView, Shared};
 
 /// How often the one-line summary is printed while serving.
@@ -114,14 +115,9 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
         ProxyMode::Regular => None,
         ProxyMode::Reverse(t) => Some(t.clone()),
     };
-    let reverse_addr = match &reverse {
-        // Resolved once here (blocking is fine at start-up); lazily used only when forwarding.
-        Some(t) => (t.host.as_str(), t.port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next()),
-        None => None,
-    };
+    // Before binding, so a bad --upstream-ca is reported without serving. Nothing connects
+    // upstream here: connections are opened lazily, only for forwarded requests.
+    let forward = forward::settings(&options)?;
     let (bound, listeners) = bind_all(&options)?;
     let shared = Arc::new(Shared {
         replayer: replayer.clone(),
@@ -131,16 +127,7 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
             port: t.port,
             host_header: t.host_header().into_bytes(),
         }),
-        forward: ForwardContext {
-            reverse: reverse_addr,
-            reverse_tls: reverse.as_ref().is_some_and(|t| t.scheme == "https"),
-            unresolved: reverse
-                .as_ref()
-                .filter(|_| reverse_addr.is_none())
-                .map(|t| t.host.clone()),
-            connect_timeout: Duration::from_secs(5),
-            exchange_timeout: Duration::from_secs(30),
-        },
+        forward,
         limits: Limits {
             max_body: options.max_body,
             ..Limits::default()

@@ -20,7 +20,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::{TcpListener, TcpStream};
 
 use super::clock;
-use super::forward::{self, ForwardContext, ForwardOutcome, ForwardRequest};
+use super::forward::{self, ForwardSettings, Forwarded, Forwarder};
 use super::outbox::Outbox;
 use crate::config::ServeOptions;
 use crate::http1::{self, header_slots, split_absolute, split_authority, Conn, Limits, Step};
@@ -49,8 +49,8 @@ pub struct Shared {
     pub serve: ServeOptions,
     /// Reverse mode's upstream, or `None` in regular mode.
     pub reverse: Option<ReverseView>,
-    /// Forwarding settings.
-    pub forward: ForwardContext,
+    /// Forwarding settings (each worker keeps its own pool of upstream connections).
+    pub forward: Arc<ForwardSettings>,
     /// Request limits.
     pub limits: Limits,
     /// Set once on SIGINT/SIGTERM: stop accepting, finish in-flight answers, close.
@@ -83,6 +83,8 @@ struct Worker {
     ticks: Cell<u64>,
     /// The listener's socket while the accept loop runs (the sweeper ends the accept on stop).
     listener_fd: Cell<Option<RawFd>>,
+    /// This worker's forwarding: idle upstream connections and counts.
+    forwarder: Forwarder,
 }
 
 impl Worker {
@@ -139,6 +141,7 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: 
             return;
         }
     };
+    let forwarder = Forwarder::new(shared.forward.clone());
     let worker = Rc::new(Worker {
         shared,
         index,
@@ -146,6 +149,7 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: 
         next_id: Cell::new(0),
         ticks: Cell::new(0),
         listener_fd: Cell::new(Some(listener.as_raw_fd())),
+        forwarder,
     });
     monoio::spawn(sweep(worker.clone()));
     loop {
@@ -196,23 +200,32 @@ struct Route<'b> {
     target: &'b [u8],
 }
 
-/// Where a request goes, by mode (spec §b.1, §e): reverse mode rewrites the Host field.
+/// Where a request goes, by mode (spec §b.1, §e): reverse mode rewrites the Host field unless
+/// `keep_host_header`, in which case the matcher sees the client's Host host instead.
 fn route<'b>(
     reverse: Option<&'b ReverseView>,
+    keep_host_header: bool,
     target: &'b [u8],
     headers: &mut [httparse::Header<'b>],
 ) -> Option<Route<'b>> {
     let absolute = split_absolute(target);
     let origin_target = absolute.map_or(target, |a| a.2);
     if let Some(rv) = reverse {
+        let mut host: &'b [u8] = &rv.host;
         for h in headers.iter_mut() {
             if h.name.eq_ignore_ascii_case("host") {
+                if keep_host_header {
+                    if let Some((client_host, _)) = split_authority(h.value) {
+                        host = client_host;
+                    }
+                    break;
+                }
                 h.value = &rv.host_header;
             }
         }
         return Some(Route {
             scheme: &rv.scheme,
-            host: &rv.host,
+            host,
             port: rv.port,
             target: origin_target,
         });
@@ -329,7 +342,12 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                 Step::Request(req) => req,
             };
             pos += req.len;
-            let Some(route) = route(shared.reverse.as_ref(), req.target, req.headers) else {
+            let Some(route) = route(
+                shared.reverse.as_ref(),
+                shared.serve.keep_host_header,
+                req.target,
+                req.headers,
+            ) else {
                 Counters::bump(&counters.rejected);
                 write_no_host(out);
                 after = After::Close;
@@ -346,6 +364,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
             };
             let decision = replayer.decide(&live);
             let mut outcome = Outcome::Killed;
+            let mut failure = None;
             match decision {
                 Decision::Replay(flow) => {
                     Counters::bump(&counters.replayed);
@@ -388,50 +407,43 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                     if outbox.flush(&mut stream).await.is_err() {
                         return;
                     }
-                    let host_header = req
-                        .headers
-                        .iter()
-                        .find(|h| h.name.eq_ignore_ascii_case("host"))
-                        .map_or(route.host, |h| h.value);
-                    let request = ForwardRequest {
-                        method: req.method,
-                        target: route.target,
-                        headers: req.headers,
-                        host_header: match &shared.reverse {
-                            Some(rv) => &rv.host_header,
-                            None => host_header,
-                        },
-                        destination: (route.host, route.port),
-                        tls: route.scheme == b"https",
-                        body: req.body,
-                        is_head: req.is_head,
-                    };
-                    match forward::forward(&shared.forward, &request, &mut stream).await {
-                        ForwardOutcome::Relayed { status, close } => {
-                            outcome = Outcome::Forwarded(Some(status));
-                            if close || req.wants_close {
+                    match forward::forward(&worker.forwarder, &req, &mut stream).await {
+                        Forwarded::Relayed { status, close } => {
+                            outcome = Outcome::Forwarded(status);
+                            if close {
                                 after = After::Close;
                             }
                         }
-                        ForwardOutcome::Failed(reason) => {
-                            outcome = Outcome::Forwarded(None);
-                            http1::write_plain(
-                                502,
-                                "Bad Gateway",
-                                &reason,
-                                true,
-                                &mut outbox.bytes,
-                            );
+                        Forwarded::Failed {
+                            error,
+                            answered,
+                            close,
+                        } => {
+                            Counters::bump(&counters.upstream_errors);
+                            outcome = Outcome::UpstreamFailed(answered.then(|| error.status()));
+                            if verbose {
+                                failure = Some(error);
+                            }
+                            if close {
+                                after = After::Close;
+                            }
+                        }
+                        Forwarded::Rejected { status } => {
+                            Counters::bump(&counters.rejected);
+                            outcome = Outcome::UpstreamFailed(Some(status));
                             after = After::Close;
                         }
-                        ForwardOutcome::ClientGone => return,
+                        Forwarded::ClientGone => return,
                     }
                 }
             }
             if verbose {
                 // A closed stdout must not stop the server: the line is dropped.
                 let line = stats::request_line(&peer, req.method, &Url(&route), outcome);
-                let _ = writeln!(std::io::stdout().lock(), "{line}");
+                let _ = match failure {
+                    Some(error) => writeln!(std::io::stdout().lock(), "{line}: {error}"),
+                    None => writeln!(std::io::stdout().lock(), "{line}"),
+                };
             }
             if req.wants_close && matches!(after, After::Continue) {
                 after = After::Close;

@@ -163,7 +163,8 @@ impl Server {
         }
     }
 
-    fn pid(&self) -> libc::pid_t {
+    /// The server process id.
+    pub fn pid(&self) -> libc::pid_t {
         self.child.as_ref().expect("a running child").id() as libc::pid_t
     }
 

@@ -1,0 +1,783 @@
+//! Relaying an upstream's HTTP/1.x response to the client as it arrives.
+//!
+//! [`ResponseRelay`] is an incremental parser: the driver hands it whatever bytes the upstream sent
+//! and it appends what the client must get to the driver's buffer: the response head (re-rendered
+//! as HTTP/1.1 without the upstream's connection fields), then body bytes as they come. Nothing is
+//! buffered whole: apart from an incomplete head (at most [`MAX_RESPONSE_HEAD_BYTES`]), every byte
+//! handed in is consumed and relayed at once, so memory stays bounded by the driver's read buffer
+//! whatever the body size. Body framings: Content-Length, chunked (passed through verbatim, or
+//! de-chunked for an HTTP/1.0 client), read-until-close; no body after HEAD, 1xx, 204 and 304.
+#![forbid(unsafe_code)]
+
+use super::has_token;
+
+/// The largest response head accepted (status line and fields, as received); larger is an error.
+/// 64 KiB: well above what servers send (nginx's default `large_client_header_buffers` is 4×8 KiB).
+pub const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
+
+/// Header fields per response head; more is an error (httparse needs a fixed array).
+const MAX_RESPONSE_FIELDS: usize = 128;
+
+/// Trailer section bytes after a chunked body; more is an error (same bound as the head).
+const MAX_TRAILER_BYTES: usize = MAX_RESPONSE_HEAD_BYTES;
+
+/// Why an upstream response cannot be relayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseError {
+    /// The status line or a header field is not HTTP/1.x.
+    #[error("malformed response head ({0})")]
+    Malformed(&'static str),
+    /// The head did not end within [`MAX_RESPONSE_HEAD_BYTES`].
+    #[error("response head longer than {MAX_RESPONSE_HEAD_BYTES} bytes")]
+    HeadTooLarge,
+    /// A `Content-Length` that is not one non-negative number.
+    #[error("invalid Content-Length")]
+    BadContentLength,
+    /// A chunk-size line, chunk terminator or trailer section that breaks chunked framing.
+    #[error("malformed chunked body")]
+    BadChunk,
+    /// `101 Switching Protocols`, which we never asked for.
+    #[error("unexpected 101 Switching Protocols")]
+    SwitchingProtocols,
+    /// The connection closed before a single byte of response.
+    #[error("connection closed without a response")]
+    NoResponse,
+    /// The connection closed inside the head or inside a framed body.
+    #[error("connection closed before the response was complete")]
+    Truncated,
+}
+
+/// How a relayed exchange ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayOutcome {
+    /// The final status code.
+    pub status: u16,
+    /// The client connection may carry the next request.
+    pub client_keep_alive: bool,
+    /// The upstream connection may be pooled (the driver must also check no bytes are left over).
+    pub upstream_reusable: bool,
+    /// Body bytes relayed (as sent to the client, framing included when passed through).
+    pub body_bytes: u64,
+}
+
+/// One chunked-body parsing phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Hex digits of a chunk size.
+    Size { size: u64, digits: u8 },
+    /// A chunk extension, skipped up to the line feed.
+    Ext { size: u64 },
+    /// The line feed after a chunk-size line's carriage return.
+    SizeLf { size: u64 },
+    /// Chunk data bytes still to come.
+    Data(u64),
+    /// The carriage return after chunk data.
+    DataCr,
+    /// The line feed after chunk data.
+    DataLf,
+    /// Trailer fields after the last chunk; ends at an empty line.
+    Trailer { line_len: usize, total: usize },
+}
+
+/// How the body of the current response is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    /// This many bytes still to come.
+    Length(u64),
+    /// Chunked framing, in this phase.
+    Chunked(Chunk),
+    /// Everything until the upstream closes.
+    UntilClose,
+}
+
+/// Where the relay is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Waiting for a (further) response head.
+    Head,
+    /// Relaying the final response's body.
+    Body(Body),
+    /// The response is complete.
+    Done,
+}
+
+/// The response side of one forwarded exchange (see the module docs).
+///
+/// Driver contract: call [`handle_bytes`](Self::handle_bytes) with the unconsumed bytes received so
+/// far, send what it appended to `out`, keep the unconsumed rest (only ever part of a head) and
+/// append the next read to it; on upstream EOF call [`handle_eof`](Self::handle_eof). Stop when
+/// [`outcome`](Self::outcome) is `Some`.
+#[derive(Debug, Clone)]
+pub struct ResponseRelay {
+    reading: Reading,
+    head_request: bool,
+    client_minor: u8,
+    client_keep_alive: bool,
+    dechunk: bool,
+    received: bool,
+    final_head_relayed: bool,
+    status: u16,
+    upstream_keep_alive: bool,
+    relay_keep_alive: bool,
+    body_bytes: u64,
+}
+
+impl ResponseRelay {
+    /// A relay for the response to a request; `head_request` if the method was HEAD, `client_minor`
+    /// the client's HTTP/1.x minor version, `client_keep_alive` whether the client wants to keep the
+    /// connection (see [`client_wants_keep_alive`](super::client_wants_keep_alive)).
+    pub fn new(head_request: bool, client_minor: u8, client_keep_alive: bool) -> Self {
+        ResponseRelay {
+            reading: Reading::Head,
+            head_request,
+            client_minor,
+            client_keep_alive,
+            dechunk: false,
+            received: false,
+            final_head_relayed: false,
+            status: 0,
+            upstream_keep_alive: false,
+            relay_keep_alive: false,
+            body_bytes: 0,
+        }
+    }
+
+    /// Whether the final response head has gone to `out`. Before that, a failure can still be answered
+    /// with a 502/504 on the same client connection; after it, the client connection must be closed.
+    pub fn is_final_head_relayed(&self) -> bool {
+        self.final_head_relayed
+    }
+
+    /// Whether any byte came from the upstream for this exchange (a failure before that means the
+    /// upstream closed an idle connection or never answered).
+    pub fn has_received(&self) -> bool {
+        self.received
+    }
+
+    /// `Some` once the response is complete.
+    pub fn outcome(&self) -> Option<RelayOutcome> {
+        (self.reading == Reading::Done).then_some(RelayOutcome {
+            status: self.status,
+            client_keep_alive: self.relay_keep_alive,
+            upstream_reusable: self.upstream_keep_alive,
+            body_bytes: self.body_bytes,
+        })
+    }
+
+    /// Feeds bytes from the upstream; appends what the client gets to `out`; returns how many bytes of
+    /// `input` were consumed. Unconsumed bytes are an incomplete head (hand them in again with more
+    /// appended) or, once the response is complete, bytes the upstream sent after it.
+    pub fn handle_bytes(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<usize, ResponseError> {
+        if !input.is_empty() {
+            self.received = true;
+        }
+        let mut pos = 0;
+        while pos < input.len() {
+            match self.reading {
+                Reading::Done => break,
+                Reading::Head => match self.handle_head(&input[pos..], out)? {
+                    Some(n) => pos += n,
+                    None => break,
+                },
+                Reading::Body(Body::UntilClose) => {
+                    out.extend_from_slice(&input[pos..]);
+                    self.body_bytes += (input.len() - pos) as u64;
+                    pos = input.len();
+                }
+                Reading::Body(Body::Length(remaining)) => {
+                    let take = remaining.min((input.len() - pos) as u64);
+                    out.extend_from_slice(&input[pos..pos + take as usize]);
+                    self.body_bytes += take;
+                    pos += take as usize;
+                    self.reading = if take == remaining {
+                        Reading::Done
+                    } else {
+                        Reading::Body(Body::Length(remaining - take))
+                    };
+                }
+                Reading::Body(Body::Chunked(chunk)) => {
+                    pos += self.handle_chunked(chunk, &input[pos..], out)?;
+                }
+            }
+        }
+        Ok(pos)
+    }
+
+    /// The upstream closed its side. Completes a read-until-close body; anything else unfinished is an
+    /// error.
+    pub fn handle_eof(&mut self) -> Result<(), ResponseError> {
+        match self.reading {
+            Reading::Done => Ok(()),
+            Reading::Body(Body::UntilClose) => {
+                self.reading = Reading::Done;
+                Ok(())
+            }
+            Reading::Head if !self.received => Err(ResponseError::NoResponse),
+            Reading::Head | Reading::Body(_) => Err(ResponseError::Truncated),
+        }
+    }
+
+    /// Parses one head at the start of `input`; `None` if incomplete.
+    fn handle_head(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Option<usize>, ResponseError> {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_FIELDS];
+        let mut response = httparse::Response::new(&mut fields);
+        let len = match response.parse(input) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if input.len() >= MAX_RESPONSE_HEAD_BYTES => {
+                return Err(ResponseError::HeadTooLarge)
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(ResponseError::Malformed("too many header fields"))
+            }
+            Err(e) => return Err(ResponseError::Malformed(error_name(e))),
+        };
+        if len > MAX_RESPONSE_HEAD_BYTES {
+            return Err(ResponseError::HeadTooLarge);
+        }
+        let status = response
+            .code
+            .expect("invariant: a complete response has a code");
+        let minor = response
+            .version
+            .expect("invariant: a complete response has a version");
+        let reason = response.reason.unwrap_or("");
+        let headers = response.headers;
+
+        if status == 101 {
+            return Err(ResponseError::SwitchingProtocols);
+        }
+        if (100..200).contains(&status) {
+            // We removed Expect and the client got its 100 from us; HTTP/1.0 clients get no 1xx.
+            if status != 100 && self.client_minor >= 1 {
+                render_head(out, status, reason, headers, false, b"");
+            }
+            return Ok(Some(len));
+        }
+
+        let mut connection_close = false;
+        let mut connection_keep_alive = false;
+        let mut transfer_encoding: Option<&[u8]> = None;
+        let mut te_count = 0;
+        let mut content_length: Option<u64> = None;
+        let mut cl_count = 0;
+        for h in headers.iter() {
+            if h.name.eq_ignore_ascii_case("connection") {
+                connection_close |= has_token(h.value, "close");
+                connection_keep_alive |= has_token(h.value, "keep-alive");
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                te_count += 1;
+                transfer_encoding = Some(h.value);
+            } else if h.name.eq_ignore_ascii_case("content-length") {
+                cl_count += 1;
+                for part in h.value.split(|&b| b == b',') {
+                    let n =
+                        parse_length(part.trim_ascii()).ok_or(ResponseError::BadContentLength)?;
+                    if content_length.is_some_and(|c| c != n) {
+                        return Err(ResponseError::BadContentLength);
+                    }
+                    content_length = Some(n);
+                }
+            }
+        }
+
+        let no_body = self.head_request || status == 204 || status == 304;
+        let body = if no_body {
+            None
+        } else if let Some(te) = transfer_encoding {
+            let last = te.rsplit(|&b| b == b',').next().unwrap_or(b"").trim_ascii();
+            if te_count == 1 && last.eq_ignore_ascii_case(b"chunked") {
+                Some(Body::Chunked(Chunk::Size { size: 0, digits: 0 }))
+            } else {
+                Some(Body::UntilClose)
+            }
+        } else if let Some(n) = content_length {
+            Some(Body::Length(n))
+        } else {
+            Some(Body::UntilClose)
+        };
+
+        let until_close = body == Some(Body::UntilClose);
+        let framing_conflict = transfer_encoding.is_some() && cl_count > 0;
+        self.upstream_keep_alive = !until_close
+            && !framing_conflict
+            && !connection_close
+            && (minor >= 1 || connection_keep_alive);
+        self.dechunk = self.client_minor == 0 && matches!(body, Some(Body::Chunked(_)));
+        // A de-chunked body has no length any more: the close delimits it for the client.
+        self.relay_keep_alive = self.client_keep_alive && !until_close && !self.dechunk;
+        self.status = status;
+
+        let extra: &[u8] = if !self.relay_keep_alive {
+            b"connection: close\r\n"
+        } else if self.client_minor == 0 {
+            b"connection: keep-alive\r\n"
+        } else {
+            b""
+        };
+        render_head(out, status, reason, headers, self.dechunk, extra);
+        self.final_head_relayed = true;
+        self.reading = match body {
+            None | Some(Body::Length(0)) => Reading::Done,
+            Some(b) => Reading::Body(b),
+        };
+        Ok(Some(len))
+    }
+
+    /// Runs the chunked-body state machine over `input`; returns bytes consumed.
+    fn handle_chunked(
+        &mut self,
+        mut chunk: Chunk,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<usize, ResponseError> {
+        let mut pos = 0;
+        let pass = !self.dechunk;
+        while pos < input.len() {
+            if let Chunk::Data(remaining) = chunk {
+                let take = remaining.min((input.len() - pos) as u64) as usize;
+                out.extend_from_slice(&input[pos..pos + take]);
+                self.body_bytes += take as u64;
+                pos += take;
+                chunk = if take as u64 == remaining {
+                    Chunk::DataCr
+                } else {
+                    Chunk::Data(remaining - take as u64)
+                };
+                continue;
+            }
+            let b = input[pos];
+            pos += 1;
+            if pass {
+                out.push(b);
+                self.body_bytes += 1;
+            }
+            chunk = match (chunk, b) {
+                (Chunk::Size { size, digits }, _) if b.is_ascii_hexdigit() => {
+                    if digits >= 15 {
+                        return Err(ResponseError::BadChunk);
+                    }
+                    let d = (b as char).to_digit(16).expect("invariant: hex digit") as u64;
+                    Chunk::Size {
+                        size: size << 4 | d,
+                        digits: digits + 1,
+                    }
+                }
+                (Chunk::Size { digits: 0, .. }, _) => return Err(ResponseError::BadChunk),
+                (Chunk::Size { size, .. }, b';' | b' ' | b'\t') => Chunk::Ext { size },
+                (Chunk::Size { size, .. }, b'\r') => Chunk::SizeLf { size },
+                (
+                    Chunk::Size { size, .. } | Chunk::Ext { size } | Chunk::SizeLf { size },
+                    b'\n',
+                ) => {
+                    if size == 0 {
+                        Chunk::Trailer {
+                            line_len: 0,
+                            total: 0,
+                        }
+                    } else {
+                        Chunk::Data(size)
+                    }
+                }
+                (Chunk::Size { .. } | Chunk::SizeLf { .. }, _) => {
+                    return Err(ResponseError::BadChunk)
+                }
+                (Chunk::Ext { size }, _) => Chunk::Ext { size },
+                (Chunk::DataCr, b'\r') => Chunk::DataLf,
+                (Chunk::DataCr | Chunk::DataLf, b'\n') => Chunk::Size { size: 0, digits: 0 },
+                (Chunk::DataCr | Chunk::DataLf, _) => return Err(ResponseError::BadChunk),
+                (Chunk::Trailer { total, .. }, _) if total >= MAX_TRAILER_BYTES => {
+                    return Err(ResponseError::BadChunk)
+                }
+                (Chunk::Trailer { line_len: 0, .. }, b'\n') => {
+                    self.reading = Reading::Done;
+                    return Ok(pos);
+                }
+                (Chunk::Trailer { total, .. }, b'\n') => Chunk::Trailer {
+                    line_len: 0,
+                    total: total + 1,
+                },
+                (Chunk::Trailer { line_len, total }, b'\r') => Chunk::Trailer {
+                    line_len,
+                    total: total + 1,
+                },
+                (Chunk::Trailer { line_len, total }, _) => Chunk::Trailer {
+                    line_len: line_len + 1,
+                    total: total + 1,
+                },
+                (Chunk::Data(_), _) => unreachable!("invariant: data is handled above"),
+            };
+        }
+        self.reading = Reading::Body(Body::Chunked(chunk));
+        Ok(pos)
+    }
+}
+
+fn parse_length(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+fn error_name(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "invalid header name",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "invalid line ending",
+        httparse::Error::Status => "invalid status code",
+        httparse::Error::Token => "invalid token",
+        httparse::Error::TooManyHeaders => "too many header fields",
+        httparse::Error::Version => "invalid HTTP version",
+    }
+}
+
+/// Writes `HTTP/1.1 status reason`, the fields without connection-scoped ones (and without the
+/// framing fields if `skip_framing`), `extra`, CRLF.
+fn render_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    reason: &str,
+    headers: &[httparse::Header<'_>],
+    skip_framing: bool,
+    extra: &[u8],
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&itoa3(status));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let named_by_connection = |name: &str| {
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .any(|h| has_token(h.value, name))
+    };
+    for h in headers {
+        let n = h.name;
+        let connection_scoped = n.eq_ignore_ascii_case("connection")
+            || n.eq_ignore_ascii_case("keep-alive")
+            || n.eq_ignore_ascii_case("proxy-connection")
+            || named_by_connection(n);
+        let framing =
+            n.eq_ignore_ascii_case("transfer-encoding") || n.eq_ignore_ascii_case("content-length");
+        if connection_scoped || (skip_framing && framing) {
+            continue;
+        }
+        out.extend_from_slice(n.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(extra);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A status code as three ASCII digits (httparse guarantees 100–999).
+fn itoa3(n: u16) -> [u8; 3] {
+    [
+        b'0' + (n / 100 % 10) as u8,
+        b'0' + (n / 10 % 10) as u8,
+        b'0' + (n % 10) as u8,
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drives a relay the way the driver does: pieces of `split` bytes, unconsumed bytes kept and
+    /// re-fed with the next piece. Returns what the client got, the leftover, and the relay.
+    fn drive(
+        mut relay: ResponseRelay,
+        input: &[u8],
+        split: usize,
+        eof: bool,
+    ) -> (Result<Vec<u8>, ResponseError>, Vec<u8>, ResponseRelay) {
+        let mut out = Vec::new();
+        let mut pending = Vec::new();
+        for piece in input.chunks(split.max(1)) {
+            if relay.outcome().is_some() {
+                pending.extend_from_slice(piece);
+                continue;
+            }
+            pending.extend_from_slice(piece);
+            match relay.handle_bytes(&pending, &mut out) {
+                Ok(n) => {
+                    pending.drain(..n);
+                }
+                Err(e) => return (Err(e), pending, relay),
+            }
+        }
+        if eof && relay.outcome().is_none() {
+            if let Err(e) = relay.handle_eof() {
+                return (Err(e), pending, relay);
+            }
+        }
+        (Ok(out), pending, relay)
+    }
+
+    /// Same as [`drive`] in one piece and byte by byte; asserts both agree and returns the first.
+    fn relay_all(
+        relay: ResponseRelay,
+        input: &[u8],
+        eof: bool,
+    ) -> (Result<String, ResponseError>, Vec<u8>, Option<RelayOutcome>) {
+        let (whole, left_whole, r_whole) = drive(relay.clone(), input, input.len(), eof);
+        for split in [1, 2, 7] {
+            let (bytes, left, r) = drive(relay.clone(), input, split, eof);
+            assert_eq!(bytes, whole, "split {split} differs");
+            if whole.is_ok() {
+                assert_eq!(left, left_whole, "split {split} leftover differs");
+            }
+            assert_eq!(
+                r.outcome(),
+                r_whole.outcome(),
+                "split {split} outcome differs"
+            );
+        }
+        (
+            whole.map(|b| String::from_utf8(b).unwrap()),
+            left_whole,
+            r_whole.outcome(),
+        )
+    }
+
+    fn get11() -> ResponseRelay {
+        ResponseRelay::new(false, 1, true)
+    }
+
+    #[test]
+    fn content_length_response_is_relayed_without_connection_fields() {
+        let input = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-A: 1\r\n\r\nhelloEXTRA";
+        let (out, left, outcome) = relay_all(get11(), input, false);
+        assert_eq!(
+            out.unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello"
+        );
+        assert_eq!(left, b"EXTRA");
+        let outcome = outcome.unwrap();
+        assert!(outcome.client_keep_alive && outcome.upstream_reusable);
+        assert_eq!((outcome.status, outcome.body_bytes), (200, 5));
+    }
+
+    #[test]
+    fn chunked_bodies_pass_through_verbatim_with_trailers() {
+        let body = "5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n";
+        let input = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+        let (out, left, outcome) = relay_all(get11(), input.as_bytes(), false);
+        assert_eq!(
+            out.unwrap(),
+            format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{body}")
+        );
+        assert!(left.is_empty());
+        let outcome = outcome.unwrap();
+        assert!(outcome.client_keep_alive && outcome.upstream_reusable);
+        assert_eq!(outcome.body_bytes, body.len() as u64);
+    }
+
+    #[test]
+    fn chunked_bodies_are_dechunked_for_http10_clients() {
+        let input = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX: y\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let (out, _, outcome) = relay_all(ResponseRelay::new(false, 0, true), input, false);
+        assert_eq!(
+            out.unwrap(),
+            "HTTP/1.1 200 OK\r\nX: y\r\nconnection: close\r\n\r\nabcde"
+        );
+        let outcome = outcome.unwrap();
+        assert!(!outcome.client_keep_alive && outcome.upstream_reusable);
+    }
+
+    #[test]
+    fn until_close_bodies_end_at_eof_and_close_the_client() {
+        let input = b"HTTP/1.0 200 OK\r\nX-A: 1\r\n\r\nuntil-eof";
+        let (out, _, outcome) = relay_all(get11(), input, true);
+        assert_eq!(
+            out.unwrap(),
+            "HTTP/1.1 200 OK\r\nX-A: 1\r\nconnection: close\r\n\r\nuntil-eof"
+        );
+        let outcome = outcome.unwrap();
+        assert!(!outcome.client_keep_alive && !outcome.upstream_reusable);
+        // Without the EOF the response is not complete.
+        let (_, _, outcome) = relay_all(get11(), input, false);
+        assert_eq!(outcome, None);
+        // Transfer-Encoding without final chunked is read until close too.
+        let input = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nzz";
+        let (_, _, outcome) = relay_all(get11(), input, true);
+        assert!(!outcome.unwrap().client_keep_alive);
+    }
+
+    #[test]
+    fn head_204_and_304_responses_have_no_body() {
+        let input = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+        let (out, left, outcome) = relay_all(ResponseRelay::new(true, 1, true), input, false);
+        assert_eq!(out.unwrap(), "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+        assert!(left.is_empty());
+        assert!(outcome.unwrap().client_keep_alive);
+        for status in ["204 No Content", "304 Not Modified"] {
+            let input = format!("HTTP/1.1 {status}\r\n\r\n");
+            let (out, _, outcome) = relay_all(get11(), input.as_bytes(), false);
+            assert_eq!(out.unwrap(), format!("HTTP/1.1 {status}\r\n\r\n"));
+            assert!(outcome.unwrap().upstream_reusable);
+        }
+    }
+
+    #[test]
+    fn informational_responses_are_relayed_except_100_and_to_http10() {
+        let input = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let (out, _, outcome) = relay_all(get11(), input, false);
+        assert_eq!(
+            out.unwrap(),
+            "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+        );
+        assert_eq!(outcome.unwrap().status, 200);
+        let (out, _, _) = relay_all(ResponseRelay::new(false, 0, true), input, false);
+        assert_eq!(
+            out.unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nconnection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn upstream_close_does_not_close_the_client() {
+        let input = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx";
+        let (out, _, outcome) = relay_all(get11(), input, false);
+        assert_eq!(
+            out.unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"
+        );
+        let outcome = outcome.unwrap();
+        assert!(outcome.client_keep_alive && !outcome.upstream_reusable);
+        let input = b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx";
+        assert!(
+            !relay_all(get11(), input, false)
+                .2
+                .unwrap()
+                .upstream_reusable
+        );
+        let input = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nx";
+        assert!(
+            relay_all(get11(), input, false)
+                .2
+                .unwrap()
+                .upstream_reusable
+        );
+    }
+
+    #[test]
+    fn a_client_that_asked_for_close_gets_connection_close() {
+        let input = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx";
+        let (out, _, outcome) = relay_all(ResponseRelay::new(false, 1, false), input, false);
+        assert_eq!(
+            out.unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nconnection: close\r\n\r\nx"
+        );
+        let outcome = outcome.unwrap();
+        assert!(!outcome.client_keep_alive && outcome.upstream_reusable);
+    }
+
+    #[test]
+    fn broken_responses_are_errors() {
+        let cases: [(&[u8], ResponseError); 7] = [
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+                ResponseError::BadContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                ResponseError::BadContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                ResponseError::BadChunk,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n",
+                ResponseError::BadChunk,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1234567890abcdef0\r\n",
+                ResponseError::BadChunk,
+            ),
+            (
+                b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+                ResponseError::SwitchingProtocols,
+            ),
+            (
+                b"SSH-2.0-OpenSSH\r\n\r\n",
+                ResponseError::Malformed("invalid HTTP version"),
+            ),
+        ];
+        for (input, want) in cases {
+            let (out, _, _) = relay_all(get11(), input, false);
+            assert_eq!(
+                out.unwrap_err(),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn early_eof_is_an_error_that_says_whether_anything_came() {
+        let (out, _, _) = relay_all(get11(), b"", true);
+        assert_eq!(out.unwrap_err(), ResponseError::NoResponse);
+        let (out, _, _) = relay_all(get11(), b"HTTP/1.1 200", true);
+        assert_eq!(out.unwrap_err(), ResponseError::Truncated);
+        let input = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc";
+        let mut relay = get11();
+        let mut out = Vec::new();
+        relay.handle_bytes(input, &mut out).unwrap();
+        assert!(relay.is_final_head_relayed());
+        assert_eq!(relay.handle_eof(), Err(ResponseError::Truncated));
+    }
+
+    #[test]
+    fn an_endless_head_is_refused_at_the_limit() {
+        let mut relay = get11();
+        let mut input = b"HTTP/1.1 200 OK\r\n".to_vec();
+        while input.len() < MAX_RESPONSE_HEAD_BYTES {
+            input.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        let mut out = Vec::new();
+        // Below the field limit but above the byte limit, or above the field limit: either refuses.
+        assert!(relay.handle_bytes(&input, &mut out).is_err());
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_large_body_is_relayed_in_pieces_no_larger_than_the_reads() {
+        const READ: usize = 16 * 1024;
+        let total: usize = 10 * 1024 * 1024;
+        let mut relay = get11();
+        let mut out = Vec::new();
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n\r\n");
+        assert_eq!(
+            relay.handle_bytes(head.as_bytes(), &mut out).unwrap(),
+            head.len()
+        );
+        out.clear();
+        let piece = vec![b'x'; READ];
+        let mut relayed = 0;
+        while relay.outcome().is_none() {
+            let n = relay
+                .handle_bytes(&piece[..READ.min(total - relayed)], &mut out)
+                .unwrap();
+            assert!(out.len() <= READ);
+            relayed += out.len();
+            assert_eq!(n, out.len());
+            out.clear();
+        }
+        assert_eq!(relayed, total);
+        assert_eq!(relay.outcome().unwrap().body_bytes, total as u64);
+    }
+}
