@@ -92,48 +92,15 @@ pub struct ReverseTarget {
 }
 
 impl ReverseTarget {
-    /// Parses `[SCHEME://]HOST[:PORT][/]`; the scheme defaults to https, as in mitmproxy.
+    /// Parses `[SCHEME://]HOST[:PORT][/]`; the scheme defaults to https, as in mitmproxy. The one
+    /// parser of reverse specs is [`crate::upstream::Origin::parse_reverse_spec`].
     pub fn parse(spec: &str) -> Result<ReverseTarget, String> {
-        let (scheme, rest) = match spec.split_once("://") {
-            Some((s, rest)) => (s.to_ascii_lowercase(), rest),
-            None => ("https".to_string(), spec),
-        };
-        let default_port = match scheme.as_str() {
-            "http" => 80,
-            "https" => 443,
-            other => {
-                return Err(format!(
-                    "unsupported scheme {other:?} in reverse spec {spec:?}"
-                ))
-            }
-        };
-        let authority = rest.strip_suffix('/').unwrap_or(rest);
-        if authority.is_empty() || authority.contains('/') {
-            return Err(format!(
-                "reverse spec {spec:?} must be SCHEME://HOST[:PORT] without a path"
-            ));
-        }
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6
-                .split_once(']')
-                .ok_or_else(|| format!("unclosed [ in reverse spec {spec:?}"))?;
-            (host, after.strip_prefix(':'))
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            }
-        };
-        let port = match port {
-            Some(p) => p
-                .parse::<u16>()
-                .map_err(|_| format!("invalid port {p:?} in reverse spec {spec:?}"))?,
-            None => default_port,
-        };
+        let origin =
+            crate::upstream::Origin::parse_reverse_spec(spec).map_err(|e| e.to_string())?;
         Ok(ReverseTarget {
-            scheme,
-            host: host.to_string(),
-            port,
+            scheme: origin.scheme.as_str().to_string(),
+            host: origin.host.into(),
+            port: origin.port,
         })
     }
 
