@@ -416,3 +416,35 @@ fn regular_mode_forwards_an_absolute_form_request_to_its_own_address() {
         .unwrap()
         .starts_with("GET /fresh HTTP/1.1\r\n"));
 }
+
+/// Every replay test above again, with the servers on the epoll driver (`--io epoll`): the
+/// fallback where io_uring is unavailable must behave the same.
+mod on_epoll {
+    macro_rules! on_epoll {
+        ($($name:ident),* $(,)?) => {
+            $(
+                #[test]
+                fn $name() {
+                    crate::support::with_driver("epoll", super::$name);
+                }
+            )*
+        };
+    }
+
+    on_epoll!(
+        every_fixture_release_replays_the_whole_session_with_the_inferred_reverse_target,
+        an_explicit_reverse_mode_replays_and_regular_mode_takes_the_host_header,
+        flows_are_consumed_in_order_across_two_connections,
+        reuse_serves_the_first_recorded_response_again,
+        kill_closes_the_connection_without_a_byte,
+        each_status_mode_sends_its_exact_bytes_and_keeps_the_connection,
+        refresh_shifts_recorded_dates_to_now_and_norefresh_keeps_them,
+        pipelined_requests_are_answered_in_order,
+        a_chunked_request_body_matches_the_recorded_body,
+        expect_continue_is_answered_before_the_body_is_sent,
+        http10_and_connection_close_requests_close_after_the_answer,
+        large_bodies_are_sent_whole_from_the_mapping_in_pipelined_order,
+        once_every_flow_is_consumed_status_mode_still_applies,
+        regular_mode_forwards_an_absolute_form_request_to_its_own_address,
+    );
+}

@@ -12,6 +12,17 @@ use std::time::{Duration, Instant};
 
 use uringreplay::flowfile::writer::{write_flow, FlowSpec};
 
+thread_local! {
+    /// The `--io` driver servers started on this test thread use, when a test asks for one.
+    static IO_DRIVER: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `test` with every server it starts on the `io` driver (`--io uring|epoll`).
+pub fn with_driver(io: &'static str, test: fn()) {
+    IO_DRIVER.with(|d| d.set(Some(io)));
+    test();
+}
+
 /// How long any single wait in a test may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -103,6 +114,11 @@ impl Server {
     pub fn start_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_uringreplay"));
         configure(&mut command);
+        if let Some(io) = IO_DRIVER.with(std::cell::Cell::get) {
+            if !args.contains(&"--io") {
+                command.args(["--io", io]);
+            }
+        }
         let mut child = command
             .args(args)
             .args(["-p", "0", "--threads", "2"])
