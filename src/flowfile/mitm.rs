@@ -184,6 +184,13 @@ pub enum ReadEvent<'e> {
     SkippedBadFlow(&'e FlowError),
     /// Reading reached this offset.
     Progress(u64),
+    /// An HTTP flow was kept (the next flow id, in order), while its bytes are still in cache.
+    HttpFlow {
+        /// Its request.
+        request: &'e RequestView<'e>,
+        /// Its response, if it has one.
+        response: Option<&'e ResponseView<'e>>,
+    },
 }
 
 /// Reads every flow of one file. `file` is the file's index in the recording. With
@@ -220,6 +227,8 @@ pub fn read_flows(
         touch_ahead(bytes, pos);
         match read_flow(&value, number, file) {
             Ok(Flow::Http {
+                request,
+                response_view,
                 entry,
                 version,
                 has_response,
@@ -229,6 +238,10 @@ pub fn read_flows(
                     out.without_response += 1;
                 }
                 out.flows.push(entry);
+                on_event(ReadEvent::HttpFlow {
+                    request: &request,
+                    response: response_view.as_ref(),
+                });
             }
             Ok(Flow::Other { kind, version }) => {
                 out.versions.insert(version);
@@ -295,8 +308,14 @@ enum OtherKind {
     WebSocket,
 }
 
-enum Flow {
+// Returned by value once per flow and taken apart at once; boxing would allocate per flow.
+#[allow(clippy::large_enum_variant)]
+enum Flow<'a> {
     Http {
+        /// The request, as read.
+        request: RequestView<'a>,
+        /// The response, as read.
+        response_view: Option<ResponseView<'a>>,
         entry: FlowEntry,
         version: FormatVersion,
         has_response: bool,
@@ -327,7 +346,7 @@ impl At {
     }
 }
 
-fn read_flow(value: &Value<'_>, number: u64, file: u32) -> Result<Flow, FlowError> {
+fn read_flow<'a>(value: &Value<'a>, number: u64, file: u32) -> Result<Flow<'a>, FlowError> {
     let at = At { flow: number };
     if value.tag != Tag::Dict {
         return Err(at.err(
@@ -388,11 +407,17 @@ fn read_flow(value: &Value<'_>, number: u64, file: u32) -> Result<Flow, FlowErro
         Some(r) if r.is_null() => None,
         Some(r) => {
             expect_dict(&r, "response", at)?;
-            response_view(&r, req.timestamp_end.unwrap_or(req.timestamp_start), at)?;
-            Some(r)
+            let view = response_view(&r, || req.timestamp_end.unwrap_or(req.timestamp_start), at)?;
+            Some((r, view))
         }
     };
+    let (response, response_view) = match response {
+        Some((r, view)) => (Some(r), Some(view)),
+        None => (None, None),
+    };
     Ok(Flow::Http {
+        request: req,
+        response_view,
         entry: FlowEntry {
             offset: value.offset,
             request: request.offset,
@@ -664,7 +689,7 @@ fn request_view<'a>(dict: &Value<'a>, at: At) -> Result<RequestView<'a>, FlowErr
 /// (spec §g.5, migration 13→14).
 fn response_view<'a>(
     dict: &Value<'a>,
-    request_end: f64,
+    request_end: impl FnOnce() -> f64,
     at: At,
 ) -> Result<ResponseView<'a>, FlowError> {
     const KNOWN: &[&str] = &[
@@ -706,6 +731,7 @@ fn response_view<'a>(
     let timestamp_start = match start {
         Some(s) => s,
         None => {
+            let request_end = request_end();
             end = end.or(Some(request_end + 1.0));
             request_end
         }
@@ -748,12 +774,50 @@ pub(crate) fn entry_views<'a>(
     let response = (entry.response != FlowEntry::NO_RESPONSE).then(|| {
         response_view(
             &parse(entry.response),
-            request.timestamp_end.unwrap_or(request.timestamp_start),
+            || request.timestamp_end.unwrap_or(request.timestamp_start),
             at,
         )
         .expect("invariant: the loader validated this response")
     });
     (request, response)
+}
+
+/// Re-reads only the request of an entry the loader accepted.
+pub(crate) fn entry_request<'a>(bytes: &'a [u8], entry: &FlowEntry) -> RequestView<'a> {
+    let at = At {
+        flow: u64::from(entry.number),
+    };
+    request_view(&parse_accepted(bytes, entry.request), at)
+        .expect("invariant: the loader validated this request")
+}
+
+/// Re-reads only the response of an entry the loader accepted (the request too, only when the
+/// response lacks its start time).
+pub(crate) fn entry_response<'a>(bytes: &'a [u8], entry: &FlowEntry) -> Option<ResponseView<'a>> {
+    if entry.response == FlowEntry::NO_RESPONSE {
+        return None;
+    }
+    let at = At {
+        flow: u64::from(entry.number),
+    };
+    let response = response_view(
+        &parse_accepted(bytes, entry.response),
+        || {
+            let request = entry_request(bytes, entry);
+            request.timestamp_end.unwrap_or(request.timestamp_start)
+        },
+        at,
+    )
+    .expect("invariant: the loader validated this response");
+    Some(response)
+}
+
+/// The value at `offset`, which the loader already read.
+fn parse_accepted(bytes: &[u8], offset: u64) -> Value<'_> {
+    let start = usize::try_from(offset).expect("invariant: offsets come from this file");
+    parse_value(&bytes[start..], offset, "file")
+        .expect("invariant: the loader validated this value")
+        .0
 }
 
 #[cfg(test)]
