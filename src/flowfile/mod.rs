@@ -204,6 +204,16 @@ impl Recording {
         files: Vec<(PathBuf, Vec<u8>)>,
         options: LoadOptions,
     ) -> Result<Recording, LoadError> {
+        Recording::from_bytes_observed(files, options, &mut |_| {})
+    }
+
+    /// Like [`Recording::from_bytes`], reporting what is read to `on_event` as
+    /// [`Recording::open`] does.
+    pub fn from_bytes_observed(
+        files: Vec<(PathBuf, Vec<u8>)>,
+        options: LoadOptions,
+        on_event: &mut dyn FnMut(LoadEvent<'_>),
+    ) -> Result<Recording, LoadError> {
         let files = files
             .into_iter()
             .map(|(path, bytes)| SourceFile {
@@ -211,7 +221,7 @@ impl Recording {
                 backing: Backing::Owned(bytes),
             })
             .collect();
-        Recording::read(files, options, &mut |_| {})
+        Recording::read(files, options, on_event)
     }
 
     fn read(

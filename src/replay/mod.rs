@@ -281,8 +281,7 @@ impl Replayer {
                 let delta = self
                     .refresh
                     .then(|| refresh::delta_seconds(now, response.timestamp_start));
-                template::write_head(out, &response, delta);
-                let shape = template::shape(&response);
+                let shape = template::write_head(out, &response, delta);
                 let body = shape.body.unwrap_or_default();
                 if shape.framing == Framing::Chunked && !body.is_empty() {
                     template::write_chunk_line(out, body.len());

@@ -148,39 +148,65 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-/// Tokens of every `name` field, split on `,` and trimmed (mitmproxy `get_header_tokens`).
-fn tokens<'a>(response: &ResponseView<'a>, name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
-    response
-        .headers
-        .get_all(name)
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
+/// What the framing and keep-alive rules need from a response's fields, gathered in the same
+/// pass that writes them.
+#[derive(Debug, Default, Clone, Copy)]
+struct FieldFacts {
+    /// Some `Transfer-Encoding` value contains `chunked` (any case): the body is re-chunked.
+    chunked: bool,
+    /// The last `Transfer-Encoding` token is `chunked` (any case).
+    chunked_last: bool,
+    /// A `Content-Length` field is present.
+    has_length: bool,
+    /// A `Connection` token is `close` (tokens compare case-sensitively, as mitmproxy does).
+    connection_close: bool,
+    /// A `Connection` token is `keep-alive`.
+    connection_keep_alive: bool,
 }
 
-/// Spec §f.5 rule 3: `close` token → close; else `keep-alive` → keep; else close unless the
-/// version is HTTP/1.1 or HTTP/2.0. Tokens compare case-sensitively.
-fn response_wants_close(response: &ResponseView<'_>) -> bool {
-    if tokens(response, b"connection").any(|t| t == b"close") {
-        return true;
+impl FieldFacts {
+    /// Takes one field.
+    fn add(&mut self, name: &[u8], value: &[u8]) {
+        let tokens = || value.split(|&b| b == b',').map(<[u8]>::trim_ascii);
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.chunked |= super::form::contains_ignore_case(value, b"chunked");
+            self.chunked_last = tokens()
+                .next_back()
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            self.has_length = true;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for t in tokens() {
+                self.connection_close |= t == b"close";
+                self.connection_keep_alive |= t == b"keep-alive";
+            }
+        }
     }
-    if tokens(response, b"connection").any(|t| t == b"keep-alive") {
-        return false;
-    }
-    !matches!(response.http_version, b"HTTP/1.1" | b"HTTP/2.0")
-}
 
-/// Spec §f.5 rule 1 (for a non-HEAD request): no chunked final coding, no Content-Length, and a
-/// status that has a body.
-fn body_until_close(response: &ResponseView<'_>) -> bool {
-    let status = response.status_code;
-    if (100..200).contains(&status) || status == 204 || status == 304 {
-        return false;
+    /// The shape of `response`, whose fields were all added.
+    fn shape<'a>(&self, response: &ResponseView<'a>) -> Shape<'a> {
+        let framing = match response.content {
+            None => Framing::NoBody,
+            Some(_) if self.chunked => Framing::Chunked,
+            Some(_) => Framing::Plain,
+        };
+        // Spec §f.5 rule 3: `close` token → close; else `keep-alive` → keep; else close unless
+        // the version is HTTP/1.1 or HTTP/2.0.
+        let response_close = self.connection_close
+            || !self.connection_keep_alive
+                && !matches!(response.http_version, b"HTTP/1.1" | b"HTTP/2.0");
+        // Spec §f.5 rule 1 (for a non-HEAD request): no chunked final coding, no
+        // Content-Length, and a status that has a body.
+        let status = response.status_code;
+        let no_body_status = (100..200).contains(&status) || status == 204 || status == 304;
+        let body_until_close = !(no_body_status || self.chunked_last || self.has_length);
+        Shape {
+            framing,
+            body_until_close,
+            response_close,
+            body: response.content.filter(|b| !b.is_empty()),
+        }
     }
-    let chunked_last = tokens(response, b"transfer-encoding")
-        .last()
-        .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
-    let has_length = response.headers.get(b"content-length").is_some();
-    !chunked_last && !has_length
 }
 
 /// Whether a field name is one of the three refreshed date headers (spec §d.2).
@@ -243,12 +269,19 @@ fn write_status_line(out: &mut Vec<u8>, response: &ResponseView<'_>) {
 }
 
 /// Appends the head of a response for which [`needs_template`] is false, through the blank line,
+/// and returns the response's [`Shape`];
 /// with its dates shifted by `refresh_delta` seconds when that is given (spec §d.2: a date that
 /// parses is written as IMF-fixdate, shifted unless the shift leaves years 1–9999). Allocates
 /// nothing beyond `out`'s own growth.
-pub fn write_head(out: &mut Vec<u8>, response: &ResponseView<'_>, refresh_delta: Option<f64>) {
+pub fn write_head<'a>(
+    out: &mut Vec<u8>,
+    response: &ResponseView<'a>,
+    refresh_delta: Option<f64>,
+) -> Shape<'a> {
     write_status_line(out, response);
+    let mut facts = FieldFacts::default();
     for (name, value) in response.headers.iter() {
+        facts.add(name, value);
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         if let Some(delta) = refresh_delta.filter(|_| date_header(name).is_some()) {
@@ -270,6 +303,7 @@ pub fn write_head(out: &mut Vec<u8>, response: &ResponseView<'_>, refresh_delta:
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    facts.shape(response)
 }
 
 /// Appends the chunk size line of a one-chunk body of `len` bytes.
@@ -292,21 +326,11 @@ pub struct Shape<'a> {
 
 /// The shape of `response`.
 pub fn shape<'a>(response: &ResponseView<'a>) -> Shape<'a> {
-    let chunked = response
-        .headers
-        .get_all(b"transfer-encoding")
-        .any(|v| super::form::contains_ignore_case(v, b"chunked"));
-    let framing = match response.content {
-        None => Framing::NoBody,
-        Some(_) if chunked => Framing::Chunked,
-        Some(_) => Framing::Plain,
-    };
-    Shape {
-        framing,
-        body_until_close: body_until_close(response),
-        response_close: response_wants_close(response),
-        body: response.content.filter(|b| !b.is_empty()),
+    let mut facts = FieldFacts::default();
+    for (name, value) in response.headers.iter() {
+        facts.add(name, value);
     }
+    facts.shape(response)
 }
 
 impl Templates {
