@@ -214,6 +214,7 @@ pub fn frame_accepted(input: &[u8]) -> Option<(Value<'_>, usize)> {
 
 /// Like [`parse_value`], without checking a scalar's payload (UTF-8 of text, digits of numbers):
 /// for re-reading values the loader already checked.
+#[inline(always)]
 pub fn parse_frame<'a>(
     input: &'a [u8],
     base: u64,
@@ -305,6 +306,8 @@ impl<'a> Value<'a> {
             })
         };
         match self.tag {
+            // Keys and most texts are short ASCII: checking that is cheaper than a UTF-8 check.
+            Tag::Text if self.payload.is_ascii() => {}
             Tag::Text => {
                 if let Err(e) = std::str::from_utf8(self.payload) {
                     return Err(self.error(TnetErrorKind::InvalidUtf8 {
