@@ -123,7 +123,8 @@ fn serve(args: &ServeArgs) -> ExitCode {
     let flows = replayer.recording().len();
     let heap_kept = heap::live_bytes().unwrap_or(0).saturating_sub(heap_before);
     eprintln!(
-        "loaded {flows} flows in {:.2} s (read {:.2} s, index {:.2} s); heap {:.1} MB, {:.0} B per flow",
+        "loaded {flows} flows in {:.2} s (reading {:.2} s, index table {:.2} s); heap {:.1} MB, \
+         {:.0} B per flow",
         loaded_in.as_secs_f64(),
         read_in.as_secs_f64(),
         (loaded_in - read_in).as_secs_f64(),

@@ -13,7 +13,7 @@
 use std::io::Write as _;
 
 use super::cookie::{prepare_set_cookie, CookieField};
-use super::date::{parse_lenient, shift, write_imf_fixdate, IMF_FIXDATE_LEN};
+use super::date::{formattable, parse_lenient, shift, write_imf_fixdate, IMF_FIXDATE_LEN};
 use crate::flowfile::{Recording, ResponseView, Span};
 
 /// A place in a head where a refreshed date goes.
@@ -285,16 +285,13 @@ pub fn write_head<'a>(
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         if let Some(delta) = refresh_delta.filter(|_| date_header(name).is_some()) {
-            let mut recorded = [0; IMF_FIXDATE_LEN];
-            if let Some(epoch) =
-                parse_lenient(value).filter(|&e| write_imf_fixdate(e, &mut recorded))
-            {
-                let mut shifted = [0; IMF_FIXDATE_LEN];
-                if write_imf_fixdate(shift(epoch, delta), &mut shifted) {
-                    out.extend_from_slice(&shifted);
-                } else {
-                    out.extend_from_slice(&recorded);
+            if let Some(epoch) = parse_lenient(value).filter(|&e| formattable(e)) {
+                let mut date = [0; IMF_FIXDATE_LEN];
+                // A shift out of years 1–9999 keeps the recorded date (normalised).
+                if !write_imf_fixdate(shift(epoch, delta), &mut date) {
+                    write_imf_fixdate(epoch, &mut date);
                 }
+                out.extend_from_slice(&date);
                 out.extend_from_slice(b"\r\n");
                 continue;
             }
