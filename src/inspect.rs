@@ -70,6 +70,7 @@ pub fn load(
                 bar.set_position(offset);
             }
         }
+        LoadEvent::HttpFlow { .. } => {}
     };
     let result = Recording::open(paths, options, &mut on_event);
     if let Some(bar) = bar {

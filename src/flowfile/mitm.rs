@@ -184,6 +184,13 @@ pub enum ReadEvent<'e> {
     SkippedBadFlow(&'e FlowError),
     /// Reading reached this offset.
     Progress(u64),
+    /// An HTTP flow was kept (the next flow id, in order), while its bytes are still in cache.
+    HttpFlow {
+        /// Its request.
+        request: &'e RequestView<'e>,
+        /// Its response, if it has one.
+        response: Option<&'e ResponseView<'e>>,
+    },
 }
 
 /// Reads every flow of one file. `file` is the file's index in the recording. With
@@ -220,6 +227,8 @@ pub fn read_flows(
         touch_ahead(bytes, pos);
         match read_flow(&value, number, file) {
             Ok(Flow::Http {
+                request,
+                response_view,
                 entry,
                 version,
                 has_response,
@@ -229,6 +238,10 @@ pub fn read_flows(
                     out.without_response += 1;
                 }
                 out.flows.push(entry);
+                on_event(ReadEvent::HttpFlow {
+                    request: &request,
+                    response: response_view.as_ref(),
+                });
             }
             Ok(Flow::Other { kind, version }) => {
                 out.versions.insert(version);
@@ -295,8 +308,14 @@ enum OtherKind {
     WebSocket,
 }
 
-enum Flow {
+// Returned by value once per flow and taken apart at once; boxing would allocate per flow.
+#[allow(clippy::large_enum_variant)]
+enum Flow<'a> {
     Http {
+        /// The request, as read.
+        request: RequestView<'a>,
+        /// The response, as read.
+        response_view: Option<ResponseView<'a>>,
         entry: FlowEntry,
         version: FormatVersion,
         has_response: bool,
@@ -327,7 +346,7 @@ impl At {
     }
 }
 
-fn read_flow(value: &Value<'_>, number: u64, file: u32) -> Result<Flow, FlowError> {
+fn read_flow<'a>(value: &Value<'a>, number: u64, file: u32) -> Result<Flow<'a>, FlowError> {
     let at = At { flow: number };
     if value.tag != Tag::Dict {
         return Err(at.err(
@@ -388,11 +407,17 @@ fn read_flow(value: &Value<'_>, number: u64, file: u32) -> Result<Flow, FlowErro
         Some(r) if r.is_null() => None,
         Some(r) => {
             expect_dict(&r, "response", at)?;
-            response_view(&r, req.timestamp_end.unwrap_or(req.timestamp_start), at)?;
-            Some(r)
+            let view = response_view(&r, || req.timestamp_end.unwrap_or(req.timestamp_start), at)?;
+            Some((r, view))
         }
     };
+    let (response, response_view) = match response {
+        Some((r, view)) => (Some(r), Some(view)),
+        None => (None, None),
+    };
     Ok(Flow::Http {
+        request: req,
+        response_view,
         entry: FlowEntry {
             offset: value.offset,
             request: request.offset,
@@ -664,7 +689,7 @@ fn request_view<'a>(dict: &Value<'a>, at: At) -> Result<RequestView<'a>, FlowErr
 /// (spec §g.5, migration 13→14).
 fn response_view<'a>(
     dict: &Value<'a>,
-    request_end: f64,
+    request_end: impl FnOnce() -> f64,
     at: At,
 ) -> Result<ResponseView<'a>, FlowError> {
     const KNOWN: &[&str] = &[
@@ -706,6 +731,7 @@ fn response_view<'a>(
     let timestamp_start = match start {
         Some(s) => s,
         None => {
+            let request_end = request_end();
             end = end.or(Some(request_end + 1.0));
             request_end
         }
@@ -734,26 +760,194 @@ pub(crate) fn entry_views<'a>(
     bytes: &'a [u8],
     entry: &FlowEntry,
 ) -> (RequestView<'a>, Option<ResponseView<'a>>) {
-    let at = At {
-        flow: u64::from(entry.number),
-    };
-    let parse = |offset: u64| {
-        let start = usize::try_from(offset).expect("invariant: offsets come from this file");
-        parse_value(&bytes[start..], offset, "file")
-            .expect("invariant: the loader validated this value")
-            .0
-    };
-    let request = request_view(&parse(entry.request), at)
-        .expect("invariant: the loader validated this request");
+    let request = entry_request(bytes, entry);
     let response = (entry.response != FlowEntry::NO_RESPONSE).then(|| {
-        response_view(
-            &parse(entry.response),
-            request.timestamp_end.unwrap_or(request.timestamp_start),
-            at,
-        )
-        .expect("invariant: the loader validated this response")
+        accepted_response(&parse_accepted(bytes, entry.response), || {
+            request.timestamp_end.unwrap_or(request.timestamp_start)
+        })
     });
     (request, response)
+}
+
+/// Re-reads only the request of an entry the loader accepted.
+pub(crate) fn entry_request<'a>(bytes: &'a [u8], entry: &FlowEntry) -> RequestView<'a> {
+    accepted_request(&parse_accepted(bytes, entry.request))
+}
+
+/// Re-reads only the response of an entry the loader accepted (the request too, only when the
+/// response lacks its start time).
+pub(crate) fn entry_response<'a>(bytes: &'a [u8], entry: &FlowEntry) -> Option<ResponseView<'a>> {
+    if entry.response == FlowEntry::NO_RESPONSE {
+        return None;
+    }
+    Some(accepted_response(
+        &parse_accepted(bytes, entry.response),
+        || {
+            let request = entry_request(bytes, entry);
+            request.timestamp_end.unwrap_or(request.timestamp_start)
+        },
+    ))
+}
+
+/// The value at `offset`, which the loader already read.
+fn parse_accepted(bytes: &[u8], offset: u64) -> Value<'_> {
+    let start = usize::try_from(offset).expect("invariant: offsets come from this file");
+    tnetstring::parse_frame(&bytes[start..], offset, "file")
+        .expect("invariant: the loader validated this value")
+        .0
+}
+
+/// The (key, value) entries of a dict the loader checked, framed and nothing more (their
+/// offsets are not tracked: nothing re-read can fail).
+fn accepted_entries<'a>(dict: &Value<'a>) -> impl Iterator<Item = (Value<'a>, Value<'a>)> {
+    let mut rest = dict.payload;
+    let mut next = move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (value, used) =
+            tnetstring::frame_accepted(rest).expect("invariant: the loader validated this dict");
+        rest = &rest[used..];
+        Some(value)
+    };
+    std::iter::from_fn(move || Some((next()?, next()?)))
+}
+
+/// The bytes of a string value the loader checked, or `b""` for null.
+fn accepted_string(v: Option<Value<'_>>) -> &[u8] {
+    v.and_then(|v| v.as_bytes()).unwrap_or_default()
+}
+
+/// A float the loader checked, `None` for null or missing.
+fn accepted_float(v: Option<Value<'_>>) -> Option<f64> {
+    v.filter(|v| !v.is_null()).and_then(|v| v.as_f64())
+}
+
+/// Headers the loader checked, `None` for null or missing.
+fn accepted_headers(v: Option<Value<'_>>) -> Option<Headers<'_>> {
+    v.filter(|v| !v.is_null())
+        .map(|v| Headers::from_validated_list(v.payload))
+}
+
+/// A body the loader checked (`content`, else the old name `body`), `None` for null.
+fn accepted_content<'a>(content: Option<Value<'a>>, body: Option<Value<'a>>) -> Option<&'a [u8]> {
+    content
+        .or(body)
+        .filter(|v| !v.is_null())
+        .and_then(|v| v.as_bytes())
+}
+
+/// `http_version` bytes, or the pre-(0,14) `httpversion` list, of a message the loader checked.
+fn accepted_version<'a>(
+    http_version: Option<Value<'a>>,
+    httpversion: Option<Value<'a>>,
+) -> &'a [u8] {
+    if let Some(v) = http_version {
+        return v.as_bytes().unwrap_or_default();
+    }
+    let Some(v) = httpversion else {
+        return b"";
+    };
+    let mut items = v.items();
+    let mut next = || items.next().and_then(|i| i.ok()).and_then(|i| i.as_i64());
+    match (next(), next()) {
+        (Some(1), Some(1)) => b"HTTP/1.1",
+        (Some(1), Some(0)) => b"HTTP/1.0",
+        (Some(0), Some(9)) => b"HTTP/0.9",
+        (Some(2), Some(0)) => b"HTTP/2.0",
+        _ => b"",
+    }
+}
+
+/// Re-reads a request dict the loader accepted with [`request_view`]: one pass over its fields,
+/// nothing checked again, the same view. This is the serve-time path.
+fn accepted_request<'a>(dict: &Value<'a>) -> RequestView<'a> {
+    let mut f: [Option<Value<'a>>; 14] = [None; 14];
+    for (k, v) in accepted_entries(dict) {
+        // The last occurrence of a name wins, as in `Fields::get`.
+        let slot = match k.payload {
+            b"method" => 0,
+            b"scheme" => 1,
+            b"host" => 2,
+            b"port" => 3,
+            b"authority" => 4,
+            b"path" => 5,
+            b"http_version" => 6,
+            b"httpversion" => 7,
+            b"headers" => 8,
+            b"content" => 9,
+            b"body" => 10,
+            b"trailers" => 11,
+            b"timestamp_start" => 12,
+            b"timestamp_end" => 13,
+            _ => continue,
+        };
+        f[slot] = Some(v);
+    }
+    RequestView {
+        method: accepted_string(f[0]),
+        scheme: accepted_string(f[1]),
+        host: accepted_string(f[2]),
+        port: f[3]
+            .and_then(|v| v.as_i64())
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or_default(),
+        authority: accepted_string(f[4]),
+        path: accepted_string(f[5]),
+        http_version: accepted_version(f[6], f[7]),
+        headers: accepted_headers(f[8]).unwrap_or(Headers::EMPTY),
+        content: accepted_content(f[9], f[10]),
+        trailers: accepted_headers(f[11]),
+        timestamp_start: accepted_float(f[12]).unwrap_or_default(),
+        timestamp_end: accepted_float(f[13]),
+    }
+}
+
+/// Re-reads a response dict the loader accepted with [`response_view`] (see
+/// [`accepted_request`]); `request_end` is asked for only when `timestamp_start` is missing.
+fn accepted_response<'a>(dict: &Value<'a>, request_end: impl FnOnce() -> f64) -> ResponseView<'a> {
+    let mut f: [Option<Value<'a>>; 12] = [None; 12];
+    for (k, v) in accepted_entries(dict) {
+        let slot = match k.payload {
+            b"status_code" => 0,
+            b"code" => 1,
+            b"reason" => 2,
+            b"msg" => 3,
+            b"http_version" => 4,
+            b"httpversion" => 5,
+            b"headers" => 6,
+            b"content" => 7,
+            b"body" => 8,
+            b"trailers" => 9,
+            b"timestamp_start" => 10,
+            b"timestamp_end" => 11,
+            _ => continue,
+        };
+        f[slot] = Some(v);
+    }
+    let mut end = accepted_float(f[11]);
+    let timestamp_start = match accepted_float(f[10]) {
+        Some(s) => s,
+        None => {
+            let request_end = request_end();
+            end = end.or(Some(request_end + 1.0));
+            request_end
+        }
+    };
+    ResponseView {
+        http_version: accepted_version(f[4], f[5]),
+        status_code: f[0]
+            .or(f[1])
+            .and_then(|v| v.as_i64())
+            .and_then(|s| u16::try_from(s).ok())
+            .unwrap_or_default(),
+        reason: accepted_string(f[2].or(f[3])),
+        headers: accepted_headers(f[6]).unwrap_or(Headers::EMPTY),
+        content: accepted_content(f[7], f[8]),
+        trailers: accepted_headers(f[9]),
+        timestamp_start,
+        timestamp_end: end,
+    }
 }
 
 #[cfg(test)]

@@ -134,6 +134,14 @@ pub enum LoadEvent<'e> {
     },
     /// Reading of the current file reached this offset.
     Progress(u64),
+    /// The next HTTP flow (ids count up from 0 across files) was read; its bytes are still in
+    /// the cache, so this is the cheap moment to derive anything per flow.
+    HttpFlow {
+        /// Its request.
+        request: &'e RequestView<'e>,
+        /// Its response, if it has one.
+        response: Option<&'e ResponseView<'e>>,
+    },
 }
 
 /// A position of bytes inside a recording (for bodies served straight from the mapping).
@@ -196,6 +204,16 @@ impl Recording {
         files: Vec<(PathBuf, Vec<u8>)>,
         options: LoadOptions,
     ) -> Result<Recording, LoadError> {
+        Recording::from_bytes_observed(files, options, &mut |_| {})
+    }
+
+    /// Like [`Recording::from_bytes`], reporting what is read to `on_event` as
+    /// [`Recording::open`] does.
+    pub fn from_bytes_observed(
+        files: Vec<(PathBuf, Vec<u8>)>,
+        options: LoadOptions,
+        on_event: &mut dyn FnMut(LoadEvent<'_>),
+    ) -> Result<Recording, LoadError> {
         let files = files
             .into_iter()
             .map(|(path, bytes)| SourceFile {
@@ -203,7 +221,7 @@ impl Recording {
                 backing: Backing::Owned(bytes),
             })
             .collect();
-        Recording::read(files, options, &mut |_| {})
+        Recording::read(files, options, on_event)
     }
 
     fn read(
@@ -240,6 +258,9 @@ impl Recording {
                             error,
                         }),
                         ReadEvent::Progress(p) => on_event(LoadEvent::Progress(p)),
+                        ReadEvent::HttpFlow { request, response } => {
+                            on_event(LoadEvent::HttpFlow { request, response })
+                        }
                     },
                 )
                 .map_err(|error| LoadError::Flow {
@@ -285,6 +306,24 @@ impl Recording {
             request,
             response,
         }
+    }
+
+    /// The request of flow `id` alone (cheaper than [`Recording::flow`]).
+    ///
+    /// # Panics
+    /// If `id >= len()`.
+    pub fn request(&self, id: usize) -> RequestView<'_> {
+        let entry = &self.flows[id];
+        mitm::entry_request(self.files[entry.file as usize].backing.bytes(), entry)
+    }
+
+    /// The response of flow `id` alone, if it has one (cheaper than [`Recording::flow`]).
+    ///
+    /// # Panics
+    /// If `id >= len()`.
+    pub fn response(&self, id: usize) -> Option<ResponseView<'_>> {
+        let entry = &self.flows[id];
+        mitm::entry_response(self.files[entry.file as usize].backing.bytes(), entry)
     }
 
     /// Every HTTP flow, in recording order.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::mitm::{ErrorKind, FormatVersion};
 use super::tnetstring::{write_bytes, TnetErrorKind};
 use super::writer::{write_flow, Encode, FlowSpec};
-use super::{LoadError, LoadOptions, Recording};
+use super::{LoadError, LoadEvent, LoadOptions, Recording};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -619,4 +619,37 @@ fn byte_string_keys_are_accepted() {
         .unwrap();
     bytes[at + 6] = b',';
     assert_eq!(load_bytes(bytes).unwrap().len(), 1);
+}
+
+#[test]
+fn re_read_flows_give_the_views_the_checking_reader_gave() {
+    for name in [
+        "demo.flows",
+        "mitm-6.0.2-v10.flows",
+        "mitm-7.0.4-v14.flows",
+        "mitm-8.1.1-v17.flows",
+        "mitm-10.4.2-v20.flows",
+        "mitm-12.3.1-v21.flows",
+    ] {
+        let mut checked = Vec::new();
+        let recording = Recording::open(&[fixture(name)], LoadOptions::default(), &mut |e| {
+            if let LoadEvent::HttpFlow { request, response } = e {
+                checked.push((format!("{request:?}"), format!("{response:?}")));
+            }
+        })
+        .unwrap();
+        assert_eq!(checked.len(), recording.len(), "{name}");
+        assert!(!checked.is_empty(), "{name}");
+        for (id, (request, response)) in checked.iter().enumerate() {
+            let flow = recording.flow(id);
+            assert_eq!(&format!("{:?}", flow.request), request, "{name} flow {id}");
+            assert_eq!(
+                &format!("{:?}", flow.response),
+                response,
+                "{name} flow {id}"
+            );
+            assert_eq!(&format!("{:?}", recording.request(id)), request, "{name}");
+            assert_eq!(&format!("{:?}", recording.response(id)), response, "{name}");
+        }
+    }
 }

@@ -177,6 +177,49 @@ pub fn parse_value<'a>(
     base: u64,
     container: &'static str,
 ) -> Result<(Value<'a>, usize), TnetError> {
+    let (value, used) = parse_frame(input, base, container)?;
+    value.check_scalar()?;
+    Ok((value, used))
+}
+
+/// Frames the value at the start of `input`, which a checking read already accepted: the fast
+/// path for re-reading a recording at serve time. No offsets are tracked (they only matter for
+/// error messages); `None` if the bytes are not a value after all.
+#[inline]
+pub fn frame_accepted(input: &[u8]) -> Option<(Value<'_>, usize)> {
+    let mut length = 0usize;
+    let mut pos = 0;
+    loop {
+        let b = *input.get(pos)?;
+        if b == b':' {
+            break;
+        }
+        if !b.is_ascii_digit() || pos == MAX_LENGTH_DIGITS {
+            return None;
+        }
+        length = length * 10 + usize::from(b - b'0');
+        pos += 1;
+    }
+    let start = pos + 1;
+    let end = start.checked_add(length)?;
+    let tag = Tag::from_byte(*input.get(end)?)?;
+    let value = Value {
+        tag,
+        payload: &input[start..end],
+        offset: 0,
+        payload_offset: 0,
+    };
+    Some((value, end + 1))
+}
+
+/// Like [`parse_value`], without checking a scalar's payload (UTF-8 of text, digits of numbers):
+/// for re-reading values the loader already checked.
+#[inline(always)]
+pub fn parse_frame<'a>(
+    input: &'a [u8],
+    base: u64,
+    container: &'static str,
+) -> Result<(Value<'a>, usize), TnetError> {
     let err = |kind| TnetError { offset: base, kind };
     let mut pos = 0;
     let mut length: u64 = 0;
@@ -242,7 +285,6 @@ pub fn parse_value<'a>(
         offset: base,
         payload_offset: base + pos as u64,
     };
-    value.check_scalar()?;
     Ok((value, pos + len + 1))
 }
 
@@ -264,6 +306,8 @@ impl<'a> Value<'a> {
             })
         };
         match self.tag {
+            // Keys and most texts are short ASCII: checking that is cheaper than a UTF-8 check.
+            Tag::Text if self.payload.is_ascii() => {}
             Tag::Text => {
                 if let Err(e) = std::str::from_utf8(self.payload) {
                     return Err(self.error(TnetErrorKind::InvalidUtf8 {
@@ -354,6 +398,7 @@ impl<'a> Value<'a> {
                 &[]
             },
             offset: self.payload_offset,
+            checked: true,
         }
     }
 
@@ -366,10 +411,19 @@ impl<'a> Value<'a> {
                 Items {
                     rest: &[],
                     offset: self.payload_offset,
+                    checked: true,
                 }
             },
             dict_offset: self.offset,
         }
+    }
+
+    /// Like [`Value::entries`], without checking scalar payloads: for a dict the loader already
+    /// checked.
+    pub fn entries_unchecked(&self) -> Entries<'a> {
+        let mut entries = self.entries();
+        entries.items.checked = false;
+        entries
     }
 
     /// Looks a key up in a dict; the last occurrence wins (spec §g.1). Stops at the first error.
@@ -390,6 +444,8 @@ impl<'a> Value<'a> {
 pub struct Items<'a> {
     rest: &'a [u8],
     offset: u64,
+    /// Whether scalar payloads are checked ([`parse_value`]) or not ([`parse_frame`]).
+    checked: bool,
 }
 
 impl<'a> Iterator for Items<'a> {
@@ -399,7 +455,12 @@ impl<'a> Iterator for Items<'a> {
         if self.rest.is_empty() {
             return None;
         }
-        match parse_value(self.rest, self.offset, "enclosing value") {
+        let parsed = if self.checked {
+            parse_value(self.rest, self.offset, "enclosing value")
+        } else {
+            parse_frame(self.rest, self.offset, "enclosing value")
+        };
+        match parsed {
             Ok((v, used)) => {
                 self.rest = &self.rest[used..];
                 self.offset += used as u64;

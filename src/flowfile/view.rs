@@ -6,7 +6,7 @@
 //! applied, so users of a view never look at format versions.
 #![forbid(unsafe_code)]
 
-use super::tnetstring::{parse_value, Tag, Value};
+use super::tnetstring::{frame_accepted, Tag, Value};
 
 /// One recorded HTTP flow: the request, and the response if one was recorded.
 #[derive(Debug, Clone, Copy)]
@@ -150,18 +150,33 @@ impl<'a> Iterator for HeaderIter<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
+        // The loader checked the list, so framing is all that is left to do.
         while !self.rest.is_empty() {
-            let Ok((pair, used)) = parse_value(self.rest, 0, "enclosing value") else {
+            let Some((pair, used)) = frame_accepted(self.rest) else {
                 self.rest = &[];
                 return None;
             };
             self.rest = &self.rest[used..];
-            if let Some(pair) = header_pair(&pair) {
+            if let Some(pair) = accepted_pair(&pair) {
                 return Some(pair);
             }
         }
         None
     }
+}
+
+/// [`header_pair`] for a pair the loader checked (framing only).
+fn accepted_pair<'a>(pair: &Value<'a>) -> Option<(&'a [u8], &'a [u8])> {
+    if pair.tag != Tag::List {
+        return None;
+    }
+    let (name, used) = frame_accepted(pair.payload)?;
+    let rest = &pair.payload[used..];
+    let (value, used) = frame_accepted(rest)?;
+    if used != rest.len() {
+        return None;
+    }
+    Some((name.as_bytes()?, value.as_bytes()?))
 }
 
 /// Reads one `[name, value]` pair; `None` when it does not have that shape.

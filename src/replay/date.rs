@@ -245,6 +245,14 @@ pub fn shift(epoch: i64, delta: f64) -> i64 {
     epoch.saturating_add(whole as i64).saturating_add(carry)
 }
 
+/// First and last second of years 1–9999, the instants [`write_imf_fixdate`] can write.
+const FORMATTABLE: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+
+/// Whether [`write_imf_fixdate`] can write `secs` (its year is within 1–9999).
+pub fn formattable(secs: i64) -> bool {
+    FORMATTABLE.contains(&secs)
+}
+
 /// Writes `secs` as an IMF-fixdate; `false` (and `out` untouched) when the year is outside
 /// 1–9999, which mitmproxy cannot format either.
 pub fn write_imf_fixdate(secs: i64, out: &mut [u8; IMF_FIXDATE_LEN]) -> bool {
@@ -281,6 +289,22 @@ mod tests {
         let mut out = [0; IMF_FIXDATE_LEN];
         assert!(write_imf_fixdate(secs, &mut out));
         String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn formattable_instants_are_exactly_the_writable_ones() {
+        let mut out = [0; IMF_FIXDATE_LEN];
+        for edge in [*FORMATTABLE.start(), *FORMATTABLE.end()] {
+            for secs in [edge - 1, edge, edge + 1] {
+                assert_eq!(
+                    formattable(secs),
+                    write_imf_fixdate(secs, &mut out),
+                    "{secs}"
+                );
+            }
+        }
+        assert_eq!(fmt(*FORMATTABLE.start()), "Mon, 01 Jan 0001 00:00:00 GMT");
+        assert_eq!(fmt(*FORMATTABLE.end()), "Fri, 31 Dec 9999 23:59:59 GMT");
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! The replay index: recorded flows grouped by match key, built once at load and read-only
-//! afterwards except for one atomic cursor per key (spec §c).
+//! afterwards except for the consume state (spec §c).
 //!
-//! Lookup hashes the live request's key (streamed, see [`super::key`]), finds the groups with that
-//! hash in a hash map, and confirms equality against the group's key kept at load as canonical
-//! bytes (long recorded byte strings such as bodies are kept as spans of the recording instead of
-//! copies): exact, allocation-free and independent of the recording's size.
+//! Lookup hashes the live request's key (streamed, see [`super::key`]) and probes a flat
+//! open-addressing table of 8-byte slots (32 hash bits and a target). A target is a flow id when
+//! the key has one recorded flow, or a group of flows otherwise. A hash match is confirmed
+//! exactly by re-deriving the key of the target's first flow from the recording (its request is
+//! re-read from the mapping into a stack buffer); only keys too long for that buffer keep their
+//! canonical bytes on the heap. So the index costs about 17 bytes per flow, and a lookup is one
+//! probe and one comparison whatever the recording's size.
 //!
 //! Groups hold only flows that have a response, in recording order. mitmproxy keeps
 //! response-less flows in its lists and discards them when a pop reaches them; since a pop then
@@ -12,17 +15,18 @@
 //! there (spec §c.2), so leaving them out reproduces its pop order exactly.
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::key::{self, Canonical, Item, Items, KeyOptions, KeyRequest};
+use super::key::{self, Canonical, Item, Items, KeyOptions, KeyRequest, RequestKey};
 use crate::config::Order;
-use crate::flowfile::{Recording, Span};
+use crate::flowfile::{Recording, RequestView, Span};
+
+/// Keys whose canonical bytes are at most this long are compared by re-deriving them from the
+/// recording into a stack buffer; longer ones (large request bodies) are kept at load.
+pub const KEY_BUFFER: usize = 2048;
 
 /// Recorded byte strings at least this long are kept as spans of the recording rather than
-/// copied into a key (request bodies, long paths); shorter ones are cheaper to copy than to refer
-/// to (a span is 24 bytes).
+/// copied into a stored key (request bodies, long paths).
 const SPAN_MIN: usize = 64;
 
 /// A piece of a stored key's canonical bytes.
@@ -39,42 +43,49 @@ enum Segment {
     Recorded(Span),
 }
 
-/// A hasher for keys that already are hashes.
-#[derive(Default)]
-struct Prehashed(u64);
+/// A slot target with this bit set is a group index; otherwise a flow id.
+const GROUP: u32 = 1 << 31;
+/// An empty slot's target.
+const EMPTY: u32 = u32::MAX;
 
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
+/// One slot of the table.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// The upper 32 bits of the key hash.
+    tag: u32,
+    /// A flow id, `GROUP | group`, or [`EMPTY`].
+    target: u32,
 }
 
-/// No group (end of a hash chain).
-const NONE: u32 = u32::MAX;
-
-/// The recorded flows (with a response) of one key.
+/// The recorded flows (with a response) of a key that has more than one.
 #[derive(Debug)]
 struct Group {
     /// First member in `Index::members`.
     start: u32,
-    /// Number of members (≥ 1).
+    /// Number of members (≥ 2).
     len: u32,
     /// Pops so far (consume) or turns so far (cycle); only ever incremented.
     cursor: AtomicU64,
-    /// Next group whose key has the same 64-bit hash, or `NONE`.
-    next_same_hash: u32,
-    /// First segment of the group's key in `Index::segments`.
+}
+
+/// A key too long for [`KEY_BUFFER`], kept at load: its first flow and its segments.
+#[derive(Debug, Clone, Copy)]
+struct LongKey {
+    /// The key's first flow.
+    flow: u32,
+    /// First segment in `Index::segments`.
     segment_start: u32,
-    /// Number of segments of the key.
+    /// Number of segments.
     segment_count: u32,
+}
+
+/// What the index builder keeps per flow until the recording is complete.
+#[derive(Debug, Default)]
+pub struct IndexBuilder {
+    /// Key hash of every flow (`None`: no response), in flow order.
+    hashes: Vec<Option<u64>>,
+    /// Flows whose key is longer than [`KEY_BUFFER`], ascending.
+    long: Vec<u32>,
 }
 
 /// Recorded flows by key.
@@ -82,16 +93,22 @@ struct Group {
 pub struct Index {
     /// Hash state for keys (random per process).
     state: ahash::RandomState,
-    /// Key hash → first group with that hash.
-    table: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
-    /// All groups.
+    /// The open-addressing table (a power of two long, at most 3/4 full).
+    slots: Box<[Slot]>,
+    /// Groups of keys with several flows.
     groups: Vec<Group>,
     /// Flow ids of every group's members, group after group, each in recording order.
     members: Vec<u32>,
-    /// Canonical key bytes of every group (the inline segments).
+    /// Consume order: one bit per flow, set once a single-flow key's flow was served.
+    taken: Box<[AtomicU64]>,
+    /// Keys longer than [`KEY_BUFFER`], by first flow, ascending.
+    long_keys: Vec<LongKey>,
+    /// Inline bytes of the long keys.
     key_bytes: Vec<u8>,
-    /// Segments of every group's key, group after group.
+    /// Segments of the long keys.
     segments: Vec<Segment>,
+    /// Number of distinct keys.
+    keys: usize,
     /// Flows with a response not yet consumed (consume order).
     remaining: AtomicU64,
     /// The key options the index was built with.
@@ -99,74 +116,175 @@ pub struct Index {
 }
 
 impl Index {
-    /// Groups the flows of `recording` that have a response by their key.
-    pub fn build(recording: &Recording, options: KeyOptions) -> Index {
-        let mut index = Index {
+    /// A builder for an index under `options`.
+    pub fn builder(options: KeyOptions) -> (IndexBuilder, Index) {
+        let index = Index {
             state: ahash::RandomState::new(),
-            table: HashMap::default(),
+            slots: Box::new([]),
             groups: Vec::new(),
             members: Vec::new(),
+            taken: Box::new([]),
+            long_keys: Vec::new(),
             key_bytes: Vec::new(),
             segments: Vec::new(),
+            keys: 0,
             remaining: AtomicU64::new(0),
             options,
         };
-        // (group, flow) in recording order; grouped by a stable sort at the end.
-        let mut placed: Vec<(u32, u32)> = Vec::new();
-        for flow in recording.flows() {
-            if flow.response.is_none() {
-                continue;
-            }
-            let id = u32::try_from(flow.id).expect("invariant: fewer than 2^32 flows");
-            let mut items = Items::new();
-            key::items(
-                &KeyRequest::recorded(&flow.request),
-                &index.options,
-                &mut items,
-            );
-            let hash = key::hash(items.as_slice(), &index.state);
-            let group = match index.find_hashed(recording, items.as_slice(), hash) {
-                Some(group) => group,
-                None => {
-                    let group =
-                        u32::try_from(index.groups.len()).expect("invariant: fewer than 2^32 keys");
-                    let segment_start = index.segments.len() as u32;
-                    index.store_key(recording, &items);
-                    index.groups.push(Group {
-                        start: 0,
-                        len: 0,
-                        cursor: AtomicU64::new(0),
-                        next_same_hash: index.table.get(&hash).copied().unwrap_or(NONE),
-                        segment_start,
-                        segment_count: index.segments.len() as u32 - segment_start,
-                    });
-                    index.table.insert(hash, group);
-                    group
-                }
-            };
-            placed.push((group, id));
-        }
-        // Stable: each group's members stay in recording order.
-        placed.sort_by_key(|&(group, _)| group);
-        index.members = placed.iter().map(|&(_, id)| id).collect();
-        for (n, &(group, _)) in placed.iter().enumerate() {
-            let g = &mut index.groups[group as usize];
-            if g.len == 0 {
-                g.start = n as u32;
-            }
-            g.len += 1;
-        }
-        index.remaining = AtomicU64::new(index.members.len() as u64);
-        index.table.shrink_to_fit();
-        index.groups.shrink_to_fit();
-        index.members.shrink_to_fit();
-        index.key_bytes.shrink_to_fit();
-        index.segments.shrink_to_fit();
-        index
+        (IndexBuilder::default(), index)
     }
 
-    /// Keeps the canonical bytes of a new group's key.
-    fn store_key(&mut self, recording: &Recording, items: &[Item<'_>]) {
+    /// Notes the next flow (in recording order): its request, and whether it has a response.
+    pub fn add(&self, builder: &mut IndexBuilder, request: &RequestView<'_>, has_response: bool) {
+        if !has_response {
+            builder.hashes.push(None);
+            return;
+        }
+        let key_request = KeyRequest::recorded(request);
+        let key = RequestKey {
+            request: &key_request,
+            options: &self.options,
+        };
+        let (hash, len) = key::hash_and_len(&key, &self.state);
+        if len > KEY_BUFFER as u64 {
+            builder.long.push(
+                u32::try_from(builder.hashes.len()).expect("invariant: fewer than 2^31 flows"),
+            );
+        }
+        builder.hashes.push(Some(hash));
+    }
+
+    /// Number of flows noted so far.
+    pub fn added(builder: &IndexBuilder) -> usize {
+        builder.hashes.len()
+    }
+
+    /// Groups the noted flows by key; `recording` holds them.
+    pub fn finish(&mut self, builder: IndexBuilder, recording: &Recording) {
+        let IndexBuilder { hashes, long } = builder;
+        let with_response = hashes.iter().filter(|h| h.is_some()).count();
+        assert!(
+            hashes.len() < GROUP as usize,
+            "invariant: fewer than 2^31 flows"
+        );
+        let size = (with_response * 4 / 3 + 1).next_power_of_two().max(16);
+        self.slots = vec![
+            Slot {
+                tag: 0,
+                target: EMPTY
+            };
+            size
+        ]
+        .into_boxed_slice();
+        // First pass: key ids (slot targets hold them for now), each key's first flow and count.
+        let mut first_flow: Vec<u32> = Vec::new();
+        let mut count: Vec<u32> = Vec::new();
+        let mut key_of: Vec<u32> = vec![EMPTY; hashes.len()];
+        let mut long = long.into_iter().peekable();
+        for (flow, hash) in hashes.iter().enumerate() {
+            let Some(hash) = *hash else { continue };
+            let flow = flow as u32;
+            let is_long = long.next_if_eq(&flow).is_some();
+            // The flow's request is re-read only when a slot's hash bits match (a duplicate key,
+            // or a rare 32-bit coincidence).
+            let found = self.probe(hash, |target| {
+                let request = recording.request(flow as usize);
+                let key_request = KeyRequest::recorded(&request);
+                let key = RequestKey {
+                    request: &key_request,
+                    options: &self.options,
+                };
+                self.flow_has_key(recording, first_flow[target as usize], &key)
+            });
+            let id = match found {
+                Ok(slot) => self.slots[slot].target,
+                Err(slot) => {
+                    let id = first_flow.len() as u32;
+                    self.slots[slot] = Slot {
+                        tag: (hash >> 32) as u32,
+                        target: id,
+                    };
+                    first_flow.push(flow);
+                    count.push(0);
+                    if is_long {
+                        self.store_long_key(recording, flow, &recording.request(flow as usize));
+                    }
+                    id
+                }
+            };
+            count[id as usize] += 1;
+            key_of[flow as usize] = id;
+        }
+        drop(hashes);
+        // Second pass: groups for keys with several flows, members in recording order.
+        let mut group_of: Vec<u32> = vec![EMPTY; count.len()];
+        let mut fill: Vec<u32> = Vec::new();
+        let mut start = 0u32;
+        for (id, &n) in count.iter().enumerate() {
+            if n > 1 {
+                group_of[id] = self.groups.len() as u32;
+                self.groups.push(Group {
+                    start,
+                    len: n,
+                    cursor: AtomicU64::new(0),
+                });
+                fill.push(start);
+                start += n;
+            }
+        }
+        self.members = vec![0; start as usize];
+        for (flow, &id) in key_of.iter().enumerate() {
+            if id == EMPTY {
+                continue;
+            }
+            let group = group_of[id as usize];
+            if group != EMPTY {
+                let at = &mut fill[group as usize];
+                self.members[*at as usize] = flow as u32;
+                *at += 1;
+            }
+        }
+        for slot in self.slots.iter_mut().filter(|s| s.target != EMPTY) {
+            let id = slot.target as usize;
+            slot.target = match group_of[id] {
+                EMPTY => first_flow[id],
+                group => GROUP | group,
+            };
+        }
+        self.keys = first_flow.len();
+        self.taken = (0..hashes_len_words(key_of.len()))
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        self.remaining = AtomicU64::new(with_response as u64);
+        self.groups.shrink_to_fit();
+        self.long_keys.shrink_to_fit();
+        self.key_bytes.shrink_to_fit();
+        self.segments.shrink_to_fit();
+    }
+
+    /// Finds the slot whose hash bits match `hash` and whose target `is_key` accepts (`Ok`), or
+    /// the empty slot where that key would go (`Err`).
+    fn probe(&self, hash: u64, mut is_key: impl FnMut(u32) -> bool) -> Result<usize, usize> {
+        let mask = self.slots.len() - 1;
+        let tag = (hash >> 32) as u32;
+        let mut at = hash as usize & mask;
+        loop {
+            let slot = self.slots[at];
+            if slot.target == EMPTY {
+                return Err(at);
+            }
+            if slot.tag == tag && is_key(slot.target) {
+                return Ok(at);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    /// Keeps the canonical bytes of a long key.
+    fn store_long_key(&mut self, recording: &Recording, flow: u32, request: &RequestView<'_>) {
+        let mut items = Items::new();
+        key::items(&KeyRequest::recorded(request), &self.options, &mut items);
+        let segment_start = self.segments.len() as u32;
         let mut inline_start = self.key_bytes.len();
         for (i, item) in items.iter().enumerate() {
             let span = match item {
@@ -183,6 +301,11 @@ impl Index {
             }
         }
         self.flush_inline(inline_start);
+        self.long_keys.push(LongKey {
+            flow,
+            segment_start,
+            segment_count: self.segments.len() as u32 - segment_start,
+        });
     }
 
     fn flush_inline(&mut self, start: usize) {
@@ -195,50 +318,57 @@ impl Index {
         }
     }
 
-    /// Whether `key` is the key of `group`.
-    fn group_has_key(
+    /// Whether `key` is the key of recorded flow `flow`.
+    fn flow_has_key(
         &self,
         recording: &Recording,
-        group: &Group,
+        flow: u32,
         key: &(impl Canonical + ?Sized),
     ) -> bool {
-        let start = group.segment_start as usize;
-        let mut segments = self.segments[start..start + group.segment_count as usize].iter();
-        key::equals_chunks(key, || {
-            segments.next().map(|segment| match *segment {
-                Segment::Inline { start, len } => &self.key_bytes[start..start + len as usize],
-                Segment::Recorded(span) => recording.bytes(span),
-            })
-        })
+        if !self.long_keys.is_empty() {
+            if let Ok(at) = self.long_keys.binary_search_by_key(&flow, |k| k.flow) {
+                let long = self.long_keys[at];
+                let start = long.segment_start as usize;
+                let mut segments = self.segments[start..start + long.segment_count as usize].iter();
+                return key::equals_chunks(key, || {
+                    segments.next().map(|segment| match *segment {
+                        Segment::Inline { start, len } => {
+                            &self.key_bytes[start..start + len as usize]
+                        }
+                        Segment::Recorded(span) => recording.bytes(span),
+                    })
+                });
+            }
+        }
+        let request = recording.request(flow as usize);
+        let key_request = KeyRequest::recorded(&request);
+        let recorded = RequestKey {
+            request: &key_request,
+            options: &self.options,
+        };
+        let mut buffer = [0u8; KEY_BUFFER];
+        match key::write_canonical_into(&recorded, &mut buffer) {
+            Some(len) => {
+                let mut once = Some(&buffer[..len]);
+                key::equals_chunks(key, || once.take())
+            }
+            // Not reached: keys that do not fit are long keys, handled above.
+            None => false,
+        }
     }
 
-    /// The group whose key is `key` (with hash `hash`), if any.
-    fn find_hashed(
-        &self,
-        recording: &Recording,
-        key: &(impl Canonical + ?Sized),
-        hash: u64,
-    ) -> Option<u32> {
-        let mut group = *self.table.get(&hash)?;
-        while group != NONE {
-            let g = &self.groups[group as usize];
-            if self.group_has_key(recording, g, key) {
-                return Some(group);
-            }
-            group = g.next_same_hash;
+    /// The first flow of a final slot target.
+    fn first_of(&self, target: u32) -> u32 {
+        if target & GROUP == 0 {
+            target
+        } else {
+            self.members[self.groups[(target & !GROUP) as usize].start as usize]
         }
-        None
     }
 
     /// The key options.
     pub fn options(&self) -> &KeyOptions {
         &self.options
-    }
-
-    /// The group whose key equals `key`, if any.
-    fn find(&self, recording: &Recording, key: &(impl Canonical + ?Sized)) -> Option<&Group> {
-        let group = self.find_hashed(recording, key, key::hash(key, &self.state))?;
-        Some(&self.groups[group as usize])
     }
 
     /// The flow that answers a request with key `key` under `order`, consuming it in consume
@@ -249,7 +379,26 @@ impl Index {
         key: &(impl Canonical + ?Sized),
         order: Order,
     ) -> Option<u32> {
-        let g = self.find(recording, key)?;
+        let hash = key::hash(key, &self.state);
+        let slot = self
+            .probe(hash, |target| {
+                self.flow_has_key(recording, self.first_of(target), key)
+            })
+            .ok()?;
+        let target = self.slots[slot].target;
+        if target & GROUP == 0 {
+            let flow = target;
+            if order == Order::Consume {
+                let bit = 1u64 << (flow % 64);
+                let before = self.taken[(flow / 64) as usize].fetch_or(bit, Ordering::Relaxed);
+                if before & bit != 0 {
+                    return None;
+                }
+                self.remaining.fetch_sub(1, Ordering::Relaxed);
+            }
+            return Some(flow);
+        }
+        let g = &self.groups[(target & !GROUP) as usize];
         let members = &self.members[g.start as usize..(g.start + g.len) as usize];
         match order {
             Order::Consume => {
@@ -275,15 +424,22 @@ impl Index {
 
     /// Number of distinct keys.
     pub fn keys(&self) -> usize {
-        self.groups.len()
+        self.keys
     }
 
     /// Heap bytes held by the index.
     pub fn heap_bytes(&self) -> usize {
-        self.groups.capacity() * std::mem::size_of::<Group>()
+        self.slots.len() * std::mem::size_of::<Slot>()
+            + self.groups.capacity() * std::mem::size_of::<Group>()
             + self.members.capacity() * 4
+            + self.taken.len() * 8
+            + self.long_keys.capacity() * std::mem::size_of::<LongKey>()
             + self.key_bytes.capacity()
             + self.segments.capacity() * std::mem::size_of::<Segment>()
-            + self.table.capacity() * (std::mem::size_of::<(u64, u32)>() + 1)
     }
+}
+
+/// Words of a bitmap with one bit per flow.
+fn hashes_len_words(flows: usize) -> usize {
+    flows.div_ceil(64)
 }

@@ -560,6 +560,11 @@ const SMALL: usize = 16;
 
 /// The hash of a key's canonical bytes.
 pub fn hash(key: &(impl Canonical + ?Sized), state: &ahash::RandomState) -> u64 {
+    hash_and_len(key, state).0
+}
+
+/// The hash of a key's canonical bytes, and their length.
+pub fn hash_and_len(key: &(impl Canonical + ?Sized), state: &ahash::RandomState) -> (u64, u64) {
     let mut hasher = state.build_hasher();
     let mut block = [0u8; HASH_BLOCK];
     let mut filled = 0;
@@ -592,7 +597,21 @@ pub fn hash(key: &(impl Canonical + ?Sized), state: &ahash::RandomState) -> u64 
     });
     hasher.write(&block[..filled]);
     hasher.write_u64(total);
-    hasher.finish()
+    (hasher.finish(), total)
+}
+
+/// Writes the canonical bytes of `key` into `buf`; their length, or `None` if they do not fit.
+pub fn write_canonical_into(key: &(impl Canonical + ?Sized), buf: &mut [u8]) -> Option<usize> {
+    let mut len = 0;
+    let fits = key.emit(|bytes: &[u8]| match buf.get_mut(len..len + bytes.len()) {
+        Some(dest) => {
+            dest.copy_from_slice(bytes);
+            len += bytes.len();
+            true
+        }
+        None => false,
+    });
+    fits.then_some(len)
 }
 
 /// Appends the canonical bytes of `key` to `out` (at load, to keep a key for comparisons).

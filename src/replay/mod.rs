@@ -6,8 +6,9 @@
 //!
 //! - [`key`]: the match key (spec §b), streamed into ahash and compared without an owned key;
 //!   [`text`] and [`form`] decode query strings and form bodies for it.
-//! - [`index`]: flows grouped by key, consume cursors as atomics (spec §c).
-//! - [`template`]: per-flow pre-rendered heads, body spans, framing and patch sites (spec §f).
+//! - [`index`]: flows grouped by key in a compact hash table, consume state as atomics (spec §c).
+//! - [`template`]: heads rendered at serve time from the recorded fields, or pre-rendered at load
+//!   with patch sites for the few that need it (spec §f).
 //! - [`refresh`], [`date`], [`cookie`]: date shifting (spec §d).
 //!
 //! Deliberate differences from mitmproxy: unmatched requests follow the unmatched policy even after
@@ -31,10 +32,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use crate::config::{Order, ReplayOptions, Unmatched};
-use crate::flowfile::Recording;
-use index::Index;
+use crate::flowfile::{LoadEvent, Recording, RequestView, ResponseView};
+use index::{Index, IndexBuilder};
 use key::{HeaderFields, KeyHost, KeyOptions, KeyRequest};
-use template::{Framing, Templates};
+use template::{Framing, Shape, Templates};
 
 /// A live request as the matcher sees it (after reverse-mode rewriting by the caller).
 #[derive(Debug, Clone, Copy)]
@@ -110,11 +111,67 @@ pub struct Replayer {
     unmatched: Unmatched,
 }
 
-impl Replayer {
-    /// Indexes the recording and renders every response template.
-    pub fn new(recording: Arc<Recording>, options: &ReplayOptions) -> Replayer {
-        let index = Index::build(&recording, KeyOptions::from_options(options));
-        let templates = Templates::build(&recording, options.refresh);
+/// Builds a [`Replayer`] while a recording loads: fed every flow as the loader reads it (see
+/// [`ReplayerBuilder::observe`]), it derives the keys while the flow's bytes are in the cache, so
+/// nothing is read twice.
+#[derive(Debug)]
+pub struct ReplayerBuilder {
+    /// The index being built (its table is filled by `finish`).
+    index: Index,
+    /// Per-flow key hashes so far.
+    keys: IndexBuilder,
+    /// Flows whose head must be pre-rendered, ascending.
+    templated: Vec<u32>,
+    /// The options.
+    options: ReplayOptions,
+}
+
+impl ReplayerBuilder {
+    /// Notes the next flow of the recording, in order.
+    pub fn add_flow(&mut self, request: &RequestView<'_>, response: Option<&ResponseView<'_>>) {
+        let id = Index::added(&self.keys);
+        self.index.add(&mut self.keys, request, response.is_some());
+        if response.is_some_and(|r| template::needs_template(r, self.options.refresh)) {
+            self.templated
+                .push(u32::try_from(id).expect("invariant: fewer than 2^32 flows"));
+        }
+    }
+
+    /// Takes a load event: [`LoadEvent::HttpFlow`] is noted, others are ignored. Pass every event
+    /// of [`Recording::open`] here.
+    pub fn observe(&mut self, event: &LoadEvent<'_>) {
+        if let LoadEvent::HttpFlow { request, response } = event {
+            self.add_flow(request, *response);
+        }
+    }
+
+    /// The replayer for `recording`, whose flows were all observed in order (if they were not,
+    /// they are read again from the recording).
+    pub fn build(mut self, recording: Arc<Recording>) -> Replayer {
+        if Index::added(&self.keys) != recording.len() {
+            let (keys, index) = Index::builder(KeyOptions::from_options(&self.options));
+            self.index = index;
+            self.keys = keys;
+            self.templated.clear();
+            for flow in recording.flows() {
+                self.add_flow(&flow.request, flow.response.as_ref());
+            }
+        }
+        let ReplayerBuilder {
+            mut index,
+            keys,
+            templated,
+            options,
+        } = self;
+        index.finish(keys, &recording);
+        let mut templates = Templates::new();
+        for id in templated {
+            let response = recording
+                .response(id as usize)
+                .expect("invariant: only flows with a response are templated");
+            templates.add(&recording, id, &response, options.refresh);
+        }
+        templates.shrink();
         Replayer {
             recording,
             index,
@@ -123,6 +180,24 @@ impl Replayer {
             refresh: options.refresh,
             unmatched: options.unmatched,
         }
+    }
+}
+
+impl Replayer {
+    /// A builder to feed while loading the recording (the fast way to start).
+    pub fn builder(options: &ReplayOptions) -> ReplayerBuilder {
+        let (keys, index) = Index::builder(KeyOptions::from_options(options));
+        ReplayerBuilder {
+            index,
+            keys,
+            templated: Vec::new(),
+            options: options.clone(),
+        }
+    }
+
+    /// Indexes an already loaded recording (re-reading every flow).
+    pub fn new(recording: Arc<Recording>, options: &ReplayOptions) -> Replayer {
+        Replayer::builder(options).build(recording)
     }
 
     /// Decides how to answer `request`, consuming a recorded flow in consume order (spec §c.2).
@@ -173,23 +248,48 @@ impl Replayer {
         facts: &RequestFacts,
         out: &mut Vec<u8>,
     ) -> Reply<'_> {
-        let t = self
-            .templates
-            .get(flow.0 as usize)
-            .expect("invariant: decide only replays flows with a response");
-        let head = self.templates.head(t);
-        let patches = self.templates.patches(t);
-        if self.refresh && !patches.is_empty() {
-            let delta = refresh::delta_seconds(now, t.timestamp_start);
-            refresh::write_refreshed_head(out, head, patches, delta, |site| {
-                let fallback = *self.templates.fallback(site)?;
-                Some((fallback, self.recording.bytes(fallback.original)))
-            });
-        } else {
-            out.extend_from_slice(head);
-        }
-        let body = t.body.map_or(&b""[..], |span| self.recording.bytes(span));
-        let tail: &'static [u8] = match t.framing {
+        let (shape, body) = match self.templates.get(flow.0 as usize) {
+            Some(t) => {
+                let head = self.templates.head(t);
+                let patches = self.templates.patches(t);
+                if self.refresh && !patches.is_empty() {
+                    let delta = refresh::delta_seconds(now, t.timestamp_start);
+                    refresh::write_refreshed_head(out, head, patches, delta, |site| {
+                        let fallback = *self.templates.fallback(site)?;
+                        Some((fallback, self.recording.bytes(fallback.original)))
+                    });
+                } else {
+                    out.extend_from_slice(head);
+                }
+                out.extend_from_slice(self.templates.chunk_line(t));
+                let body = t.body.map_or(&b""[..], |span| self.recording.bytes(span));
+                (
+                    Shape {
+                        framing: t.framing,
+                        body_until_close: t.body_until_close,
+                        response_close: t.response_close,
+                        body: None,
+                    },
+                    body,
+                )
+            }
+            None => {
+                let response = self
+                    .recording
+                    .response(flow.0 as usize)
+                    .expect("invariant: decide only replays flows with a response");
+                let delta = self
+                    .refresh
+                    .then(|| refresh::delta_seconds(now, response.timestamp_start));
+                let shape = template::write_head(out, &response, delta);
+                let body = shape.body.unwrap_or_default();
+                if shape.framing == Framing::Chunked && !body.is_empty() {
+                    template::write_chunk_line(out, body.len());
+                }
+                (shape, body)
+            }
+        };
+        let tail: &'static [u8] = match shape.framing {
             Framing::NoBody | Framing::Plain => b"",
             Framing::Chunked if body.is_empty() => {
                 if facts.is_head {
@@ -199,7 +299,6 @@ impl Replayer {
                 }
             }
             Framing::Chunked => {
-                out.extend_from_slice(self.templates.chunk_line(t));
                 if facts.is_head {
                     b"\r\n"
                 } else {
@@ -210,7 +309,9 @@ impl Replayer {
         Reply {
             body,
             tail,
-            close: (!facts.is_head && t.body_until_close) || facts.wants_close || t.response_close,
+            close: (!facts.is_head && shape.body_until_close)
+                || facts.wants_close
+                || shape.response_close,
         }
     }
 

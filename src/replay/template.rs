@@ -1,14 +1,19 @@
-//! Pre-rendered responses (spec §f): per flow, at load, the head bytes exactly as mitmproxy sends
-//! them to an HTTP/1 client, the body as a span of the recording, the framing and keep-alive facts,
-//! and the patch sites where refresh overwrites a 29-byte date at serve time (spec §d).
+//! Response heads (spec §f): the head bytes exactly as mitmproxy sends them to an HTTP/1 client,
+//! the body as a slice of the recording, the framing and keep-alive facts (spec §d for dates).
 //!
-//! Dates of `Date`, `Expires`, `Last-Modified` and cookie `Expires` are normalised to IMF-fixdate
-//! at load, which is what mitmproxy writes back on every refresh anyway; so serving is a copy of
-//! the head plus fixed-width overwrites: no parsing, no allocation.
+//! Most heads are rendered at serve time straight from the recorded fields into the caller's
+//! buffer ([`write_head`]): the status line, each field, and each `Date`/`Expires`/`Last-Modified`
+//! shifted, all without allocating and without any per-flow state kept at load. Heads that need
+//! more than that (a `Set-Cookie` that refresh re-serialises, or a date header repeated) are
+//! pre-rendered at load ([`Templates`]) with patch sites where refresh overwrites a 29-byte
+//! date; their dates are normalised to IMF-fixdate at load, which is what mitmproxy writes back on
+//! every refresh anyway.
 #![forbid(unsafe_code)]
 
+use std::io::Write as _;
+
 use super::cookie::{prepare_set_cookie, CookieField};
-use super::date::{parse_lenient, write_imf_fixdate, IMF_FIXDATE_LEN};
+use super::date::{formattable, parse_lenient, shift, write_imf_fixdate, IMF_FIXDATE_LEN};
 use crate::flowfile::{Recording, ResponseView, Span};
 
 /// A place in a head where a refreshed date goes.
@@ -76,7 +81,7 @@ pub struct Template {
     pub timestamp_start: f64,
 }
 
-/// The templates of every flow of a recording, in two flat arenas.
+/// The pre-rendered templates of the flows that need one, in flat arenas.
 #[derive(Debug, Default)]
 pub struct Templates {
     /// Heads of all flows, back to back.
@@ -85,8 +90,8 @@ pub struct Templates {
     patches: Vec<PatchSite>,
     /// Recorded values of the cookie fields that have patch sites.
     fallbacks: Vec<CookieFallback>,
-    /// One entry per flow id; `None` for flows without a response.
-    entries: Vec<Option<Template>>,
+    /// `(flow id, template)` of the pre-rendered flows, by flow id.
+    entries: Vec<(u32, Template)>,
 }
 
 /// mitmproxy's reason phrases (`net/http/status_codes.py`), used for HTTP/2 and HTTP/3 recordings
@@ -143,39 +148,65 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-/// Tokens of every `name` field, split on `,` and trimmed (mitmproxy `get_header_tokens`).
-fn tokens<'a>(response: &ResponseView<'a>, name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
-    response
-        .headers
-        .get_all(name)
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
+/// What the framing and keep-alive rules need from a response's fields, gathered in the same
+/// pass that writes them.
+#[derive(Debug, Default, Clone, Copy)]
+struct FieldFacts {
+    /// Some `Transfer-Encoding` value contains `chunked` (any case): the body is re-chunked.
+    chunked: bool,
+    /// The last `Transfer-Encoding` token is `chunked` (any case).
+    chunked_last: bool,
+    /// A `Content-Length` field is present.
+    has_length: bool,
+    /// A `Connection` token is `close` (tokens compare case-sensitively, as mitmproxy does).
+    connection_close: bool,
+    /// A `Connection` token is `keep-alive`.
+    connection_keep_alive: bool,
 }
 
-/// Spec §f.5 rule 3: `close` token → close; else `keep-alive` → keep; else close unless the
-/// version is HTTP/1.1 or HTTP/2.0. Tokens compare case-sensitively.
-fn response_wants_close(response: &ResponseView<'_>) -> bool {
-    if tokens(response, b"connection").any(|t| t == b"close") {
-        return true;
+impl FieldFacts {
+    /// Takes one field.
+    fn add(&mut self, name: &[u8], value: &[u8]) {
+        let tokens = || value.split(|&b| b == b',').map(<[u8]>::trim_ascii);
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.chunked |= super::form::contains_ignore_case(value, b"chunked");
+            self.chunked_last = tokens()
+                .next_back()
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            self.has_length = true;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for t in tokens() {
+                self.connection_close |= t == b"close";
+                self.connection_keep_alive |= t == b"keep-alive";
+            }
+        }
     }
-    if tokens(response, b"connection").any(|t| t == b"keep-alive") {
-        return false;
-    }
-    !matches!(response.http_version, b"HTTP/1.1" | b"HTTP/2.0")
-}
 
-/// Spec §f.5 rule 1 (for a non-HEAD request): no chunked final coding, no Content-Length, and a
-/// status that has a body.
-fn body_until_close(response: &ResponseView<'_>) -> bool {
-    let status = response.status_code;
-    if (100..200).contains(&status) || status == 204 || status == 304 {
-        return false;
+    /// The shape of `response`, whose fields were all added.
+    fn shape<'a>(&self, response: &ResponseView<'a>) -> Shape<'a> {
+        let framing = match response.content {
+            None => Framing::NoBody,
+            Some(_) if self.chunked => Framing::Chunked,
+            Some(_) => Framing::Plain,
+        };
+        // Spec §f.5 rule 3: `close` token → close; else `keep-alive` → keep; else close unless
+        // the version is HTTP/1.1 or HTTP/2.0.
+        let response_close = self.connection_close
+            || !self.connection_keep_alive
+                && !matches!(response.http_version, b"HTTP/1.1" | b"HTTP/2.0");
+        // Spec §f.5 rule 1 (for a non-HEAD request): no chunked final coding, no
+        // Content-Length, and a status that has a body.
+        let status = response.status_code;
+        let no_body_status = (100..200).contains(&status) || status == 204 || status == 304;
+        let body_until_close = !(no_body_status || self.chunked_last || self.has_length);
+        Shape {
+            framing,
+            body_until_close,
+            response_close,
+            body: response.content.filter(|b| !b.is_empty()),
+        }
     }
-    let chunked_last = tokens(response, b"transfer-encoding")
-        .last()
-        .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
-    let has_length = response.headers.get(b"content-length").is_some();
-    !chunked_last && !has_length
 }
 
 /// Whether a field name is one of the three refreshed date headers (spec §d.2).
@@ -185,26 +216,158 @@ fn date_header(name: &[u8]) -> Option<usize> {
         .position(|n| name.eq_ignore_ascii_case(n))
 }
 
-impl Templates {
-    /// Renders every flow of `recording`; with `refresh`, dates are normalised and patch sites
-    /// recorded, otherwise heads are the stored fields verbatim.
-    pub fn build(recording: &Recording, refresh: bool) -> Templates {
-        let mut templates = Templates {
-            heads: Vec::new(),
-            patches: Vec::new(),
-            fallbacks: Vec::new(),
-            entries: Vec::with_capacity(recording.len()),
-        };
-        for flow in recording.flows() {
-            let entry = flow
-                .response
-                .map(|response| templates.render(recording, &response, refresh));
-            templates.entries.push(entry);
+/// Whether the head of `response` must be pre-rendered at load: with refresh, a `Set-Cookie`
+/// field that refresh re-serialises, or a `Date`/`Expires`/`Last-Modified` field given more than
+/// once. Every other head is rendered at serve time by [`write_head`].
+pub fn needs_template(response: &ResponseView<'_>, refresh: bool) -> bool {
+    if !refresh {
+        return false;
+    }
+    let mut seen = [false; 3];
+    for (name, value) in response.headers.iter() {
+        if let Some(which) = date_header(name) {
+            if seen[which] {
+                return true;
+            }
+            seen[which] = true;
+        } else if name.eq_ignore_ascii_case(b"set-cookie")
+            && matches!(prepare_set_cookie(value), CookieField::Rewritten { .. })
+        {
+            return true;
         }
-        templates.heads.shrink_to_fit();
-        templates.patches.shrink_to_fit();
-        templates.fallbacks.shrink_to_fit();
+    }
+    false
+}
+
+/// Writes the status line (spec §f.1).
+fn write_status_line(out: &mut Vec<u8>, response: &ResponseView<'_>) {
+    let over_h2 = matches!(response.http_version, b"HTTP/2.0" | b"HTTP/3");
+    if over_h2 {
+        out.extend_from_slice(b"HTTP/1.1");
+    } else {
+        out.extend_from_slice(response.http_version);
+    }
+    out.push(b' ');
+    let status = response.status_code;
+    if status >= 1000 {
+        // Not reached: the loader accepts 100–999 only.
+        let _ = write!(out, "{status}");
+    } else {
+        out.extend_from_slice(&[
+            b'0' + (status / 100) as u8,
+            b'0' + (status / 10 % 10) as u8,
+            b'0' + (status % 10) as u8,
+        ]);
+    }
+    out.push(b' ');
+    if over_h2 {
+        out.extend_from_slice(reason_phrase(status).as_bytes());
+    } else {
+        out.extend_from_slice(response.reason);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the head of a response for which [`needs_template`] is false, through the blank line,
+/// and returns the response's [`Shape`];
+/// with its dates shifted by `refresh_delta` seconds when that is given (spec §d.2: a date that
+/// parses is written as IMF-fixdate, shifted unless the shift leaves years 1–9999). Allocates
+/// nothing beyond `out`'s own growth.
+pub fn write_head<'a>(
+    out: &mut Vec<u8>,
+    response: &ResponseView<'a>,
+    refresh_delta: Option<f64>,
+) -> Shape<'a> {
+    write_status_line(out, response);
+    let mut facts = FieldFacts::default();
+    for (name, value) in response.headers.iter() {
+        facts.add(name, value);
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        if let Some(delta) = refresh_delta.filter(|_| date_header(name).is_some()) {
+            if let Some(epoch) = parse_lenient(value).filter(|&e| formattable(e)) {
+                let mut date = [0; IMF_FIXDATE_LEN];
+                // A shift out of years 1–9999 keeps the recorded date (normalised).
+                if !write_imf_fixdate(shift(epoch, delta), &mut date) {
+                    write_imf_fixdate(epoch, &mut date);
+                }
+                out.extend_from_slice(&date);
+                out.extend_from_slice(b"\r\n");
+                continue;
+            }
+        }
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    facts.shape(response)
+}
+
+/// Appends the chunk size line of a one-chunk body of `len` bytes.
+pub fn write_chunk_line(out: &mut Vec<u8>, len: usize) {
+    let _ = write!(out, "{len:x}\r\n");
+}
+
+/// How a response's body goes out, derived from its recorded fields (spec §f.2, §f.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape<'a> {
+    /// How the body is framed.
+    pub framing: Framing,
+    /// Spec §f.5 rule 1 for non-HEAD requests.
+    pub body_until_close: bool,
+    /// Spec §f.5 rule 3.
+    pub response_close: bool,
+    /// The body (`None` when empty or missing).
+    pub body: Option<&'a [u8]>,
+}
+
+/// The shape of `response`.
+pub fn shape<'a>(response: &ResponseView<'a>) -> Shape<'a> {
+    let mut facts = FieldFacts::default();
+    for (name, value) in response.headers.iter() {
+        facts.add(name, value);
+    }
+    facts.shape(response)
+}
+
+impl Templates {
+    /// No templates.
+    pub fn new() -> Templates {
+        Templates::default()
+    }
+
+    /// Renders flow `id`'s `response` (ids must come in ascending order); with `refresh`, dates
+    /// are normalised and patch sites recorded, otherwise the head is the stored fields verbatim.
+    pub fn add(
+        &mut self,
+        recording: &Recording,
+        id: u32,
+        response: &ResponseView<'_>,
+        refresh: bool,
+    ) {
+        let template = self.render(recording, response, refresh);
+        self.entries.push((id, template));
+    }
+
+    /// Renders every flow of `recording` (tests and tools; the replayer renders only the flows
+    /// that [`needs_template`]).
+    pub fn build(recording: &Recording, refresh: bool) -> Templates {
+        let mut templates = Templates::new();
+        for flow in recording.flows() {
+            if let Some(response) = flow.response {
+                templates.add(recording, flow.id as u32, &response, refresh);
+            }
+        }
+        templates.shrink();
         templates
+    }
+
+    /// Gives back spare capacity.
+    pub fn shrink(&mut self) {
+        self.heads.shrink_to_fit();
+        self.patches.shrink_to_fit();
+        self.fallbacks.shrink_to_fit();
+        self.entries.shrink_to_fit();
     }
 
     fn render(
@@ -216,21 +379,7 @@ impl Templates {
         let head_start = self.heads.len();
         let patch_start = self.patches.len();
         let out = &mut self.heads;
-        // §f.1 status line.
-        if matches!(response.http_version, b"HTTP/2.0" | b"HTTP/3") {
-            out.extend_from_slice(b"HTTP/1.1");
-        } else {
-            out.extend_from_slice(response.http_version);
-        }
-        out.push(b' ');
-        out.extend_from_slice(response.status_code.to_string().as_bytes());
-        out.push(b' ');
-        if matches!(response.http_version, b"HTTP/2.0" | b"HTTP/3") {
-            out.extend_from_slice(reason_phrase(response.status_code).as_bytes());
-        } else {
-            out.extend_from_slice(response.reason);
-        }
-        out.extend_from_slice(b"\r\n");
+        write_status_line(out, response);
 
         // §d.2: for each date header whose (joined) value parses, the first field gets the
         // normalised date and the others are dropped.
@@ -311,21 +460,17 @@ impl Templates {
         out.extend_from_slice(b"\r\n");
         let head_len = (out.len() - head_start) as u32;
 
-        let chunked = response
-            .headers
-            .get_all(b"transfer-encoding")
-            .any(|v| super::form::contains_ignore_case(v, b"chunked"));
-        let framing = match response.content {
-            None => Framing::NoBody,
-            Some(_) if chunked => Framing::Chunked,
-            Some(_) => Framing::Plain,
-        };
-        let body = response.content.filter(|b| !b.is_empty());
+        let Shape {
+            framing,
+            body_until_close,
+            response_close,
+            body,
+        } = shape(response);
         let mut chunk_line_len = 0;
         if let (Framing::Chunked, Some(b)) = (framing, body) {
-            let line = format!("{:x}\r\n", b.len());
-            chunk_line_len = line.len() as u8;
-            out.extend_from_slice(line.as_bytes());
+            let before = out.len();
+            write_chunk_line(out, b.len());
+            chunk_line_len = (out.len() - before) as u8;
         }
         Template {
             head_start,
@@ -334,16 +479,24 @@ impl Templates {
             patch_start: patch_start as u32,
             patch_count: (self.patches.len() - patch_start) as u32,
             framing,
-            body_until_close: body_until_close(response),
-            response_close: response_wants_close(response),
+            body_until_close,
+            response_close,
             body: body.and_then(|b| recording.span_of(b)),
             timestamp_start: response.timestamp_start,
         }
     }
 
-    /// The template of flow `id`, or `None` when it has no response.
+    /// The template of flow `id`, or `None` when it has none (no response, or rendered at
+    /// serve time).
     pub fn get(&self, id: usize) -> Option<&Template> {
-        self.entries.get(id).and_then(Option::as_ref)
+        if self.entries.is_empty() {
+            return None;
+        }
+        let at = self
+            .entries
+            .binary_search_by_key(&id, |&(flow, _)| flow as usize)
+            .ok()?;
+        Some(&self.entries[at].1)
     }
 
     /// The head (through the blank line) of a template.
@@ -373,6 +526,6 @@ impl Templates {
         self.heads.capacity()
             + self.fallbacks.capacity() * std::mem::size_of::<CookieFallback>()
             + self.patches.capacity() * std::mem::size_of::<PatchSite>()
-            + self.entries.capacity() * std::mem::size_of::<Option<Template>>()
+            + self.entries.capacity() * std::mem::size_of::<(u32, Template)>()
     }
 }

@@ -1085,3 +1085,111 @@ fn a_cookie_expiring_in_year_9999_is_sent_as_recorded_and_later_dates_still_move
         "{earlier}"
     );
 }
+
+/// Every fixture response whose head is rendered at serve time comes out exactly as its
+/// pre-rendered template would (with and without refresh, at a shift forward and back).
+#[test]
+fn heads_rendered_at_serve_time_equal_pre_rendered_heads() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut compared = 0;
+    for name in [
+        "demo.flows",
+        "mitm-6.0.2-v10.flows",
+        "mitm-7.0.4-v14.flows",
+        "mitm-8.1.1-v17.flows",
+        "mitm-10.4.2-v20.flows",
+        "mitm-12.3.1-v21.flows",
+    ] {
+        let recording =
+            Recording::open(&[dir.join(name)], LoadOptions::default(), &mut |_| {}).unwrap();
+        for refresh in [true, false] {
+            let templates = template::Templates::build(&recording, refresh);
+            for id in 0..recording.len() {
+                let Some(response) = recording.response(id) else {
+                    continue;
+                };
+                if template::needs_template(&response, refresh) {
+                    continue;
+                }
+                let t = templates.get(id).unwrap();
+                for delta in [0.0, 86_400.5, -3_000_000.0] {
+                    let mut expected = Vec::new();
+                    refresh::write_refreshed_head(
+                        &mut expected,
+                        templates.head(t),
+                        templates.patches(t),
+                        delta,
+                        |_| None,
+                    );
+                    expected.extend_from_slice(templates.chunk_line(t));
+                    let mut rendered = Vec::new();
+                    let shape =
+                        template::write_head(&mut rendered, &response, refresh.then_some(delta));
+                    if let (Framing::Chunked, Some(body)) = (shape.framing, shape.body) {
+                        template::write_chunk_line(&mut rendered, body.len());
+                    }
+                    assert_eq!(
+                        String::from_utf8_lossy(&rendered),
+                        String::from_utf8_lossy(&expected),
+                        "{name} flow {id}"
+                    );
+                    assert_eq!(
+                        (shape.framing, shape.body_until_close, shape.response_close),
+                        (t.framing, t.body_until_close, t.response_close),
+                        "{name} flow {id}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared > 100, "only {compared} heads compared");
+}
+
+/// Keys longer than the stack buffer used to confirm a match (large request bodies) are kept at
+/// load and still matched exactly: the same body twice is one key, one byte different is another.
+#[test]
+fn requests_with_bodies_longer_than_the_key_buffer_match_exactly() {
+    let body = |last: u8| {
+        let mut b = vec![b'a'; index::KEY_BUFFER * 3];
+        *b.last_mut().unwrap() = last;
+        b
+    };
+    let post = |content: Vec<u8>, status: u16| {
+        let mut flow = FlowSpec::get("/upload", status, b"ok");
+        flow.method = b"POST".to_vec();
+        flow.content = Some(content);
+        flow
+    };
+    let flows = [
+        post(body(b'x'), 201),
+        post(body(b'y'), 202),
+        post(body(b'x'), 203),
+    ];
+    let replayer = replayer(&flows, &options());
+    assert_eq!(replayer.keys(), 2);
+    assert_eq!(replay_of(&replayer, &Live::of(&flows[1])), FlowId(1));
+    assert_eq!(replay_of(&replayer, &Live::of(&flows[0])), FlowId(0));
+    assert_eq!(replay_of(&replayer, &Live::of(&flows[0])), FlowId(2));
+    assert_eq!(Live::of(&flows[0]).decide(&replayer), Decision::Forward);
+    assert_eq!(
+        Live::of(&post(body(b'z'), 200)).decide(&replayer),
+        Decision::Forward
+    );
+}
+
+/// A recording of many distinct keys (the table grows past its first size) answers every one,
+/// once, in consume order.
+#[test]
+fn every_key_of_a_many_key_recording_is_found_once() {
+    let flows: Vec<FlowSpec> = (0..3000)
+        .map(|i| FlowSpec::get(&format!("/item/{i}"), 200, b"x"))
+        .collect();
+    let replayer = replayer(&flows, &options());
+    assert_eq!(replayer.keys(), 3000);
+    for (i, flow) in flows.iter().enumerate().rev() {
+        assert_eq!(replay_of(&replayer, &Live::of(flow)), FlowId(i as u32));
+    }
+    assert_eq!(replayer.remaining(), 0);
+    assert_eq!(Live::of(&flows[7]).decide(&replayer), Decision::Forward);
+}
