@@ -480,6 +480,7 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
+    #[inline(always)]
     fn collect(dict: &Value<'a>, at: At) -> Result<Fields<'a>, FlowError> {
         let mut entries = smallvec::SmallVec::new();
         for entry in dict.entries() {
@@ -491,6 +492,7 @@ impl<'a> Fields<'a> {
 
     /// Like [`Fields::collect`], and checks in depth every field not named in `known` (the
     /// known ones are checked by their readers), so nothing in a message dict goes unchecked.
+    #[inline(always)]
     fn collect_message(dict: &Value<'a>, known: &[&str], at: At) -> Result<Fields<'a>, FlowError> {
         let fields = Fields::collect(dict, at)?;
         for (key, value) in &fields.entries {

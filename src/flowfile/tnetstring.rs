@@ -160,6 +160,18 @@ pub struct Value<'a> {
     pub payload_offset: u64,
 }
 
+/// Whether `b` is `-?DIGITS(.DIGITS)?`, a form `f64` parsing always accepts.
+fn plain_decimal(b: &[u8]) -> bool {
+    let b = b.strip_prefix(b"-").unwrap_or(b);
+    let (whole, fraction) = match b.iter().position(|&c| c == b'.') {
+        Some(dot) => (&b[..dot], Some(&b[dot + 1..])),
+        None => (b, None),
+    };
+    !whole.is_empty()
+        && whole.iter().all(u8::is_ascii_digit)
+        && fraction.is_none_or(|f| !f.is_empty() && f.iter().all(u8::is_ascii_digit))
+}
+
 /// Prints at most 24 bytes of `b` for an error message.
 fn describe(b: &[u8]) -> String {
     if b.is_empty() {
@@ -308,6 +320,8 @@ impl<'a> Value<'a> {
         match self.tag {
             // Keys and most texts are short ASCII: checking that is cheaper than a UTF-8 check.
             Tag::Text if self.payload.is_ascii() => {}
+            // Keys and most texts are short ASCII: checking that is cheaper than a UTF-8 check.
+            Tag::Text if self.payload.is_ascii() => {}
             Tag::Text => {
                 if let Err(e) = std::str::from_utf8(self.payload) {
                     return Err(self.error(TnetErrorKind::InvalidUtf8 {
@@ -321,6 +335,8 @@ impl<'a> Value<'a> {
                     return Err(bad(Tag::Int));
                 }
             }
+            // Plain decimals (what mitmproxy writes) certainly parse; anything else is tried.
+            Tag::Float if plain_decimal(self.payload) => {}
             Tag::Float => {
                 let ok = std::str::from_utf8(self.payload)
                     .ok()
@@ -362,10 +378,22 @@ impl<'a> Value<'a> {
 
     /// An integer value, if it fits an `i64`.
     pub fn as_i64(&self) -> Option<i64> {
-        match self.tag {
-            Tag::Int => std::str::from_utf8(self.payload).ok()?.parse().ok(),
-            _ => None,
+        if self.tag != Tag::Int {
+            return None;
         }
+        // The payload was checked to be `-?DIGITS`; `str::parse` would give the same result.
+        let (negative, digits) = match self.payload.strip_prefix(b"-") {
+            Some(rest) => (true, rest),
+            None => (false, self.payload),
+        };
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let mut value: i128 = 0;
+        for &d in digits {
+            value = value.checked_mul(10)?.checked_add(i128::from(d - b'0'))?;
+        }
+        i64::try_from(if negative { -value } else { value }).ok()
     }
 
     /// A float or integer value as `f64` (mitmproxy accepts ints for float fields).
@@ -552,6 +580,44 @@ mod tests {
 
     fn one(input: &[u8]) -> Result<Value<'_>, TnetError> {
         parse_value(input, 100, "file").map(|(v, _)| v)
+    }
+
+    #[test]
+    fn integers_read_like_str_parse_at_the_limits() {
+        for text in [
+            "0",
+            "-0",
+            "007",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "123456789012345678901234567890123456789012",
+        ] {
+            let encoded = format!("{}:{text}#", text.len());
+            let value = one(encoded.as_bytes()).unwrap();
+            assert_eq!(value.as_i64(), text.parse::<i64>().ok(), "{text}");
+        }
+    }
+
+    #[test]
+    fn floats_are_checked_by_their_form_or_by_parsing() {
+        for (text, ok) in [
+            ("1.5", true),
+            ("-2", true),
+            ("1.", true),
+            (".5", true),
+            ("1e3", true),
+            ("inf", true),
+            ("1.2.3", false),
+            ("-", false),
+            ("", false),
+            ("x", false),
+        ] {
+            let encoded = format!("{}:{text}^", text.len());
+            assert_eq!(one(encoded.as_bytes()).is_ok(), ok, "{text}");
+            assert!(ok || !plain_decimal(text.as_bytes()), "{text}");
+        }
     }
 
     #[test]

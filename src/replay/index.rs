@@ -252,7 +252,7 @@ impl Index {
             };
         }
         self.keys = first_flow.len();
-        self.taken = (0..hashes_len_words(key_of.len()))
+        self.taken = (0..bitmap_words(key_of.len()))
             .map(|_| AtomicU64::new(0))
             .collect();
         self.remaining = AtomicU64::new(with_response as u64);
@@ -440,6 +440,6 @@ impl Index {
 }
 
 /// Words of a bitmap with one bit per flow.
-fn hashes_len_words(flows: usize) -> usize {
+fn bitmap_words(flows: usize) -> usize {
     flows.div_ceil(64)
 }
