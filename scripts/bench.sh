@@ -128,6 +128,12 @@ http {
             default_type text/plain;
             return 200 "hello from the recording\n";
         }
+        location = /close {
+            add_header Cache-Control max-age=60;
+            add_header X-Request-Id bench-0001;
+            default_type text/plain;
+            return 200 "hello from the recording\n";
+        }
         location = /16k { root $WORK/www; default_type text/plain; }
     }
 }
@@ -226,8 +232,9 @@ EOF
 
 # One measured run against server NAME: warm-up, then SECS measured.
 # Prints "rps p50 p99 p999 per_cpu errors foreign per_core" (latencies in µs): per_cpu counts the
-# server's processes' CPU time; per_core all busy time of the server's core (the kernel's softirq
-# work for loopback TCP is charged to ksoftirqd, not to the server, once it gets heavy).
+# server's processes' CPU time; per_core all busy time of the server's core, which also holds the
+# kernel's loopback TCP work for the server done in interrupt context or ksoftirqd (task times can
+# leave it out), but also any foreign process that ran there (see the foreign column).
 measure() {
     local name=$1 path=$2 conns=$3 secs=$4 walk=${5:-0} close=${6:-0}
     local pid=${PID[$name]} url="http://127.0.0.1:${PORT[$name]}$path"
@@ -286,7 +293,10 @@ run_case() {
 
 # Median of column COL (1-based) of the rounds of "case|server".
 median() {
-    printf '%s' "${RESULT[$1]}" | awk -v c="$2" 'NF {print $c}' | sort -g |
+    local rows
+    rows=$(printf '%s' "${RESULT[$1]}" | awk 'NF && $7 <= 10')
+    [ -n "$rows" ] || rows=${RESULT[$1]}
+    printf '%s\n' "$rows" | awk -v c="$2" 'NF {print $c}' | sort -g |
         awk '{v[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
 }
 ms() { awk -v u="$1" 'BEGIN {if (u == "-") print "-"; else printf "%.2f", u / 1000}'; }
@@ -296,7 +306,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "-" || b == "-" || b == 0) pr
 log "measuring: $ROUNDS rounds × ${SECS} s (+ ${WARM} s warm-up) per server and case"
 want small && run_case small "/small 64 $SECS 0 0" uringreplay nginx uringreplay-norefresh uringreplay-epoll ${UR_ALT:+uringreplay-alt}
 want c256 && run_case c256 "/small 256 $SECS 0 0" uringreplay nginx
-want close && run_case close "/small 64 $SECS 0 1" uringreplay nginx
+want close && run_case close "/close 64 $SECS 0 1" uringreplay nginx ${UR_ALT:+uringreplay-alt}
 want 16k && run_case 16k "/16k 64 $SECS 0 0" uringreplay nginx ${UR_ALT:+uringreplay-alt}
 if want scale; then
     # Each server walks its own keys: /item/(i * 7919 mod keys).
@@ -339,6 +349,7 @@ row small "small, keep-alive, 64 conns" nginx
 row c256 "small, keep-alive, 256 conns" uringreplay "c256|nginx"
 row c256 "small, keep-alive, 256 conns" nginx
 row close "small, new connection per request" uringreplay "close|nginx"
+row close "small, new connection per request" uringreplay-alt "close|nginx"
 row close "small, new connection per request" nginx
 row 16k "16 KiB, keep-alive, 64 conns" uringreplay "16k|nginx"
 row 16k "16 KiB, keep-alive, 64 conns" uringreplay-alt "16k|nginx"
@@ -352,11 +363,11 @@ row mitm "small, keep-alive, 64 conns" uringreplay "mitm|mitmdump"
 row mitm "small, keep-alive, 64 conns (mitmdump -S)" mitmdump
 echo
 echo "req/server-CPU-s: requests ÷ CPU seconds of the server's processes (/proc/PID/stat);"
-echo "req/core-CPU-s: requests ÷ busy seconds of the server's core (/proc/stat), which also counts the"
-echo "loopback TCP work the kernel does in ksoftirqd for the server. ratio: against nginx in the same case;"
+echo "req/core-CPU-s: requests ÷ busy seconds of the server's core (/proc/stat), which also counts kernel"
+echo "TCP work for the server done in interrupt context. ratio: against nginx in the same case;"
 echo "scale rows against the 1-flow recording; the last uringreplay row against mitmdump -S."
 echo "errors: socket errors + non-2xx answers. foreign CPU: CPU time of other processes on the machine"
-echo "(% of one core over the window; above ~10 % a round is suspect)."
+echo "(% of one core over the window); medians leave out rounds above 10 % when any round is below."
 if want scale; then
     echo
     echo "Start-up to first answer (loading included): 1 flow ${STARTUP[ur-1]:-?} s, 10 k flows ${STARTUP[ur-10k]:-?} s, 1 M flows ${STARTUP[ur-1m]:-?} s."
