@@ -371,5 +371,6 @@ echo "(% of one core over the window); medians leave out rounds above 10 % when 
 if want scale; then
     echo
     echo "Start-up to first answer (loading included): 1 flow ${STARTUP[ur-1]:-?} s, 10 k flows ${STARTUP[ur-10k]:-?} s, 1 M flows ${STARTUP[ur-1m]:-?} s."
-    echo "$("$UR" inspect --summary "$WORK/gen1m.flows" 2>&1 | grep -i 'load\|heap' | head -3 | sed 's/^/1 M flows, inspect: /')"
+    echo "Heap while serving 1 M flows (recording entries, index and rendered heads): $(grep -o 'heap [^;]*' "$WORK/ur-1m.err" | head -1)."
+    echo "Loading alone (\`uringreplay inspect --summary\`, warm page cache): $("$UR" inspect --summary "$WORK/gen1m.flows" 2>&1 | grep -i 'loaded in\|heap added' | tr '\n' ';' | sed 's/;$//; s/;/; /g')."
 fi
