@@ -87,7 +87,7 @@ UR=$TARGET/release/uringreplay
 
 # Recordings for the scale cases: flow i is GET /item/i with a 100-byte body. The consume
 # recording has one key (/item/0) recorded often enough that a round never exhausts it.
-CONSUME_FLOWS=$(( (WARM + SECS) * 150000 ))
+CONSUME_FLOWS=$(( (WARM + SECS) * 200000 ))
 [ "$CONSUME_FLOWS" -ge 1000000 ] || CONSUME_FLOWS=1000000
 gen() { "$TARGET/release/examples/gen_flows" --flows "$1" --keys "$2" --body-bytes 100 --out "$3" >/dev/null; }
 if want scale; then
