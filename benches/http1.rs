@@ -1,9 +1,19 @@
 //! Request parsing cost: one typical keep-alive request, and three pipelined requests, through
-//! `http1::Conn::poll_request` (what the worker does per request before deciding).
+//! `http1::Conn::poll_request` (what the worker does per request before deciding); and the whole
+//! user-space work of one keep-alive request as the worker does it: connection state machine,
+//! parse, Host rewrite, key + lookup, head copy + Date refresh, body copy.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
+use uringreplay::config::{Order, ReplayOptions};
+use uringreplay::flowfile::writer::{write_flow, FlowSpec};
+use uringreplay::flowfile::{LoadOptions, Recording};
 use uringreplay::http1::{header_slots, Conn, Limits, Step};
+use uringreplay::replay::{Decision, LiveRequest, Replayer, RequestFacts};
 
 const TYPICAL: &[u8] = b"GET /api/items/42?lang=en&page=2 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
 User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\nAccept: application/json\r\n\
@@ -40,5 +50,109 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// The benchmark recording of scripts/bench.sh: `/small` (≈200-byte response, six header
+/// fields, a Date to refresh) and `/16k`.
+fn bench_recording() -> Recording {
+    let flow = |path: &str, body: &[u8]| {
+        let mut flow = FlowSpec::get(path, 200, body);
+        let response = flow
+            .response
+            .as_mut()
+            .expect("FlowSpec::get records a response");
+        response.headers = vec![
+            (b"Server".to_vec(), b"origin/1".to_vec()),
+            (b"Date".to_vec(), b"Fri, 27 Nov 2026 00:00:00 GMT".to_vec()),
+            (b"Content-Type".to_vec(), b"text/plain".to_vec()),
+            (b"Cache-Control".to_vec(), b"max-age=60".to_vec()),
+            (b"X-Request-Id".to_vec(), b"bench-0001".to_vec()),
+            (
+                b"Content-Length".to_vec(),
+                body.len().to_string().into_bytes(),
+            ),
+        ];
+        flow
+    };
+    let mut bytes = Vec::new();
+    write_flow(&mut bytes, &flow("/small", b"hello from the recording\n"));
+    write_flow(&mut bytes, &flow("/16k", &vec![b'x'; 16 * 1024]));
+    Recording::from_bytes(
+        vec![(PathBuf::from("bench.flows"), bytes)],
+        LoadOptions::default(),
+    )
+    .expect("bench recording loads")
+}
+
+/// One request through the worker's per-request steps (reverse mode to 127.0.0.1:8080, as
+/// `uringreplay -S bench.flows --reuse` serves it); returns the reply's length.
+fn answer(
+    conn: &mut Conn,
+    replayer: &Replayer,
+    input: &[u8],
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> usize {
+    let now = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+    let mut headers = header_slots();
+    let Step::Request(req) = conn.poll_request(input, &mut headers, scratch, out) else {
+        return 0;
+    };
+    for h in req.headers.iter_mut() {
+        if h.name.eq_ignore_ascii_case("host") {
+            h.value = b"127.0.0.1:8080";
+        }
+    }
+    let live = LiveRequest {
+        scheme: b"http",
+        method: req.method,
+        target: req.target,
+        host: b"127.0.0.1",
+        port: 8080,
+        headers: req.headers,
+        body: req.body,
+    };
+    let Decision::Replay(flow) = replayer.decide(&live) else {
+        return 0;
+    };
+    let facts = RequestFacts {
+        is_head: req.is_head,
+        wants_close: req.wants_close,
+    };
+    let reply = replayer.write_reply(flow, now, &facts, out);
+    out.extend_from_slice(reply.body);
+    out.extend_from_slice(reply.tail);
+    out.len()
+}
+
+fn per_request(c: &mut Criterion) {
+    let recording = Arc::new(bench_recording());
+    let mut group = c.benchmark_group("per_request");
+    group.throughput(Throughput::Elements(1));
+    for (name, refresh) in [("small, refresh", true), ("small, no refresh", false)] {
+        let options = ReplayOptions {
+            order: Order::First,
+            refresh,
+            ..ReplayOptions::default()
+        };
+        let replayer = Replayer::new(recording.clone(), &options);
+        let mut conn = Conn::new(Limits::default());
+        let (mut scratch, mut out) = (Vec::new(), Vec::with_capacity(16 * 1024));
+        let input = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1:18100\r\n\r\n";
+        assert!(answer(&mut conn, &replayer, input, &mut scratch, &mut out) > 0);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                answer(
+                    &mut conn,
+                    &replayer,
+                    black_box(input),
+                    &mut scratch,
+                    &mut out,
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, per_request);
 criterion_main!(benches);

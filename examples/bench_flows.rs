@@ -1,5 +1,6 @@
-//! Writes the benchmark recording: `GET /small` (a ≈200-byte response with six header fields)
-//! and `GET /16k` (a 16 KiB body), both to 127.0.0.1:8080.
+//! Writes the benchmark recording: `GET /small` (a ≈200-byte response with six header fields),
+//! `GET /close` (the same with `Connection: close`, as a server answering a closing client sends
+//! it) and `GET /16k` (a 16 KiB body), all to 127.0.0.1:8080.
 //!
 //! Usage: `cargo run --release --example bench_flows -- OUT.flows`
 
@@ -31,6 +32,13 @@ fn main() {
         .unwrap_or_else(|| "bench.flows".to_string());
     let mut bytes = Vec::new();
     write_flow(&mut bytes, &flow("/small", b"hello from the recording\n"));
+    let mut close = flow("/close", b"hello from the recording\n");
+    if let Some(response) = close.response.as_mut() {
+        response
+            .headers
+            .push((b"Connection".to_vec(), b"close".to_vec()));
+    }
+    write_flow(&mut bytes, &close);
     write_flow(&mut bytes, &flow("/16k", &vec![b'x'; 16 * 1024]));
     if let Err(e) = std::fs::write(&out, bytes) {
         eprintln!("error: cannot write {out}: {e}");

@@ -1,64 +1,134 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: uringreplay against nginx on loopback, keep-alive, one server core.
+# The project's benchmark: uringreplay side by side with nginx and mitmdump on loopback.
 #
-#   scripts/bench.sh [ROUNDS] [SECONDS]      (defaults: 2 rounds, 8 s measured after 2 s warm-up)
+#   scripts/bench.sh                      # defaults: 4 alternating rounds, 5 s measured, 2 s warm-up
+#   ROUNDS=5 SECS=8 scripts/bench.sh      # longer
+#   CASES="small 16k" scripts/bench.sh    # some cases only (small c256 close 16k scale mitm)
+#   UR_ALT=/tmp/other-build scripts/bench.sh  # also measure another uringreplay binary (A/B)
 #
-# The server runs pinned to CPU 0 (uringreplay with one worker thread, nginx with one worker) and
-# wrk -t1 -c64 pinned to CPU 1. wrk saturates before fast servers do, so the ranking figure is
-# requests per server-CPU-second: requests completed ÷ (user + sys) CPU seconds the server's
-# processes used over the same window (from /proc/PID/stat). Rounds alternate A/B per case.
-# Compare figures only inside one run: this machine drifts by ±10 %.
+# It builds uringreplay in release, installs wrk and nginx (Debian) and mitmproxy (PyPI, in a
+# virtualenv under ~/.cache/uringreplay-bench) when missing, generates the recordings, then runs
+# every server pinned to CPU 0 (uringreplay with one worker thread, nginx with one worker) with
+# wrk -t1 pinned to CPU 1. wrk saturates before fast servers do, so the ranking figure is requests
+# per server-CPU-second: requests completed ÷ (user + sys) CPU seconds of the server's processes
+# over the same window (from /proc/PID/stat). Servers alternate within each round; the table shows
+# medians over rounds. Compare figures only inside one run: this machine drifts by ±10 %.
+# Only 127.0.0.1 is used. Every load run is bounded by wrk's -d; the whole run takes ≈ 10 min.
 set -euo pipefail
 
-ROUNDS=${1:-2}
-SECS=${2:-8}
-WARM=2
-CONNS=64
+ROUNDS=${ROUNDS:-4}
+SECS=${SECS:-5}
+WARM=${WARM:-2}
+CASES=${CASES:-"small c256 close 16k scale mitm"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/uringreplay-bench
 WORK=$(mktemp -d /tmp/uringreplay-bench.XXXXXX)
-UR_PORT=18080
-NG_PORT=18081
-PIDS=()
+COMMAND="ROUNDS=$ROUNDS SECS=$SECS WARM=$WARM CASES=\"$CASES\" scripts/bench.sh"
+SERVER_CPU=0
+LOAD_CPU=1
+BASE_PORT=18100
+HZ=$(getconf CLK_TCK)
+
+declare -A PID PORT       # running servers by name
+declare -A STARTUP        # seconds from spawn to the first answer, by server name
+declare -A RESULT         # "case|server" -> lines "rps p50 p99 p999 per_cpu errors foreign"
+
+log() { echo "$*" >&2; }
 
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    for name in "${!PID[@]}"; do kill "${PID[$name]}" 2>/dev/null || true; done
+    for name in "${!PID[@]}"; do wait "${PID[$name]}" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 
+want() { [[ " $CASES " == *" $1 "* ]]; }
+
+# ---------------------------------------------------------------------------------------------
+# Tools
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need wrk || ! need nginx; then
-    echo "installing wrk and nginx-light" >&2
+    log "installing wrk and nginx-light (apt-get)"
     apt-get update -qq && apt-get install -y -qq wrk nginx-light >/dev/null
 fi
 
-echo "building (release)" >&2
-(cd "$ROOT" && cargo build --release --quiet --bin uringreplay --example bench_flows)
+# mitmproxy 12 needs Python >= 3.12: the first such interpreter on PATH or in pyenv, else python3
+# with mitmproxy 11 (said in the output).
+MITM_NOTE=""
+if want mitm; then
+    PY=""
+    for c in python3.13 python3.12 python3.14; do "$c" -c '' 2>/dev/null && { PY=$(command -v "$c"); break; }; done
+    if [ -z "$PY" ] && need pyenv; then
+        for v in $(ls "$(pyenv root)/versions" 2>/dev/null | sort -rV); do
+            case $v in 3.1[2-9]* ) PY="$(pyenv root)/versions/$v/bin/python3"; break ;; esac
+        done
+    fi
+    MITM_SPEC='mitmproxy>=12,<13'
+    if [ -z "$PY" ]; then
+        PY=$(command -v python3)
+        MITM_SPEC='mitmproxy<12'
+        MITM_NOTE=" (no Python >= 3.12 on this machine: mitmproxy 11 on $($PY --version 2>&1))"
+    fi
+    VENV=$CACHE/venv-$($PY -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    if [ ! -x "$VENV/bin/mitmdump" ]; then
+        log "installing $MITM_SPEC into $VENV"
+        "$PY" -m venv "$VENV"
+        "$VENV/bin/pip" install -q "$MITM_SPEC"
+    fi
+    MITMDUMP=$VENV/bin/mitmdump
+fi
+
+log "building (release)"
+(cd "$ROOT" && cargo build --release --quiet --bin uringreplay --example bench_flows --example gen_flows)
+UR=$TARGET/release/uringreplay
 "$TARGET/release/examples/bench_flows" "$WORK/bench.flows"
 
-# nginx: one worker, `return 200` for the small response, a static file for 16 KiB.
+# Recordings for the scale cases: flow i is GET /item/i with a 100-byte body. The consume
+# recording has one key (/item/0) recorded often enough that a round never exhausts it.
+CONSUME_FLOWS=$(( (WARM + SECS) * 200000 ))
+[ "$CONSUME_FLOWS" -ge 1000000 ] || CONSUME_FLOWS=1000000
+gen() { "$TARGET/release/examples/gen_flows" --flows "$1" --keys "$2" --body-bytes 100 --out "$3" >/dev/null; }
+if want scale; then
+    log "generating recordings (1, 10 000, 1 000 000 and $CONSUME_FLOWS flows)"
+    gen 1 1 "$WORK/gen1.flows"
+    gen 10000 10000 "$WORK/gen10k.flows"
+    gen 1000000 1000000 "$WORK/gen1m.flows"
+    gen "$CONSUME_FLOWS" 1 "$WORK/consume.flows"
+fi
+
+# nginx: one worker; `return 200` with the recording's small response, a static file for 16 KiB.
 mkdir -p "$WORK/www" "$WORK/nginx"
-head -c 16384 /dev/zero | tr '\0' x > "$WORK/www/16k"
-cat > "$WORK/nginx/nginx.conf" <<EOF
+head -c 16384 /dev/zero | tr '\0' x >"$WORK/www/16k"
+# nginx's worker may run as another user (nobody when started as root): let it read the file.
+chmod a+rx "$WORK" "$WORK/www" && chmod a+r "$WORK/www/16k"
+cat >"$WORK/nginx/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log;
-events { worker_connections 1024; }
+events { worker_connections 4096; }
 http {
     access_log off;
-    keepalive_requests 1000000;
+    keepalive_requests 10000000;
     server_tokens off;
+    sendfile on;
+    tcp_nopush on;
     client_body_temp_path $WORK/nginx;
     proxy_temp_path $WORK/nginx;
     fastcgi_temp_path $WORK/nginx;
     uwsgi_temp_path $WORK/nginx;
     scgi_temp_path $WORK/nginx;
     server {
-        listen 127.0.0.1:$NG_PORT reuseport;
+        listen 127.0.0.1:@PORT@ reuseport backlog=4096;
         location = /small {
+            add_header Cache-Control max-age=60;
+            add_header X-Request-Id bench-0001;
+            default_type text/plain;
+            return 200 "hello from the recording\n";
+        }
+        location = /close {
             add_header Cache-Control max-age=60;
             add_header X-Request-Id bench-0001;
             default_type text/plain;
@@ -69,87 +139,243 @@ http {
 }
 EOF
 
-taskset -c 0 "$TARGET/release/uringreplay" -S "$WORK/bench.flows" --reuse --threads 1 \
-    -p $UR_PORT >"$WORK/ur.out" 2>"$WORK/ur.err" &
-UR_PID=$!
-PIDS+=("$UR_PID")
-taskset -c 0 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" 2>"$WORK/nginx/stderr" &
-NG_PID=$!
-PIDS+=("$NG_PID")
+# ---------------------------------------------------------------------------------------------
+# Servers: start NAME (pinned to the server CPU), stop NAME.
+NEXT_PORT=$BASE_PORT
+start() {
+    local name=$1 probe=/small
+    # A port nobody answers on (a leftover server with SO_REUSEPORT would share the load).
+    while curl -s -o /dev/null "http://127.0.0.1:$NEXT_PORT/" 2>/dev/null; do NEXT_PORT=$((NEXT_PORT + 1)); done
+    local port=$NEXT_PORT
+    NEXT_PORT=$((NEXT_PORT + 1))
+    local ur_common=(--threads 1 -q --listen-host 127.0.0.1 -p "$port")
+    local t0
+    t0=$(date +%s.%N)
+    local cmd
+    case $name in
+        uringreplay) cmd=("$UR" -S "$WORK/bench.flows" --reuse "${ur_common[@]}") ;;
+        uringreplay-norefresh) cmd=("$UR" -S "$WORK/bench.flows" --reuse --norefresh "${ur_common[@]}") ;;
+        uringreplay-alt) cmd=("$UR_ALT" -S "$WORK/bench.flows" --reuse "${ur_common[@]}") ;;
+        uringreplay-epoll) cmd=("$UR" -S "$WORK/bench.flows" --reuse --io epoll "${ur_common[@]}") ;;
+        nginx)
+            sed "s/@PORT@/$port/" "$WORK/nginx/nginx.conf" >"$WORK/nginx/$port.conf"
+            cmd=(nginx -c "$WORK/nginx/$port.conf" -p "$WORK/nginx") ;;
+        mitmdump)
+            cmd=("$MITMDUMP" -q -S "$WORK/bench.flows" --mode reverse:http://127.0.0.1:8080
+                --listen-host 127.0.0.1 -p "$port" --set server_replay_reuse=true
+                --set connection_strategy=lazy) ;;
+        ur-1) cmd=("$UR" -S "$WORK/gen1.flows" --reuse "${ur_common[@]}") ;;
+        ur-10k) cmd=("$UR" -S "$WORK/gen10k.flows" --reuse "${ur_common[@]}") ;;
+        ur-1m) cmd=("$UR" -S "$WORK/gen1m.flows" --reuse "${ur_common[@]}") ;;
+        ur-1m-cycle) cmd=("$UR" -S "$WORK/gen1m.flows" --order cycle "${ur_common[@]}") ;;
+        ur-1m-consume) cmd=("$UR" -S "$WORK/consume.flows" "${ur_common[@]}") ;;
+        *) log "unknown server $name"; exit 1 ;;
+    esac
+    [[ $name == ur-* ]] && probe=/item/0
+    taskset -c $SERVER_CPU "${cmd[@]}" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    PID[$name]=$!
+    PORT[$name]=$port
+    local i
+    for i in $(seq 600); do
+        curl -sf -o /dev/null "http://127.0.0.1:$port$probe" && break
+        kill -0 "${PID[$name]}" 2>/dev/null || break
+        sleep 0.05
+    done
+    if ! curl -sf -o /dev/null "http://127.0.0.1:$port$probe"; then
+        log "$name did not start:"; cat "$WORK/$name.err" "$WORK/nginx/error.log" 2>/dev/null >&2 || true
+        exit 1
+    fi
+    STARTUP[$name]=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
+}
+stop() {
+    local name=$1
+    kill "${PID[$name]}" 2>/dev/null || true
+    wait "${PID[$name]}" 2>/dev/null || true
+    unset "PID[$name]"
+}
 
-for i in $(seq 100); do
-    if curl -sf "http://127.0.0.1:$UR_PORT/small" >/dev/null 2>&1 \
-        && curl -sf "http://127.0.0.1:$NG_PORT/small" >/dev/null 2>&1; then break; fi
-    sleep 0.1
-done
-curl -sf "http://127.0.0.1:$UR_PORT/small" >/dev/null || { cat "$WORK/ur.err"; exit 1; }
-curl -sf "http://127.0.0.1:$NG_PORT/small" >/dev/null || { cat "$WORK/nginx/stderr" "$WORK/nginx/error.log"; exit 1; }
-echo "uringreplay: $(grep -o 'on [a-z_]* ([^)]*)\|on epoll' "$WORK/ur.err" | head -1)" >&2
-
-# CPU ticks (user + sys) of a process and its children (nginx: master and worker).
+# CPU ticks (user + sys, all threads) of a process and its children (nginx: master and worker).
 ticks() {
     local total=0 p
     for p in "$1" $(pgrep -P "$1" || true); do
         [ -r "/proc/$p/stat" ] || continue
-        # Fields 14 and 15 after the command (which may contain spaces) are utime, stime.
+        # Fields 14 and 15 (utime, stime); the command before them may contain spaces.
         total=$((total + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
     done
     echo "$total"
 }
-HZ=$(getconf CLK_TCK)
+# Busy ticks (user nice system irq softirq) of CPU N from /proc/stat.
+busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+KSOFTIRQD=$(pgrep -x "ksoftirqd/$SERVER_CPU" || true)
+# CPU ticks of every process on the machine (to see foreign load during a round).
+all_ticks() { cat /proc/[0-9]*/stat 2>/dev/null | sed 's/.*) //' | awk '{s += $12 + $13} END {print s + 0}'; }
 
-# Busy ticks of the whole machine (all CPUs) from /proc/stat.
-busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+# wrk script: optional walk over /item/N (stride 7919, a permutation for N coprime to it),
+# optional Connection: close, and a summary line with p99.9 (wrk's --latency stops at p99).
+cat >"$WORK/bench.lua" <<'EOF'
+local n = tonumber(os.getenv("WALK_N") or "0")
+if n > 0 then
+  local i = 0
+  request = function()
+    i = i + 1
+    return wrk.format(nil, "/item/" .. ((i * 7919) % n))
+  end
+end
+if os.getenv("CLOSE") == "1" then wrk.headers["Connection"] = "close" end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %.0f %d %d %d %d %d\n", summary.requests,
+    summary.requests / (summary.duration / 1e6), e.connect + e.read + e.write + e.timeout + e.status,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), summary.duration))
+end
+EOF
 
-# One measured run: prints "requests req/s p50 p99 req-per-cpu-s foreign-load-%".
+# One measured run against server NAME: warm-up, then SECS measured.
+# Prints "rps p50 p99 p999 per_cpu errors foreign per_core" (latencies in µs): per_cpu counts the
+# server's processes' CPU time; per_core all busy time of the server's core, which also holds the
+# kernel's loopback TCP work for the server done in interrupt context or ksoftirqd (task times can
+# leave it out), but also any foreign process that ran there (see the foreign column).
 measure() {
-    local pid=$1 url=$2
-    taskset -c 1 wrk -t1 -c$CONNS -d${WARM}s "$url" >/dev/null
-    local before after out machine_before machine_after
-    machine_before=$(busy)
-    before=$(ticks "$pid")
-    taskset -c 1 wrk -t1 -c$CONNS -d${SECS}s --latency "$url" >"$WORK/wrk.out" &
-    local wrk_pid=$!
-    local wrk_ticks=0 t
-    while kill -0 "$wrk_pid" 2>/dev/null; do
-        t=$(sed 's/.*) //' "/proc/$wrk_pid/stat" 2>/dev/null | awk '{print $12 + $13}') || true
-        [ -n "$t" ] && wrk_ticks=$t
-        sleep 0.2
-    done
-    wait "$wrk_pid"
-    out=$(cat "$WORK/wrk.out")
-    after=$(ticks "$pid")
-    machine_after=$(busy)
-    local requests rps p50 p99
-    requests=$(echo "$out" | awk '/requests in/ {print $1}')
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
-    p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
-    local cpu_ticks=$((after - before))
-    [ "$cpu_ticks" -gt 0 ] || cpu_ticks=1
-    local per_cpu=$((requests * HZ / cpu_ticks))
-    # Ticks nobody in this benchmark used, as % of one core over the window (another process
-    # competing for the CPUs); the last wrk sample may miss up to 0.2 s of wrk's own time.
-    local foreign=$(( (machine_after - machine_before - cpu_ticks - wrk_ticks) * 100 / (SECS * HZ) ))
+    local name=$1 path=$2 conns=$3 secs=$4 walk=${5:-0} close=${6:-0}
+    local pid=${PID[$name]} url="http://127.0.0.1:${PORT[$name]}$path"
+    if [ "$walk" = auto ]; then
+        case $name in ur-10k) walk=10000 ;; ur-1m | ur-1m-cycle) walk=1000000 ;; *) walk=1 ;; esac
+    fi
+    WALK_N=$walk CLOSE=$close taskset -c $LOAD_CPU wrk -t1 -c"$conns" -d"${WARM}s" -s "$WORK/bench.lua" "$url" >/dev/null
+    local m0 t0 k0 a0
+    a0=$(all_ticks)
+    m0=$(busy $SERVER_CPU)
+    t0=$(ticks "$pid")
+    k0=$( [ -n "$KSOFTIRQD" ] && ticks "$KSOFTIRQD" || echo 0)
+    WALK_N=$walk CLOSE=$close taskset -c $LOAD_CPU wrk -t1 -c"$conns" -d"${secs}s" -s "$WORK/bench.lua" "$url" >"$WORK/wrk.out"
+    local t1 m1 k1
+    t1=$(ticks "$pid")
+    k1=$( [ -n "$KSOFTIRQD" ] && ticks "$KSOFTIRQD" || echo 0)
+    m1=$(busy $SERVER_CPU)
+    local a1
+    a1=$(all_ticks)
+    local requests rps errors p50 p99 p999 duration
+    read -r _ requests rps errors p50 p99 p999 duration < <(grep '^RESULT' "$WORK/wrk.out")
+    local cpu=$((t1 - t0)) core=$((m1 - m0))
+    [ "$cpu" -gt 0 ] || cpu=1
+    [ "$core" -gt 0 ] || core=1
+    local per_cpu=$((requests * HZ / cpu)) per_core=$((requests * HZ / core))
+    # Foreign load, as % of one core over the window: busy time of the server's core that neither
+    # the server nor ksoftirqd had (short-lived processes such as compilers show only here), or
+    # CPU time of other long-running processes anywhere (wrk ran and ended inside the window, so
+    # it is in neither snapshot), whichever is larger.
+    local on_core=$(( (core - cpu - (k1 - k0)) * 100 * 1000000 / (duration * HZ) ))
+    local foreign=$(( (a1 - a0 - cpu - (k1 - k0)) * 100 * 1000000 / (duration * HZ) ))
+    [ "$foreign" -ge "$on_core" ] || foreign=$on_core
     [ "$foreign" -ge 0 ] || foreign=0
-    echo "$requests $rps $p50 $p99 $per_cpu $foreign"
+    echo "$rps $p50 $p99 $p999 $per_cpu $errors $foreign $per_core"
 }
 
-printf '%-12s %-6s %5s %12s %9s %9s %16s %8s\n' server path round "req/s" p50 p99 "req/server-CPU-s" "foreign"
-declare -A SUM
-for path in /small /16k; do
+# run CASE "PATH CONNS SECS WALK CLOSE" SERVER...: alternating rounds; servers marked with a
+# trailing '!' are restarted before each round (consume order uses up its recording).
+run_case() {
+    local case=$1 spec=$2
+    shift 2
+    local path conns secs walk close
+    read -r path conns secs walk close <<<"$spec"
+    local s name
+    for s in "$@"; do [[ $s == *! ]] || start "$s"; done
+    local r
     for r in $(seq "$ROUNDS"); do
-        for server in uringreplay nginx; do
-            if [ $server = uringreplay ]; then pid=$UR_PID port=$UR_PORT; else pid=$NG_PID port=$NG_PORT; fi
-            read -r _ rps p50 p99 per_cpu foreign < <(measure "$pid" "http://127.0.0.1:$port$path")
-            printf '%-12s %-6s %5s %12s %9s %9s %16s %7s%%\n' $server $path "$r" "$rps" "$p50" "$p99" "$per_cpu" "$foreign"
-            SUM[$server$path]=$(( ${SUM[$server$path]:-0} + per_cpu ))
+        for s in "$@"; do
+            name=${s%!}
+            [[ $s == *! ]] && start "$name"
+            local line
+            line=$(measure "$name" "$path" "$conns" "$secs" "$walk" "$close")
+            log "$(printf '%-14s %-22s round %s: %s' "$case" "$name" "$r" "$line")"
+            RESULT[$case|$name]+="$line"$'\n'
+            [[ $s == *! ]] && stop "$name"
         done
     done
-done
-echo "(foreign: CPU used by other processes during the round, % of one core; above ~10 % the round is suspect)"
+    for s in "$@"; do [[ $s == *! ]] || stop "${s%!}"; done
+}
+
+# Median of column COL (1-based) of the rounds of "case|server".
+median() {
+    local rows
+    rows=$(printf '%s' "${RESULT[$1]}" | awk 'NF && $7 <= 10')
+    [ -n "$rows" ] || rows=${RESULT[$1]}
+    printf '%s\n' "$rows" | awk -v c="$2" 'NF {print $c}' | sort -g |
+        awk '{v[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+ms() { awk -v u="$1" 'BEGIN {if (u == "-") print "-"; else printf "%.2f", u / 1000}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f×", a / b}'; }
+
+# ---------------------------------------------------------------------------------------------
+log "measuring: $ROUNDS rounds × ${SECS} s (+ ${WARM} s warm-up) per server and case"
+want small && run_case small "/small 64 $SECS 0 0" uringreplay nginx uringreplay-norefresh uringreplay-epoll ${UR_ALT:+uringreplay-alt}
+want c256 && run_case c256 "/small 256 $SECS 0 0" uringreplay nginx
+want close && run_case close "/close 64 $SECS 0 1" uringreplay nginx ${UR_ALT:+uringreplay-alt}
+want 16k && run_case 16k "/16k 64 $SECS 0 0" uringreplay nginx ${UR_ALT:+uringreplay-alt}
+if want scale; then
+    # Each server walks its own keys: /item/(i * 7919 mod keys).
+    run_case scale "/ 64 $SECS auto 0" ur-1 ur-10k ur-1m ur-1m-cycle ur-1m-consume!
+fi
+MITM_SECS=$(( SECS < 5 ? SECS : 5 ))
+want mitm && run_case mitm "/small 64 $MITM_SECS 0 0" mitmdump uringreplay
+
+# ---------------------------------------------------------------------------------------------
+# The report (stdout): machine, tools, command, one table of medians.
+echo "### uringreplay benchmark"
 echo
-for path in /small /16k; do
-    u=$(( SUM[uringreplay$path] / ROUNDS )); n=$(( SUM[nginx$path] / ROUNDS ))
-    echo "$path: uringreplay $u vs nginx $n req/server-CPU-s: $(awk -v a="$u" -v b="$n" 'BEGIN {printf "%.2f", a / b}')x"
-done
+echo "- machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')), kernel $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM"
+echo "- tools: $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $(nginx -v 2>&1 | sed 's/.*: //')$(want mitm && echo ", mitmproxy $("$MITMDUMP" --version | awk '/^Mitmproxy/ {print $2}') on Python $("$MITMDUMP" --version | awk '/^Python/ {print $2}')$MITM_NOTE"), uringreplay $(grep -o 'on [a-z_]* ([^)]*)\|on epoll' "$WORK/uringreplay.err" 2>/dev/null | head -1 | sed 's/^on //')"
+echo "- servers on CPU $SERVER_CPU (one worker), wrk -t1 on CPU $LOAD_CPU; $ROUNDS alternating rounds of ${SECS} s after ${WARM} s warm-up (mitmdump case: ${MITM_SECS} s); medians"
+echo "- command: \`$COMMAND\`"
+echo
+echo "| case | server | req/s | p50 ms | p99 ms | p99.9 ms | req/server-CPU-s | ratio | req/core-CPU-s | ratio | errors | foreign CPU % |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+row() {
+    local case=$1 label=$2 name=$3 ref=${4:-}
+    local key="$case|$name"
+    [ -n "${RESULT[$key]:-}" ] || return 0
+    local per core r1="" r2=""
+    per=$(median "$key" 5)
+    core=$(median "$key" 8)
+    if [ -n "$ref" ]; then
+        r1=$(ratio "$per" "$(median "$ref" 5)")
+        r2=$(ratio "$core" "$(median "$ref" 8)")
+    fi
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$name" \
+        "$(median "$key" 1)" "$(ms "$(median "$key" 2)")" "$(ms "$(median "$key" 3)")" \
+        "$(ms "$(median "$key" 4)")" "$per" "$r1" "$core" "$r2" "$(median "$key" 6)" "$(median "$key" 7)"
+}
+row small "small, keep-alive, 64 conns" uringreplay "small|nginx"
+row small "small, keep-alive, 64 conns" uringreplay-norefresh "small|nginx"
+row small "small, keep-alive, 64 conns" uringreplay-epoll "small|nginx"
+row small "small, keep-alive, 64 conns" uringreplay-alt "small|nginx"
+row small "small, keep-alive, 64 conns" nginx
+row c256 "small, keep-alive, 256 conns" uringreplay "c256|nginx"
+row c256 "small, keep-alive, 256 conns" nginx
+row close "small, new connection per request" uringreplay "close|nginx"
+row close "small, new connection per request" uringreplay-alt "close|nginx"
+row close "small, new connection per request" nginx
+row 16k "16 KiB, keep-alive, 64 conns" uringreplay "16k|nginx"
+row 16k "16 KiB, keep-alive, 64 conns" uringreplay-alt "16k|nginx"
+row 16k "16 KiB, keep-alive, 64 conns (nginx: static file)" nginx
+row scale "1 flow, reuse" ur-1
+row scale "10 k flows, reuse (walk of 10 k keys)" ur-10k "scale|ur-1"
+row scale "1 M flows, reuse (walk of 1 M keys)" ur-1m "scale|ur-1"
+row scale "1 M flows, cycle order (walk of 1 M keys)" ur-1m-cycle "scale|ur-1"
+row scale "$CONSUME_FLOWS flows of one key, consume order" ur-1m-consume "scale|ur-1"
+row mitm "small, keep-alive, 64 conns" uringreplay "mitm|mitmdump"
+row mitm "small, keep-alive, 64 conns (mitmdump -S)" mitmdump
+echo
+echo "req/server-CPU-s: requests ÷ CPU seconds of the server's processes (/proc/PID/stat);"
+echo "req/core-CPU-s: requests ÷ busy seconds of the server's core (/proc/stat), which also counts kernel"
+echo "TCP work for the server done in interrupt context. ratio: against nginx in the same case;"
+echo "scale rows against the 1-flow recording; the last uringreplay row against mitmdump -S."
+echo "errors: socket errors + non-2xx answers. foreign CPU: time other processes took on the server's core"
+echo "or elsewhere (% of one core over the window); medians leave out rounds above 10 % when any round is"
+echo "below (the machine is shared: a row whose foreign figure is above 10 % had no clean round)."
+if want scale; then
+    echo
+    echo "Start-up to first answer (loading included): 1 flow ${STARTUP[ur-1]:-?} s, 10 k flows ${STARTUP[ur-10k]:-?} s, 1 M flows ${STARTUP[ur-1m]:-?} s."
+    echo "Heap while serving 1 M flows (recording entries, index and rendered heads): $(grep -o 'heap [^;]*' "$WORK/ur-1m.err" | head -1)."
+    echo "Loading alone (\`uringreplay inspect --summary\`, warm page cache): $("$UR" inspect --summary "$WORK/gen1m.flows" 2>&1 | grep -i 'loaded in\|heap added' | tr '\n' ';' | sed 's/;$//; s/;/; /g')."
+fi

@@ -166,8 +166,17 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
         let _ = writeln!(stdout, "listening on http://{bound}");
         let _ = stdout.flush();
     }
+    // Heap kept for the recording and its index (flow bodies stay in the file mapping).
+    let heap = heap::live_bytes().map_or(String::new(), |bytes| {
+        let flows = replayer.recording().len().max(1);
+        format!(
+            "; heap {:.1} MiB ({:.1} bytes per flow)",
+            bytes as f64 / (1024.0 * 1024.0),
+            bytes as f64 / flows as f64
+        )
+    });
     eprintln!(
-        "serving {} flows with {} worker thread{}{} on {driver}; {}",
+        "serving {} flows with {} worker thread{}{} on {driver}; {}{heap}",
         replayer.recording().len(),
         options.threads,
         if options.threads == 1 { "" } else { "s" },
