@@ -24,11 +24,13 @@ pub struct LoadCost {
 }
 
 /// Loads `paths` as one recording, with a progress bar on a terminal when loading takes more than
-/// a moment, and a warning on stderr for each bad flow skipped.
+/// a moment, and a warning on stderr for each bad flow skipped. `observe` sees every load event
+/// too (the server builds its index from them in the same pass). Used by `inspect` and `serve`.
 #[allow(clippy::disallowed_methods)] // a driver: measures its own load time
 pub fn load(
     paths: &[std::path::PathBuf],
     options: LoadOptions,
+    observe: &mut dyn FnMut(&LoadEvent<'_>),
 ) -> Result<(Recording, LoadCost), crate::flowfile::LoadError> {
     let started = Instant::now();
     let heap_before = heap::live_bytes();
@@ -36,41 +38,46 @@ pub fn load(
     let mut bar: Option<ProgressBar> = None;
     let mut file_bytes = 0u64;
     let mut file_name = String::new();
-    let mut on_event = |event: LoadEvent<'_>| match event {
-        LoadEvent::FileStart { path, bytes } => {
-            file_bytes = bytes;
-            file_name = path.display().to_string();
-            if let Some(bar) = &bar {
-                bar.set_length(bytes);
-                bar.set_position(0);
-                bar.set_message(file_name.clone());
+    let mut on_event = |event: LoadEvent<'_>| {
+        observe(&event);
+        match event {
+            LoadEvent::FileStart { path, bytes } => {
+                file_bytes = bytes;
+                file_name = path.display().to_string();
+                if let Some(bar) = &bar {
+                    bar.set_length(bytes);
+                    bar.set_position(0);
+                    bar.set_message(file_name.clone());
+                }
             }
+            LoadEvent::SkippedBadFlow { path, error } => {
+                let line = format!("warning: {}: {error}; skipped", path.display());
+                match &bar {
+                    Some(bar) => bar.println(line),
+                    None => eprintln!("{line}"),
+                }
+            }
+            LoadEvent::Progress(offset) => {
+                if bar.is_none() && show_bar && started.elapsed() > PROGRESS_AFTER {
+                    let b = ProgressBar::with_draw_target(
+                        Some(file_bytes),
+                        ProgressDrawTarget::stderr(),
+                    );
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "loading {msg} {wide_bar} {binary_bytes}/{binary_total_bytes} {eta}",
+                        )
+                        .expect("invariant: the template is valid"),
+                    );
+                    b.set_message(file_name.clone());
+                    bar = Some(b);
+                }
+                if let Some(bar) = &bar {
+                    bar.set_position(offset);
+                }
+            }
+            LoadEvent::HttpFlow { .. } => {}
         }
-        LoadEvent::SkippedBadFlow { path, error } => {
-            let line = format!("warning: {}: {error}; skipped", path.display());
-            match &bar {
-                Some(bar) => bar.println(line),
-                None => eprintln!("{line}"),
-            }
-        }
-        LoadEvent::Progress(offset) => {
-            if bar.is_none() && show_bar && started.elapsed() > PROGRESS_AFTER {
-                let b =
-                    ProgressBar::with_draw_target(Some(file_bytes), ProgressDrawTarget::stderr());
-                b.set_style(
-                    ProgressStyle::with_template(
-                        "loading {msg} {wide_bar} {binary_bytes}/{binary_total_bytes} {eta}",
-                    )
-                    .expect("invariant: the template is valid"),
-                );
-                b.set_message(file_name.clone());
-                bar = Some(b);
-            }
-            if let Some(bar) = &bar {
-                bar.set_position(offset);
-            }
-        }
-        LoadEvent::HttpFlow { .. } => {}
     };
     let result = Recording::open(paths, options, &mut on_event);
     if let Some(bar) = bar {
@@ -114,7 +121,7 @@ pub fn run(args: &InspectArgs) -> std::process::ExitCode {
     let options = LoadOptions {
         skip_bad_flows: args.skip_bad_flows,
     };
-    let (recording, cost) = match load(&args.files, options) {
+    let (recording, cost) = match load(&args.files, options, &mut |_| {}) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");

@@ -8,7 +8,7 @@ use clap::Parser;
 
 use uringreplay::cli::{Cli, Command, ServeArgs};
 use uringreplay::config::{ProxyMode, ReverseTarget};
-use uringreplay::flowfile::{LoadEvent, LoadOptions, Recording, RequestView};
+use uringreplay::flowfile::{LoadEvent, LoadOptions, RequestView};
 use uringreplay::replay::Replayer;
 use uringreplay::server::clock;
 use uringreplay::server::heap::{self, CountingAllocator};
@@ -90,19 +90,16 @@ fn serve(args: &ServeArgs) -> ExitCode {
     // The replayer derives what it needs from each flow as it is read (one pass over the bytes).
     let mut builder = Replayer::builder(&config.replay);
     let mut origins = Origins::default();
-    let mut on_event = |event: LoadEvent<'_>| {
-        if let LoadEvent::SkippedBadFlow { path, error } = &event {
-            eprintln!("warning: {}: {error}; skipped", path.display());
-        }
-        if let LoadEvent::HttpFlow { request, .. } = &event {
+    let on_event = &mut |event: &LoadEvent<'_>| {
+        if let LoadEvent::HttpFlow { request, .. } = event {
             origins.add(request);
         }
-        builder.observe(&event);
+        builder.observe(event);
     };
     let started = clock::instant();
     let heap_before = heap::live_bytes().unwrap_or(0);
-    let recording = match Recording::open(&config.files, options, &mut on_event) {
-        Ok(r) => r,
+    let recording = match uringreplay::inspect::load(&config.files, options, on_event) {
+        Ok((recording, _)) => recording,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
