@@ -1193,3 +1193,216 @@ fn every_key_of_a_many_key_recording_is_found_once() {
     assert_eq!(replayer.remaining(), 0);
     assert_eq!(Live::of(&flows[7]).decide(&replayer), Decision::Forward);
 }
+
+/// The whole reply through `cache` (head, body, tail) as bytes, and whether it closes.
+fn cached_reply(
+    replayer: &Replayer,
+    cache: &mut ServeCache,
+    flow: FlowId,
+    now: SystemTime,
+    facts: RequestFacts,
+) -> (Vec<u8>, bool) {
+    let mut out = b"earlier bytes".to_vec();
+    let reply = replayer.write_reply_with(flow, now, &facts, &mut out, cache);
+    out.extend_from_slice(reply.body);
+    out.extend_from_slice(reply.tail);
+    (out.split_off(b"earlier bytes".len()), reply.close)
+}
+
+/// Every fixture response sent through a worker's cache, again and again as the clock moves
+/// (within a second, across second boundaries, backwards), is byte for byte the uncached reply.
+#[test]
+fn cached_replies_are_the_uncached_bytes_at_every_moment() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let (mut compared, mut hits) = (0, 0);
+    for name in [
+        "demo.flows",
+        "mitm-6.0.2-v10.flows",
+        "mitm-8.1.1-v17.flows",
+        "mitm-12.3.1-v21.flows",
+    ] {
+        let recording = Arc::new(
+            Recording::open(&[dir.join(name)], LoadOptions::default(), &mut |_| {}).unwrap(),
+        );
+        for refresh in [true, false] {
+            let replayer = Replayer::new(
+                recording.clone(),
+                &ReplayOptions {
+                    refresh,
+                    ..options()
+                },
+            );
+            let mut cache = ServeCache::new();
+            let ids: Vec<usize> = (0..recording.len())
+                .filter(|&id| recording.response(id).is_some())
+                .collect();
+            for now in [
+                2e9,
+                2e9 + 0.25,
+                2e9 + 0.999_999,
+                2e9 + 1.0,
+                2e9 + 1.5,
+                2e9 + 7.0,
+                1e9,
+                1e9,
+            ] {
+                for &id in &ids {
+                    for facts in [
+                        RequestFacts::default(),
+                        RequestFacts {
+                            is_head: true,
+                            wants_close: false,
+                        },
+                    ] {
+                        let flow = FlowId(id as u32);
+                        let mut plain = Vec::new();
+                        let reply = replayer.write_reply(flow, at(now), &facts, &mut plain);
+                        plain.extend_from_slice(reply.body);
+                        plain.extend_from_slice(reply.tail);
+                        let (cached, cached_close) =
+                            cached_reply(&replayer, &mut cache, flow, at(now), facts);
+                        assert_eq!(
+                            String::from_utf8_lossy(&cached),
+                            String::from_utf8_lossy(&plain),
+                            "{name} flow {id} at {now} (refresh {refresh})"
+                        );
+                        assert_eq!(cached, plain);
+                        assert_eq!(cached_close, reply.close);
+                        compared += 1;
+                    }
+                }
+            }
+            hits += cache.hits();
+        }
+    }
+    assert!(compared > 500, "only {compared} replies compared");
+    assert!(
+        hits > compared / 2,
+        "{hits} of {compared} replies came from the cache"
+    );
+}
+
+/// A remembered head is not reused once the recording's age crosses into the next second: the
+/// date moves by exactly that second.
+#[test]
+fn a_cached_head_moves_its_date_when_the_second_changes() {
+    let flow = dated(&[("Date", "Sat, 01 Jan 2000 00:00:00 GMT")]);
+    let replayer = replayer(
+        std::slice::from_ref(&flow),
+        &ReplayOptions {
+            order: Order::First,
+            ..options()
+        },
+    );
+    let id = replay_of(&replayer, &Live::of(&flow));
+    let mut cache = ServeCache::new();
+    let mut head = |now: f64| {
+        String::from_utf8(
+            cached_reply(&replayer, &mut cache, id, at(now), RequestFacts::default()).0,
+        )
+        .unwrap()
+    };
+    // Recorded at 946_681_202: 60.9 s later the date is 60 s later, 61.0 s later 61 s.
+    assert!(head(946_681_262.9).contains("00:01:00 GMT"));
+    assert!(head(946_681_262.95).contains("00:01:00 GMT"));
+    assert!(head(946_681_263.0).contains("00:01:01 GMT"));
+    assert!(head(946_681_262.5).contains("00:01:00 GMT"));
+}
+
+/// With a cache, the same requests get the same decisions in the same consume order as without,
+/// over more keys than the cache holds, repeated keys and unmatched requests.
+#[test]
+fn decisions_through_a_cache_are_the_uncached_decisions() {
+    let flows: Vec<FlowSpec> = (0..2000)
+        .map(|i| FlowSpec::get(&format!("/item/{}", i % 700), 200, b"x"))
+        .collect();
+    let plain = replayer(&flows, &options());
+    let cached = replayer(&flows, &options());
+    let mut cache = ServeCache::new();
+    let mut requests: Vec<Live> = (0..2500)
+        .map(|i| {
+            Live::of(&FlowSpec::get(
+                &format!("/item/{}", (i * 7) % 900),
+                200,
+                b"",
+            ))
+        })
+        .collect();
+    requests
+        .extend((0..300).map(|i| Live::of(&FlowSpec::get(&format!("/item/{}", i % 3), 200, b""))));
+    let mut replayed = 0;
+    for live in &requests {
+        let headers: Vec<httparse::Header<'_>> = live
+            .headers
+            .iter()
+            .map(|(n, v)| httparse::Header { name: n, value: v })
+            .collect();
+        let request = LiveRequest {
+            scheme: b"http",
+            method: &live.method,
+            target: &live.target,
+            host: &live.host,
+            port: live.port,
+            headers: &headers,
+            body: &live.body,
+        };
+        let expected = plain.decide(&request);
+        assert_eq!(cached.decide_with(&request, &mut cache), expected);
+        replayed += usize::from(matches!(expected, Decision::Replay(_)));
+    }
+    assert!(replayed > 1000, "{replayed}");
+    assert!(cache.hits() > 0);
+    assert_eq!(cached.remaining(), plain.remaining());
+}
+
+/// A cache handed to a second replayer forgets what it learnt from the first: flow 0 of each
+/// answers with its own recording.
+#[test]
+fn a_cache_moved_to_another_replayer_answers_from_that_replayer() {
+    let first = replayer(&[FlowSpec::get("/a", 200, b"first")], &options());
+    let second = replayer(&[FlowSpec::get("/a", 201, b"second")], &options());
+    let mut cache = ServeCache::new();
+    let live = Live::of(&FlowSpec::get("/a", 200, b""));
+    let decide = |replayer: &Replayer, cache: &mut ServeCache| {
+        let headers: Vec<httparse::Header<'_>> = live
+            .headers
+            .iter()
+            .map(|(n, v)| httparse::Header { name: n, value: v })
+            .collect();
+        replayer.decide_with(
+            &LiveRequest {
+                scheme: b"http",
+                method: &live.method,
+                target: &live.target,
+                host: &live.host,
+                port: live.port,
+                headers: &headers,
+                body: &live.body,
+            },
+            cache,
+        )
+    };
+    assert_eq!(decide(&first, &mut cache), Decision::Replay(FlowId(0)));
+    let (reply, _) = cached_reply(
+        &first,
+        &mut cache,
+        FlowId(0),
+        at(2e9),
+        RequestFacts::default(),
+    );
+    assert!(reply.ends_with(b"first"));
+    assert_eq!(decide(&second, &mut cache), Decision::Replay(FlowId(0)));
+    let (reply, _) = cached_reply(
+        &second,
+        &mut cache,
+        FlowId(0),
+        at(2e9),
+        RequestFacts::default(),
+    );
+    assert!(
+        reply.starts_with(b"HTTP/1.1 201 "),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert!(reply.ends_with(b"second"));
+}
