@@ -500,6 +500,10 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         };
         slot.deadline.set(deadline);
         let (len, cap) = (input.len(), input.capacity());
+        // A plain recv, on purpose: it is submitted only after the answer's send completed, so
+        // under load it usually finds the next request already there and is served inline.
+        // Measured with a patched monoio: IORING_RECVSEND_POLL_FIRST here cost ≈3 % CPU per
+        // request at 64 connections; registered (fixed) files for the sockets changed nothing.
         let (res, slice) = stream.read(input.slice_mut(len..cap)).await;
         slot.deadline.set(u64::MAX);
         input = slice.into_inner();
