@@ -17,7 +17,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::cache::KeyMemo;
 use super::key::{self, Canonical, Item, Items, KeyOptions, KeyRequest, RequestKey};
 use crate::config::Order;
 use crate::flowfile::{Recording, RequestView, Span};
@@ -182,8 +181,6 @@ impl Index {
         let mut count: Vec<u32> = Vec::new();
         let mut key_of: Vec<u32> = vec![EMPTY; hashes.len()];
         let mut long = long.into_iter().peekable();
-        // Duplicate keys are confirmed against the same first flows again and again.
-        let mut memo = KeyMemo::on();
         for (flow, hash) in hashes.iter().enumerate() {
             let Some(hash) = *hash else { continue };
             let flow = flow as u32;
@@ -197,7 +194,7 @@ impl Index {
                     request: &key_request,
                     options: &self.options,
                 };
-                self.flow_has_key(recording, first_flow[target as usize], &key, &mut memo)
+                self.flow_has_key(recording, first_flow[target as usize], &key)
             });
             let id = match found {
                 Ok(slot) => self.slots[slot].target,
@@ -321,13 +318,12 @@ impl Index {
         }
     }
 
-    /// Whether `key` is the key of recorded flow `flow`; `memo` remembers re-derived keys.
+    /// Whether `key` is the key of recorded flow `flow`.
     fn flow_has_key(
         &self,
         recording: &Recording,
         flow: u32,
         key: &(impl Canonical + ?Sized),
-        memo: &mut KeyMemo,
     ) -> bool {
         if !self.long_keys.is_empty() {
             if let Ok(at) = self.long_keys.binary_search_by_key(&flow, |k| k.flow) {
@@ -344,14 +340,6 @@ impl Index {
                 });
             }
         }
-        if let Some(bytes) = memo.get(flow) {
-            let mut once = Some(bytes);
-            return key::equals_chunks(key, || once.take());
-        }
-        if let Some(bytes) = memo.get(flow) {
-            let mut once = Some(bytes);
-            return key::equals_chunks(key, || once.take());
-        }
         let request = recording.request(flow as usize);
         let key_request = KeyRequest::recorded(&request);
         let recorded = RequestKey {
@@ -361,7 +349,6 @@ impl Index {
         let mut buffer = [0u8; KEY_BUFFER];
         match key::write_canonical_into(&recorded, &mut buffer) {
             Some(len) => {
-                memo.put(flow, &buffer[..len]);
                 let mut once = Some(&buffer[..len]);
                 key::equals_chunks(key, || once.take())
             }
@@ -392,22 +379,10 @@ impl Index {
         key: &(impl Canonical + ?Sized),
         order: Order,
     ) -> Option<u32> {
-        self.take_with(recording, key, order, &mut KeyMemo::off())
-    }
-
-    /// [`Index::take`], confirming hash matches against the keys `memo` remembers (and
-    /// remembering the ones it re-derives).
-    pub(super) fn take_with(
-        &self,
-        recording: &Recording,
-        key: &(impl Canonical + ?Sized),
-        order: Order,
-        memo: &mut KeyMemo,
-    ) -> Option<u32> {
         let hash = key::hash(key, &self.state);
         let slot = self
             .probe(hash, |target| {
-                self.flow_has_key(recording, self.first_of(target), key, memo)
+                self.flow_has_key(recording, self.first_of(target), key)
             })
             .ok()?;
         let target = self.slots[slot].target;

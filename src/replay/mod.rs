@@ -19,7 +19,6 @@
 //! mitmproxy.
 #![forbid(unsafe_code)]
 
-pub mod cache;
 pub mod cookie;
 pub mod date;
 pub mod form;
@@ -34,8 +33,6 @@ use std::time::SystemTime;
 
 use crate::config::{Order, ReplayOptions, Unmatched};
 use crate::flowfile::{LoadEvent, Recording, RequestView, ResponseView};
-pub use cache::ServeCache;
-use cache::{HeadFacts, HeadMemo, KeyMemo};
 use index::{Index, IndexBuilder};
 use key::{HeaderFields, KeyHost, KeyOptions, KeyRequest};
 use template::{Framing, Shape, Templates};
@@ -205,17 +202,6 @@ impl Replayer {
 
     /// Decides how to answer `request`, consuming a recorded flow in consume order (spec §c.2).
     pub fn decide(&self, request: &LiveRequest<'_>) -> Decision {
-        self.decide_memo(request, &mut KeyMemo::off())
-    }
-
-    /// [`Replayer::decide`] with this worker's `cache` (same decisions, less work for keys
-    /// that come again).
-    pub fn decide_with(&self, request: &LiveRequest<'_>, cache: &mut ServeCache) -> Decision {
-        cache.bind(self as *const Replayer as usize);
-        self.decide_memo(request, &mut cache.keys)
-    }
-
-    fn decide_memo(&self, request: &LiveRequest<'_>, memo: &mut KeyMemo) -> Decision {
         let key_request = KeyRequest {
             scheme: request.scheme,
             method: request.method,
@@ -231,16 +217,13 @@ impl Replayer {
         let mut collected = key::ItemArray::new();
         key::items(&key_request, options, &mut collected);
         let taken = match collected.as_slice() {
-            Some(items) => self
-                .index
-                .take_with(&self.recording, items, self.order, memo),
+            Some(items) => self.index.take(&self.recording, items, self.order),
             None => {
                 let key = key::RequestKey {
                     request: &key_request,
                     options,
                 };
-                self.index
-                    .take_with(&self.recording, &key, self.order, memo)
+                self.index.take(&self.recording, &key, self.order)
             }
         };
         match taken {
@@ -264,34 +247,6 @@ impl Replayer {
         now: SystemTime,
         facts: &RequestFacts,
         out: &mut Vec<u8>,
-    ) -> Reply<'_> {
-        self.write_reply_memo(flow, now, facts, out, &mut HeadMemo::off())
-    }
-
-    /// [`Replayer::write_reply`] with this worker's `cache`: a head rendered for the same flow
-    /// and the same whole-second date shift is copied instead of rendered again (same bytes).
-    ///
-    /// # Panics
-    /// If `flow` has no response.
-    pub fn write_reply_with(
-        &self,
-        flow: FlowId,
-        now: SystemTime,
-        facts: &RequestFacts,
-        out: &mut Vec<u8>,
-        cache: &mut ServeCache,
-    ) -> Reply<'_> {
-        cache.bind(self as *const Replayer as usize);
-        self.write_reply_memo(flow, now, facts, out, &mut cache.heads)
-    }
-
-    fn write_reply_memo(
-        &self,
-        flow: FlowId,
-        now: SystemTime,
-        facts: &RequestFacts,
-        out: &mut Vec<u8>,
-        memo: &mut HeadMemo,
     ) -> Reply<'_> {
         let (shape, body) = match self.templates.get(flow.0 as usize) {
             Some(t) => {
@@ -318,50 +273,21 @@ impl Replayer {
                     body,
                 )
             }
-            None => match memo.get(flow.0, now, self.refresh) {
-                Some((head, remembered)) => {
-                    out.extend_from_slice(head);
-                    let body = remembered.body.map(|span| self.recording.bytes(span));
-                    (
-                        Shape {
-                            framing: remembered.framing,
-                            body_until_close: remembered.body_until_close,
-                            response_close: remembered.response_close,
-                            body,
-                        },
-                        body.unwrap_or_default(),
-                    )
+            None => {
+                let response = self
+                    .recording
+                    .response(flow.0 as usize)
+                    .expect("invariant: decide only replays flows with a response");
+                let delta = self
+                    .refresh
+                    .then(|| refresh::delta_seconds(now, response.timestamp_start));
+                let shape = template::write_head(out, &response, delta);
+                let body = shape.body.unwrap_or_default();
+                if shape.framing == Framing::Chunked && !body.is_empty() {
+                    template::write_chunk_line(out, body.len());
                 }
-                None => {
-                    let response = self
-                        .recording
-                        .response(flow.0 as usize)
-                        .expect("invariant: decide only replays flows with a response");
-                    let delta = self
-                        .refresh
-                        .then(|| refresh::delta_seconds(now, response.timestamp_start));
-                    let start = out.len();
-                    let shape = template::write_head(out, &response, delta);
-                    let body = shape.body.unwrap_or_default();
-                    if shape.framing == Framing::Chunked && !body.is_empty() {
-                        template::write_chunk_line(out, body.len());
-                    }
-                    let span = shape.body.map(|b| self.recording.span_of(b));
-                    // A body outside the recording's files cannot be referenced by a span.
-                    if span != Some(None) {
-                        let facts = HeadFacts {
-                            timestamp_start: response.timestamp_start,
-                            framing: shape.framing,
-                            body_until_close: shape.body_until_close,
-                            response_close: shape.response_close,
-                            body: span.flatten(),
-                        };
-                        let shift = delta.map(|d| date::shift(0, d));
-                        memo.put(flow.0, shift, facts, &out[start..]);
-                    }
-                    (shape, body)
-                }
-            },
+                (shape, body)
+            }
         };
         let tail: &'static [u8] = match shape.framing {
             Framing::NoBody | Framing::Plain => b"",

@@ -24,7 +24,7 @@ use super::forward::{self, ForwardSettings, Forwarded, Forwarder};
 use super::outbox::Outbox;
 use crate::config::ServeOptions;
 use crate::http1::{self, header_slots, split_absolute, split_authority, Conn, Limits, Step};
-use crate::replay::{Decision, LiveRequest, Replayer, RequestFacts, ServeCache};
+use crate::replay::{Decision, LiveRequest, Replayer, RequestFacts};
 use crate::stats::{self, Counters, Outcome};
 
 /// The reverse-mode upstream as the matcher sees it.
@@ -85,8 +85,6 @@ struct Worker {
     listener_fd: Cell<Option<RawFd>>,
     /// This worker's forwarding: idle upstream connections and counts.
     forwarder: Forwarder,
-    /// Keys and heads this worker's replies repeat (borrowed only between awaits).
-    cache: RefCell<ServeCache>,
 }
 
 impl Worker {
@@ -152,7 +150,6 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: 
         ticks: Cell::new(0),
         listener_fd: Cell::new(Some(listener.as_raw_fd())),
         forwarder,
-        cache: RefCell::new(ServeCache::new()),
     });
     monoio::spawn(sweep(worker.clone()));
     loop {
@@ -365,7 +362,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                 headers: req.headers,
                 body: req.body,
             };
-            let decision = replayer.decide_with(&live, &mut worker.cache.borrow_mut());
+            let decision = replayer.decide(&live);
             let mut outcome = Outcome::Killed;
             let mut failure = None;
             match decision {
@@ -375,13 +372,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                         is_head: req.is_head,
                         wants_close: req.wants_close,
                     };
-                    let reply = replayer.write_reply_with(
-                        flow,
-                        now,
-                        &facts,
-                        out,
-                        &mut worker.cache.borrow_mut(),
-                    );
+                    let reply = replayer.write_reply(flow, now, &facts, out);
                     outbox.push_body(reply.body);
                     outbox.bytes.extend_from_slice(reply.tail);
                     if reply.close {
