@@ -448,3 +448,41 @@ mod on_epoll {
         regular_mode_forwards_an_absolute_form_request_to_its_own_address,
     );
 }
+
+/// Many busy keep-alive connections (several per worker), with batching off, the default window
+/// and the longest one: every request gets its own answer (a batched wait that lost or held back
+/// a completion would leave a client without its response).
+#[test]
+fn busy_connections_all_get_their_answers_with_any_batch_window() {
+    const CLIENTS: usize = 16;
+    const REQUESTS: usize = 150;
+    let path = fixture("demo.flows");
+    for window in ["0", "50", "10000"] {
+        let server = Server::start(&[
+            "-S",
+            path.to_str().unwrap(),
+            "--reuse",
+            "--batch-wait",
+            window,
+        ]);
+        std::thread::scope(|scope| {
+            for _ in 0..CLIENTS {
+                scope.spawn(|| {
+                    let mut c = Client::new(&server);
+                    for _ in 0..REQUESTS {
+                        let r = c.exchange(&get("/hello"));
+                        assert_eq!(r.body, b"hello world\n", "--batch-wait {window}");
+                    }
+                });
+            }
+        });
+        let stopped = server.stop();
+        assert!(
+            stopped
+                .stdout
+                .contains(&format!("replayed {}", CLIENTS * REQUESTS)),
+            "--batch-wait {window}: {}",
+            stopped.stdout
+        );
+    }
+}
