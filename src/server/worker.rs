@@ -159,7 +159,6 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: 
         }
         match accepted {
             Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
                 Counters::bump(&worker.counters().connections);
                 let id = worker.next_id.get();
                 worker.next_id.set(id + 1);
@@ -328,6 +327,8 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         let now = clock::now();
         let mut pos = 0;
         let mut after = After::Continue;
+        // The last request answered asked to close the connection.
+        let mut client_done = false;
         loop {
             let mut headers = header_slots();
             let out = &mut outbox.bytes;
@@ -445,6 +446,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                     None => writeln!(std::io::stdout().lock(), "{line}"),
                 };
             }
+            client_done = req.wants_close;
             if req.wants_close && matches!(after, After::Continue) {
                 after = After::Close;
             }
@@ -458,6 +460,9 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         match after {
             After::Continue => {}
             After::Kill => return,
+            // The client asked to close and sent nothing after its request: nothing can arrive
+            // to reset the connection, so close at once (as nginx does); otherwise linger.
+            After::Close if client_done && pos == input.len() => return,
             After::Close => return linger_close(stream, input).await,
         }
         if pos > 0 {
