@@ -423,15 +423,6 @@ mod tests {
     }
 
     #[test]
-    fn batch_wait_is_microseconds_and_bounded() {
-        let c = config(&["-S", "a", "--batch-wait", "120"]).unwrap();
-        assert_eq!(c.serve.batch_wait, std::time::Duration::from_micros(120));
-        let c = config(&["-S", "a"]).unwrap();
-        assert_eq!(c.serve.batch_wait, std::time::Duration::from_micros(50));
-        assert!(config(&["-S", "a", "--batch-wait", "10001"]).is_err());
-    }
-
-    #[test]
     fn a_listen_address_inside_the_mode_spec_is_used() {
         let c = config(&["-S", "a", "--mode", "reverse:http://h:81@127.0.0.2:9000"]).unwrap();
         assert_eq!(
