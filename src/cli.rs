@@ -124,11 +124,6 @@ pub struct ServeArgs {
     /// I/O driver: auto (io_uring, else epoll), uring or epoll.
     #[arg(long, value_name = "DRIVER", default_value = "auto")]
     pub io: String,
-    /// io_uring only: when a worker waits, let it wait up to this many microseconds for several
-    /// requests instead of waking for each (fewer wake-ups under load; adds at most this much
-    /// latency, and none when traffic is light). 0 turns batching off.
-    #[arg(long = "batch-wait", value_name = "MICROS", default_value_t = 50)]
-    pub batch_wait: u64,
     /// Largest request body accepted, in bytes (larger gets 413).
     #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body: u64,
@@ -341,12 +336,6 @@ impl ServeArgs {
                 self.upstream_timeout
             ));
         }
-        if self.batch_wait > 10_000 {
-            return Err(format!(
-                "--batch-wait {} is more than 10000 microseconds",
-                self.batch_wait
-            ));
-        }
         if files.is_empty() {
             return Err("nothing to replay: give a recording with -S FILE".to_string());
         }
@@ -376,7 +365,6 @@ impl ServeArgs {
                 ssl_insecure,
                 upstream_timeout: std::time::Duration::from_secs_f64(self.upstream_timeout),
                 keep_host_header,
-                batch_wait: std::time::Duration::from_micros(self.batch_wait),
             },
             mode_given,
         })

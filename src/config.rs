@@ -174,8 +174,6 @@ pub struct ServeOptions {
     pub upstream_timeout: std::time::Duration,
     /// Reverse mode: send the client's Host upstream unchanged (mitmproxy's `keep_host_header`).
     pub keep_host_header: bool,
-    /// io_uring: longest a worker waits to gather several completions (zero: wake for each).
-    pub batch_wait: std::time::Duration,
 }
 
 impl Default for ServeOptions {
@@ -196,7 +194,6 @@ impl Default for ServeOptions {
             ssl_insecure: false,
             upstream_timeout: std::time::Duration::from_secs(30),
             keep_host_header: false,
-            batch_wait: std::time::Duration::from_micros(50),
         }
     }
 }

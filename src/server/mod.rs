@@ -151,7 +151,6 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
     let mut workers = Vec::with_capacity(listeners.len());
     for (index, l) in listeners.into_iter().enumerate() {
         let shared = shared.clone();
-        let batch_wait = shared.serve.batch_wait;
         let cpu = cpus.get(index).copied().filter(|_| pinned);
         let handle = std::thread::Builder::new()
             .name(format!("uringreplay-{index}"))
@@ -159,9 +158,7 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
                 if let Some(cpu) = cpu {
                     pin_to(cpu);
                 }
-                runtime::block_on(driver, may_fall_back, batch_wait, || {
-                    worker::serve(l, shared, index)
-                })
+                runtime::block_on(driver, may_fall_back, || worker::serve(l, shared, index))
             })
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         workers.push(handle);

@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::io;
-use std::time::Duration;
 
 use crate::config::IoDriver;
 
@@ -71,28 +70,16 @@ pub fn choose(wanted: IoDriver) -> Result<(Driver, Option<String>), String> {
     }
 }
 
-/// Most completions an io_uring worker waits to gather (see `--batch-wait`): with 64 busy
-/// connections a wait then ends after a few tens of microseconds.
-pub const BATCH_MAX: u32 = 32;
-
-/// Builds a runtime with `driver` on this thread (with timers) and runs `task` to completion;
-/// on io_uring, a wait gathers up to [`BATCH_MAX`] completions for at most `batch_wait`.
+/// Builds a runtime with `driver` on this thread (with timers) and runs `task` to completion.
 /// When this thread's ring cannot be built (e.g. a locked-memory limit the small probe ring did
 /// not hit) and `may_fall_back`, it retries without the tuned flags, then on epoll, saying so.
-pub fn block_on<F, Fut>(
-    driver: Driver,
-    may_fall_back: bool,
-    batch_wait: Duration,
-    task: F,
-) -> io::Result<Fut::Output>
+pub fn block_on<F, Fut>(driver: Driver, may_fall_back: bool, task: F) -> io::Result<Fut::Output>
 where
     F: FnOnce() -> Fut,
     Fut: Future,
 {
     match driver {
         Driver::Uring { tuned } => {
-            let max = if batch_wait.is_zero() { 1 } else { BATCH_MAX };
-            monoio::set_uring_wait_batching(max, batch_wait);
             let built = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
                 .with_entries(1024)
                 .uring_builder(uring_builder(tuned))
@@ -107,7 +94,7 @@ where
                         Driver::Epoll
                     };
                     eprintln!("a worker could not build its io_uring ring ({e}); using {next}");
-                    block_on(next, may_fall_back, batch_wait, task)
+                    block_on(next, may_fall_back, task)
                 }
                 Err(e) => Err(e),
             }
