@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod flowfile;
 pub mod http1;
+pub mod hugepages;
 pub mod inspect;
 pub mod replay;
 pub mod server;

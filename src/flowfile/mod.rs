@@ -269,9 +269,10 @@ impl Recording {
                 })?;
             merge(&mut summary, &mut flows, contents);
         }
-        // The entry vector doubles while growing; give back the slack so heap per flow stays
-        // at size_of::<FlowEntry>().
-        flows.shrink_to_fit();
+        // The entry vector doubled while growing: an exact-size copy keeps heap per flow at
+        // size_of::<FlowEntry>(), on huge pages where the kernel offers them (looked up at random
+        // for every request).
+        let flows = crate::hugepages::copied_vec(&flows);
         summary.http_flows = flows.len() as u64;
         Ok(Recording {
             files,

@@ -168,13 +168,13 @@ impl Index {
             "invariant: fewer than 2^31 flows"
         );
         let size = (with_response * 4 / 3 + 1).next_power_of_two().max(16);
-        self.slots = vec![
+        self.slots = crate::hugepages::filled_vec(
+            size,
             Slot {
                 tag: 0,
-                target: EMPTY
-            };
-            size
-        ]
+                target: EMPTY,
+            },
+        )
         .into_boxed_slice();
         // First pass: key ids (slot targets hold them for now), each key's first flow and count.
         let mut first_flow: Vec<u32> = Vec::new();
