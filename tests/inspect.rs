@@ -145,12 +145,17 @@ fn a_corrupt_file_exits_2_naming_path_flow_and_offset() {
         "{err}"
     );
     assert!(out.stdout.is_empty(), "nothing listed from a refused file");
+    assert!(err.contains("use --skip-bad-flows"), "{err}");
 
     let out = inspect(&["--skip-bad-flows".as_ref(), path.as_os_str()]);
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches("warning:").count(), 1, "{err}");
     assert!(err.contains("flow 12 at byte"), "{err}");
+    assert!(
+        !err.contains("use --skip-bad-flows"),
+        "no advice to use the flag already given: {err}"
+    );
     assert!(stdout(&out).contains("11 HTTP flows"));
 }
 

@@ -58,7 +58,7 @@ pub enum ErrorKind {
     /// The file ends inside the last flow (what a killed `mitmdump -w` leaves).
     #[error(
         "the file ends inside this flow ({available} of {needed} bytes present): the recording was \
-         cut off, e.g. mitmdump was killed while writing; use --skip-bad-flows to load the flows before it"
+         cut off, e.g. mitmdump was killed while writing"
     )]
     TruncatedFlow {
         /// Bytes the flow needed after its length prefix (payload and tag).

@@ -75,6 +75,14 @@ pub struct LoadSummary {
     pub files: usize,
 }
 
+/// What to do about a bad flow that made a file be refused.
+fn advice_for(error: &FlowError) -> &'static str {
+    match error.kind {
+        ErrorKind::TruncatedFlow { .. } => "; use --skip-bad-flows to load the flows before it",
+        _ => "",
+    }
+}
+
 /// Why a recording could not be loaded. Displays as one sentence naming the file.
 #[derive(Debug, Error)]
 pub enum LoadError {
@@ -86,8 +94,8 @@ pub enum LoadError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// A flow in the file is bad.
-    #[error("{path}: {error}")]
+    /// A flow in the file is bad (refusing the file; a cut-off file gets the advice to skip it).
+    #[error("{path}: {error}{}", advice_for(error))]
     Flow {
         /// The file.
         path: PathBuf,
