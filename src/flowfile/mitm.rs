@@ -286,6 +286,20 @@ fn touch_ahead(bytes: &[u8], pos: usize) {
     std::hint::black_box(sum);
 }
 
+/// Loads one byte of each of `lines` cache lines from `offset` on (within `bytes`): independent
+/// loads the CPU issues in parallel, so the lines are cached by the time a parser walks them.
+pub(crate) fn touch_lines(bytes: &[u8], offset: u64, lines: usize) {
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let end = start.saturating_add(lines * 64).min(bytes.len());
+    let mut sum = 0u8;
+    for line in bytes[start..end].iter().step_by(64) {
+        sum = sum.wrapping_add(*line);
+    }
+    std::hint::black_box(sum);
+}
+
 /// Turns a top-level framing error into a flow error; running off the end is a cut-off file.
 fn framing_error(number: u64, e: TnetError) -> FlowError {
     let kind = match e.kind {

@@ -340,6 +340,8 @@ impl Index {
                 });
             }
         }
+        // The response is read next if the key matches: fetch both while the request is parsed.
+        recording.touch_flow(flow as usize);
         let request = recording.request(flow as usize);
         let key_request = KeyRequest::recorded(&request);
         let recorded = RequestKey {
