@@ -2,7 +2,8 @@
 //! where the kernel offers them, so a lookup in a recording of millions of flows costs fewer TLB
 //! misses. Advice only: contents never change, and where THP is off nothing happens.
 
-/// Below this many bytes a table fits in a few 4 KiB pages' worth of TLB entries anyway.
+/// Tables smaller than this (two huge pages) are left alone: they gain little and would only
+/// take huge pages from the bigger ones.
 const WORTH_IT: usize = 4 << 20;
 
 /// A vector of `len` copies of `value` whose buffer was advised for huge pages before it was
