@@ -30,16 +30,6 @@ if [ -z "${FLOWS:-}" ]; then
 fi
 PROBE=/small
 [ "$WALK" -gt 0 ] && PROBE=/item/0
-cat >"$WORK/walk.lua" <<'EOF'
-local n = tonumber(os.getenv("WALK_N") or "0")
-if n > 0 then
-  local i = 0
-  request = function()
-    i = i + 1
-    return wrk.format(nil, "/item/" .. ((i * 7919) % n))
-  end
-end
-EOF
 
 # One measured run of BINARY: prints "req/server-CPU-s p99".
 run() {
@@ -53,17 +43,16 @@ run() {
         sleep 0.05
     done
     local url="http://127.0.0.1:$port$PROBE"
-    WALK_N=$WALK taskset -c 1 wrk -t1 -c"$CONNS" -d1s -s "$WORK/walk.lua" "$url" >/dev/null
+    WALK_N=$WALK taskset -c 1 wrk -t1 -c"$CONNS" -d1s -s "$ROOT/scripts/wrk.lua" "$url" >/dev/null
     local t0 t1 out
     t0=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')
-    out=$(WALK_N=$WALK taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "$WORK/walk.lua" "$url")
+    out=$(WALK_N=$WALK taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$ROOT/scripts/wrk.lua" "$url")
     t1=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     local requests p99
-    requests=$(awk '/requests in/ {print $1}' <<<"$out")
-    p99=$(awk '/ 99%/ {print $2}' <<<"$out")
-    echo "$((requests * $(getconf CLK_TCK) / (t1 - t0 > 0 ? t1 - t0 : 1))) $p99"
+    read -r _ requests _ _ _ p99 _ _ < <(grep '^RESULT' <<<"$out")
+    echo "$((requests * $(getconf CLK_TCK) / (t1 - t0 > 0 ? t1 - t0 : 1))) ${p99}us"
 }
 
 ratios=()

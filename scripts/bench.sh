@@ -210,25 +210,6 @@ KSOFTIRQD=$(pgrep -x "ksoftirqd/$SERVER_CPU" || true)
 # CPU ticks of every process on the machine (to see foreign load during a round).
 all_ticks() { cat /proc/[0-9]*/stat 2>/dev/null | sed 's/.*) //' | awk '{s += $12 + $13} END {print s + 0}'; }
 
-# wrk script: optional walk over /item/N (stride 7919, a permutation for N coprime to it),
-# optional Connection: close, and a summary line with p99.9 (wrk's --latency stops at p99).
-cat >"$WORK/bench.lua" <<'EOF'
-local n = tonumber(os.getenv("WALK_N") or "0")
-if n > 0 then
-  local i = 0
-  request = function()
-    i = i + 1
-    return wrk.format(nil, "/item/" .. ((i * 7919) % n))
-  end
-end
-if os.getenv("CLOSE") == "1" then wrk.headers["Connection"] = "close" end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT %d %.0f %d %d %d %d %d\n", summary.requests,
-    summary.requests / (summary.duration / 1e6), e.connect + e.read + e.write + e.timeout + e.status,
-    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), summary.duration))
-end
-EOF
 
 # One measured run against server NAME: warm-up, then SECS measured.
 # Prints "rps p50 p99 p999 per_cpu errors foreign per_core" (latencies in µs): per_cpu counts the
@@ -241,13 +222,13 @@ measure() {
     if [ "$walk" = auto ]; then
         case $name in ur-10k) walk=10000 ;; ur-1m | ur-1m-cycle) walk=1000000 ;; *) walk=1 ;; esac
     fi
-    WALK_N=$walk CLOSE=$close taskset -c $LOAD_CPU wrk -t1 -c"$conns" -d"${WARM}s" -s "$WORK/bench.lua" "$url" >/dev/null
+    WALK_N=$walk CLOSE=$close taskset -c $LOAD_CPU wrk -t1 -c"$conns" -d"${WARM}s" -s "$ROOT/scripts/wrk.lua" "$url" >/dev/null
     local m0 t0 k0 a0
     a0=$(all_ticks)
     m0=$(busy $SERVER_CPU)
     t0=$(ticks "$pid")
     k0=$( [ -n "$KSOFTIRQD" ] && ticks "$KSOFTIRQD" || echo 0)
-    WALK_N=$walk CLOSE=$close taskset -c $LOAD_CPU wrk -t1 -c"$conns" -d"${secs}s" -s "$WORK/bench.lua" "$url" >"$WORK/wrk.out"
+    WALK_N=$walk CLOSE=$close taskset -c $LOAD_CPU wrk -t1 -c"$conns" -d"${secs}s" -s "$ROOT/scripts/wrk.lua" "$url" >"$WORK/wrk.out"
     local t1 m1 k1
     t1=$(ticks "$pid")
     k1=$( [ -n "$KSOFTIRQD" ] && ticks "$KSOFTIRQD" || echo 0)
