@@ -168,17 +168,9 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
         let _ = writeln!(stdout, "listening on http://{bound}");
         let _ = stdout.flush();
     }
-    // Heap kept for the recording and its index (flow bodies stay in the file mapping).
-    let heap = heap::live_bytes().map_or(String::new(), |bytes| {
-        let flows = replayer.recording().len().max(1);
-        format!(
-            "; heap {:.1} MiB ({:.1} bytes per flow)",
-            bytes as f64 / (1024.0 * 1024.0),
-            bytes as f64 / flows as f64
-        )
-    });
+    // The heap figure is the loader's (main.rs): one figure, printed once.
     eprintln!(
-        "serving {} flows with {} worker thread{}{} on {driver}; {}{heap}",
+        "serving {} flows with {} worker thread{}{} on {driver}; {}",
         replayer.recording().len(),
         options.threads,
         if options.threads == 1 { "" } else { "s" },
@@ -194,9 +186,10 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
     let mut last_at = clock::instant();
     while !wait_for_stop(&signals, SUMMARY_EVERY) {
         let now = sum();
-        if now != last && !options.quiet {
+        // Every period, idle or not: a load test's log shows the server alive and its counts.
+        if !options.quiet {
             let secs = clock::since(last_at).as_secs_f64().max(1e-3);
-            let rate = (now.requests() - last.requests()) as f64 / secs;
+            let rate = now.requests().saturating_sub(last.requests()) as f64 / secs;
             eprintln!("{}", Summary { now, rate });
         }
         last = now;
@@ -206,7 +199,10 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
     // check (it counts only when the binary's counting allocator is installed).
     let allocations = heap::allocations() - allocations_at_start;
     eprintln!("stopping: no new connections; finishing answers in flight");
-    eprintln!("heap allocations while serving: {allocations}");
+    eprintln!(
+        "heap allocations while serving: {allocations} (replayed requests make none; \
+         connections, forwarding and -v lines do)"
+    );
     // Each worker's sweeper sees the flag within a tick and ends its own pending accept.
     shared.stop.store(true, Ordering::SeqCst);
     for w in workers {
