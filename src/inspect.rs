@@ -306,6 +306,7 @@ fn summary_json(recording: &Recording, summary: &LoadSummary, cost: LoadCost) ->
         "bad_flows": summary.bad_flows,
         "format_versions": versions(summary),
         "bytes": summary.bytes,
+        "decompressed_bytes": summary.decompressed_bytes,
         "load_seconds": cost.elapsed.as_secs_f64(),
         "heap_bytes": cost.heap_bytes,
         "heap_bytes_per_flow": heap_per_flow(cost, summary),
@@ -313,9 +314,11 @@ fn summary_json(recording: &Recording, summary: &LoadSummary, cost: LoadCost) ->
     }})
 }
 
+/// Heap per flow, the decompressed copy of compressed files left out (it replaces a mapping).
 fn heap_per_flow(cost: LoadCost, summary: &LoadSummary) -> Option<f64> {
     let flows = summary.http_flows.max(1) as f64;
-    cost.heap_bytes.map(|h| h as f64 / flows)
+    cost.heap_bytes
+        .map(|h| (h as u64).saturating_sub(summary.decompressed_bytes) as f64 / flows)
 }
 
 fn write_summary(
@@ -350,10 +353,18 @@ fn write_summary(
         secs * 1e3,
         summary.bytes as f64 / secs.max(1e-9) / 1e6
     )?;
+    if summary.decompressed_bytes > 0 {
+        writeln!(
+            out,
+            "decompressed into memory: {} bytes (served from there instead of a file mapping)",
+            summary.decompressed_bytes
+        )?;
+    }
     match (cost.heap_bytes, heap_per_flow(cost, summary)) {
         (Some(heap), Some(per_flow)) => writeln!(
             out,
-            "heap added by loading: {heap} bytes ({per_flow:.1} per flow; index {} bytes)",
+            "heap added by loading: {} bytes ({per_flow:.1} per flow; index {} bytes)",
+            (heap as u64).saturating_sub(summary.decompressed_bytes),
             recording.index_heap_bytes()
         ),
         _ => writeln!(out, "index heap: {} bytes", recording.index_heap_bytes()),
@@ -365,5 +376,36 @@ fn human_size(n: usize) -> String {
         n if n < 1024 => format!("{n}b"),
         n if n < 1024 * 1024 => format!("{:.1}k", n as f64 / 1024.0),
         n => format!("{:.1}m", n as f64 / 1024.0 / 1024.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_starts_after_the_threshold_then_comes_at_most_once_a_second() {
+        let ms = Duration::from_millis;
+        let mut clock = ProgressClock::new(PROGRESS_AFTER);
+        assert!(!clock.due(ms(0)));
+        assert!(!clock.due(ms(999)));
+        assert!(clock.due(ms(1000)));
+        assert!(!clock.due(ms(1000)));
+        assert!(!clock.due(ms(1999)));
+        assert!(clock.due(ms(2500)));
+        assert!(!clock.due(ms(3400)));
+        assert!(clock.due(ms(3500)));
+        // A long stall between progress points gives one line, not a burst.
+        assert!(clock.due(ms(9000)));
+        assert!(!clock.due(ms(9001)));
+    }
+
+    #[test]
+    fn the_progress_line_gives_bytes_of_the_file_and_flows_so_far() {
+        assert_eq!(
+            progress_line("big.flows", 412_000_000, 1_830_000_000, 230_000),
+            "loading big.flows: 412.0 MB of 1.8 GB, 230000 flows"
+        );
+        assert_eq!(progress_line("a", 0, 999, 0), "loading a: 0 B of 999 B, 0 flows");
     }
 }

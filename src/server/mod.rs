@@ -28,6 +28,9 @@ use worker::{ReverseView, Shared};
 /// How often the one-line summary is printed while serving.
 const SUMMARY_EVERY: Duration = Duration::from_secs(5);
 
+/// A wait that ends this close to a whole period counts as one.
+const SUMMARY_SLACK: Duration = Duration::from_millis(50);
+
 fn listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
@@ -184,12 +187,22 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
     let sum = || Totals::sum(shared.counters.iter(), replayer.remaining());
     let mut last = sum();
     let mut last_at = clock::instant();
-    while !wait_for_stop(&signals, SUMMARY_EVERY) {
-        let now = sum();
+    while !wait_for_stop(
+        &signals,
+        SUMMARY_EVERY
+            .saturating_sub(clock::since(last_at))
+            .max(SUMMARY_SLACK),
+    ) {
         // Every period, idle or not: a load test's log shows the server alive and its counts.
+        // The wait can end early (EINTR): a line is due only once a whole period has passed.
+        let elapsed = clock::since(last_at);
+        if elapsed + SUMMARY_SLACK < SUMMARY_EVERY {
+            continue;
+        }
+        let now = sum();
         if !options.quiet {
-            let secs = clock::since(last_at).as_secs_f64().max(1e-3);
-            let rate = now.requests().saturating_sub(last.requests()) as f64 / secs;
+            let rate = now.requests().saturating_sub(last.requests()) as f64
+                / elapsed.as_secs_f64().max(1e-3);
             eprintln!("{}", Summary { now, rate });
         }
         last = now;

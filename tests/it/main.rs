@@ -8,3 +8,4 @@ mod hostile;
 mod lifecycle;
 mod replay;
 mod support;
+mod words;

@@ -26,6 +26,42 @@ pub fn with_driver(io: &'static str, test: fn()) {
 /// How long any single wait in a test may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+/// Runs `uringreplay ARGS` (with `envs` set) to its exit, which must come within the patience;
+/// returns its status and output.
+pub fn run_to_exit(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_uringreplay"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn uringreplay");
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(output) = rx.recv_timeout(PATIENCE) else {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+        panic!("uringreplay {args:?} did not exit within {PATIENCE:?}");
+    };
+    output.expect("wait for uringreplay")
+}
+
+/// A fresh path in the temporary directory (nothing is created there), for `name`.
+pub fn temp_path(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "uringreplay-it-{}-{}-{name}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
 /// A path to a fixture file.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -39,12 +75,7 @@ pub struct FlowFile(pub PathBuf);
 impl FlowFile {
     /// Writes `flows` to a fresh temporary file.
     pub fn new(flows: &[FlowSpec]) -> FlowFile {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "uringreplay-it-{}-{}.flows",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
+        let path = temp_path("recording.flows");
         let mut bytes = Vec::new();
         for f in flows {
             write_flow(&mut bytes, f);
