@@ -26,7 +26,7 @@ pub struct LoadCost {
 }
 
 /// When progress lines are due: the first once the load has run `first_after`, then at most one
-/// per [`PROGRESS_EVERY`]. Takes the load's elapsed time, so it is tested without a clock.
+/// per second. Takes the load's elapsed time, so it is tested without a clock.
 #[derive(Debug, Clone, Copy)]
 pub struct ProgressClock {
     next: Duration,
@@ -406,6 +406,9 @@ mod tests {
             progress_line("big.flows", 412_000_000, 1_830_000_000, 230_000),
             "loading big.flows: 412.0 MB of 1.8 GB, 230000 flows"
         );
-        assert_eq!(progress_line("a", 0, 999, 0), "loading a: 0 B of 999 B, 0 flows");
+        assert_eq!(
+            progress_line("a", 0, 999, 0),
+            "loading a: 0 B of 999 B, 0 flows"
+        );
     }
 }

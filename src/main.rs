@@ -209,7 +209,10 @@ fn serve(args: &ServeArgs) -> ExitCode {
         heap_kept as f64 / 1e6,
         heap_kept as f64 / flows.max(1) as f64,
         if decompressed > 0 {
-            format!(" (plus {:.1} MB of decompressed recording)", decompressed as f64 / 1e6)
+            format!(
+                " (plus {:.1} MB of decompressed recording)",
+                decompressed as f64 / 1e6
+            )
         } else {
             String::new()
         }

@@ -190,7 +190,10 @@ mod tests {
     fn growth_past_the_bound_is_refused() {
         let big = gzip(&vec![b'x'; 100_000]);
         let e = Compression::Gzip.decompress(&big, 99_999).unwrap_err();
-        assert!(matches!(e, DecompressError::TooLarge { limit: 99_999 }), "{e}");
+        assert!(
+            matches!(e, DecompressError::TooLarge { limit: 99_999 }),
+            "{e}"
+        );
         assert_eq!(
             Compression::Gzip.decompress(&big, 100_000).unwrap().len(),
             100_000

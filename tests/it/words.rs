@@ -9,9 +9,7 @@ use std::path::Path;
 
 use uringreplay::flowfile::writer::FlowSpec;
 
-use crate::support::{
-    closed_port, fixture, get, run_to_exit, temp_path, Client, FlowFile, Server,
-};
+use crate::support::{closed_port, fixture, get, run_to_exit, temp_path, Client, FlowFile, Server};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -56,7 +54,10 @@ fn dev_zero_and_a_unix_socket_are_refused_naming_what_they_are() {
     let _listener = std::os::unix::net::UnixListener::bind(&socket.0).unwrap();
     both_refuse(
         &socket.0,
-        &format!("{} is a Unix socket, not a regular file", socket.0.display()),
+        &format!(
+            "{} is a Unix socket, not a regular file",
+            socket.0.display()
+        ),
     );
 }
 
@@ -138,10 +139,8 @@ fn compressed_copies_inspect_and_replay_like_the_plain_file() {
         let (flows, err) = listing(file.arg());
         assert_eq!(flows, expected, "{name}");
         assert!(
-            err.contains(&format!(
-                "{}: {name}-compressed (",
-                file.arg()
-            )) && err.contains("decompressing it into memory once"),
+            err.contains(&format!("{}: {name}-compressed (", file.arg()))
+                && err.contains("decompressing it into memory once"),
             "{name}: {err}"
         );
         let server = Server::start(&["-S", file.arg()]);
@@ -150,7 +149,11 @@ fn compressed_copies_inspect_and_replay_like_the_plain_file() {
         let r = c.exchange(&get("/counter"));
         assert_eq!(r.body, b"counter=1 path=/counter\n", "{name}");
         let stopped = server.stop();
-        assert!(stopped.stderr.contains("replayed 2,"), "{name}: {}", stopped.stderr);
+        assert!(
+            stopped.stderr.contains("replayed 2,"),
+            "{name}: {}",
+            stopped.stderr
+        );
     }
 }
 
@@ -190,7 +193,11 @@ fn loading_reports_progress_on_stderr_even_without_a_terminal() {
     );
     // A load well under a second prints none.
     let out = run_to_exit(&["inspect", "--summary", path], &[]);
-    assert!(!text(&out.stderr).contains("loading "), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("loading "),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -232,7 +239,13 @@ fn the_periodic_line_appears_while_idle() {
 fn the_periodic_line_counts_forwards_upstream_errors_and_open_connections() {
     let path = fixture("demo.flows");
     let mode = format!("reverse:http://127.0.0.1:{}", closed_port());
-    let server = Server::start(&["-S", path.to_str().unwrap(), "--mode", &mode, "--ignore-port"]);
+    let server = Server::start(&[
+        "-S",
+        path.to_str().unwrap(),
+        "--mode",
+        &mode,
+        "--ignore-port",
+    ]);
     let mut kept = Client::new(&server);
     assert_eq!(kept.exchange(&get("/hello")).status, 200);
     assert_eq!(kept.exchange(&get("/not-recorded")).status, 502);
@@ -286,7 +299,8 @@ fn the_final_report_goes_to_stderr_and_stdout_holds_only_v_lines() {
         .find(|l| l.starts_with("heap allocations while serving: "))
         .expect("the allocation line");
     assert!(
-        allocations.ends_with("(replayed requests make none; connections, forwarding and -v lines do)"),
+        allocations
+            .ends_with("(replayed requests make none; connections, forwarding and -v lines do)"),
         "{allocations}"
     );
 }
