@@ -552,20 +552,23 @@ fn map_file(path: &Path) -> Result<Backing, LoadError> {
     };
     let meta = file.metadata().map_err(io)?;
     let kind = meta.file_type();
-    if !kind.is_file() {
-        return Err(refuse(if kind.is_dir() {
-            NotRegular::Directory
-        } else if kind.is_fifo() {
-            NotRegular::Fifo
-        } else if kind.is_socket() {
-            NotRegular::Socket
-        } else if kind.is_block_device() {
-            NotRegular::BlockDevice
-        } else if kind.is_char_device() && meta.rdev() == DEV_NULL {
-            return Ok(Backing::Empty);
-        } else {
-            NotRegular::CharDevice
-        }));
+    let refused = if kind.is_file() {
+        None
+    } else if kind.is_char_device() && meta.rdev() == DEV_NULL {
+        return Ok(Backing::Empty);
+    } else if kind.is_dir() {
+        Some(NotRegular::Directory)
+    } else if kind.is_fifo() {
+        Some(NotRegular::Fifo)
+    } else if kind.is_socket() {
+        Some(NotRegular::Socket)
+    } else if kind.is_block_device() {
+        Some(NotRegular::BlockDevice)
+    } else {
+        Some(NotRegular::CharDevice)
+    };
+    if let Some(what) = refused {
+        return Err(refuse(what));
     }
     let len = meta.len();
     if len == 0 {
