@@ -1,8 +1,14 @@
 //! Start-up, logging and stopping.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
 use uringreplay::flowfile::writer::FlowSpec;
 
-use crate::support::{fixture, get, Client, FlowFile, Server, Upstream, PATIENCE};
+use crate::support::{
+    fixture, get, limit_descriptors, run_to_exit, Client, FlowFile, Server, Upstream, PATIENCE,
+};
 
 #[test]
 fn sigterm_finishes_a_request_in_flight_then_reports_and_exits_0() {
@@ -116,4 +122,145 @@ fn replaying_on_a_keep_alive_connection_allocates_nothing_per_request() {
         allocations < 100,
         "{allocations} allocations for {requests} requests on one connection"
     );
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn where_only_io_uring_enter_is_forbidden_auto_serves_on_epoll_and_uring_exits_1() {
+    use crate::support::forbid_io_uring_enter;
+    let path = fixture("demo.flows");
+    let server = Server::start_with(
+        &["-S", path.to_str().unwrap(), "--io", "auto"],
+        forbid_io_uring_enter,
+    );
+    let stderr = server.wait_stderr(" on epoll;");
+    assert!(
+        stderr.contains("falling back to epoll: io_uring is not usable here (io_uring_enter failed"),
+        "{stderr}"
+    );
+    let mut c = Client::new(&server);
+    assert_eq!(c.exchange(&get("/hello")).body, b"hello world\n");
+    let stopped = server.stop();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+
+    let failed = run_to_exit(
+        &["-S", path.to_str().unwrap(), "--io", "uring", "-p", "0"],
+        forbid_io_uring_enter,
+    );
+    assert_eq!(failed.status.code(), Some(1), "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("error: io_uring is not usable here (io_uring_enter failed")
+            && failed.stderr.contains("run with --io epoll or --io auto"),
+        "{}",
+        failed.stderr
+    );
+    assert!(!failed.stdout.contains("listening on"), "{}", failed.stdout);
+}
+
+/// How one keep-alive client's loop ended.
+enum Ending {
+    /// An answer said `Connection: close` and the server then closed cleanly.
+    ClosedAfterAnswer,
+    /// The server closed cleanly between two answers.
+    CleanEof,
+}
+
+/// Reads one response to `GET /hello` (Content-Length framed); `Ok(None)`: a clean EOF before
+/// its first byte; `Ok(Some(close))`: whole, and whether it says `Connection: close`.
+fn read_answer(s: &mut TcpStream) -> Result<Option<bool>, String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..p]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| format!("no Content-Length in {head:?}"))?;
+            if buf.len() >= p + 4 + len {
+                if buf.len() > p + 4 + len {
+                    return Err("bytes after the answer".into());
+                }
+                return Ok(Some(head.contains("\r\nconnection: close")));
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) if buf.is_empty() => return Ok(None),
+            Ok(0) => return Err(format!("answer cut: {:?}", String::from_utf8_lossy(&buf))),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("read: {e} ({:?})", e.kind())),
+        }
+    }
+}
+
+/// Loops request/answer on one keep-alive connection until the server closes it.
+fn keep_asking(
+    server_addr: std::net::SocketAddr,
+    warm: std::sync::mpsc::Sender<()>,
+) -> Result<Ending, String> {
+    let mut s = TcpStream::connect(server_addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.set_write_timeout(Some(PATIENCE)).unwrap();
+    let request = get("/hello");
+    for round in 0..1_000_000 {
+        match s.write_all(&request) {
+            Ok(()) => {}
+            // Our FIN-then-linger never resets; a send can only fail after a reset.
+            Err(e) => return Err(format!("send in round {round}: {e}")),
+        }
+        match read_answer(&mut s)? {
+            None => return Ok(Ending::CleanEof),
+            Some(true) => {
+                let mut rest = [0u8; 64];
+                return match s.read(&mut rest) {
+                    Ok(0) => Ok(Ending::ClosedAfterAnswer),
+                    Ok(n) => Err(format!("{n} bytes after a closing answer")),
+                    Err(e) => Err(format!("after a closing answer: {e} ({:?})", e.kind())),
+                };
+            }
+            Some(false) if round == 2 => {
+                let _ = warm.send(());
+            }
+            Some(false) => {}
+        }
+    }
+    Err("the server never stopped".into())
+}
+
+#[test]
+fn sigterm_while_keep_alive_clients_loop_gives_each_an_answer_or_a_clean_eof() {
+    for io in ["uring", "epoll"] {
+        let path = fixture("demo.flows");
+        let server = Server::start(&["-S", path.to_str().unwrap(), "--reuse", "-q", "--io", io]);
+        const CLIENTS: usize = 48;
+        let (warm, warmed) = std::sync::mpsc::channel();
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let (addr, warm) = (server.addr, warm.clone());
+                std::thread::spawn(move || keep_asking(addr, warm))
+            })
+            .collect();
+        // Stop once every client has been answered a few times and is still looping.
+        for _ in 0..CLIENTS {
+            warmed
+                .recv_timeout(PATIENCE)
+                .expect("every client gets answers before the stop");
+        }
+        server.terminate();
+        let endings: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+        let failures: Vec<_> = endings.iter().filter_map(|e| e.as_ref().err()).collect();
+        assert!(failures.is_empty(), "{io}: {failures:?}");
+        let answered_then_closed = endings
+            .iter()
+            .filter(|e| matches!(e, Ok(Ending::ClosedAfterAnswer)))
+            .count();
+        assert!(
+            answered_then_closed > 0,
+            "{io}: no request racing the stop was answered with Connection: close"
+        );
+        let stopped = server.wait_exit();
+        assert!(stopped.status.success(), "{io}: {}", stopped.stderr);
+        assert!(!stopped.stderr.contains("exiting:"), "{io}: {}", stopped.stderr);
+    }
 }
