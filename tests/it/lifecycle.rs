@@ -264,3 +264,104 @@ fn sigterm_while_keep_alive_clients_loop_gives_each_an_answer_or_a_clean_eof() {
         assert!(!stopped.stderr.contains("exiting:"), "{io}: {}", stopped.stderr);
     }
 }
+
+/// A server forwarding to an upstream that holds every request unanswered, with one client
+/// waiting on such a forward; returns both (the upstream must outlive the test).
+fn busy_server(extra: &[&str]) -> (Server, Upstream, Client) {
+    let upstream = Upstream::start(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate", true);
+    let path = fixture("demo.flows");
+    let mode = format!("reverse:http://{}", upstream.addr);
+    let mut args = vec!["-S", path.to_str().unwrap(), "--mode", &mode, "-q"];
+    args.extend_from_slice(extra);
+    let server = Server::start(&args);
+    let mut busy = Client::new(&server);
+    busy.send(&get("/never-answered"));
+    upstream
+        .requests
+        .recv_timeout(PATIENCE)
+        .expect("the request reached the upstream");
+    (server, upstream, busy)
+}
+
+#[test]
+fn a_connection_kept_busy_does_not_keep_the_process_past_the_grace_period() {
+    let (server, _upstream, mut busy) = busy_server(&["--shutdown-timeout", "1"]);
+    let asked = Instant::now();
+    server.terminate();
+    let stopped = server.wait_exit();
+    let took = asked.elapsed();
+    assert!(stopped.status.success(), "{:?} {}", stopped.status, stopped.stderr);
+    assert!(
+        took < Duration::from_secs(4),
+        "exited {took:?} after SIGTERM with a 1 s grace period"
+    );
+    assert!(
+        stopped.stderr.contains(
+            "exiting: the 1 s grace period (--shutdown-timeout) is over; 1 connection still \
+             open is closed without waiting for its answer"
+        ),
+        "{}",
+        stopped.stderr
+    );
+    assert!(
+        stopped.stdout.contains("forwarded 1"),
+        "the final report: {}",
+        stopped.stdout
+    );
+    assert!(busy.read_to_close().is_empty(), "the cut connection gets no answer");
+}
+
+#[test]
+fn a_second_sigterm_exits_at_once() {
+    let (server, _upstream, _busy) = busy_server(&[]);
+    server.terminate();
+    server.wait_stderr("stopping:");
+    let asked = Instant::now();
+    server.terminate();
+    let stopped = server.wait_exit();
+    let took = asked.elapsed();
+    assert!(stopped.status.success(), "{:?} {}", stopped.status, stopped.stderr);
+    assert!(
+        took < Duration::from_secs(3),
+        "exited {took:?} after the second SIGTERM (grace period 10 s)"
+    );
+    assert!(
+        stopped
+            .stderr
+            .contains("exiting: a second stop signal came; 1 connection still open"),
+        "{}",
+        stopped.stderr
+    );
+    assert!(stopped.stdout.contains("forwarded 1"), "{}", stopped.stdout);
+}
+
+#[test]
+fn out_of_descriptors_warns_once_a_second_naming_ulimit_then_serves_again() {
+    const WARNING: &str = "warning: out of file descriptors";
+    let path = fixture("demo.flows");
+    let server = Server::start_with(
+        &["-S", path.to_str().unwrap(), "--reuse", "-q"],
+        limit_descriptors(40),
+    );
+    // More connections than descriptors: the surplus waits in the listen backlog.
+    let idle: Vec<_> = (0..60).map(|_| server.connect()).collect();
+    let first = server.wait_stderr(WARNING);
+    let first_at = Instant::now();
+    assert!(
+        first.contains("raise the limit with `ulimit -n` (now 40)"),
+        "{first}"
+    );
+    let second = server.wait_stderr_times(WARNING, 2);
+    let apart = first_at.elapsed();
+    assert!(
+        apart >= Duration::from_millis(800),
+        "two warnings {apart:?} apart"
+    );
+    // Without the rate limit each of the two workers retries accept every 5 ms.
+    assert!(second.matches(WARNING).count() <= 3, "{second}");
+    drop(idle);
+    let mut c = Client::new(&server);
+    assert_eq!(c.exchange(&get("/hello")).body, b"hello world\n");
+    let stopped = server.stop();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+}
