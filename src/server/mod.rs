@@ -306,7 +306,11 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
                  for {}",
                 if open == 1 { "" } else { "s" },
                 if open == 1 { "is" } else { "are" },
-                if open == 1 { "its answer" } else { "their answers" },
+                if open == 1 {
+                    "its answer"
+                } else {
+                    "their answers"
+                },
             );
         }
     }
@@ -323,9 +327,14 @@ mod tests {
         let mut dog = Watchdog::new(2);
         let s = Duration::from_secs;
         assert!(dog.check([1, 1].into_iter(), s(1)).is_empty());
-        assert!(dog.check([2, 1].into_iter(), s(1) + STALL - s(1)).is_empty());
+        assert!(dog
+            .check([2, 1].into_iter(), s(1) + STALL - s(1))
+            .is_empty());
         assert_eq!(dog.check([3, 1].into_iter(), s(1) + STALL), vec![1]);
-        assert!(dog.check([4, 1].into_iter(), s(5) + STALL).is_empty(), "once");
+        assert!(
+            dog.check([4, 1].into_iter(), s(5) + STALL).is_empty(),
+            "once"
+        );
         assert!(dog.check([5, 2].into_iter(), s(6) + STALL).is_empty());
         assert_eq!(
             dog.check([5, 2].into_iter(), s(6) + STALL + STALL),

@@ -135,7 +135,8 @@ fn where_only_io_uring_enter_is_forbidden_auto_serves_on_epoll_and_uring_exits_1
     );
     let stderr = server.wait_stderr(" on epoll;");
     assert!(
-        stderr.contains("falling back to epoll: io_uring is not usable here (io_uring_enter failed"),
+        stderr
+            .contains("falling back to epoll: io_uring is not usable here (io_uring_enter failed"),
         "{stderr}"
     );
     let mut c = Client::new(&server);
@@ -149,7 +150,9 @@ fn where_only_io_uring_enter_is_forbidden_auto_serves_on_epoll_and_uring_exits_1
     );
     assert_eq!(failed.status.code(), Some(1), "{}", failed.stderr);
     assert!(
-        failed.stderr.contains("error: io_uring is not usable here (io_uring_enter failed")
+        failed
+            .stderr
+            .contains("error: io_uring is not usable here (io_uring_enter failed")
             && failed.stderr.contains("run with --io epoll or --io auto"),
         "{}",
         failed.stderr
@@ -261,7 +264,11 @@ fn sigterm_while_keep_alive_clients_loop_gives_each_an_answer_or_a_clean_eof() {
         );
         let stopped = server.wait_exit();
         assert!(stopped.status.success(), "{io}: {}", stopped.stderr);
-        assert!(!stopped.stderr.contains("exiting:"), "{io}: {}", stopped.stderr);
+        assert!(
+            !stopped.stderr.contains("exiting:"),
+            "{io}: {}",
+            stopped.stderr
+        );
     }
 }
 
@@ -290,7 +297,12 @@ fn a_connection_kept_busy_does_not_keep_the_process_past_the_grace_period() {
     server.terminate();
     let stopped = server.wait_exit();
     let took = asked.elapsed();
-    assert!(stopped.status.success(), "{:?} {}", stopped.status, stopped.stderr);
+    assert!(
+        stopped.status.success(),
+        "{:?} {}",
+        stopped.status,
+        stopped.stderr
+    );
     assert!(
         took < Duration::from_secs(4),
         "exited {took:?} after SIGTERM with a 1 s grace period"
@@ -308,7 +320,10 @@ fn a_connection_kept_busy_does_not_keep_the_process_past_the_grace_period() {
         "the final report: {}",
         stopped.stdout
     );
-    assert!(busy.read_to_close().is_empty(), "the cut connection gets no answer");
+    assert!(
+        busy.read_to_close().is_empty(),
+        "the cut connection gets no answer"
+    );
 }
 
 #[test]
@@ -320,7 +335,12 @@ fn a_second_sigterm_exits_at_once() {
     server.terminate();
     let stopped = server.wait_exit();
     let took = asked.elapsed();
-    assert!(stopped.status.success(), "{:?} {}", stopped.status, stopped.stderr);
+    assert!(
+        stopped.status.success(),
+        "{:?} {}",
+        stopped.status,
+        stopped.stderr
+    );
     assert!(
         took < Duration::from_secs(3),
         "exited {took:?} after the second SIGTERM (grace period 10 s)"

@@ -168,7 +168,9 @@ impl Server {
 
     /// Waits until stderr contains `needle` at least `times` times; returns all of stderr.
     pub fn wait_stderr_times(&self, needle: &str, times: usize) -> String {
-        wait_until(&self.stderr, needle, |text| text.matches(needle).count() >= times)
+        wait_until(&self.stderr, needle, |text| {
+            text.matches(needle).count() >= times
+        })
     }
 
     /// Waits until stdout (after the start-up line) contains `needle`.
