@@ -24,8 +24,6 @@ pub struct Counters {
     pub rejected: AtomicU64,
     /// Connections accepted.
     pub connections: AtomicU64,
-    /// Connections closed (accepted minus closed: open now).
-    pub closed: AtomicU64,
 }
 
 impl Counters {
@@ -53,8 +51,6 @@ pub struct Totals {
     pub rejected: u64,
     /// See [`Counters::connections`].
     pub connections: u64,
-    /// See [`Counters::closed`].
-    pub closed: u64,
     /// Recorded flows not yet replayed.
     pub flows_left: u64,
 }
@@ -74,7 +70,6 @@ impl Totals {
             t.status_answered += c.status_answered.load(Ordering::Relaxed);
             t.rejected += c.rejected.load(Ordering::Relaxed);
             t.connections += c.connections.load(Ordering::Relaxed);
-            t.closed += c.closed.load(Ordering::Relaxed);
         }
         t
     }
@@ -82,11 +77,6 @@ impl Totals {
     /// Requests no recorded flow answered.
     pub fn unmatched(&self) -> u64 {
         self.forwarded + self.killed + self.status_answered
-    }
-
-    /// Connections open now.
-    pub fn open_connections(&self) -> u64 {
-        self.connections.saturating_sub(self.closed)
     }
 
     /// Every request handled.
@@ -103,6 +93,8 @@ pub struct Summary {
     pub now: Totals,
     /// Requests per second since the previous summary.
     pub rate: f64,
+    /// Connections open now (not the accepted count in `now`).
+    pub open_connections: u64,
 }
 
 impl fmt::Display for Summary {
@@ -119,7 +111,7 @@ impl fmt::Display for Summary {
             t.killed,
             t.status_answered,
             t.rejected,
-            t.open_connections(),
+            self.open_connections,
             t.flows_left
         )
     }
@@ -207,12 +199,16 @@ mod tests {
         for _ in 0..3 {
             Counters::bump(&c.connections);
         }
-        Counters::bump(&c.closed);
         Counters::bump(&c.forwarded);
         Counters::bump(&c.upstream_errors);
         let now = Totals::sum([&c], 5);
+        let summary = Summary {
+            now,
+            rate: 0.0,
+            open_connections: 2,
+        };
         assert_eq!(
-            Summary { now, rate: 0.0 }.to_string(),
+            summary.to_string(),
             "serving: 0 req/s; 0 replayed, 1 forwarded (1 upstream errors), 0 killed, \
              0 status-answered, 0 rejected; 2 open connections; 5 flows left"
         );

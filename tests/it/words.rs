@@ -11,20 +11,16 @@ use uringreplay::flowfile::writer::FlowSpec;
 
 use crate::support::{closed_port, fixture, get, run_to_exit, temp_path, Client, FlowFile, Server};
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// Runs `uringreplay -S PATH -p 0` and `uringreplay inspect PATH`: both must exit 2 at once
 /// with `sentence` on stderr and nothing on stdout.
 fn both_refuse(path: &Path, sentence: &str) {
     let path = path.to_str().unwrap();
     for args in [vec!["-S", path, "-p", "0"], vec!["inspect", path]] {
-        let out = run_to_exit(&args, &[]);
-        let err = text(&out.stderr);
+        let out = run_to_exit(&args, |_| {});
+        let err = out.stderr.clone();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(sentence), "{args:?}: {err}");
-        assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out.stdout));
+        assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
     }
 }
 
@@ -73,14 +69,15 @@ fn a_directory_is_refused_with_the_glob_to_use() {
 
 #[test]
 fn dev_null_and_an_empty_file_load_as_empty_with_a_no_flows_warning() {
-    let out = run_to_exit(&["inspect", "/dev/null"], &[]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run_to_exit(&["inspect", "/dev/null"], |_| {});
+    assert!(out.status.success(), "{}", out.stderr);
     assert!(
-        text(&out.stderr).contains("warning: /dev/null: no flows (the file is empty)"),
+        out.stderr
+            .contains("warning: /dev/null: no flows (the file is empty)"),
         "{}",
-        text(&out.stderr)
+        out.stderr
     );
-    assert!(text(&out.stdout).contains("0 HTTP flows"));
+    assert!(out.stdout.contains("0 HTTP flows"));
     let empty = FlowFile::new(&[]);
     let server = Server::start(&["-S", empty.arg(), "--extra", "404"]);
     server.wait_stderr(&format!(
@@ -122,16 +119,16 @@ fn compressed_demos() -> Vec<(&'static str, FlowFile)> {
 fn compressed_copies_inspect_and_replay_like_the_plain_file() {
     let plain = fixture("demo.flows");
     let listing = |path: &str| {
-        let out = run_to_exit(&["inspect", "--json", path], &[]);
-        assert!(out.status.success(), "{path}: {}", text(&out.stderr));
+        let out = run_to_exit(&["inspect", "--json", path], |_| {});
+        assert!(out.status.success(), "{path}: {}", out.stderr);
         // The flow lines (the summary line holds load times).
-        let stdout = text(&out.stdout);
+        let stdout = out.stdout.clone();
         let flows: Vec<String> = stdout
             .lines()
             .filter(|l| !l.starts_with("{\"summary\""))
             .map(str::to_string)
             .collect();
-        (flows, text(&out.stderr))
+        (flows, out.stderr.clone())
     };
     let (expected, _) = listing(plain.to_str().unwrap());
     assert_eq!(expected.len(), 12);
@@ -164,16 +161,16 @@ fn a_damaged_compressed_file_is_refused_naming_its_format() {
     let bytes = std::fs::read(&gz.0).unwrap();
     let cut = FlowFile(temp_path("cut.flows.gz"));
     std::fs::write(&cut.0, &bytes[..bytes.len() / 2]).unwrap();
-    let out = run_to_exit(&["inspect", cut.arg()], &[]);
+    let out = run_to_exit(&["inspect", cut.arg()], |_| {});
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains(&format!(
+        out.stderr.contains(&format!(
             "error: {}: this gzip-compressed file cannot be read: the compressed data is damaged \
              or cut off",
             cut.arg()
         )),
         "{}",
-        text(&out.stderr)
+        out.stderr
     );
 }
 
@@ -182,22 +179,18 @@ fn loading_reports_progress_on_stderr_even_without_a_terminal() {
     let path = fixture("demo.flows");
     let path = path.to_str().unwrap();
     // A one-second threshold brought to zero: this small recording's load takes long enough.
-    let out = run_to_exit(
-        &["inspect", "--summary", path],
-        &[("URINGREPLAY_PROGRESS_AFTER_MS", "0")],
-    );
+    let out = run_to_exit(&["inspect", "--summary", path], |c| {
+        c.env("URINGREPLAY_PROGRESS_AFTER_MS", "0");
+    });
     assert!(
-        text(&out.stderr).contains(&format!("loading {path}: 23.8 kB of 23.8 kB, 12 flows")),
+        out.stderr
+            .contains(&format!("loading {path}: 23.8 kB of 23.8 kB, 12 flows")),
         "{}",
-        text(&out.stderr)
+        out.stderr
     );
     // A load well under a second prints none.
-    let out = run_to_exit(&["inspect", "--summary", path], &[]);
-    assert!(
-        !text(&out.stderr).contains("loading "),
-        "{}",
-        text(&out.stderr)
-    );
+    let out = run_to_exit(&["inspect", "--summary", path], |_| {});
+    assert!(!out.stderr.contains("loading "), "{}", out.stderr);
 }
 
 #[test]
