@@ -32,6 +32,15 @@ impl Counters {
     pub fn bump(field: &AtomicU64) {
         field.store(field.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
+
+    /// Takes back one [`Counters::bump`] of `field` (only the owning worker calls this).
+    #[inline]
+    pub fn take_back(field: &AtomicU64) {
+        field.store(
+            field.load(Ordering::Relaxed).saturating_sub(1),
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// Sums of every worker's counters at one moment.
@@ -150,6 +159,9 @@ pub enum Outcome {
     /// Sent upstream and failed: answered with this status (502/504), or `None` when the client
     /// connection was cut after part of the upstream's response.
     UpstreamFailed(Option<u16>),
+    /// Not forwarded: answered with this status (501 for a CONNECT, 400 for no usable
+    /// destination) before any upstream was tried.
+    Refused(u16),
     /// Connection closed without a byte.
     Killed,
     /// Status-mode answer.
@@ -169,6 +181,7 @@ pub fn request_line(
         Outcome::Forwarded(code) => format!("[forward] {code}"),
         Outcome::UpstreamFailed(Some(code)) => format!("[forward] {code} upstream failed"),
         Outcome::UpstreamFailed(None) => "[forward] upstream failed mid-response".to_string(),
+        Outcome::Refused(code) => format!("[refused] {code} not forwarded"),
         Outcome::Killed => "[kill] connection closed".to_string(),
         Outcome::Status(code) => format!("[extra] {code}"),
     };

@@ -520,6 +520,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                     after = After::Kill;
                 }
                 Decision::Forward => {
+                    // Counted from the start: a summary taken meanwhile shows it in flight.
                     Counters::bump(&counters.forwarded);
                     if outbox.flush(&mut stream).await.is_err() {
                         return;
@@ -546,8 +547,11 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                             }
                         }
                         Forwarded::Rejected { status } => {
+                            // Refused before any upstream (a CONNECT, no usable destination):
+                            // rejected, not forwarded.
+                            Counters::take_back(&counters.forwarded);
                             Counters::bump(&counters.rejected);
-                            outcome = Outcome::UpstreamFailed(Some(status));
+                            outcome = Outcome::Refused(status);
                             after = After::Close;
                         }
                         Forwarded::ClientGone => return,

@@ -305,6 +305,15 @@ fn a_connect_v_line_shows_host_and_port() {
     let mut c = Client::new(&server);
     let r = c.exchange(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
     assert_eq!(r.status, 501);
-    let out = server.wait_stdout(": CONNECT example.com:443 << ");
+    let out = server.wait_stdout(": CONNECT example.com:443 << [refused] 501 not forwarded");
     assert!(!out.contains("http://"), "{out}");
+    // Refused before any upstream: counted as rejected, not as forwarded.
+    let stopped = server.stop();
+    assert!(
+        stopped
+            .stderr
+            .contains("forwarded 0, killed 0, status-answered 0, unmatched 0, rejected 1,"),
+        "{}",
+        stopped.stderr
+    );
 }
