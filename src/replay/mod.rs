@@ -131,7 +131,7 @@ impl ReplayerBuilder {
     pub fn add_flow(&mut self, request: &RequestView<'_>, response: Option<&ResponseView<'_>>) {
         let id = Index::added(&self.keys);
         self.index.add(&mut self.keys, request, response.is_some());
-        if response.is_some_and(|r| template::needs_template(r, self.options.refresh)) {
+        if response.is_some_and(|r| template::needs_template(r, self.options.refresh, self.options.keep_alive)) {
             self.templated
                 .push(u32::try_from(id).expect("invariant: fewer than 2^32 flows"));
         }
@@ -169,7 +169,13 @@ impl ReplayerBuilder {
             let response = recording
                 .response(id as usize)
                 .expect("invariant: only flows with a response are templated");
-            templates.add(&recording, id, &response, options.refresh);
+            templates.add(
+                &recording,
+                id,
+                &response,
+                options.refresh,
+                options.keep_alive,
+            );
         }
         templates.shrink();
         Replayer {
@@ -343,6 +349,11 @@ impl Replayer {
     /// `--exit-when-done`; in the other orders nothing is consumed and this stays constant.
     pub fn remaining(&self) -> u64 {
         self.index.remaining()
+    }
+
+    /// What happens to a request that no recording answers.
+    pub fn unmatched(&self) -> Unmatched {
+        self.unmatched
     }
 
     /// The recording.
