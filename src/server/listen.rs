@@ -145,7 +145,7 @@ pub fn reaches_us(
         return false;
     };
     let ip = canonical(ip);
-    let ours = canonical(bound.ip());
+    let ours = unmapped(bound.ip());
     if ip == IpAddr::V4(Ipv4Addr::LOCALHOST) || ip == IpAddr::V6(Ipv6Addr::LOCALHOST) {
         return true;
     }
@@ -161,14 +161,18 @@ pub fn reaches_us(
     }
 }
 
-/// IPv4-mapped IPv6 as IPv4, and the unspecified address as the loopback address a connection
-/// to it reaches on Linux.
-fn canonical(ip: IpAddr) -> IpAddr {
-    let ip = match ip {
+/// An IPv4-mapped IPv6 address as IPv4.
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
-    };
-    match ip {
+    }
+}
+
+/// A target address as the address a connection to it reaches: IPv4-mapped IPv6 as IPv4, and
+/// the unspecified address as loopback (Linux connects there).
+fn canonical(ip: IpAddr) -> IpAddr {
+    match unmapped(ip) {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         other => other,
