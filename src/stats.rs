@@ -147,6 +147,8 @@ pub enum Outcome {
     Killed,
     /// Status-mode answer.
     Status(u16),
+    /// Unmatched, but it carried our own `Via` entry: answered 508, not forwarded.
+    LoopDetected,
 }
 
 /// The mitmdump-style line for one request: `PEER: METHOD URL << OUTCOME`.
@@ -164,6 +166,7 @@ pub fn request_line(
         Outcome::UpstreamFailed(None) => "[forward] upstream failed mid-response".to_string(),
         Outcome::Killed => "[kill] connection closed".to_string(),
         Outcome::Status(code) => format!("[extra] {code}"),
+        Outcome::LoopDetected => "[loop] 508 not forwarded: it came back through us".to_string(),
     };
     format!("{peer}: {method} {url} << {outcome}")
 }

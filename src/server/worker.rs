@@ -403,6 +403,14 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                     Counters::bump(&counters.killed);
                     after = After::Kill;
                 }
+                Decision::Forward if forward::came_back(&worker.forwarder, &req) => {
+                    Counters::bump(&counters.rejected);
+                    forward::write_loop_detected(&worker.forwarder, req.wants_close, out);
+                    outcome = Outcome::LoopDetected;
+                    if req.wants_close {
+                        after = After::Close;
+                    }
+                }
                 Decision::Forward => {
                     Counters::bump(&counters.forwarded);
                     if outbox.flush(&mut stream).await.is_err() {

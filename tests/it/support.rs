@@ -112,16 +112,18 @@ impl Server {
 
     /// Like [`Server::start`], letting `configure` adjust the command first.
     pub fn start_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_uringreplay"));
-        configure(&mut command);
-        if let Some(io) = IO_DRIVER.with(std::cell::Cell::get) {
-            if !args.contains(&"--io") {
-                command.args(["--io", io]);
-            }
-        }
-        let mut child = command
-            .args(args)
-            .args(["-p", "0", "--threads", "2"])
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["-p", "0", "--threads", "2"]);
+        Server::start_exact_with(&all, configure)
+    }
+
+    /// Starts `uringreplay ARGS` with exactly these arguments (the listen port and threads too).
+    pub fn start_exact(args: &[&str]) -> Server {
+        Server::start_exact_with(args, |_| {})
+    }
+
+    fn start_exact_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
+        let mut child = command(args, configure)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -215,6 +217,60 @@ impl Server {
     pub fn stop(self) -> Stopped {
         self.terminate();
         self.wait_exit()
+    }
+}
+
+/// The binary with `args`, on this test thread's `--io` driver if one was chosen.
+fn command(args: &[&str], configure: impl FnOnce(&mut Command)) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_uringreplay"));
+    configure(&mut command);
+    if let Some(io) = IO_DRIVER.with(std::cell::Cell::get) {
+        if !args.contains(&"--io") {
+            command.args(["--io", io]);
+        }
+    }
+    command.args(args);
+    command
+}
+
+/// Runs `uringreplay ARGS` (exactly these arguments) expecting it to exit on its own, as a
+/// refusal at start-up does; kills it and fails if it is still running after the patience.
+pub fn run_to_exit(args: &[&str]) -> Stopped {
+    let mut child = command(args, |_| {})
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn uringreplay");
+    let pid = child.id() as libc::pid_t;
+    let (stdout, stderr) = (Arc::new(Collected::default()), Arc::new(Collected::default()));
+    let collectors = [
+        collect(child.stdout.take().expect("piped stdout"), stdout.clone()),
+        collect(child.stderr.take().expect("piped stderr"), stderr.clone()),
+    ];
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let Ok(status) = rx.recv_timeout(PATIENCE) else {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+        panic!(
+            "uringreplay {args:?} kept running; stderr: {}",
+            stderr.text.lock().unwrap()
+        );
+    };
+    for c in collectors {
+        let _ = c.join();
+    }
+    let stdout = stdout.text.lock().unwrap().clone();
+    let stderr = stderr.text.lock().unwrap().clone();
+    Stopped {
+        status: status.expect("wait for uringreplay"),
+        stdout,
+        stderr,
     }
 }
 
