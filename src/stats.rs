@@ -20,7 +20,8 @@ pub struct Counters {
     pub killed: AtomicU64,
     /// Unmatched requests answered with a status-mode response.
     pub status_answered: AtomicU64,
-    /// Requests rejected as malformed or too large (400/408/413/431).
+    /// Requests rejected as malformed or too large (400/408/413/431), or that came back through
+    /// this server (508).
     pub rejected: AtomicU64,
     /// Connections accepted.
     pub connections: AtomicU64,

@@ -131,7 +131,9 @@ impl ReplayerBuilder {
     pub fn add_flow(&mut self, request: &RequestView<'_>, response: Option<&ResponseView<'_>>) {
         let id = Index::added(&self.keys);
         self.index.add(&mut self.keys, request, response.is_some());
-        if response.is_some_and(|r| template::needs_template(r, self.options.refresh, self.options.keep_alive)) {
+        if response.is_some_and(|r| {
+            template::needs_template(r, self.options.refresh, self.options.keep_alive)
+        }) {
             self.templated
                 .push(u32::try_from(id).expect("invariant: fewer than 2^32 flows"));
         }

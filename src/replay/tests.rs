@@ -894,7 +894,10 @@ fn keep_alive_drops_a_recorded_connection_close_and_keeps_the_connection() {
         RequestFacts::default(),
         false,
     );
-    assert_eq!(text, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil-eof");
+    assert_eq!(
+        text,
+        "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil-eof"
+    );
     assert!(close);
 }
 

@@ -1,7 +1,8 @@
 //! The I/O drivers: everything that touches sockets, rings, threads, clocks and the allocator.
 //!
 //! Nothing in the core (`flowfile`, `replay`, `http1`, `upstream`) imports this module.
-//! [`run`] binds one SO_REUSEPORT listener per worker, starts the workers on the chosen driver,
+//! [`run`] binds one SO_REUSEPORT listener per worker ([`listen`]: refused when the port is in
+//! use, and a reverse target that is our own address is refused), starts the workers on the chosen driver,
 //! prints a summary every few seconds and, on SIGINT/SIGTERM, stops them gracefully.
 
 pub mod clock;

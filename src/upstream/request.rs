@@ -178,14 +178,20 @@ mod tests {
             &[h("A", "1")],
             b"",
         );
-        assert_eq!(got, "GET / HTTP/1.1\r\nA: 1\r\nHost: up\r\nVia: 1.1 uringreplay-0000000000000001\r\n\r\n");
+        assert_eq!(
+            got,
+            "GET / HTTP/1.1\r\nA: 1\r\nHost: up\r\nVia: 1.1 uringreplay-0000000000000001\r\n\r\n"
+        );
         let got = written(
             "GET",
             &route(HostAction::Keep, b"/"),
             &[h("host", "mine:1")],
             b"",
         );
-        assert_eq!(got, "GET / HTTP/1.1\r\nhost: mine:1\r\nVia: 1.1 uringreplay-0000000000000001\r\n\r\n");
+        assert_eq!(
+            got,
+            "GET / HTTP/1.1\r\nhost: mine:1\r\nVia: 1.1 uringreplay-0000000000000001\r\n\r\n"
+        );
     }
 
     #[test]
@@ -217,7 +223,10 @@ mod tests {
             "POST / HTTP/1.1\r\nVia: 1.1 uringreplay-0000000000000001\r\nContent-Length: 17\r\n\r\n0123456789abcdef!"
         );
         let got = written("POST", &route, &headers[..1], b"");
-        assert_eq!(got, "POST / HTTP/1.1\r\nVia: 1.1 uringreplay-0000000000000001\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(
+            got,
+            "POST / HTTP/1.1\r\nVia: 1.1 uringreplay-0000000000000001\r\nContent-Length: 0\r\n\r\n"
+        );
     }
 
     #[test]

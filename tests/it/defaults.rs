@@ -32,7 +32,12 @@ fn a_reverse_target_that_is_our_own_listen_address_is_refused_at_start_up() {
         let mut args = vec!["-S", file.arg(), "-p", &p, "--threads", "1"];
         args.extend_from_slice(extra);
         let stopped = run_to_exit(&args);
-        assert_eq!(stopped.status.code(), Some(1), "{args:?}: {}", stopped.stderr);
+        assert_eq!(
+            stopped.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            stopped.stderr
+        );
         assert!(
             stopped.stderr.contains("which is this server itself")
                 && stopped.stderr.contains("-p OTHER_PORT")
@@ -41,7 +46,11 @@ fn a_reverse_target_that_is_our_own_listen_address_is_refused_at_start_up() {
             "{}",
             stopped.stderr
         );
-        assert!(stopped.stdout.is_empty(), "nothing listened: {}", stopped.stdout);
+        assert!(
+            stopped.stdout.is_empty(),
+            "nothing listened: {}",
+            stopped.stdout
+        );
     }
     // Nothing is forwarded with -k or a status policy, so the same target is fine there.
     for policy in [&["-k"][..], &["--extra", "404"]] {
@@ -100,8 +109,12 @@ fn forwarded_requests_carry_our_via_entry_after_the_clients() {
         .recv_timeout(crate::support::PATIENCE)
         .unwrap();
     let seen = String::from_utf8_lossy(&seen).into_owned();
-    let fred = seen.find("Via: 1.1 fred\r\n").expect("the client's Via is kept");
-    let ours = seen.find("Via: 1.0 uringreplay-").expect("our entry is added");
+    let fred = seen
+        .find("Via: 1.1 fred\r\n")
+        .expect("the client's Via is kept");
+    let ours = seen
+        .find("Via: 1.0 uringreplay-")
+        .expect("our entry is added");
     assert!(fred < ours, "{seen}");
 }
 

@@ -243,7 +243,10 @@ pub fn run_to_exit(args: &[&str]) -> Stopped {
         .spawn()
         .expect("spawn uringreplay");
     let pid = child.id() as libc::pid_t;
-    let (stdout, stderr) = (Arc::new(Collected::default()), Arc::new(Collected::default()));
+    let (stdout, stderr) = (
+        Arc::new(Collected::default()),
+        Arc::new(Collected::default()),
+    );
     let collectors = [
         collect(child.stdout.take().expect("piped stdout"), stdout.clone()),
         collect(child.stderr.take().expect("piped stderr"), stderr.clone()),
