@@ -75,6 +75,8 @@ pub struct Template {
     pub body_until_close: bool,
     /// Spec §f.5 rule 3: the recorded response asks to close the connection.
     pub response_close: bool,
+    /// A `Connection` field of the head says `keep-alive`.
+    pub says_keep_alive: bool,
     /// The body in the recording (`None` for an empty or missing body).
     pub body: Option<Span>,
     /// `timestamp_start` of the recorded response; the refresh shift is `now` minus this.
@@ -204,6 +206,7 @@ impl FieldFacts {
             framing,
             body_until_close,
             response_close,
+            says_keep_alive: self.connection_keep_alive,
             body: response.content.filter(|b| !b.is_empty()),
         }
     }
@@ -334,6 +337,8 @@ pub struct Shape<'a> {
     pub body_until_close: bool,
     /// Spec §f.5 rule 3.
     pub response_close: bool,
+    /// A `Connection` field of the head says `keep-alive` (case-sensitive, like rule 3).
+    pub says_keep_alive: bool,
     /// The body (`None` when empty or missing).
     pub body: Option<&'a [u8]>,
 }
@@ -398,13 +403,15 @@ impl Templates {
         refresh: bool,
         keep_alive: bool,
     ) -> Template {
+        let shaped = shape(response);
+        let keep_open = keep_alive && overrides_close(&shaped);
         let Shape {
             framing,
             body_until_close,
             mut response_close,
+            mut says_keep_alive,
             body,
-        } = shape(response);
-        let keep_open = keep_alive && overrides_close(&shape(response));
+        } = shaped;
         let head_start = self.heads.len();
         let patch_start = self.patches.len();
         let out = &mut self.heads;
@@ -490,7 +497,8 @@ impl Templates {
             out.extend_from_slice(b"\r\n");
         }
         if keep_open {
-            if !sent_as_http11(response) {
+            says_keep_alive = !sent_as_http11(response);
+            if says_keep_alive {
                 out.extend_from_slice(b"Connection: keep-alive\r\n");
             }
             response_close = false;
@@ -513,6 +521,7 @@ impl Templates {
             framing,
             body_until_close,
             response_close,
+            says_keep_alive,
             body: body.and_then(|b| recording.span_of(b)),
             timestamp_start: response.timestamp_start,
         }

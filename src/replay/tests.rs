@@ -728,6 +728,7 @@ fn head_requests_get_the_recorded_head_only() {
         RequestFacts {
             is_head: true,
             wants_close: false,
+            http10_keep_alive: false,
         },
     );
     assert_eq!(text, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
@@ -746,6 +747,7 @@ fn head_requests_get_the_recorded_head_only() {
         RequestFacts {
             is_head: true,
             wants_close: false,
+            http10_keep_alive: false,
         },
     );
     assert_eq!(
@@ -860,6 +862,47 @@ fn keep_alive_drops_a_recorded_connection_close_and_keeps_the_connection() {
         "HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nold"
     );
     assert!(!close);
+    // An HTTP/1.0 client that asks for keep-alive (ab -k) is told, once.
+    let ab = RequestFacts {
+        http10_keep_alive: true,
+        ..RequestFacts::default()
+    };
+    for (version, refresh) in [("HTTP/1.1", false), ("HTTP/1.1", true), ("HTTP/1.0", false)] {
+        let (text, close) = framed_keep_alive(
+            |r| {
+                set(
+                    r,
+                    version,
+                    200,
+                    "OK",
+                    &[("Connection", "close"), ("Content-Length", "2")],
+                    Some("ok"),
+                )
+            },
+            ab,
+            refresh,
+        );
+        assert_eq!(
+            text,
+            format!("{version} 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok")
+        );
+        assert!(!close);
+    }
+    // Without --keep-alive nothing is added.
+    let (text, _) = framed(
+        |r| {
+            set(
+                r,
+                "HTTP/1.1",
+                200,
+                "OK",
+                &[("Content-Length", "2")],
+                Some("ok"),
+            )
+        },
+        ab,
+    );
+    assert_eq!(text, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     // The client's own close still closes.
     let (_, close) = framed_keep_alive(
         |r| {
@@ -875,6 +918,7 @@ fn keep_alive_drops_a_recorded_connection_close_and_keeps_the_connection() {
         RequestFacts {
             is_head: false,
             wants_close: true,
+            http10_keep_alive: false,
         },
         false,
     );
@@ -917,6 +961,7 @@ fn a_request_asking_to_close_closes() {
         RequestFacts {
             is_head: false,
             wants_close: true,
+            http10_keep_alive: false,
         },
     );
     assert!(close);

@@ -317,6 +317,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
     let idle = ticks_for(Duration::from_secs(shared.serve.idle_timeout_secs));
     let header_wait = ticks_for(Duration::from_secs(shared.serve.header_timeout_secs));
     let verbose = shared.serve.verbose;
+    let keep_alive = replayer.keep_alive();
     let mut conn = Conn::new(shared.limits);
     let mut input: Vec<u8> = Vec::with_capacity(8 * 1024);
     let mut outbox = Outbox::new(shared.replayer.clone());
@@ -343,6 +344,9 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                 Step::Request(req) => req,
             };
             pos += req.len;
+            // `--keep-alive` keeps an HTTP/1.0 client that asked for keep-alive in any case (`ab
+            // -k` sends `Keep-Alive`, which spec §f.5 rule 2 reads as a close).
+            let wants_close = req.wants_close && !(keep_alive && req.http10_keep_alive);
             let Some(route) = route(
                 shared.reverse.as_ref(),
                 shared.serve.keep_host_header,
@@ -371,7 +375,8 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                     Counters::bump(&counters.replayed);
                     let facts = RequestFacts {
                         is_head: req.is_head,
-                        wants_close: req.wants_close,
+                        wants_close,
+                        http10_keep_alive: req.http10_keep_alive,
                     };
                     let reply = replayer.write_reply(flow, now, &facts, out);
                     outbox.push_body(reply.body);
@@ -395,7 +400,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                     Counters::bump(&counters.status_answered);
                     out.extend_from_slice(Replayer::status_reply(code));
                     outcome = Outcome::Status(code);
-                    if req.wants_close {
+                    if wants_close {
                         after = After::Close;
                     }
                 }
@@ -405,9 +410,9 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                 }
                 Decision::Forward if forward::came_back(&worker.forwarder, &req) => {
                     Counters::bump(&counters.rejected);
-                    forward::write_loop_detected(&worker.forwarder, req.wants_close, out);
+                    forward::write_loop_detected(&worker.forwarder, wants_close, out);
                     outcome = Outcome::LoopDetected;
-                    if req.wants_close {
+                    if wants_close {
                         after = After::Close;
                     }
                 }
@@ -454,8 +459,8 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                     None => writeln!(std::io::stdout().lock(), "{line}"),
                 };
             }
-            client_done = req.wants_close;
-            if req.wants_close && matches!(after, After::Continue) {
+            client_done = wants_close;
+            if wants_close && matches!(after, After::Continue) {
                 after = After::Close;
             }
             if !matches!(after, After::Continue) {

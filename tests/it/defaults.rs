@@ -184,6 +184,18 @@ fn keep_alive_keeps_connections_that_the_recording_closes() {
         let expected = (path == "/old").then_some("keep-alive");
         assert_eq!(r.header("connection"), expected, "{path}: {:?}", r.headers);
     }
+    // An HTTP/1.0 client asking for keep-alive (ab -k) is told so, and the connection stays.
+    let ab = b"GET /close HTTP/1.0\r\nHost: a\r\nConnection: Keep-Alive\r\n\r\n";
+    for _ in 0..2 {
+        let r = c.exchange(ab);
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("connection"),
+            Some("keep-alive"),
+            "{:?}",
+            r.headers
+        );
+    }
     // The client's own close still closes.
     let r = c.exchange(b"GET /close HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 200);
