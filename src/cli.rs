@@ -133,6 +133,10 @@ pub struct ServeArgs {
     /// Seconds a started request may take to arrive completely.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub header_timeout: u64,
+    /// Seconds a stop (SIGINT/SIGTERM) waits for answers in flight before exiting anyway (nginx's
+    /// worker_shutdown_timeout); a second signal exits at once.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub shutdown_timeout: u64,
     /// Exit once every recorded flow has been replayed (mitmdump's default; we keep serving).
     #[arg(long)]
     pub exit_when_done: bool,
@@ -367,6 +371,7 @@ impl ServeArgs {
                 max_body: self.max_body,
                 idle_timeout_secs: self.idle_timeout,
                 header_timeout_secs: self.header_timeout,
+                shutdown_timeout_secs: self.shutdown_timeout,
                 verbose: self.verbose,
                 quiet: self.quiet,
                 exit_when_done: self.exit_when_done,

@@ -164,6 +164,8 @@ pub struct ServeOptions {
     pub idle_timeout_secs: u64,
     /// Seconds a started request head may take to arrive.
     pub header_timeout_secs: u64,
+    /// Seconds a stop waits for open connections before the process exits anyway.
+    pub shutdown_timeout_secs: u64,
     /// Print one line per request.
     pub verbose: bool,
     /// Print no periodic summary lines.
@@ -193,6 +195,7 @@ impl Default for ServeOptions {
             max_body: 16 * 1024 * 1024,
             idle_timeout_secs: 60,
             header_timeout_secs: 10,
+            shutdown_timeout_secs: 10,
             verbose: false,
             quiet: false,
             exit_when_done: false,

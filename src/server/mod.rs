@@ -2,8 +2,10 @@
 //!
 //! Nothing in the core (`flowfile`, `replay`, `http1`, `upstream`) imports this module.
 //! [`run`] binds one SO_REUSEPORT listener per worker ([`listen`]: refused when the port is in
-//! use, and a reverse target that is our own address is refused), starts the workers on the chosen driver,
-//! prints a summary every few seconds and, on SIGINT/SIGTERM, stops them gracefully.
+//! use, and a reverse target that is our own address is refused), starts the workers on the
+//! chosen driver, prints a summary every few seconds and, on SIGINT/SIGTERM, stops them
+//! gracefully: at most `--shutdown-timeout` seconds, or until a second signal, then it exits
+//! whatever is still open.
 
 pub mod clock;
 pub mod forward;
@@ -16,7 +18,7 @@ pub mod upstream_tls;
 pub mod worker;
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,10 +26,47 @@ use crate::config::{IoDriver, ProxyMode, ReverseTarget, ServeOptions, Unmatched}
 use crate::http1::Limits;
 use crate::replay::Replayer;
 use crate::stats::{Counters, Summary, Totals};
-use worker::{ReverseView, Shared};
+use worker::{Liveness, ReverseView, Shared};
 
 /// How often the one-line summary is printed while serving.
 const SUMMARY_EVERY: Duration = Duration::from_secs(5);
+
+/// How often the main thread looks at the workers while serving.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a worker's sweeper may miss its ticks (every 250 ms) before the main thread says so.
+const STALL: Duration = Duration::from_secs(10);
+
+/// Notices workers whose event loop stopped turning: an io_uring ring that fails at run time
+/// makes monoio spin without ever running its timers, so the sweeper's beat count stops.
+#[derive(Debug)]
+struct Watchdog {
+    /// Per worker: the last beat count seen, when it last changed, and whether it was reported.
+    seen: Vec<(u64, Duration, bool)>,
+}
+
+impl Watchdog {
+    fn new(workers: usize) -> Watchdog {
+        Watchdog {
+            seen: vec![(0, Duration::ZERO, false); workers],
+        }
+    }
+
+    /// Takes each worker's beat count at `now` (time since serving began); returns the workers
+    /// that have just been still for [`STALL`] (each reported once until it beats again).
+    fn check(&mut self, beats: impl Iterator<Item = u64>, now: Duration) -> Vec<usize> {
+        let mut stalled = Vec::new();
+        for (index, (beat, seen)) in beats.zip(self.seen.iter_mut()).enumerate() {
+            if beat != seen.0 {
+                *seen = (beat, now, false);
+            } else if !seen.2 && now.saturating_sub(seen.1) >= STALL {
+                seen.2 = true;
+                stalled.push(index);
+            }
+        }
+        stalled
+    }
+}
 
 /// Refuses a reverse target that is our own listen address: every unmatched request would be
 /// forwarded to ourselves, again and again (regular mode is left to the run-time `Via` check).
@@ -135,6 +174,9 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
         },
         stop: AtomicBool::new(false),
         counters: (0..options.threads).map(|_| Counters::default()).collect(),
+        live: (0..options.threads).map(|_| Liveness::default()).collect(),
+        started: clock::instant(),
+        fd_warning_at: AtomicU64::new(0),
         serve: options.clone(),
     });
     let signals = stop_signals();
@@ -191,7 +233,20 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
     let sum = || Totals::sum(shared.counters.iter(), replayer.remaining());
     let mut last = sum();
     let mut last_at = clock::instant();
-    while !wait_for_stop(&signals, SUMMARY_EVERY) {
+    let mut watchdog = Watchdog::new(options.threads);
+    while !wait_for_stop(&signals, WATCH_EVERY) {
+        let beats = shared.live.iter().map(|l| l.beats.load(Ordering::Relaxed));
+        for index in watchdog.check(beats, clock::since(shared.started)) {
+            eprintln!(
+                "warning: worker {index}'s event loop has not turned for {} s (an io_uring ring \
+                 failing at run time does this; --io epoll avoids it); SIGTERM still stops the \
+                 process",
+                STALL.as_secs()
+            );
+        }
+        if clock::since(last_at) < SUMMARY_EVERY {
+            continue;
+        }
         let now = sum();
         if now != last && !options.quiet {
             let secs = clock::since(last_at).as_secs_f64().max(1e-3);
@@ -204,16 +259,87 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
     // Design rule: no heap allocation per request on the replay path; this line lets anyone
     // check (it counts only when the binary's counting allocator is installed).
     let allocations = heap::allocations() - allocations_at_start;
-    eprintln!("stopping: no new connections; finishing answers in flight");
+    let grace = Duration::from_secs(options.shutdown_timeout_secs);
+    eprintln!(
+        "stopping: no new connections; finishing answers in flight (at most {} s, \
+         --shutdown-timeout; a second SIGINT/SIGTERM exits at once)",
+        grace.as_secs()
+    );
     eprintln!("heap allocations while serving: {allocations}");
-    // Each worker's sweeper sees the flag within a tick and ends its own pending accept.
+    // Each worker's sweeper sees the flag within a tick and ends its own pending accept. This
+    // thread does not depend on the workers to exit: it waits for them at most `grace`.
     shared.stop.store(true, Ordering::SeqCst);
-    for w in workers {
-        match w.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("error: a worker could not start its event loop: {e}"),
-            Err(_) => eprintln!("error: a worker thread panicked"),
+    let began = clock::instant();
+    let cut = loop {
+        if workers.iter().all(|w| w.is_finished()) {
+            break None;
+        }
+        let left = grace.saturating_sub(clock::since(began));
+        if left.is_zero() {
+            break Some(format!(
+                "the {} s grace period (--shutdown-timeout) is over",
+                grace.as_secs()
+            ));
+        }
+        if wait_for_stop(&signals, left.min(Duration::from_millis(20))) {
+            break Some("a second stop signal came".to_string());
+        }
+    };
+    match cut {
+        None => {
+            for w in workers {
+                match w.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => eprintln!("error: a worker could not start its event loop: {e}"),
+                    Err(_) => eprintln!("error: a worker thread panicked"),
+                }
+            }
+        }
+        Some(why) => {
+            let open: u64 = shared
+                .live
+                .iter()
+                .map(|l| l.open.load(Ordering::Relaxed))
+                .sum();
+            eprintln!(
+                "exiting: {why}; {open} connection{} still open {} closed without waiting \
+                 for {}",
+                if open == 1 { "" } else { "s" },
+                if open == 1 { "is" } else { "are" },
+                if open == 1 {
+                    "its answer"
+                } else {
+                    "their answers"
+                },
+            );
         }
     }
     Ok(sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Watchdog, STALL};
+    use std::time::Duration;
+
+    #[test]
+    fn a_worker_still_for_the_stall_time_is_reported_once_until_it_beats_again() {
+        let mut dog = Watchdog::new(2);
+        let s = Duration::from_secs;
+        assert!(dog.check([1, 1].into_iter(), s(1)).is_empty());
+        assert!(dog
+            .check([2, 1].into_iter(), s(1) + STALL - s(1))
+            .is_empty());
+        assert_eq!(dog.check([3, 1].into_iter(), s(1) + STALL), vec![1]);
+        assert!(
+            dog.check([4, 1].into_iter(), s(5) + STALL).is_empty(),
+            "once"
+        );
+        assert!(dog.check([5, 2].into_iter(), s(6) + STALL).is_empty());
+        assert_eq!(
+            dog.check([5, 2].into_iter(), s(6) + STALL + STALL),
+            vec![0, 1],
+            "both still again"
+        );
+    }
 }

@@ -36,13 +36,38 @@ fn uring_builder(tuned: bool) -> io_uring::Builder {
     b
 }
 
-/// Picks the driver for `wanted` by probing the kernel once. Returns the driver and, when it is not
-/// the one asked for or the best one, a sentence saying why (the one log line).
+/// Builds a ring and proves it works end to end: a NOP submitted through `io_uring_enter` must
+/// come back completed. A seccomp profile may allow `io_uring_setup` but forbid `io_uring_enter`;
+/// a ring that can be built but not entered would leave the workers spinning and deaf.
+fn probe(tuned: bool) -> Result<(), String> {
+    let mut ring = uring_builder(tuned)
+        .build(8)
+        .map_err(|e| format!("io_uring_setup failed: {e}"))?;
+    const TOKEN: u64 = 0x7572_696e;
+    let nop = io_uring::opcode::Nop::new().build().user_data(TOKEN);
+    // SAFETY: a NOP references no memory; the entry is fully initialised by `build`.
+    unsafe { ring.submission().push(&nop) }
+        .map_err(|_| "the probe ring's submission queue is full".to_string())?;
+    ring.submit_and_wait(1)
+        .map_err(|e| format!("io_uring_enter failed: {e}"))?;
+    let completed = ring.completion().next();
+    match completed {
+        Some(cqe) if cqe.user_data() == TOKEN && cqe.result() >= 0 => Ok(()),
+        Some(cqe) => Err(format!(
+            "a NOP on the probe ring completed with error {}",
+            io::Error::from_raw_os_error(-cqe.result())
+        )),
+        None => Err("a NOP on the probe ring never completed".to_string()),
+    }
+}
+
+/// Picks the driver for `wanted` by probing the kernel once (a NOP through a real ring). Returns
+/// the driver and, when it is not the one asked for or the best one, a sentence saying why (the
+/// one log line).
 pub fn choose(wanted: IoDriver) -> Result<(Driver, Option<String>), String> {
     if wanted == IoDriver::Epoll {
         return Ok((Driver::Epoll, None));
     }
-    let probe = |tuned| uring_builder(tuned).build(8).map(drop);
     let refused = match probe(true) {
         Ok(()) if monoio::utils::detect_uring() => return Ok((Driver::Uring { tuned: true }, None)),
         Ok(()) => "the kernel lacks io_uring operations monoio needs".to_string(),
@@ -56,15 +81,17 @@ pub fn choose(wanted: IoDriver) -> Result<(Driver, Option<String>), String> {
                 ))
             }
             Ok(()) => "the kernel lacks io_uring operations monoio needs".to_string(),
-            Err(e) => e.to_string(),
+            Err(e) => e,
         },
     };
     match wanted {
-        IoDriver::Uring => Err(format!("io_uring is not available: {refused}")),
+        IoDriver::Uring => Err(format!(
+            "io_uring is not usable here ({refused}); run with --io epoll or --io auto"
+        )),
         _ => Ok((
             Driver::Epoll,
             Some(format!(
-                "falling back to epoll: io_uring is not available ({refused})"
+                "falling back to epoll: io_uring is not usable here ({refused})"
             )),
         )),
     }

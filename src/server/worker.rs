@@ -11,12 +11,12 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent, Canceller};
 use monoio::net::{TcpListener, TcpStream};
 
 use super::clock;
@@ -57,6 +57,22 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// One set of counters per worker.
     pub counters: Vec<Counters>,
+    /// One liveness record per worker, read by the main thread.
+    pub live: Vec<Liveness>,
+    /// When serving started (the origin of `fd_warning_at`).
+    pub started: Instant,
+    /// Milliseconds after `started` of the last out-of-descriptors warning plus one (0: never);
+    /// shared so all workers together print at most one a second.
+    pub fd_warning_at: AtomicU64,
+}
+
+/// What the main thread can see of a worker while it runs and stops.
+#[derive(Debug, Default)]
+pub struct Liveness {
+    /// Sweeper ticks so far: stops advancing when the worker's event loop is wedged.
+    pub beats: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
 }
 
 /// Granularity of connection deadlines: the sweeper's period.
@@ -70,6 +86,9 @@ struct Slot {
     deadline: Cell<u64>,
     /// The sweeper ended its read because the deadline passed.
     expired: Cell<bool>,
+    /// Cancels the connection's pending read when the worker stops (its bytes stay unread in
+    /// the socket, so nothing is lost and the read side is not shut: no reset on close).
+    cancel: RefCell<Canceller>,
 }
 
 /// This worker's state on its own thread.
@@ -85,11 +104,17 @@ struct Worker {
     listener_fd: Cell<Option<RawFd>>,
     /// This worker's forwarding: idle upstream connections and counts.
     forwarder: Forwarder,
+    /// Set once the worker stops: every answer from now on closes its connection.
+    stopping: Cell<bool>,
 }
 
 impl Worker {
     fn counters(&self) -> &Counters {
         &self.shared.counters[self.index]
+    }
+
+    fn live(&self) -> &Liveness {
+        &self.shared.live[self.index]
     }
 
     /// Ends the pending read of `slot` (it returns 0) without closing the socket.
@@ -116,6 +141,7 @@ async fn sweep(worker: Rc<Worker>) {
         monoio::time::sleep(TICK).await;
         let now = worker.ticks.get() + 1;
         worker.ticks.set(now);
+        Counters::bump(&worker.live().beats);
         for slot in worker.open.borrow().values() {
             if slot.deadline.get() <= now && !slot.expired.get() {
                 slot.expired.set(true);
@@ -150,6 +176,7 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: 
         ticks: Cell::new(0),
         listener_fd: Cell::new(Some(listener.as_raw_fd())),
         forwarder,
+        stopping: Cell::new(false),
     });
     monoio::spawn(sweep(worker.clone()));
     loop {
@@ -160,35 +187,107 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: 
         match accepted {
             Ok((stream, peer)) => {
                 Counters::bump(&worker.counters().connections);
+                Counters::bump(&worker.live().open);
                 let id = worker.next_id.get();
                 worker.next_id.set(id + 1);
                 let slot = Rc::new(Slot {
                     fd: stream.as_raw_fd(),
                     deadline: Cell::new(u64::MAX),
                     expired: Cell::new(false),
+                    cancel: RefCell::new(Canceller::new()),
                 });
                 worker.open.borrow_mut().insert(id, slot.clone());
                 let w = worker.clone();
                 monoio::spawn(async move {
                     connection(&w, &slot, stream, peer).await;
                     w.open.borrow_mut().remove(&id);
+                    let open = &w.live().open;
+                    open.store(open.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
                 });
             }
-            // Out of descriptors or a connection reset before accept: pause briefly, go on.
-            Err(_) => monoio::time::sleep(Duration::from_millis(5)).await,
+            Err(e) => {
+                // Out of descriptors, or a connection reset before accept: pause briefly, go
+                // on (the pending connections wait in the backlog).
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                    warn_out_of_descriptors(&worker.shared, &e);
+                }
+                monoio::time::sleep(Duration::from_millis(5)).await;
+            }
         }
     }
     worker.listener_fd.set(None);
     drop(listener);
-    // End every pending read: idle connections see EOF; a connection busy answering finishes,
-    // sees the stop flag and closes.
+    // From here every answer closes its connection. Cancel every pending read: a connection
+    // that was waiting then answers what has already arrived and closes with a FIN; one busy
+    // answering sees `stopping` when it is done. The main thread stops waiting for us after the
+    // grace period, so this wait has the same bound.
+    worker.stopping.set(true);
     for slot in worker.open.borrow().values() {
-        Worker::end_read(slot);
+        let canceller = std::mem::take(&mut *slot.cancel.borrow_mut());
+        drop(canceller.cancel());
     }
+    let grace = Duration::from_secs(worker.shared.serve.shutdown_timeout_secs);
     let started = clock::instant();
-    while !worker.open.borrow().is_empty() && clock::since(started) < Duration::from_secs(10) {
+    while !worker.open.borrow().is_empty() && clock::since(started) < grace {
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Says, at most once a second across all workers, that accepting waits for free descriptors.
+fn warn_out_of_descriptors(shared: &Shared, e: &std::io::Error) {
+    let now = clock::since(shared.started).as_millis() as u64 + 1;
+    let last = shared.fd_warning_at.load(Ordering::Relaxed);
+    if (last != 0 && now < last + 1000)
+        || shared
+            .fd_warning_at
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    let limit = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+        0 => format!(" (now {})", limit.rlim_cur),
+        _ => String::new(),
+    };
+    eprintln!(
+        "warning: out of file descriptors ({e}): new connections wait until some close; \
+         raise the limit with `ulimit -n`{limit}"
+    );
+}
+
+/// Moves what has already arrived on `stream` into `input` without waiting (at most 1 MiB), so a
+/// stop answers the requests already received. Returns how many bytes it read.
+fn drain_arrived(stream: &TcpStream, input: &mut Vec<u8>) -> usize {
+    const MOST: usize = 1024 * 1024;
+    let start = input.len();
+    while input.len() - start < MOST {
+        if input.capacity() - input.len() < 4096 {
+            input.reserve(16 * 1024);
+        }
+        let spare = input.spare_capacity_mut();
+        // SAFETY: recv writes at most `spare.len()` bytes into `input`'s spare capacity, which
+        // nothing else borrows; the fd belongs to `stream`, alive for this call. MSG_DONTWAIT:
+        // it never blocks the worker.
+        let n = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        let Ok(n @ 1..) = usize::try_from(n) else {
+            break;
+        };
+        // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
+        unsafe { input.set_len(input.len() + n) };
+    }
+    input.len() - start
 }
 
 /// The request's destination as the matcher sees it.
@@ -323,8 +422,11 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
     let mut outbox = Outbox::new(shared.replayer.clone());
     let mut scratch: Vec<u8> = Vec::new();
     let mut partial_since = None;
+    let cancel: CancelHandle = slot.cancel.borrow().handle();
     loop {
-        // Answer every complete request in the input, in order, into the outbox.
+        // Answer every complete request in the input, in order, into the outbox. Once the
+        // worker stops, each answer says `Connection: close` and the connection closes after.
+        let stopping = worker.stopping.get();
         let now = clock::now();
         let mut pos = 0;
         let mut after = After::Continue;
@@ -375,10 +477,14 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                     Counters::bump(&counters.replayed);
                     let facts = RequestFacts {
                         is_head: req.is_head,
-                        wants_close,
+                        wants_close: wants_close || stopping,
                         http10_keep_alive: req.http10_keep_alive,
                     };
+                    let head_at = out.len();
                     let reply = replayer.write_reply(flow, now, &facts, out);
+                    if stopping {
+                        http1::add_connection_close(out, head_at);
+                    }
                     outbox.push_body(reply.body);
                     outbox.bytes.extend_from_slice(reply.tail);
                     if reply.close {
@@ -398,9 +504,13 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                 }
                 Decision::Status(code) => {
                     Counters::bump(&counters.status_answered);
+                    let head_at = out.len();
                     out.extend_from_slice(Replayer::status_reply(code));
+                    if stopping {
+                        http1::add_connection_close(out, head_at);
+                    }
                     outcome = Outcome::Status(code);
-                    if wants_close {
+                    if wants_close || stopping {
                         after = After::Close;
                     }
                 }
@@ -410,9 +520,9 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                 }
                 Decision::Forward if forward::came_back(&worker.forwarder, &req) => {
                     Counters::bump(&counters.rejected);
-                    forward::write_loop_detected(&worker.forwarder, wants_close, out);
+                    forward::write_loop_detected(&worker.forwarder, wants_close || stopping, out);
                     outcome = Outcome::LoopDetected;
-                    if wants_close {
+                    if wants_close || stopping {
                         after = After::Close;
                     }
                 }
@@ -467,6 +577,9 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                 break;
             }
         }
+        if stopping && matches!(after, After::Continue) {
+            after = After::Close;
+        }
         if !outbox.is_empty() && outbox.flush(&mut stream).await.is_err() {
             return;
         }
@@ -490,8 +603,12 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         } else if pos > 0 {
             input.drain(..pos);
         }
-        if shared.stop.load(Ordering::Relaxed) {
-            return;
+        if worker.stopping.get() {
+            // The stop came while this connection was busy: answer what has arrived, then close.
+            if drain_arrived(&stream, &mut input) > 0 {
+                continue;
+            }
+            return linger_close(stream, input).await;
         }
         // Read more.
         if input.capacity() - input.len() < 4096 {
@@ -513,11 +630,17 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         // under load it usually finds the next request already there and is served inline.
         // Measured with a patched monoio: IORING_RECVSEND_POLL_FIRST here cost ≈3 % CPU per
         // request at 64 connections; registered (fixed) files for the sockets changed nothing.
-        let (res, slice) = stream.read(input.slice_mut(len..cap)).await;
+        let (res, slice) = stream
+            .cancelable_read(input.slice_mut(len..cap), cancel.clone())
+            .await;
         slot.deadline.set(u64::MAX);
         input = slice.into_inner();
         match res {
             Ok(n) if n > 0 => {}
+            // The worker stopped while this read waited: take what has arrived and answer it.
+            Err(_) if worker.stopping.get() && !slot.expired.get() => {
+                drain_arrived(&stream, &mut input);
+            }
             Ok(_) | Err(_) if !slot.expired.get() => return,
             _ => {
                 if partial {
@@ -537,10 +660,17 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
     }
 }
 
-/// Closes after a final answer without losing it to a reset: shut the write side, then read and
-/// drop what the client still sends (bounded in bytes and time).
-async fn linger_close(mut stream: TcpStream, mut buf: Vec<u8>) {
+/// How long a closing connection waits for the client's FIN, at most.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Closes after a final answer without losing it to a reset: shut the write side (FIN), then read
+/// and drop what the client still sends until its FIN (bounded: 1 MiB, [`LINGER`]).
+async fn linger_close(mut stream: TcpStream, buf: Vec<u8>) {
     let _ = stream.shutdown().await;
+    let _ = monoio::time::timeout(LINGER, drain_until_eof(stream, buf)).await;
+}
+
+async fn drain_until_eof(mut stream: TcpStream, mut buf: Vec<u8>) {
     let mut drained = 0usize;
     while drained < 1024 * 1024 {
         buf.clear();

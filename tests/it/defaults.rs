@@ -31,7 +31,7 @@ fn a_reverse_target_that_is_our_own_listen_address_is_refused_at_start_up() {
     for extra in [&[][..], &["--mode", &explicit], &["--mode", &mapped]] {
         let mut args = vec!["-S", file.arg(), "-p", &p, "--threads", "1"];
         args.extend_from_slice(extra);
-        let stopped = run_to_exit(&args);
+        let stopped = run_to_exit(&args, |_| {});
         assert_eq!(
             stopped.status.code(),
             Some(1),
@@ -124,7 +124,7 @@ fn a_second_copy_on_a_port_in_use_is_refused_unless_reuse_port() {
     let demo = path.to_str().unwrap();
     let first = Server::start(&["-S", demo, "-k"]);
     let port = first.addr.port().to_string();
-    let stopped = run_to_exit(&["-S", demo, "-k", "-p", &port, "--threads", "2"]);
+    let stopped = run_to_exit(&["-S", demo, "-k", "-p", &port, "--threads", "2"], |_| {});
     assert_eq!(stopped.status.code(), Some(1), "{}", stopped.stderr);
     assert!(
         stopped

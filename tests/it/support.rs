@@ -168,6 +168,13 @@ impl Server {
         wait_for(&self.stderr, needle)
     }
 
+    /// Waits until stderr contains `needle` at least `times` times; returns all of stderr.
+    pub fn wait_stderr_times(&self, needle: &str, times: usize) -> String {
+        wait_until(&self.stderr, needle, |text| {
+            text.matches(needle).count() >= times
+        })
+    }
+
     /// Waits until stdout (after the start-up line) contains `needle`.
     pub fn wait_stdout(&self, needle: &str) -> String {
         wait_for(&self.stdout, needle)
@@ -233,54 +240,14 @@ fn command(args: &[&str], configure: impl FnOnce(&mut Command)) -> Command {
     command
 }
 
-/// Runs `uringreplay ARGS` (exactly these arguments) expecting it to exit on its own, as a
-/// refusal at start-up does; kills it and fails if it is still running after the patience.
-pub fn run_to_exit(args: &[&str]) -> Stopped {
-    let mut child = command(args, |_| {})
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn uringreplay");
-    let pid = child.id() as libc::pid_t;
-    let (stdout, stderr) = (
-        Arc::new(Collected::default()),
-        Arc::new(Collected::default()),
-    );
-    let collectors = [
-        collect(child.stdout.take().expect("piped stdout"), stdout.clone()),
-        collect(child.stderr.take().expect("piped stderr"), stderr.clone()),
-    ];
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let Ok(status) = rx.recv_timeout(PATIENCE) else {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-        }
-        panic!(
-            "uringreplay {args:?} kept running; stderr: {}",
-            stderr.text.lock().unwrap()
-        );
-    };
-    for c in collectors {
-        let _ = c.join();
-    }
-    let stdout = stdout.text.lock().unwrap().clone();
-    let stderr = stderr.text.lock().unwrap().clone();
-    Stopped {
-        status: status.expect("wait for uringreplay"),
-        stdout,
-        stderr,
-    }
+fn wait_for(c: &Collected, needle: &str) -> String {
+    wait_until(c, needle, |text| text.contains(needle))
 }
 
-fn wait_for(c: &Collected, needle: &str) -> String {
+fn wait_until(c: &Collected, needle: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + PATIENCE;
     let mut text = c.text.lock().unwrap();
-    while !text.contains(needle) {
+    while !done(&text) {
         let left = deadline.saturating_duration_since(Instant::now());
         assert!(!left.is_zero(), "never saw {needle:?}; got:\n{text}");
         text = c.changed.wait_timeout(text, left).unwrap().0;
@@ -530,40 +497,43 @@ pub fn closed_port() -> u16 {
 /// Makes the child's io_uring_setup fail with EPERM, as Docker's default seccomp profile does.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub fn forbid_io_uring(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
     const IO_URING_SETUP: u32 = 425;
-    // SAFETY: the closure runs in the forked child before exec and only calls prctl with a
-    // filter program that lives on its stack for the duration of the call.
+    forbid_syscall(command, IO_URING_SETUP);
+}
+
+/// Makes only the child's io_uring_enter fail with EPERM: rings can be set up but never entered
+/// (a seccomp profile some sandboxes ship).
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub fn forbid_io_uring_enter(command: &mut Command) {
+    const IO_URING_ENTER: u32 = 426;
+    forbid_syscall(command, IO_URING_ENTER);
+}
+
+/// Installs, in the child before exec, a seccomp filter under which x86_64 system call `nr`
+/// fails with EPERM and everything else is allowed.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn forbid_syscall(command: &mut Command, nr: u32) {
+    use std::os::unix::process::CommandExt;
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    // Classic BPF over struct seccomp_data { int nr; u32 arch; ... }.
+    const LOAD_WORD: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JUMP_IF_EQUAL: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RETURN: u16 = 0x06; // BPF_RET | BPF_K
+    const ALLOW: u32 = 0x7fff_0000; // SECCOMP_RET_ALLOW
+    const ERRNO: u32 = 0x0005_0000; // SECCOMP_RET_ERRNO
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        op(LOAD_WORD, 0, 0, 4),                     // A = arch
+        op(JUMP_IF_EQUAL, 0, 2, AUDIT_ARCH_X86_64), // another arch: allow
+        op(LOAD_WORD, 0, 0, 0),                     // A = nr
+        op(JUMP_IF_EQUAL, 1, 0, nr),                // nr: deny
+        op(RETURN, 0, 0, ALLOW),
+        op(RETURN, 0, 0, ERRNO | libc::EPERM as u32),
+    ];
+    // SAFETY: the closure runs in the forked child before exec and only makes two prctl calls
+    // (async-signal-safe) with a filter program that the closure owns for their duration.
     unsafe {
-        command.pre_exec(|| {
-            let filter = [
-                // A = seccomp_data.nr
-                libc::sock_filter {
-                    code: 0x20,
-                    jt: 0,
-                    jf: 0,
-                    k: 0,
-                },
-                // if A == io_uring_setup goto deny else goto allow
-                libc::sock_filter {
-                    code: 0x15,
-                    jt: 1,
-                    jf: 0,
-                    k: IO_URING_SETUP,
-                },
-                libc::sock_filter {
-                    code: 0x06,
-                    jt: 0,
-                    jf: 0,
-                    k: 0x7fff_0000,
-                },
-                libc::sock_filter {
-                    code: 0x06,
-                    jt: 0,
-                    jf: 0,
-                    k: 0x0005_0000 | libc::EPERM as u32,
-                },
-            ];
+        command.pre_exec(move || {
             let program = libc::sock_fprog {
                 len: filter.len() as u16,
                 filter: filter.as_ptr() as *mut libc::sock_filter,
@@ -575,5 +545,61 @@ pub fn forbid_io_uring(command: &mut Command) {
             }
             Ok(())
         });
+    }
+}
+
+/// Lowers the child's soft limit on open descriptors (RLIMIT_NOFILE) to `n`.
+pub fn limit_descriptors(n: u64) -> impl FnOnce(&mut Command) {
+    use std::os::unix::process::CommandExt;
+    move |command: &mut Command| {
+        // SAFETY: the closure runs in the forked child before exec and only calls getrlimit and
+        // setrlimit (async-signal-safe) on a struct it owns.
+        unsafe {
+            command.pre_exec(move || {
+                let mut limit = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                limit.rlim_cur = n.min(limit.rlim_max);
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+/// Runs the binary with `args` (after `configure`) until it exits on its own (bounded).
+pub fn run_to_exit(args: &[&str], configure: impl FnOnce(&mut Command)) -> Stopped {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_uringreplay"));
+    configure(&mut command);
+    let child = command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn uringreplay");
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(output) = rx.recv_timeout(PATIENCE) else {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+        panic!("uringreplay {args:?} did not exit");
+    };
+    let output = output.expect("wait for uringreplay");
+    Stopped {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
