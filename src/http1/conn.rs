@@ -82,6 +82,7 @@ impl Conn {
             headers: head.headers,
             body,
             wants_close: head.wants_close,
+            http10_keep_alive: head.http10_keep_alive,
             is_head: head.method == b"HEAD",
             len,
         })

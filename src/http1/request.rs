@@ -90,6 +90,10 @@ pub struct Head<'h, 'b> {
     pub expect_continue: bool,
     /// Spec §f.5 rule 2: the request asks for the connection to close afterwards.
     pub wants_close: bool,
+    /// HTTP/1.0 with a `keep-alive` and no `close` connection option, compared case-insensitively
+    /// as RFC 9110 §7.6.1 says (rule 2 compares case-sensitively, so `ab -k`'s `Keep-Alive`
+    /// closes there); what `--keep-alive` goes by.
+    pub http10_keep_alive: bool,
 }
 
 /// Where a complete request's body is.
@@ -116,6 +120,8 @@ pub struct Request<'b> {
     pub body: &'b [u8],
     /// Spec §f.5 rule 2.
     pub wants_close: bool,
+    /// See [`Head::http10_keep_alive`].
+    pub http10_keep_alive: bool,
     /// The method is `HEAD`.
     pub is_head: bool,
     /// Bytes of input this request used (head and framed body).
@@ -154,6 +160,8 @@ pub fn parse_head<'h, 'b>(
     let mut chunked = None;
     let mut close = false;
     let mut keep_alive = false;
+    // Any case, for `Head::http10_keep_alive`.
+    let (mut close_any_case, mut keep_alive_any_case) = (false, false);
     let mut expect_continue = false;
     let mut hosts = 0;
     for h in headers[..fields].iter() {
@@ -170,6 +178,8 @@ pub fn parse_head<'h, 'b>(
             for token in h.value.split(|&b| b == b',').map(trim) {
                 close |= token == b"close";
                 keep_alive |= token == b"keep-alive";
+                close_any_case |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_any_case |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if name.eq_ignore_ascii_case(b"expect") {
             expect_continue =
@@ -217,6 +227,7 @@ pub fn parse_head<'h, 'b>(
         framing,
         expect_continue,
         wants_close: close || (!keep_alive && version_minor != 1),
+        http10_keep_alive: version_minor == 0 && keep_alive_any_case && !close_any_case,
     }))
 }
 
@@ -378,6 +389,35 @@ mod tests {
         let mut headers = header_slots();
         parse_head(input, &mut headers, &Limits::default())
             .map(|h| h.map(|h| (h.head_len, h.framing, h.wants_close, h.expect_continue)))
+    }
+
+    #[test]
+    fn http10_keep_alive_reads_connection_options_in_any_case() {
+        let facts = |input: &[u8]| {
+            let mut headers = header_slots();
+            let h = parse_head(input, &mut headers, &Limits::default())
+                .unwrap()
+                .unwrap();
+            (h.wants_close, h.http10_keep_alive)
+        };
+        // ab -k: spec §f.5 rule 2 closes (case-sensitive), RFC 9110 keeps.
+        assert_eq!(
+            facts(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"),
+            (true, true)
+        );
+        assert_eq!(
+            facts(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
+            (false, true)
+        );
+        assert_eq!(
+            facts(b"GET / HTTP/1.0\r\nConnection: Keep-Alive, Close\r\n\r\n"),
+            (true, false)
+        );
+        assert_eq!(facts(b"GET / HTTP/1.0\r\n\r\n"), (true, false));
+        assert_eq!(
+            facts(b"GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n"),
+            (false, false)
+        );
     }
 
     #[test]
