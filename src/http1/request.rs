@@ -504,7 +504,7 @@ mod tests {
         );
         assert_eq!(facts(b"GET / HTTP/1.0\r\n\r\n"), (true, false));
         assert_eq!(
-            facts(b"GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n"),
+            facts(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n"),
             (false, false)
         );
     }
