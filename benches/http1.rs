@@ -116,6 +116,7 @@ fn answer(
     let facts = RequestFacts {
         is_head: req.is_head,
         wants_close: req.wants_close,
+        http10_keep_alive: req.http10_keep_alive,
     };
     let reply = replayer.write_reply(flow, now, &facts, out);
     out.extend_from_slice(reply.body);

@@ -4,9 +4,11 @@
 //! ```sh
 //! cargo run --release --example gen_flows -- --flows 200000 --body-bytes 1200 --out big.flows
 //! ```
-//! Flow `i` is `GET http://127.0.0.1:8080/item/{i % keys}` answered with a 200, a `Date`, a
+//! Flow `i` is `GET http://127.0.0.1:29411/item/{i % keys}` answered with a 200, a `Date`, a
 //! `Content-Length` and `body-bytes` of text; `--keys` below `--flows` repeats keys so consume order
-//! has something to do.
+//! has something to do. The origin (`--host`, `--port`) is not uringreplay's default listen
+//! address 127.0.0.1:8080, so `uringreplay -S generated.flows` forwards misses to that origin
+//! (a 502 while nothing listens there), not to itself.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -30,7 +32,7 @@ fn parse_args() -> Result<Options, String> {
         body_bytes: 200,
         out: PathBuf::from("generated.flows"),
         host: "127.0.0.1".to_string(),
-        port: 8080,
+        port: 29411,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {

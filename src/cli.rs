@@ -158,6 +158,14 @@ pub struct ServeArgs {
     /// Reverse mode: send the client's Host header upstream instead of the target's.
     #[arg(long = "keep-host-header")]
     pub keep_host_header: bool,
+    /// Start even if another server listens on the port, sharing it (SO_REUSEPORT) for a deliberate
+    /// blue/green swap; without it a port in use is refused.
+    #[arg(long = "reuse-port")]
+    pub reuse_port: bool,
+    /// Keep connections open after replayed responses recorded with `Connection: close` (or as
+    /// HTTP/1.0 without keep-alive), dropping that field; for load tests.
+    #[arg(long = "keep-alive")]
+    pub keep_alive: bool,
     /// mitmproxy option `NAME=VALUE` (server_replay_*, mode, listen_host, listen_port, keepserving).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
@@ -252,6 +260,7 @@ impl ServeArgs {
             ignore_host: self.ignore_host,
             ignore_port: self.ignore_port,
             refresh: !self.norefresh,
+            keep_alive: self.keep_alive,
             ..ReplayOptions::default()
         };
         let mut extra = self.extra.as_deref().map(parse_extra).transpose()?;
@@ -370,6 +379,7 @@ impl ServeArgs {
                 ssl_insecure,
                 upstream_timeout: std::time::Duration::from_secs_f64(self.upstream_timeout),
                 keep_host_header,
+                reuse_port: self.reuse_port,
             },
             mode_given,
         })

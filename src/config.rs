@@ -50,6 +50,9 @@ pub struct ReplayOptions {
     pub refresh: bool,
     /// What to do when nothing matches.
     pub unmatched: Unmatched,
+    /// `--keep-alive`: replayed responses whose recording asks to close (`Connection: close`, or
+    /// HTTP/1.0 without keep-alive) keep the connection open instead (spec §f.5 rule 3 overridden).
+    pub keep_alive: bool,
 }
 
 impl Default for ReplayOptions {
@@ -64,6 +67,7 @@ impl Default for ReplayOptions {
             order: Order::Consume,
             refresh: true,
             unmatched: Unmatched::Forward,
+            keep_alive: false,
         }
     }
 }
@@ -176,6 +180,8 @@ pub struct ServeOptions {
     pub upstream_timeout: std::time::Duration,
     /// Reverse mode: send the client's Host upstream unchanged (mitmproxy's `keep_host_header`).
     pub keep_host_header: bool,
+    /// Share the listen port with sockets already on it (`--reuse-port`), instead of refusing.
+    pub reuse_port: bool,
 }
 
 impl Default for ServeOptions {
@@ -197,6 +203,7 @@ impl Default for ServeOptions {
             ssl_insecure: false,
             upstream_timeout: std::time::Duration::from_secs(30),
             keep_host_header: false,
+            reuse_port: false,
         }
     }
 }

@@ -20,7 +20,8 @@ pub struct Counters {
     pub killed: AtomicU64,
     /// Unmatched requests answered with a status-mode response.
     pub status_answered: AtomicU64,
-    /// Requests rejected as malformed or too large (400/408/413/431).
+    /// Requests rejected as malformed or too large (400/408/413/431), or that came back through
+    /// this server (508).
     pub rejected: AtomicU64,
     /// Connections accepted.
     pub connections: AtomicU64,
@@ -166,6 +167,8 @@ pub enum Outcome {
     Killed,
     /// Status-mode answer.
     Status(u16),
+    /// Unmatched, but it carried our own `Via` entry: answered 508, not forwarded.
+    LoopDetected,
 }
 
 /// The mitmdump-style line for one request: `PEER: METHOD URL << OUTCOME`.
@@ -184,6 +187,7 @@ pub fn request_line(
         Outcome::Refused(code) => format!("[refused] {code} not forwarded"),
         Outcome::Killed => "[kill] connection closed".to_string(),
         Outcome::Status(code) => format!("[extra] {code}"),
+        Outcome::LoopDetected => "[loop] 508 not forwarded: it came back through us".to_string(),
     };
     format!("{peer}: {method} {url} << {outcome}")
 }

@@ -81,6 +81,10 @@ pub struct RequestFacts {
     pub is_head: bool,
     /// Spec §f.5 rule 2 (the request asks to close), computed by http1.
     pub wants_close: bool,
+    /// An HTTP/1.0 request that asks to keep the connection (`Connection: keep-alive`, any
+    /// case): with `--keep-alive` its replayed answers say `Connection: keep-alive`, which such a
+    /// client (`ab -k`) needs before it reuses the connection.
+    pub http10_keep_alive: bool,
 }
 
 /// What to send for a replay, after the head was appended to the caller's buffer.
@@ -92,6 +96,11 @@ pub struct Reply<'a> {
     pub tail: &'static [u8],
     /// Close the connection after sending (spec §f.5).
     pub close: bool,
+}
+
+/// Whether the connection closes after replaying a response of `shape` (spec §f.5).
+fn closes(shape: &Shape<'_>, facts: &RequestFacts) -> bool {
+    (!facts.is_head && shape.body_until_close) || facts.wants_close || shape.response_close
 }
 
 /// The replay core, shared by every worker thread (Send + Sync), built once at start-up.
@@ -109,6 +118,8 @@ pub struct Replayer {
     refresh: bool,
     /// What to do when nothing matches.
     unmatched: Unmatched,
+    /// `--keep-alive`: recorded closes were overridden at load; HTTP/1.0 clients are told.
+    keep_alive: bool,
 }
 
 /// Builds a [`Replayer`] while a recording loads: fed every flow as the loader reads it (see
@@ -131,7 +142,9 @@ impl ReplayerBuilder {
     pub fn add_flow(&mut self, request: &RequestView<'_>, response: Option<&ResponseView<'_>>) {
         let id = Index::added(&self.keys);
         self.index.add(&mut self.keys, request, response.is_some());
-        if response.is_some_and(|r| template::needs_template(r, self.options.refresh)) {
+        if response.is_some_and(|r| {
+            template::needs_template(r, self.options.refresh, self.options.keep_alive)
+        }) {
             self.templated
                 .push(u32::try_from(id).expect("invariant: fewer than 2^32 flows"));
         }
@@ -169,7 +182,13 @@ impl ReplayerBuilder {
             let response = recording
                 .response(id as usize)
                 .expect("invariant: only flows with a response are templated");
-            templates.add(&recording, id, &response, options.refresh);
+            templates.add(
+                &recording,
+                id,
+                &response,
+                options.refresh,
+                options.keep_alive,
+            );
         }
         templates.shrink();
         Replayer {
@@ -179,6 +198,7 @@ impl ReplayerBuilder {
             order: options.order,
             refresh: options.refresh,
             unmatched: options.unmatched,
+            keep_alive: options.keep_alive,
         }
     }
 }
@@ -261,17 +281,17 @@ impl Replayer {
                 } else {
                     out.extend_from_slice(head);
                 }
+                let shape = Shape {
+                    framing: t.framing,
+                    body_until_close: t.body_until_close,
+                    response_close: t.response_close,
+                    says_keep_alive: t.says_keep_alive,
+                    body: None,
+                };
+                self.tell_http10_keep_alive(&shape, facts, out);
                 out.extend_from_slice(self.templates.chunk_line(t));
                 let body = t.body.map_or(&b""[..], |span| self.recording.bytes(span));
-                (
-                    Shape {
-                        framing: t.framing,
-                        body_until_close: t.body_until_close,
-                        response_close: t.response_close,
-                        body: None,
-                    },
-                    body,
-                )
+                (shape, body)
             }
             None => {
                 let response = self
@@ -282,6 +302,7 @@ impl Replayer {
                     .refresh
                     .then(|| refresh::delta_seconds(now, response.timestamp_start));
                 let shape = template::write_head(out, &response, delta);
+                self.tell_http10_keep_alive(&shape, facts, out);
                 let body = shape.body.unwrap_or_default();
                 if shape.framing == Framing::Chunked && !body.is_empty() {
                     template::write_chunk_line(out, body.len());
@@ -309,9 +330,22 @@ impl Replayer {
         Reply {
             body,
             tail,
-            close: (!facts.is_head && shape.body_until_close)
-                || facts.wants_close
-                || shape.response_close,
+            close: closes(&shape, facts),
+        }
+    }
+
+    /// With `--keep-alive`, adds `Connection: keep-alive` to a head just written (through its
+    /// blank line) for an HTTP/1.0 client that asked for it, unless the head says so already or
+    /// the connection closes anyway.
+    fn tell_http10_keep_alive(&self, shape: &Shape<'_>, facts: &RequestFacts, out: &mut Vec<u8>) {
+        if self.keep_alive
+            && facts.http10_keep_alive
+            && !shape.says_keep_alive
+            && !closes(shape, facts)
+            && out.ends_with(b"\r\n\r\n")
+        {
+            out.truncate(out.len() - 2);
+            out.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
         }
     }
 
@@ -343,6 +377,16 @@ impl Replayer {
     /// `--exit-when-done`; in the other orders nothing is consumed and this stays constant.
     pub fn remaining(&self) -> u64 {
         self.index.remaining()
+    }
+
+    /// Whether `--keep-alive` is on.
+    pub fn keep_alive(&self) -> bool {
+        self.keep_alive
+    }
+
+    /// What happens to a request that no recording answers.
+    pub fn unmatched(&self) -> Unmatched {
+        self.unmatched
     }
 
     /// The recording.

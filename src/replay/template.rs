@@ -75,6 +75,8 @@ pub struct Template {
     pub body_until_close: bool,
     /// Spec §f.5 rule 3: the recorded response asks to close the connection.
     pub response_close: bool,
+    /// A `Connection` field of the head says `keep-alive`.
+    pub says_keep_alive: bool,
     /// The body in the recording (`None` for an empty or missing body).
     pub body: Option<Span>,
     /// `timestamp_start` of the recorded response; the refresh shift is `now` minus this.
@@ -204,6 +206,7 @@ impl FieldFacts {
             framing,
             body_until_close,
             response_close,
+            says_keep_alive: self.connection_keep_alive,
             body: response.content.filter(|b| !b.is_empty()),
         }
     }
@@ -218,8 +221,12 @@ fn date_header(name: &[u8]) -> Option<usize> {
 
 /// Whether the head of `response` must be pre-rendered at load: with refresh, a `Set-Cookie`
 /// field that refresh re-serialises, or a `Date`/`Expires`/`Last-Modified` field given more than
-/// once. Every other head is rendered at serve time by [`write_head`].
-pub fn needs_template(response: &ResponseView<'_>, refresh: bool) -> bool {
+/// once; with `keep_alive`, a response whose recording asks to close ([`overrides_close`]). Every
+/// other head is rendered at serve time by [`write_head`].
+pub fn needs_template(response: &ResponseView<'_>, refresh: bool, keep_alive: bool) -> bool {
+    if keep_alive && overrides_close(&shape(response)) {
+        return true;
+    }
     if !refresh {
         return false;
     }
@@ -237,6 +244,19 @@ pub fn needs_template(response: &ResponseView<'_>, refresh: bool) -> bool {
         }
     }
     false
+}
+
+/// Whether `--keep-alive` changes a response of this shape: its recording asks to close (spec
+/// §f.5 rule 3) and its body is not delimited by the close (rule 1, which still closes: without
+/// the close the client could not tell where the body ends).
+pub fn overrides_close(shape: &Shape<'_>) -> bool {
+    shape.response_close && !shape.body_until_close
+}
+
+/// Whether the status line [`write_status_line`] writes for `response` says HTTP/1.1 (HTTP/2
+/// and HTTP/3 recordings go out as HTTP/1.1).
+fn sent_as_http11(response: &ResponseView<'_>) -> bool {
+    matches!(response.http_version, b"HTTP/1.1" | b"HTTP/2.0" | b"HTTP/3")
 }
 
 /// Writes the status line (spec §f.1).
@@ -317,6 +337,8 @@ pub struct Shape<'a> {
     pub body_until_close: bool,
     /// Spec §f.5 rule 3.
     pub response_close: bool,
+    /// A `Connection` field of the head says `keep-alive` (case-sensitive, like rule 3).
+    pub says_keep_alive: bool,
     /// The body (`None` when empty or missing).
     pub body: Option<&'a [u8]>,
 }
@@ -338,14 +360,18 @@ impl Templates {
 
     /// Renders flow `id`'s `response` (ids must come in ascending order); with `refresh`, dates
     /// are normalised and patch sites recorded, otherwise the head is the stored fields verbatim.
+    /// With `keep_alive`, a response that [`overrides_close`] loses its `Connection` fields (an
+    /// HTTP/1.0 one gets `Connection: keep-alive` instead, which an HTTP/1.0 client needs to keep
+    /// the connection) and does not close.
     pub fn add(
         &mut self,
         recording: &Recording,
         id: u32,
         response: &ResponseView<'_>,
         refresh: bool,
+        keep_alive: bool,
     ) {
-        let template = self.render(recording, response, refresh);
+        let template = self.render(recording, response, refresh, keep_alive);
         self.entries.push((id, template));
     }
 
@@ -355,7 +381,7 @@ impl Templates {
         let mut templates = Templates::new();
         for flow in recording.flows() {
             if let Some(response) = flow.response {
-                templates.add(recording, flow.id as u32, &response, refresh);
+                templates.add(recording, flow.id as u32, &response, refresh, false);
             }
         }
         templates.shrink();
@@ -375,7 +401,17 @@ impl Templates {
         recording: &Recording,
         response: &ResponseView<'_>,
         refresh: bool,
+        keep_alive: bool,
     ) -> Template {
+        let shaped = shape(response);
+        let keep_open = keep_alive && overrides_close(&shaped);
+        let Shape {
+            framing,
+            body_until_close,
+            mut response_close,
+            mut says_keep_alive,
+            body,
+        } = shaped;
         let head_start = self.heads.len();
         let patch_start = self.patches.len();
         let out = &mut self.heads;
@@ -401,6 +437,9 @@ impl Templates {
         }
         let mut written = [false; 3];
         for (name, value) in response.headers.iter() {
+            if keep_open && name.eq_ignore_ascii_case(b"connection") {
+                continue;
+            }
             let date = date_header(name).filter(|&w| date_epochs[w].is_some());
             if let Some(which) = date {
                 if written[which] {
@@ -457,15 +496,16 @@ impl Templates {
             out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
         }
+        if keep_open {
+            says_keep_alive = !sent_as_http11(response);
+            if says_keep_alive {
+                out.extend_from_slice(b"Connection: keep-alive\r\n");
+            }
+            response_close = false;
+        }
         out.extend_from_slice(b"\r\n");
         let head_len = (out.len() - head_start) as u32;
 
-        let Shape {
-            framing,
-            body_until_close,
-            response_close,
-            body,
-        } = shape(response);
         let mut chunk_line_len = 0;
         if let (Framing::Chunked, Some(b)) = (framing, body) {
             let before = out.len();
@@ -481,6 +521,7 @@ impl Templates {
             framing,
             body_until_close,
             response_close,
+            says_keep_alive,
             body: body.and_then(|b| recording.span_of(b)),
             timestamp_start: response.timestamp_start,
         }

@@ -728,6 +728,7 @@ fn head_requests_get_the_recorded_head_only() {
         RequestFacts {
             is_head: true,
             wants_close: false,
+            http10_keep_alive: false,
         },
     );
     assert_eq!(text, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
@@ -746,6 +747,7 @@ fn head_requests_get_the_recorded_head_only() {
         RequestFacts {
             is_head: true,
             wants_close: false,
+            http10_keep_alive: false,
         },
     );
     assert_eq!(
@@ -801,6 +803,148 @@ fn connection_close_in_the_recording_closes_but_capitalised_close_does_not() {
     assert!(!keep_1_0);
 }
 
+/// [`framed`] with `--keep-alive` (and refresh on or off).
+fn framed_keep_alive(
+    edit: impl FnOnce(&mut ResponseSpec),
+    facts: RequestFacts,
+    refresh: bool,
+) -> (String, bool) {
+    let flow = with_response(test_flow(), edit);
+    let replayer = replayer(
+        std::slice::from_ref(&flow),
+        &ReplayOptions {
+            refresh,
+            keep_alive: true,
+            ..options()
+        },
+    );
+    let id = replay_of(&replayer, &Live::of(&flow));
+    reply_text(&replayer, id, at(2e9), facts)
+}
+
+#[test]
+fn keep_alive_drops_a_recorded_connection_close_and_keeps_the_connection() {
+    for refresh in [false, true] {
+        let (text, close) = framed_keep_alive(
+            |r| {
+                set(
+                    r,
+                    "HTTP/1.1",
+                    200,
+                    "OK",
+                    &[("Connection", "close"), ("Content-Length", "2")],
+                    Some("ok"),
+                )
+            },
+            RequestFacts::default(),
+            refresh,
+        );
+        assert_eq!(text, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        assert!(!close, "refresh {refresh}");
+    }
+    // An HTTP/1.0 response closes unless it says keep-alive: --keep-alive says so for it.
+    let (text, close) = framed_keep_alive(
+        |r| {
+            set(
+                r,
+                "HTTP/1.0",
+                200,
+                "OK",
+                &[("Content-Length", "3"), ("Connection", "close")],
+                Some("old"),
+            )
+        },
+        RequestFacts::default(),
+        true,
+    );
+    assert_eq!(
+        text,
+        "HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nold"
+    );
+    assert!(!close);
+    // An HTTP/1.0 client that asks for keep-alive (ab -k) is told, once.
+    let ab = RequestFacts {
+        http10_keep_alive: true,
+        ..RequestFacts::default()
+    };
+    for (version, refresh) in [("HTTP/1.1", false), ("HTTP/1.1", true), ("HTTP/1.0", false)] {
+        let (text, close) = framed_keep_alive(
+            |r| {
+                set(
+                    r,
+                    version,
+                    200,
+                    "OK",
+                    &[("Connection", "close"), ("Content-Length", "2")],
+                    Some("ok"),
+                )
+            },
+            ab,
+            refresh,
+        );
+        assert_eq!(
+            text,
+            format!("{version} 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok")
+        );
+        assert!(!close);
+    }
+    // Without --keep-alive nothing is added.
+    let (text, _) = framed(
+        |r| {
+            set(
+                r,
+                "HTTP/1.1",
+                200,
+                "OK",
+                &[("Content-Length", "2")],
+                Some("ok"),
+            )
+        },
+        ab,
+    );
+    assert_eq!(text, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    // The client's own close still closes.
+    let (_, close) = framed_keep_alive(
+        |r| {
+            set(
+                r,
+                "HTTP/1.1",
+                200,
+                "OK",
+                &[("Connection", "close"), ("Content-Length", "0")],
+                Some(""),
+            )
+        },
+        RequestFacts {
+            is_head: false,
+            wants_close: true,
+            http10_keep_alive: false,
+        },
+        false,
+    );
+    assert!(close);
+    // A body delimited by the close keeps its recorded head and still closes.
+    let (text, close) = framed_keep_alive(
+        |r| {
+            set(
+                r,
+                "HTTP/1.1",
+                200,
+                "OK",
+                &[("Connection", "close")],
+                Some("until-eof"),
+            )
+        },
+        RequestFacts::default(),
+        false,
+    );
+    assert_eq!(
+        text,
+        "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil-eof"
+    );
+    assert!(close);
+}
+
 #[test]
 fn a_request_asking_to_close_closes() {
     let (_, close) = framed(
@@ -817,6 +961,7 @@ fn a_request_asking_to_close_closes() {
         RequestFacts {
             is_head: false,
             wants_close: true,
+            http10_keep_alive: false,
         },
     );
     assert!(close);
@@ -1108,7 +1253,7 @@ fn heads_rendered_at_serve_time_equal_pre_rendered_heads() {
                 let Some(response) = recording.response(id) else {
                     continue;
                 };
-                if template::needs_template(&response, refresh) {
+                if template::needs_template(&response, refresh, false) {
                     continue;
                 }
                 let t = templates.get(id).unwrap();

@@ -13,7 +13,7 @@ pub use super::upstream_io::{ForwardSettings, Forwarded, Forwarder};
 use super::upstream_tls::UpstreamTls;
 use crate::config::{ProxyMode, ServeOptions};
 use crate::http1::{self, Request};
-use crate::upstream::{route, Mode, Origin, PoolLimits, Scheme};
+use crate::upstream::{route, Mode, Origin, PoolLimits, Scheme, Via};
 
 /// Builds the forwarding settings from the serve options (reads `--upstream-ca`); the error is one
 /// sentence for the user.
@@ -52,7 +52,31 @@ pub fn settings(options: &ServeOptions) -> Result<Arc<ForwardSettings>, String> 
         pool: PoolLimits::default(),
         mode,
         keep_host_header: options.keep_host_header,
+        via: Via::new(process_token()),
     }))
+}
+
+/// A random number fixed for this process, for its `Via` entry: std's `RandomState` is seeded
+/// from the OS's random source.
+fn process_token() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+}
+
+/// Whether `req` already went through this process (it carries our `Via` entry): forwarding it
+/// again would loop. Only unmatched requests are checked, so replays never pay for it.
+pub fn came_back(forwarder: &Forwarder, req: &Request<'_>) -> bool {
+    forwarder.settings().via.seen_in(req.headers)
+}
+
+/// Appends the answer to a request that came back to us: `508 Loop Detected`, one line.
+pub fn write_loop_detected(forwarder: &Forwarder, close: bool, out: &mut Vec<u8>) {
+    let text = format!(
+        "request loop: this request already went through this server (Via: {}), so its \
+         destination is this server itself; it is not forwarded again",
+        forwarder.settings().via.received_by()
+    );
+    http1::write_plain(508, "Loop Detected", &text, close, out);
 }
 
 /// Forwards `req` (all earlier answers already written) and relays the upstream's response to

@@ -1,13 +1,16 @@
 //! The I/O drivers: everything that touches sockets, rings, threads, clocks and the allocator.
 //!
 //! Nothing in the core (`flowfile`, `replay`, `http1`, `upstream`) imports this module.
-//! [`run`] binds one SO_REUSEPORT listener per worker, starts the workers on the chosen driver,
-//! prints a summary every few seconds and, on SIGINT/SIGTERM, stops them gracefully: at most
-//! `--shutdown-timeout` seconds, or until a second signal, then it exits whatever is still open.
+//! [`run`] binds one SO_REUSEPORT listener per worker ([`listen`]: refused when the port is in
+//! use, and a reverse target that is our own address is refused), starts the workers on the
+//! chosen driver, prints a summary every few seconds and, on SIGINT/SIGTERM, stops them
+//! gracefully: at most `--shutdown-timeout` seconds, or until a second signal, then it exits
+//! whatever is still open.
 
 pub mod clock;
 pub mod forward;
 pub mod heap;
+pub mod listen;
 pub mod outbox;
 pub mod runtime;
 pub mod upstream_io;
@@ -15,12 +18,11 @@ pub mod upstream_tls;
 pub mod worker;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{IoDriver, ProxyMode, ServeOptions};
+use crate::config::{IoDriver, ProxyMode, ReverseTarget, ServeOptions, Unmatched};
 use crate::http1::Limits;
 use crate::replay::Replayer;
 use crate::stats::{Counters, Summary, Totals};
@@ -66,36 +68,29 @@ impl Watchdog {
     }
 }
 
-fn listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    // Accepted connections inherit TCP_NODELAY on Linux: one syscall here, none per connection.
-    socket.set_nodelay(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    Ok(socket.into())
-}
-
-/// Binds `threads` listeners on one address (the first picks the port when it is 0).
-fn bind_all(options: &ServeOptions) -> Result<(SocketAddr, Vec<TcpListener>), String> {
-    let wanted = (options.listen_host.as_str(), options.listen_port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve listen address {}: {e}", options.listen_host))?
-        .next()
-        .ok_or_else(|| format!("listen address {} has no address", options.listen_host))?;
-    let first = listener(wanted).map_err(|e| format!("cannot listen on {wanted}: {e}"))?;
-    let bound = first.local_addr().map_err(|e| e.to_string())?;
-    let mut all = vec![first];
-    for _ in 1..options.threads {
-        all.push(listener(bound).map_err(|e| format!("cannot listen on {bound}: {e}"))?);
+/// Refuses a reverse target that is our own listen address: every unmatched request would be
+/// forwarded to ourselves, again and again (regular mode is left to the run-time `Via` check).
+fn refuse_forwarding_to_self(
+    target: &ReverseTarget,
+    bound: std::net::SocketAddr,
+    first: &std::net::TcpListener,
+) -> Result<(), String> {
+    let dual_stack = listen::is_dual_stack(first);
+    if !listen::reaches_us(
+        &target.host,
+        target.port,
+        bound,
+        dual_stack,
+        listen::is_local_address,
+    ) {
+        return Ok(());
     }
-    Ok((bound, all))
+    Err(format!(
+        "unmatched requests would be forwarded to {target}, which is this server itself (it \
+         listens on {bound}): listen on another port (-p OTHER_PORT), name the real server \
+         (--mode reverse:http://HOST:PORT), or answer unmatched requests without forwarding \
+         (--extra 404, or -k to close)"
+    ))
 }
 
 /// The CPUs this process may run on, in order.
@@ -158,7 +153,12 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
     // Before binding, so a bad --upstream-ca is reported without serving. Nothing connects
     // upstream here: connections are opened lazily, only for forwarded requests.
     let forward = forward::settings(&options)?;
-    let (bound, listeners) = bind_all(&options)?;
+    let (bound, listeners) = listen::bind_all(&options).map_err(|e| e.to_string())?;
+    if let Some(target) = reverse.as_ref() {
+        if replayer.unmatched() == Unmatched::Forward {
+            refuse_forwarding_to_self(target, bound, &listeners[0])?;
+        }
+    }
     let shared = Arc::new(Shared {
         replayer: replayer.clone(),
         reverse: reverse.as_ref().map(|t| ReverseView {

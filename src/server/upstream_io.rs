@@ -20,7 +20,7 @@ use super::clock;
 use super::upstream_tls::{TlsFailure, TlsStream, UpstreamTls};
 use crate::upstream::{
     write_request, ForwardError, ForwardErrorKind, Mode, Origin, Pool, PoolLimits, RelayOutcome,
-    ResponseRelay, Route, Scheme,
+    ResponseRelay, Route, Scheme, Via,
 };
 
 /// Bytes read from an upstream at a time (and so the most relayed to the client per write).
@@ -39,6 +39,8 @@ pub struct ForwardSettings {
     pub mode: Mode,
     /// Reverse mode: keep the client's Host header (else it is rewritten to the target's).
     pub keep_host_header: bool,
+    /// This process's `Via` entry, added to every forwarded request (loop detection).
+    pub via: Via,
 }
 
 /// Counts of one worker's forwarding, for the per-run report.
@@ -239,6 +241,8 @@ impl Forwarder {
             &request.route,
             request.headers,
             request.body,
+            &self.settings.via,
+            request.client_minor,
         );
         let origin = &request.route.origin;
         let mut relay = ResponseRelay::new(
@@ -442,6 +446,7 @@ mod tests {
             pool: PoolLimits::default(),
             mode: Mode::Regular,
             keep_host_header: false,
+            via: Via::new(1),
         })
     }
 

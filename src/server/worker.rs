@@ -422,6 +422,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
     let idle = ticks_for(Duration::from_secs(shared.serve.idle_timeout_secs));
     let header_wait = ticks_for(Duration::from_secs(shared.serve.header_timeout_secs));
     let verbose = shared.serve.verbose;
+    let keep_alive = replayer.keep_alive();
     let mut conn = Conn::new(shared.limits);
     let mut input: Vec<u8> = Vec::with_capacity(8 * 1024);
     let mut outbox = Outbox::new(shared.replayer.clone());
@@ -451,6 +452,9 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                 Step::Request(req) => req,
             };
             pos += req.len;
+            // `--keep-alive` keeps an HTTP/1.0 client that asked for keep-alive in any case (`ab
+            // -k` sends `Keep-Alive`, which spec §f.5 rule 2 reads as a close).
+            let wants_close = req.wants_close && !(keep_alive && req.http10_keep_alive);
             let Some(route) = route(
                 shared.reverse.as_ref(),
                 shared.serve.keep_host_header,
@@ -479,7 +483,8 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                     Counters::bump(&counters.replayed);
                     let facts = RequestFacts {
                         is_head: req.is_head,
-                        wants_close: req.wants_close || stopping,
+                        wants_close: wants_close || stopping,
+                        http10_keep_alive: req.http10_keep_alive,
                     };
                     let head_at = out.len();
                     let reply = replayer.write_reply(flow, now, &facts, out);
@@ -511,13 +516,21 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                         http1::add_connection_close(out, head_at);
                     }
                     outcome = Outcome::Status(code);
-                    if req.wants_close || stopping {
+                    if wants_close || stopping {
                         after = After::Close;
                     }
                 }
                 Decision::Kill => {
                     Counters::bump(&counters.killed);
                     after = After::Kill;
+                }
+                Decision::Forward if forward::came_back(&worker.forwarder, &req) => {
+                    Counters::bump(&counters.rejected);
+                    forward::write_loop_detected(&worker.forwarder, wants_close || stopping, out);
+                    outcome = Outcome::LoopDetected;
+                    if wants_close || stopping {
+                        after = After::Close;
+                    }
                 }
                 Decision::Forward => {
                     // Counted from the start: a summary taken meanwhile shows it in flight.
@@ -570,8 +583,8 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                     None => writeln!(std::io::stdout().lock(), "{line}"),
                 };
             }
-            client_done = req.wants_close;
-            if req.wants_close && matches!(after, After::Continue) {
+            client_done = wants_close;
+            if wants_close && matches!(after, After::Continue) {
                 after = After::Close;
             }
             if !matches!(after, After::Continue) {

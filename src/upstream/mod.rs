@@ -3,7 +3,8 @@
 //! Sans-IO like the rest of the core: it never opens a socket, reads a clock or touches a file.
 //! The driver (`server::upstream_io`) owns the sockets and TLS and calls, per forwarded request:
 //! 1. [`route`] to find the upstream [`Origin`] and the Host handling (spec §e);
-//! 2. [`write_request`] to serialise the request for that upstream (origin-form, hop-by-hop removed);
+//! 2. [`write_request`] to serialise the request for that upstream (origin-form, hop-by-hop removed,
+//!    our [`Via`] entry added; [`Via::seen_in`] tells a request that came back to us);
 //! 3. [`ResponseRelay::handle_bytes`] / [`ResponseRelay::handle_eof`] with the bytes the upstream sends,
 //!    which appends what to relay to the client as it arrives (nothing buffered whole) and decides
 //!    keep-alive on both sides;
@@ -16,12 +17,14 @@ mod pool;
 mod request;
 mod response;
 mod target;
+mod via;
 
 pub use error::{ForwardError, ForwardErrorKind};
 pub use pool::{Pool, PoolLimits};
 pub use request::{client_wants_keep_alive, write_request};
 pub use response::{RelayOutcome, ResponseError, ResponseRelay, MAX_RESPONSE_HEAD_BYTES};
 pub use target::{route, HostAction, Mode, Origin, Route, RouteError, Scheme, TargetError};
+pub use via::Via;
 
 /// Case-insensitive test whether a comma-separated header value holds `token` (trimmed).
 pub(crate) fn has_token(value: &[u8], token: &str) -> bool {

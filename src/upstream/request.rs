@@ -2,7 +2,7 @@
 //! removed, Host rewritten per the [`Route`], body re-framed exactly.
 #![forbid(unsafe_code)]
 
-use super::{has_token, HostAction, Route};
+use super::{has_token, HostAction, Route, Via};
 
 /// Header fields that describe one connection, not the message (RFC 9110 §7.6.1), plus `Expect`
 /// (the server has the whole body already) and `Proxy-Authorization` (meant for the proxy).
@@ -35,7 +35,7 @@ pub fn client_wants_keep_alive(http_minor: u8, headers: &[httparse::Header<'_>])
 
 /// Appends the request for the upstream to `out`: `METHOD path HTTP/1.1`, the client's fields in order
 /// without hop-by-hop ones (and without fields the `Connection` header names), Host per
-/// `route.host`, then the body. `body` is the complete, de-chunked request body: it goes out with a
+/// `route.host`, our `via` entry for a request received as HTTP/1.`client_minor`, then the body. `body` is the complete, de-chunked request body: it goes out with a
 /// `Content-Length` (the client's, or a new one when it sent the body chunked or, non-empty,
 /// without one), since the whole body is at hand.
 pub fn write_request(
@@ -44,6 +44,8 @@ pub fn write_request(
     route: &Route<'_>,
     headers: &[httparse::Header<'_>],
     body: &[u8],
+    via: &Via,
+    client_minor: u8,
 ) {
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
@@ -94,6 +96,7 @@ pub fn write_request(
             write_field(out, b"Host", v.as_bytes());
         }
     }
+    via.write_field(out, client_minor);
     if !length_written && (chunked || !body.is_empty()) {
         out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
     }
@@ -139,7 +142,7 @@ mod tests {
         body: &[u8],
     ) -> String {
         let mut out = Vec::new();
-        write_request(&mut out, method, r, headers, body);
+        write_request(&mut out, method, r, headers, body, &Via::new(1), 1);
         String::from_utf8(out).unwrap()
     }
 
@@ -163,7 +166,7 @@ mod tests {
         );
         assert_eq!(
             got,
-            "GET /a?b HTTP/1.1\r\nAccept: */*\r\nHost: up:81\r\nX-Other: 2\r\n\r\n"
+            "GET /a?b HTTP/1.1\r\nAccept: */*\r\nHost: up:81\r\nX-Other: 2\r\nVia: 1.1 uringreplay-0000000000000001\r\n\r\n"
         );
     }
 
@@ -175,14 +178,20 @@ mod tests {
             &[h("A", "1")],
             b"",
         );
-        assert_eq!(got, "GET / HTTP/1.1\r\nA: 1\r\nHost: up\r\n\r\n");
+        assert_eq!(
+            got,
+            "GET / HTTP/1.1\r\nA: 1\r\nHost: up\r\nVia: 1.1 uringreplay-0000000000000001\r\n\r\n"
+        );
         let got = written(
             "GET",
             &route(HostAction::Keep, b"/"),
             &[h("host", "mine:1")],
             b"",
         );
-        assert_eq!(got, "GET / HTTP/1.1\r\nhost: mine:1\r\n\r\n");
+        assert_eq!(
+            got,
+            "GET / HTTP/1.1\r\nhost: mine:1\r\nVia: 1.1 uringreplay-0000000000000001\r\n\r\n"
+        );
     }
 
     #[test]
@@ -199,9 +208,9 @@ mod tests {
             &[h("Content-Length", "5")],
             b"hello",
         );
-        assert_eq!(got, "POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(got, "POST /p HTTP/1.1\r\nContent-Length: 5\r\nVia: 1.1 uringreplay-0000000000000001\r\n\r\nhello");
         let got = written("PUT", &route(HostAction::Keep, b"/p"), &[], b"abc");
-        assert_eq!(got, "PUT /p HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
+        assert_eq!(got, "PUT /p HTTP/1.1\r\nVia: 1.1 uringreplay-0000000000000001\r\nContent-Length: 3\r\n\r\nabc");
     }
 
     #[test]
@@ -211,10 +220,13 @@ mod tests {
         let got = written("POST", &route, &headers, b"0123456789abcdef!");
         assert_eq!(
             got,
-            "POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n0123456789abcdef!"
+            "POST / HTTP/1.1\r\nVia: 1.1 uringreplay-0000000000000001\r\nContent-Length: 17\r\n\r\n0123456789abcdef!"
         );
         let got = written("POST", &route, &headers[..1], b"");
-        assert_eq!(got, "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(
+            got,
+            "POST / HTTP/1.1\r\nVia: 1.1 uringreplay-0000000000000001\r\nContent-Length: 0\r\n\r\n"
+        );
     }
 
     #[test]

@@ -117,16 +117,18 @@ impl Server {
 
     /// Like [`Server::start`], letting `configure` adjust the command first.
     pub fn start_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_uringreplay"));
-        configure(&mut command);
-        if let Some(io) = IO_DRIVER.with(std::cell::Cell::get) {
-            if !args.contains(&"--io") {
-                command.args(["--io", io]);
-            }
-        }
-        let mut child = command
-            .args(args)
-            .args(["-p", "0", "--threads", "2"])
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["-p", "0", "--threads", "2"]);
+        Server::start_exact_with(&all, configure)
+    }
+
+    /// Starts `uringreplay ARGS` with exactly these arguments (the listen port and threads too).
+    pub fn start_exact(args: &[&str]) -> Server {
+        Server::start_exact_with(args, |_| {})
+    }
+
+    fn start_exact_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
+        let mut child = command(args, configure)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -228,6 +230,19 @@ impl Server {
         self.terminate();
         self.wait_exit()
     }
+}
+
+/// The binary with `args`, on this test thread's `--io` driver if one was chosen.
+fn command(args: &[&str], configure: impl FnOnce(&mut Command)) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_uringreplay"));
+    configure(&mut command);
+    if let Some(io) = IO_DRIVER.with(std::cell::Cell::get) {
+        if !args.contains(&"--io") {
+            command.args(["--io", io]);
+        }
+    }
+    command.args(args);
+    command
 }
 
 fn wait_for(c: &Collected, needle: &str) -> String {
