@@ -33,6 +33,15 @@ impl Counters {
     pub fn bump(field: &AtomicU64) {
         field.store(field.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
+
+    /// Takes back one [`Counters::bump`] of `field` (only the owning worker calls this).
+    #[inline]
+    pub fn take_back(field: &AtomicU64) {
+        field.store(
+            field.load(Ordering::Relaxed).saturating_sub(1),
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// Sums of every worker's counters at one moment.
@@ -86,13 +95,16 @@ impl Totals {
     }
 }
 
-/// The one-line summary printed every few seconds while serving.
+/// The one-line summary printed every 5 s while serving, idle or not:
+/// `serving: 1520 req/s; 7590 replayed, 12 forwarded (1 upstream errors), 0 killed, 0 status-answered, 0 rejected; 64 open connections; 3 flows left`.
 #[derive(Debug)]
 pub struct Summary {
     /// Totals now.
     pub now: Totals,
     /// Requests per second since the previous summary.
     pub rate: f64,
+    /// Connections open now (not the accepted count in `now`).
+    pub open_connections: u64,
 }
 
 impl fmt::Display for Summary {
@@ -100,12 +112,16 @@ impl fmt::Display for Summary {
         let t = &self.now;
         write!(
             f,
-            "serving: {:.0} req/s; {} replayed, {} unmatched, {} rejected, {} connections, {} flows left",
+            "serving: {:.0} req/s; {} replayed, {} forwarded ({} upstream errors), {} killed, \
+             {} status-answered, {} rejected; {} open connections; {} flows left",
             self.rate,
             t.replayed,
-            t.unmatched(),
+            t.forwarded,
+            t.upstream_errors,
+            t.killed,
+            t.status_answered,
             t.rejected,
-            t.connections,
+            self.open_connections,
             t.flows_left
         )
     }
@@ -144,6 +160,9 @@ pub enum Outcome {
     /// Sent upstream and failed: answered with this status (502/504), or `None` when the client
     /// connection was cut after part of the upstream's response.
     UpstreamFailed(Option<u16>),
+    /// Not forwarded: answered with this status (501 for a CONNECT, 400 for no usable
+    /// destination) before any upstream was tried.
+    Refused(u16),
     /// Connection closed without a byte.
     Killed,
     /// Status-mode answer.
@@ -165,6 +184,7 @@ pub fn request_line(
         Outcome::Forwarded(code) => format!("[forward] {code}"),
         Outcome::UpstreamFailed(Some(code)) => format!("[forward] {code} upstream failed"),
         Outcome::UpstreamFailed(None) => "[forward] upstream failed mid-response".to_string(),
+        Outcome::Refused(code) => format!("[refused] {code} not forwarded"),
         Outcome::Killed => "[kill] connection closed".to_string(),
         Outcome::Status(code) => format!("[extra] {code}"),
         Outcome::LoopDetected => "[loop] 508 not forwarded: it came back through us".to_string(),
@@ -187,6 +207,27 @@ mod tests {
             Report(t).to_string(),
             "replayed 1, forwarded 0, killed 1, status-answered 1, unmatched 2, rejected 0, \
              upstream errors 0, flows left 3"
+        );
+    }
+
+    #[test]
+    fn the_summary_shows_open_connections_not_the_accepted_count() {
+        let c = Counters::default();
+        for _ in 0..3 {
+            Counters::bump(&c.connections);
+        }
+        Counters::bump(&c.forwarded);
+        Counters::bump(&c.upstream_errors);
+        let now = Totals::sum([&c], 5);
+        let summary = Summary {
+            now,
+            rate: 0.0,
+            open_connections: 2,
+        };
+        assert_eq!(
+            summary.to_string(),
+            "serving: 0 req/s; 0 replayed, 1 forwarded (1 upstream errors), 0 killed, \
+             0 status-answered, 0 rejected; 2 open connections; 5 flows left"
         );
     }
 }

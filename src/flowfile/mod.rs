@@ -5,6 +5,7 @@
 //! [`Recording::flow`] re-reads a flow's request and response dicts into borrowed [`FlowView`]s.
 //! This file is the only place in the core that touches the file system (the mapping).
 
+pub mod compressed;
 pub mod mitm;
 pub mod tnetstring;
 pub mod view;
@@ -19,12 +20,14 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+pub use compressed::{Compression, DecompressError};
 pub use mitm::{ErrorKind, FlowError, FormatVersion, SkippedKinds};
 pub use view::{FlowView, HeaderIter, Headers, RequestView, ResponseView};
 
 use mitm::{FileContents, FlowEntry, ReadEvent};
 
-/// The bytes of one file: a read-only mapping, or owned bytes (tests, generated data).
+/// The bytes of one file: a read-only mapping, or owned bytes (a decompressed file, tests,
+/// generated data).
 enum Backing {
     Mapped(memmap2::Mmap),
     Owned(Vec<u8>),
@@ -47,6 +50,8 @@ struct SourceFile {
     path: PathBuf,
     /// The file's bytes.
     backing: Backing,
+    /// The compression the file was stored in (its bytes are then decompressed, on the heap).
+    compression: Option<Compression>,
 }
 
 /// Options for loading.
@@ -54,6 +59,9 @@ struct SourceFile {
 pub struct LoadOptions {
     /// Skip flows that cannot be read, warning once per flow, instead of refusing the file.
     pub skip_bad_flows: bool,
+    /// The most bytes a compressed file may decompress to (`None`: no bound); the drivers pass
+    /// the machine's physical memory.
+    pub max_decompressed: Option<u64>,
 }
 
 /// Counts describing what was loaded.
@@ -69,8 +77,10 @@ pub struct LoadSummary {
     pub bad_flows: u64,
     /// Format versions seen across all files.
     pub versions: BTreeSet<FormatVersion>,
-    /// Total bytes of all files.
+    /// Total bytes of all files (of compressed files: once decompressed).
     pub bytes: u64,
+    /// Bytes of compressed files decompressed into memory (heap, not a mapping).
+    pub decompressed_bytes: u64,
     /// Number of files.
     pub files: usize,
 }
@@ -80,6 +90,46 @@ fn advice_for(error: &FlowError) -> &'static str {
     match error.kind {
         ErrorKind::TruncatedFlow { .. } => "; use --skip-bad-flows to load the flows before it",
         _ => "",
+    }
+}
+
+/// What a path names when it is not a regular file (recordings must be regular files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotRegular {
+    /// A directory.
+    Directory,
+    /// A FIFO (named pipe).
+    Fifo,
+    /// A Unix socket.
+    Socket,
+    /// A character device other than `/dev/null`.
+    CharDevice,
+    /// A block device.
+    BlockDevice,
+}
+
+/// The sentence for a path that is not a regular file (`path` is what was given).
+fn not_regular(what: NotRegular, path: &Path) -> String {
+    let p = path.display();
+    match what {
+        NotRegular::Directory => format!(
+            "{p} is a directory, not a flow file: name the files in it, e.g. -S {}/*.flows",
+            p.to_string().trim_end_matches('/')
+        ),
+        NotRegular::Fifo => format!(
+            "{p} is a FIFO (named pipe), not a regular file: recordings are memory-mapped, so save \
+             the stream to a file first (e.g. cat {p} > recording.flows) and name that file"
+        ),
+        NotRegular::Socket => {
+            format!("{p} is a Unix socket, not a regular file: name a recording file")
+        }
+        NotRegular::CharDevice => format!(
+            "{p} is a character device, not a regular file: name a recording file (/dev/null is \
+             the one device accepted, as an empty recording)"
+        ),
+        NotRegular::BlockDevice => {
+            format!("{p} is a block device, not a regular file: name a recording file")
+        }
     }
 }
 
@@ -101,6 +151,24 @@ pub enum LoadError {
         path: PathBuf,
         /// Which flow, where, and what.
         error: FlowError,
+    },
+    /// The path is not a regular file (a FIFO, socket, device or directory).
+    #[error("{}", not_regular(*what, path))]
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
+        what: NotRegular,
+    },
+    /// A compressed file could not be decompressed.
+    #[error("{path}: this {compression}-compressed file cannot be read: {error}")]
+    Decompress {
+        /// The file.
+        path: PathBuf,
+        /// Its compression.
+        compression: Compression,
+        /// What went wrong.
+        error: DecompressError,
     },
     /// The file is a HAR document, which this version does not read yet.
     #[error(
@@ -131,6 +199,15 @@ pub enum LoadEvent<'e> {
         /// The file.
         path: &'e Path,
         /// Its size.
+        bytes: u64,
+    },
+    /// A compressed file is about to be decompressed into memory (once, before it is read).
+    Decompressing {
+        /// The file.
+        path: &'e Path,
+        /// Its compression.
+        compression: Compression,
+        /// Its compressed size in bytes.
         bytes: u64,
     },
     /// A bad flow was skipped (with `skip_bad_flows`).
@@ -194,7 +271,8 @@ pub fn is_har(bytes: &[u8]) -> bool {
 }
 
 impl Recording {
-    /// Maps and reads the files, in order, as one recording.
+    /// Maps and reads the files, in order, as one recording. Each must be a regular file (or
+    /// `/dev/null`, an empty one); a compressed file is decompressed into memory first.
     pub fn open(
         paths: &[PathBuf],
         options: LoadOptions,
@@ -202,9 +280,29 @@ impl Recording {
     ) -> Result<Recording, LoadError> {
         let mut files = Vec::with_capacity(paths.len());
         for path in paths {
+            let mut backing = map_file(path)?;
+            let compression = Compression::sniff(backing.bytes());
+            if let Some(compression) = compression {
+                let compressed = backing.bytes();
+                on_event(LoadEvent::Decompressing {
+                    path,
+                    compression,
+                    bytes: compressed.len() as u64,
+                });
+                let limit = options.max_decompressed.unwrap_or(u64::MAX);
+                let bytes = compression.decompress(compressed, limit).map_err(|error| {
+                    LoadError::Decompress {
+                        path: path.clone(),
+                        compression,
+                        error,
+                    }
+                })?;
+                backing = Backing::Owned(bytes);
+            }
             files.push(SourceFile {
                 path: path.clone(),
-                backing: map_file(path)?,
+                backing,
+                compression,
             });
         }
         Recording::read(files, options, on_event)
@@ -230,6 +328,7 @@ impl Recording {
             .map(|(path, bytes)| SourceFile {
                 path,
                 backing: Backing::Owned(bytes),
+                compression: None,
             })
             .collect();
         Recording::read(files, options, on_event)
@@ -245,6 +344,11 @@ impl Recording {
             files: files.len(),
             ..LoadSummary::default()
         };
+        summary.decompressed_bytes = files
+            .iter()
+            .filter(|f| f.compression.is_some())
+            .map(|f| f.backing.bytes().len() as u64)
+            .sum();
         for (index, file) in files.iter().enumerate() {
             let bytes = file.backing.bytes();
             summary.bytes += bytes.len() as u64;
@@ -414,15 +518,59 @@ fn merge(summary: &mut LoadSummary, flows: &mut Vec<FlowEntry>, contents: FileCo
     }
 }
 
-/// Maps a file read-only (an empty file needs no mapping).
+/// `/dev/null`'s device number: the one device read (as an empty recording).
+const DEV_NULL: libc::dev_t = libc::makedev(1, 3);
+
+/// Opens a recording file and maps it read-only (an empty file needs no mapping). It must be a
+/// regular file, or `/dev/null`: it is opened non-blocking (so a FIFO without a writer cannot
+/// hold start-up in `open`) and then checked with `fstat`.
 fn map_file(path: &Path) -> Result<Backing, LoadError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
     let io = |source| LoadError::Io {
         path: path.to_path_buf(),
         source,
     };
+    let refuse = |what| LoadError::NotRegular {
+        path: path.to_path_buf(),
+        what,
+    };
     #[allow(clippy::disallowed_methods)] // the one place the core opens a file
-    let file = std::fs::File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        // open(2) on a Unix socket fails with ENXIO: say what it is rather than "no such device".
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            return Err(match std::fs::metadata(path) {
+                Ok(m) if m.file_type().is_socket() => refuse(NotRegular::Socket),
+                _ => io(e),
+            })
+        }
+        Err(e) => return Err(io(e)),
+    };
+    let meta = file.metadata().map_err(io)?;
+    let kind = meta.file_type();
+    let refused = if kind.is_file() {
+        None
+    } else if kind.is_char_device() && meta.rdev() == DEV_NULL {
+        return Ok(Backing::Empty);
+    } else if kind.is_dir() {
+        Some(NotRegular::Directory)
+    } else if kind.is_fifo() {
+        Some(NotRegular::Fifo)
+    } else if kind.is_socket() {
+        Some(NotRegular::Socket)
+    } else if kind.is_block_device() {
+        Some(NotRegular::BlockDevice)
+    } else {
+        Some(NotRegular::CharDevice)
+    };
+    if let Some(what) = refused {
+        return Err(refuse(what));
+    }
+    let len = meta.len();
     if len == 0 {
         return Ok(Backing::Empty);
     }

@@ -263,6 +263,7 @@ fn skip_bad_flows_keeps_everything_before_a_truncated_tail() {
         vec![(PathBuf::from("t.flows"), bytes.clone())],
         LoadOptions {
             skip_bad_flows: true,
+            ..LoadOptions::default()
         },
     )
     .unwrap();
@@ -296,6 +297,7 @@ fn skip_bad_flows_skips_a_bad_flow_in_the_middle_and_goes_on() {
         vec![(PathBuf::from("t.flows"), bytes)],
         LoadOptions {
             skip_bad_flows: true,
+            ..LoadOptions::default()
         },
     )
     .unwrap();

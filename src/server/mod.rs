@@ -209,17 +209,9 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
         let _ = writeln!(stdout, "listening on http://{bound}");
         let _ = stdout.flush();
     }
-    // Heap kept for the recording and its index (flow bodies stay in the file mapping).
-    let heap = heap::live_bytes().map_or(String::new(), |bytes| {
-        let flows = replayer.recording().len().max(1);
-        format!(
-            "; heap {:.1} MiB ({:.1} bytes per flow)",
-            bytes as f64 / (1024.0 * 1024.0),
-            bytes as f64 / flows as f64
-        )
-    });
+    // The heap figure is the loader's (main.rs): one figure, printed once.
     eprintln!(
-        "serving {} flows with {} worker thread{}{} on {driver}; {}{heap}",
+        "serving {} flows with {} worker thread{}{} on {driver}; {}",
         replayer.recording().len(),
         options.threads,
         if options.threads == 1 { "" } else { "s" },
@@ -244,14 +236,26 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
                 STALL.as_secs()
             );
         }
-        if clock::since(last_at) < SUMMARY_EVERY {
+        // Every period, idle or not: a load test's log shows the server alive and its counts.
+        let elapsed = clock::since(last_at);
+        if elapsed < SUMMARY_EVERY {
             continue;
         }
         let now = sum();
-        if now != last && !options.quiet {
-            let secs = clock::since(last_at).as_secs_f64().max(1e-3);
-            let rate = (now.requests() - last.requests()) as f64 / secs;
-            eprintln!("{}", Summary { now, rate });
+        if !options.quiet {
+            let rate = now.requests().saturating_sub(last.requests()) as f64
+                / elapsed.as_secs_f64().max(1e-3);
+            let open_connections = shared
+                .live
+                .iter()
+                .map(|l| l.open.load(Ordering::Relaxed))
+                .sum();
+            let summary = Summary {
+                now,
+                rate,
+                open_connections,
+            };
+            eprintln!("{summary}");
         }
         last = now;
         last_at = clock::instant();
@@ -265,7 +269,10 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
          --shutdown-timeout; a second SIGINT/SIGTERM exits at once)",
         grace.as_secs()
     );
-    eprintln!("heap allocations while serving: {allocations}");
+    eprintln!(
+        "heap allocations while serving: {allocations} (replayed requests make none; \
+         connections, forwarding and -v lines do)"
+    );
     // Each worker's sweeper sees the flag within a tick and ends its own pending accept. This
     // thread does not depend on the workers to exit: it waits for them at most `grace`.
     shared.stop.store(true, Ordering::SeqCst);

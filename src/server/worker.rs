@@ -356,12 +356,18 @@ fn route<'b>(
     })
 }
 
-/// The URL for `-v` lines.
-struct Url<'a>(&'a Route<'a>);
+/// The URL for `-v` lines; a CONNECT's is its `host:port` target, as mitmdump shows it.
+struct Url<'a> {
+    route: &'a Route<'a>,
+    connect: bool,
+}
 
 impl std::fmt::Display for Url<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let r = self.0;
+        let r = self.route;
+        if self.connect {
+            return f.write_str(&String::from_utf8_lossy(r.target));
+        }
         let default = if r.scheme == b"https" { 443 } else { 80 };
         write!(
             f,
@@ -527,6 +533,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                     }
                 }
                 Decision::Forward => {
+                    // Counted from the start: a summary taken meanwhile shows it in flight.
                     Counters::bump(&counters.forwarded);
                     if outbox.flush(&mut stream).await.is_err() {
                         return;
@@ -553,8 +560,11 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                             }
                         }
                         Forwarded::Rejected { status } => {
+                            // Refused before any upstream (a CONNECT, no usable destination):
+                            // rejected, not forwarded.
+                            Counters::take_back(&counters.forwarded);
                             Counters::bump(&counters.rejected);
-                            outcome = Outcome::UpstreamFailed(Some(status));
+                            outcome = Outcome::Refused(status);
                             after = After::Close;
                         }
                         Forwarded::ClientGone => return,
@@ -563,7 +573,11 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
             }
             if verbose {
                 // A closed stdout must not stop the server: the line is dropped.
-                let line = stats::request_line(&peer, req.method, &Url(&route), outcome);
+                let url = Url {
+                    route: &route,
+                    connect: req.method.eq_ignore_ascii_case(b"CONNECT"),
+                };
+                let line = stats::request_line(&peer, req.method, &url, outcome);
                 let _ = match failure {
                     Some(error) => writeln!(std::io::stdout().lock(), "{line}: {error}"),
                     None => writeln!(std::io::stdout().lock(), "{line}"),

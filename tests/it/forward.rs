@@ -172,7 +172,7 @@ fn unmatched_requests_are_forwarded_to_the_reverse_upstream_with_its_host() {
         "kept alive after a framed forward"
     );
     let stopped = server.stop();
-    assert!(stopped.stdout.contains("forwarded 1"), "{}", stopped.stdout);
+    assert!(stopped.stderr.contains("forwarded 1"), "{}", stopped.stderr);
 }
 
 #[test]
@@ -211,9 +211,9 @@ fn forwarded_gets_and_posts_share_one_pooled_upstream_connection() {
     assert_eq!(upstream.connections(), 1, "one pooled upstream connection");
     let stopped = server.stop();
     assert!(
-        stopped.stdout.contains("forwarded 7,") && stopped.stdout.contains("upstream errors 0"),
+        stopped.stderr.contains("forwarded 7,") && stopped.stderr.contains("upstream errors 0"),
         "{}",
-        stopped.stdout
+        stopped.stderr
     );
 }
 
@@ -390,9 +390,9 @@ fn every_upstream_failure_is_a_502_or_504_and_the_client_connection_survives() {
         ));
         let stopped = server.stop();
         assert!(
-            stopped.stdout.contains("forwarded 2,") && stopped.stdout.contains("upstream errors 2"),
+            stopped.stderr.contains("forwarded 2,") && stopped.stderr.contains("upstream errors 2"),
             "{mode}: {}",
-            stopped.stdout
+            stopped.stderr
         );
     }
     drop(release);

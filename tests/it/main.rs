@@ -9,3 +9,4 @@ mod hostile;
 mod lifecycle;
 mod replay;
 mod support;
+mod words;

@@ -76,10 +76,10 @@ fn every_fixture_release_replays_the_whole_session_with_the_inferred_reverse_tar
         assert!(stopped.status.success(), "{file}: {}", stopped.stderr);
         assert!(
             stopped
-                .stdout
+                .stderr
                 .contains("replayed 12, forwarded 0, killed 0, status-answered 0, unmatched 0"),
             "{file}: {}",
-            stopped.stdout
+            stopped.stderr
         );
     }
 }
@@ -223,7 +223,7 @@ fn kill_closes_the_connection_without_a_byte() {
         c.send(&get("/not-recorded"));
         assert_eq!(c.read_to_close(), b"", "{args:?}");
         let stopped = server.stop();
-        assert!(stopped.stdout.contains("killed 1"), "{}", stopped.stdout);
+        assert!(stopped.stderr.contains("killed 1"), "{}", stopped.stderr);
     }
 }
 

@@ -26,6 +26,16 @@ pub fn with_driver(io: &'static str, test: fn()) {
 /// How long any single wait in a test may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+/// A fresh path in the temporary directory (nothing is created there), for `name`.
+pub fn temp_path(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "uringreplay-it-{}-{}-{name}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
 /// A path to a fixture file.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -39,12 +49,7 @@ pub struct FlowFile(pub PathBuf);
 impl FlowFile {
     /// Writes `flows` to a fresh temporary file.
     pub fn new(flows: &[FlowSpec]) -> FlowFile {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "uringreplay-it-{}-{}.flows",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
+        let path = temp_path("recording.flows");
         let mut bytes = Vec::new();
         for f in flows {
             write_flow(&mut bytes, f);
