@@ -109,7 +109,7 @@ fn replay_everything(recording: Recording, options: &ReplayOptions) {
         heap::live_bytes().is_some(),
         "the counting allocator is installed"
     );
-    let before = heap::allocations();
+    let before = heap::thread_allocations();
     let mut replayed = 0;
     for round in 0..50 {
         for (request, headers) in requests.iter().zip(&headers) {
@@ -139,7 +139,7 @@ fn replay_everything(recording: Recording, options: &ReplayOptions) {
             }
         }
     }
-    let allocations = heap::allocations() - before;
+    let allocations = heap::thread_allocations() - before;
     assert_eq!(replayed, 50 * requests.len());
     assert_eq!(
         allocations, 0,

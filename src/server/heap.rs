@@ -4,6 +4,7 @@
 //! tells how much heap is in use. Cost: two relaxed atomic adds per allocation.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Heap bytes currently allocated through [`CountingAllocator`].
@@ -12,6 +13,12 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 /// Whether a [`CountingAllocator`] is installed (set on its first allocation).
 static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Allocations made so far by this thread (a const initialiser and no destructor, so
+    /// reading it inside the allocator never allocates).
+    static THREAD_ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
 
 /// The system allocator, counting live bytes and allocations.
 pub struct CountingAllocator;
@@ -49,6 +56,8 @@ fn count_alloc(size: usize) {
     LIVE.fetch_add(size, Ordering::Relaxed);
     ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     INSTALLED.store(true, Ordering::Relaxed);
+    // `try_with`: the thread's slot may already be gone while the thread exits.
+    let _ = THREAD_ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
 }
 
 /// Live heap bytes, or `None` when the counting allocator is not installed in this program.
@@ -61,4 +70,10 @@ pub fn live_bytes() -> Option<usize> {
 /// Allocations made so far by this program (0 when the counting allocator is not installed).
 pub fn allocations() -> u64 {
     ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// Allocations made so far by the calling thread: what a test of one code path counts, blind to
+/// what other threads (a test harness's, say) allocate meanwhile.
+pub fn thread_allocations() -> u64 {
+    THREAD_ALLOCATIONS.with(Cell::get)
 }
