@@ -623,3 +623,38 @@ fn head_and_informational_responses_are_relayed_without_bodies_on_a_kept_connect
     assert_eq!(r.status, 200);
     assert_eq!(upstream.connections(), 1);
 }
+
+#[test]
+fn upstream_tls_and_host_options_work_through_their_mitmproxy_set_names() {
+    let tls = tls_upstream("tls");
+    let flows = recording();
+    let mode = format!("reverse:https://localhost:{}", tls.upstream.addr.port());
+    let expected = format!("tls|GET /s HTTP/1.1|localhost:{}|", tls.upstream.addr.port());
+    let trusted = format!("ssl_verify_upstream_trusted_ca={}", tls.ca_file.display());
+    for (set, status) in [
+        ("ssl_insecure=false", 502),
+        ("ssl_insecure=true", 200),
+        (trusted.as_str(), 200),
+    ] {
+        let server = Server::start(&["-S", flows.arg(), "--mode", &mode, "--set", set]);
+        let (got, body) = body_text(&mut Client::new(&server), &get("/s"));
+        assert_eq!(got, status, "--set {set}: {body}");
+        if status == 200 {
+            assert_eq!(body, expected, "--set {set}");
+        }
+    }
+
+    let upstream = echo_upstream("up");
+    let mode = upstream.reverse("http");
+    for (set, host) in [
+        ("keep_host_header=true", "client.example:81".to_string()),
+        ("keep_host_header=false", upstream.addr.to_string()),
+    ] {
+        let server = Server::start(&["-S", flows.arg(), "--mode", &mode, "--set", set]);
+        let (_, body) = body_text(
+            &mut Client::new(&server),
+            b"GET /k HTTP/1.1\r\nHost: client.example:81\r\n\r\n",
+        );
+        assert_eq!(body, format!("up|GET /k HTTP/1.1|{host}|"), "--set {set}");
+    }
+}

@@ -6,5 +6,6 @@
 mod forward;
 mod hostile;
 mod lifecycle;
+mod options;
 mod replay;
 mod support;

@@ -98,7 +98,7 @@ pub struct Server {
 pub struct Stopped {
     /// Exit status.
     pub status: ExitStatus,
-    /// Everything on stdout after the start-up line.
+    /// Everything on stdout (after the start-up line, for a server that started).
     pub stdout: String,
     /// Everything on stderr.
     pub stderr: String,
@@ -112,6 +112,15 @@ impl Server {
 
     /// Like [`Server::start`], letting `configure` adjust the command first.
     pub fn start_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
+        Server::launch(args, &["-p", "0", "--threads", "2"], configure)
+    }
+
+    /// Starts `uringreplay ARGS --threads 2` without `-p 0`: for tests of the listen options.
+    pub fn start_without_port(args: &[&str]) -> Server {
+        Server::launch(args, &["--threads", "2"], |_| {})
+    }
+
+    fn launch(args: &[&str], added: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_uringreplay"));
         configure(&mut command);
         if let Some(io) = IO_DRIVER.with(std::cell::Cell::get) {
@@ -121,7 +130,7 @@ impl Server {
         }
         let mut child = command
             .args(args)
-            .args(["-p", "0", "--threads", "2"])
+            .args(added)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -516,5 +525,35 @@ pub fn forbid_io_uring(command: &mut Command) {
             }
             Ok(())
         });
+    }
+}
+
+/// Runs `uringreplay ARGS` (no arguments added) to its exit, as for a command line it refuses;
+/// panics if it has not exited within the patience.
+pub fn run_to_exit(args: &[&str]) -> Stopped {
+    let child = Command::new(env!("CARGO_BIN_EXE_uringreplay"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn uringreplay");
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(output) = rx.recv_timeout(PATIENCE) else {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+        panic!("uringreplay {args:?} did not exit");
+    };
+    let output = output.expect("wait for uringreplay");
+    Stopped {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
