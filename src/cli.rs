@@ -194,6 +194,10 @@ pub struct ServeArgs {
     /// Accepted for mitmdump compatibility: uringreplay keeps serving unless --exit-when-done.
     #[arg(long, hide = true)]
     pub keepserving: bool,
+    /// mitmdump's trailing filter expression: it filters mitmdump's display and saved flows,
+    /// not replay, so it is accepted with a warning.
+    #[arg(hide = true, value_name = "FILTER", trailing_var_arg = true)]
+    pub filter: Vec<String>,
     /// The mitmdump flags given that are not ours (filled in by [`Cli::try_parse_args`]).
     #[arg(skip)]
     pub mitm_flags: Vec<FlagUse>,
@@ -281,6 +285,13 @@ impl ServeArgs {
     pub fn to_config(&self) -> Result<ServeConfig, String> {
         let mitm = Settings::collect(&self.set, &self.mitm_flags)?;
         let mut notes = mitm.warnings();
+        if !self.filter.is_empty() {
+            notes.push(format!(
+                "warning: the filter expression {:?} has no effect here (mitmdump applies it to \
+                 its display and saved flows, not to replay); ignored",
+                self.filter.join(" ")
+            ));
+        }
         let mut files = self.server_replay.clone();
         files.extend(mitm.seq("server_replay").into_iter().map(|(f, _)| f.into()));
         let bool_of = |native: Option<(bool, String)>, name: &str| -> Result<bool, String> {

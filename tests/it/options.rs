@@ -496,3 +496,19 @@ fn where_mitmproxy_sets_a_precedence_a_warning_says_which_option_won() {
         stopped.stderr
     );
 }
+
+#[test]
+fn a_trailing_mitmdump_filter_expression_is_accepted_with_a_warning() {
+    let recording = demo();
+    // As in mitmdump, everything after the filter's first word is part of the filter.
+    let server = Server::start_without_port(&["-S", &recording, "-p", "0", "~u", "hello"]);
+    assert_eq!(Client::new(&server).exchange(&get("/hello")).status, 200);
+    let stopped = server.stop();
+    assert!(
+        stopped
+            .stderr
+            .contains("warning: the filter expression \"~u hello"),
+        "{}",
+        stopped.stderr
+    );
+}
