@@ -629,7 +629,10 @@ fn upstream_tls_and_host_options_work_through_their_mitmproxy_set_names() {
     let tls = tls_upstream("tls");
     let flows = recording();
     let mode = format!("reverse:https://localhost:{}", tls.upstream.addr.port());
-    let expected = format!("tls|GET /s HTTP/1.1|localhost:{}|", tls.upstream.addr.port());
+    let expected = format!(
+        "tls|GET /s HTTP/1.1|localhost:{}|",
+        tls.upstream.addr.port()
+    );
     let trusted = format!("ssl_verify_upstream_trusted_ca={}", tls.ca_file.display());
     for (set, status) in [
         ("ssl_insecure=false", 502),

@@ -136,7 +136,10 @@ fn help_lists_every_honoured_set_name_and_options_lists_every_option() {
     let help = run_to_exit(&["--help"]);
     assert!(help.status.success());
     for (name, _) in HONOURED {
-        assert!(help.stdout.contains(&format!("  {name} ")), "{name} in --help");
+        assert!(
+            help.stdout.contains(&format!("  {name} ")),
+            "{name} in --help"
+        );
     }
     let listing = run_to_exit(&["--options"]);
     assert!(listing.status.success(), "{}", listing.stderr);
@@ -147,7 +150,11 @@ fn help_lists_every_honoured_set_name_and_options_lists_every_option() {
             .lines()
             .find(|l| l.starts_with(&format!("{} (", o.name)))
             .unwrap_or_else(|| panic!("{} listed", o.name));
-        assert_eq!(line.ends_with("no effect here"), !honoured(o.name), "{line}");
+        assert_eq!(
+            line.ends_with("no effect here"),
+            !honoured(o.name),
+            "{line}"
+        );
     }
 }
 
@@ -199,7 +206,12 @@ fn matching_server(file: &FlowFile, set: &[&str]) -> Server {
 fn each_honoured_matching_and_replay_option_has_its_effect_through_set() {
     let file = matching_recording();
     // (set items, request, status and body without them, with them)
-    type Case = (&'static [&'static str], Vec<u8>, (u16, &'static [u8]), (u16, &'static [u8]));
+    type Case = (
+        &'static [&'static str],
+        Vec<u8>,
+        (u16, &'static [u8]),
+        (u16, &'static [u8]),
+    );
     let cases: Vec<Case> = vec![
         (
             &["server_replay_ignore_content"],
@@ -363,14 +375,32 @@ fn termlog_verbosity_error_silences_the_summary_line_as_q_does() {
 fn bad_values_are_refused_with_a_sentence_naming_the_option() {
     let recording = demo();
     let cases = [
-        (&["--set", "anticache=maybe"][..], "--set anticache=maybe: anticache is a boolean"),
-        (&["--set", "flow_detail=lots"], "flow_detail takes an integer, not \"lots\""),
-        (&["--flow-detail", "lots"], "--flow-detail lots: flow_detail takes an integer"),
+        (
+            &["--set", "anticache=maybe"][..],
+            "--set anticache=maybe: anticache is a boolean",
+        ),
+        (
+            &["--set", "flow_detail=lots"],
+            "flow_detail takes an integer, not \"lots\"",
+        ),
+        (
+            &["--flow-detail", "lots"],
+            "--flow-detail lots: flow_detail takes an integer",
+        ),
         (&["--set", "flow_detail"], "flow_detail needs a value"),
-        (&["--set", "termlog_verbosity=loud"], "termlog_verbosity is one of error, warn"),
-        (&["--set", "server_replay_extra=418"], "server_replay_extra is one of forward, kill"),
+        (
+            &["--set", "termlog_verbosity=loud"],
+            "termlog_verbosity is one of error, warn",
+        ),
+        (
+            &["--set", "server_replay_extra=418"],
+            "server_replay_extra is one of forward, kill",
+        ),
         (&["--set", "listen_port=70000"], "70000 is not a port"),
-        (&["--set", "no_such_option=1"], "mitmproxy 12.3.1 has no option \"no_such_option\""),
+        (
+            &["--set", "no_such_option=1"],
+            "mitmproxy 12.3.1 has no option \"no_such_option\"",
+        ),
     ];
     for (args, message) in cases {
         let mut all = vec!["-S", recording.as_str()];
@@ -378,7 +408,12 @@ fn bad_values_are_refused_with_a_sentence_naming_the_option() {
         let out = run_to_exit(&all);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", out.stderr);
         assert!(out.stderr.contains(message), "{args:?}: {}", out.stderr);
-        assert_eq!(out.stderr.lines().count(), 1, "one sentence: {}", out.stderr);
+        assert_eq!(
+            out.stderr.lines().count(),
+            1,
+            "one sentence: {}",
+            out.stderr
+        );
     }
 }
 
@@ -392,8 +427,20 @@ fn k_next_to_ssl_insecure_or_an_https_upstream_says_that_k_means_kill() {
     let https_file = FlowFile::new(&[https]);
     let cases: [(&[&str], bool); 6] = [
         (&["-S", &recording, "-k", "--ssl-insecure"], true),
-        (&["-S", &recording, "-k", "--set", "ssl_insecure=true"], true),
-        (&["-S", &recording, "-k", "--mode", "reverse:https://127.0.0.1:1"], true),
+        (
+            &["-S", &recording, "-k", "--set", "ssl_insecure=true"],
+            true,
+        ),
+        (
+            &[
+                "-S",
+                &recording,
+                "-k",
+                "--mode",
+                "reverse:https://127.0.0.1:1",
+            ],
+            true,
+        ),
         (&["-S", https_file.arg(), "-k"], true),
         (&["-S", &recording, "-k"], false),
         (&["-S", &recording, "--kill", "--ssl-insecure"], false),
@@ -418,9 +465,18 @@ fn conflicting_options_are_refused_naming_both() {
     let recording = demo();
     let cases: [(&[&str], &str, &str); 9] = [
         (&["--reuse", "--order", "cycle"], "--reuse", "--order cycle"),
-        (&["--order", "first", "--order", "last"], "--order", "multiple times"),
         (
-            &["--mode", "regular", "--set", "mode=reverse:http://127.0.0.1:1"],
+            &["--order", "first", "--order", "last"],
+            "--order",
+            "multiple times",
+        ),
+        (
+            &[
+                "--mode",
+                "regular",
+                "--set",
+                "mode=reverse:http://127.0.0.1:1",
+            ],
             "--mode regular",
             "--set mode=reverse:http://127.0.0.1:1",
         ),
@@ -430,12 +486,25 @@ fn conflicting_options_are_refused_naming_both() {
             "--set server_replay_extra=500",
         ),
         (
-            &["--listen-host", "127.0.0.1", "--set", "listen_host=127.0.0.2"],
+            &[
+                "--listen-host",
+                "127.0.0.1",
+                "--set",
+                "listen_host=127.0.0.2",
+            ],
             "--listen-host 127.0.0.1",
             "--set listen_host=127.0.0.2",
         ),
-        (&["-p", "1", "--set", "listen_port=2"], "-p 1", "--set listen_port=2"),
-        (&["--norefresh", "--server-replay-refresh"], "--norefresh", "--server-replay-refresh"),
+        (
+            &["-p", "1", "--set", "listen_port=2"],
+            "-p 1",
+            "--set listen_port=2",
+        ),
+        (
+            &["--norefresh", "--server-replay-refresh"],
+            "--norefresh",
+            "--server-replay-refresh",
+        ),
         (
             &["--exit-when-done", "--set", "keepserving=true"],
             "--exit-when-done",
