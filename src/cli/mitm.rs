@@ -3,6 +3,7 @@
 //! options with a meaning here are handed to `cli`, the rest are named in one warning each.
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
+use thiserror::Error;
 
 use super::mitm_options::{FLAGS, MITMPROXY_VERSION, OPTIONS};
 
@@ -288,6 +289,75 @@ pub fn options_listing() -> String {
     text
 }
 
+/// A mitmproxy option or value on the command line that cannot be used; each names how the
+/// user spelled it.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum OptionError {
+    /// A bool option got something other than true, false or toggle.
+    #[error("{spelled}: {name} is a boolean: give true, false or toggle (or no value for true), not {got:?}")]
+    NotBool {
+        /// As typed.
+        spelled: String,
+        /// The option.
+        name: &'static str,
+        /// The value given.
+        got: String,
+    },
+    /// An int option got something that is not an integer.
+    #[error("{spelled}: {name} takes an integer, not {got:?}")]
+    NotInt {
+        /// As typed.
+        spelled: String,
+        /// The option.
+        name: &'static str,
+        /// The value given.
+        got: String,
+    },
+    /// An option that must have a value got none.
+    #[error("{spelled}: {name} needs a value ({name}=VALUE)")]
+    NeedsValue {
+        /// As typed.
+        spelled: String,
+        /// The option.
+        name: &'static str,
+    },
+    /// A value outside the option's choices.
+    #[error("{spelled}: {name} is one of {}, not {got:?}", choices.join(", "))]
+    NotAChoice {
+        /// As typed.
+        spelled: String,
+        /// The option.
+        name: &'static str,
+        /// What it accepts.
+        choices: &'static [&'static str],
+        /// The value given.
+        got: String,
+    },
+    /// `--set` with a name mitmproxy does not have.
+    #[error("{spelled}: mitmproxy {MITMPROXY_VERSION} has no option {name:?} (uringreplay --options lists them)")]
+    Unknown {
+        /// As typed.
+        spelled: String,
+        /// The name given.
+        name: String,
+    },
+    /// One option given two different values.
+    #[error("{one} and {other} contradict each other: give only one of them")]
+    Contradiction {
+        /// The first spelling.
+        one: String,
+        /// The spelling that disagrees with it.
+        other: String,
+    },
+}
+
+/// At the edge (`ServeArgs::to_config`), an option error is the sentence the user reads.
+impl From<OptionError> for String {
+    fn from(e: OptionError) -> String {
+        e.to_string()
+    }
+}
+
 /// A checked value of one setting.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -313,34 +383,46 @@ pub struct Setting {
 }
 
 /// Checks `value` against `option`'s type; `spelled` names it in the error.
-fn check(option: &'static MitmOption, value: Option<&str>, spelled: &str) -> Result<Value, String> {
+fn check(
+    option: &'static MitmOption,
+    value: Option<&str>,
+    spelled: &str,
+) -> Result<Value, OptionError> {
     let name = option.name;
     let choice = |v: &str| {
         if option.choices.is_empty() || option.choices.contains(&v) {
             Ok(())
         } else {
-            Err(format!(
-                "{spelled}: {name} is one of {}, not {v:?}",
-                option.choices.join(", ")
-            ))
+            Err(OptionError::NotAChoice {
+                spelled: spelled.to_string(),
+                name,
+                choices: option.choices,
+                got: v.to_string(),
+            })
         }
     };
     let int = |v: &str| {
-        v.trim()
-            .parse::<i64>()
-            .map_err(|_| format!("{spelled}: {name} takes an integer, not {v:?}"))
+        v.trim().parse::<i64>().map_err(|_| OptionError::NotInt {
+            spelled: spelled.to_string(),
+            name,
+            got: v.to_string(),
+        })
     };
-    let required = || format!("{spelled}: {name} needs a value ({name}=VALUE)");
+    let required = || OptionError::NeedsValue {
+        spelled: spelled.to_string(),
+        name,
+    };
     Ok(match option.kind {
         OptionKind::Bool => Value::Bool(match value {
             None | Some("true") => true,
             Some("false") => false,
             Some("toggle") => option.default != "true",
             Some(other) => {
-                return Err(format!(
-                    "{spelled}: {name} is a boolean: give true, false or toggle (or no value for \
-                     true), not {other:?}"
-                ))
+                return Err(OptionError::NotBool {
+                    spelled: spelled.to_string(),
+                    name,
+                    got: other.to_string(),
+                })
             }
         }),
         OptionKind::Int => Value::Int(Some(int(value.ok_or_else(required)?)?)),
@@ -381,7 +463,7 @@ pub struct Settings {
 
 impl Settings {
     /// Checks the `--set` items and the mitmdump flags given.
-    pub fn collect(set: &[String], flags: &[FlagUse]) -> Result<Settings, String> {
+    pub fn collect(set: &[String], flags: &[FlagUse]) -> Result<Settings, OptionError> {
         let mut settings = Settings::default();
         let scripts = flags.iter().any(|f| f.flag.option == "scripts");
         for item in set {
@@ -395,10 +477,10 @@ impl Settings {
                     settings.unknown.push(spelled);
                     continue;
                 }
-                return Err(format!(
-                    "{spelled}: mitmproxy {MITMPROXY_VERSION} has no option {name:?} \
-                     (uringreplay --options lists them)"
-                ));
+                return Err(OptionError::Unknown {
+                    spelled,
+                    name: name.to_string(),
+                });
             };
             let value = check(option, value, &spelled)?;
             settings.items.push(Setting {
@@ -466,12 +548,12 @@ impl Settings {
 
     /// The one value of scalar option `name` (and how it was spelled), or an error naming two
     /// spellings that disagree.
-    fn scalar<'a>(&'a self, name: &'a str) -> Result<Option<(&'a Value, &'a str)>, String> {
+    fn scalar<'a>(&'a self, name: &'a str) -> Result<Option<(&'a Value, &'a str)>, OptionError> {
         agree(self.of(name).map(|s| Some((&s.value, s.spelled.as_str()))))
     }
 
     /// Bool option `name`, if given.
-    pub fn bool(&self, name: &str) -> Result<Option<(bool, String)>, String> {
+    pub fn bool(&self, name: &str) -> Result<Option<(bool, String)>, OptionError> {
         Ok(match self.scalar(name)? {
             Some((Value::Bool(b), spelled)) => Some((*b, spelled.to_string())),
             _ => None,
@@ -479,7 +561,7 @@ impl Settings {
     }
 
     /// Int option `name`, if given a value.
-    pub fn int(&self, name: &str) -> Result<Option<(i64, String)>, String> {
+    pub fn int(&self, name: &str) -> Result<Option<(i64, String)>, OptionError> {
         Ok(match self.scalar(name)? {
             Some((Value::Int(Some(i)), spelled)) => Some((*i, spelled.to_string())),
             _ => None,
@@ -487,7 +569,7 @@ impl Settings {
     }
 
     /// Str option `name`, if given a value.
-    pub fn str(&self, name: &str) -> Result<Option<(String, String)>, String> {
+    pub fn str(&self, name: &str) -> Result<Option<(String, String)>, OptionError> {
         Ok(match self.scalar(name)? {
             Some((Value::Str(Some(s)), spelled)) => Some((s.clone(), spelled.to_string())),
             _ => None,
@@ -511,17 +593,16 @@ impl Settings {
 /// The first given value, unless another given value differs: then a sentence naming both.
 pub fn agree<T: PartialEq, S: AsRef<str>>(
     given: impl IntoIterator<Item = Option<(T, S)>>,
-) -> Result<Option<(T, S)>, String> {
+) -> Result<Option<(T, S)>, OptionError> {
     let mut first: Option<(T, S)> = None;
     for (value, spelled) in given.into_iter().flatten() {
         match &first {
             None => first = Some((value, spelled)),
             Some((v, s)) if *v != value => {
-                return Err(format!(
-                    "{} and {} contradict each other: give only one of them",
-                    s.as_ref(),
-                    spelled.as_ref()
-                ))
+                return Err(OptionError::Contradiction {
+                    one: s.as_ref().to_string(),
+                    other: spelled.as_ref().to_string(),
+                })
             }
             Some(_) => {}
         }
@@ -542,7 +623,8 @@ mod tests {
 
     #[test]
     fn values_are_checked_against_the_option_type() {
-        let set = |item: &str| Settings::collect(&[item.to_string()], &[]);
+        let set =
+            |item: &str| Settings::collect(&[item.to_string()], &[]).map_err(|e| e.to_string());
         assert!(set("anticache").is_ok());
         assert!(set("anticache=false").is_ok());
         assert!(set("anticache=maybe").unwrap_err().contains("boolean"));
@@ -563,7 +645,7 @@ mod tests {
             &[],
         )
         .unwrap();
-        let e = s.str("listen_host").unwrap_err();
+        let e = s.str("listen_host").unwrap_err().to_string();
         assert!(
             e.contains("--set listen_host=a") && e.contains("--set listen_host=b"),
             "{e}"
