@@ -1,12 +1,24 @@
 //! The command line (clap): `uringreplay [SERVE OPTIONS]` and `uringreplay inspect FILE...`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{
     IoDriver, Order, ProxyMode, ReplayOptions, ReverseTarget, ServeOptions, Unmatched,
 };
+
+pub mod mitm;
+#[rustfmt::skip]
+pub mod mitm_options;
+
+use mitm::{agree, FlagAction, FlagUse, Settings};
+
+/// The line printed when `-k` could be read as mitmproxy 12's `--ssl-insecure`.
+pub const K_MEANS_KILL: &str = "note: -k here means --kill (close the connection of a request no \
+     recording answers), its legacy mitmdump meaning, not mitmproxy 12's --ssl-insecure; give \
+     --ssl-insecure to skip verifying upstream certificates";
 
 /// Replays recorded mitmproxy flows (mitmdump -S) at very high request rates.
 #[derive(Debug, Parser)]
@@ -18,6 +30,26 @@ pub struct Cli {
     /// Options for serving.
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+impl Cli {
+    /// Parses the process's arguments (every mitmdump flag accepted); exits on a bad command line.
+    pub fn parse_args() -> Cli {
+        Cli::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses `args` (the first is the program name), accepting every mitmdump flag.
+    pub fn try_parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let plain = Cli::command();
+        let matches = mitm::add_flags(plain.clone()).try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        cli.serve.mitm_flags = mitm::flags_given(&plain, &matches);
+        Ok(cli)
+    }
 }
 
 /// Subcommands.
@@ -54,14 +86,16 @@ pub struct ServeArgs {
     /// Load every readable flow, warning once per flow that cannot be read.
     #[arg(long)]
     pub skip_bad_flows: bool,
-    /// Kill unmatched requests: close the connection without a byte (legacy `-k`; same as `--extra kill`).
+    /// Kill unmatched requests: close the connection without a byte (same as `--extra kill`).
     #[arg(
-        short = 'k',
         long = "kill",
         visible_alias = "server-replay-kill-extra",
         alias = "replay-kill-extra"
     )]
     pub kill: bool,
+    /// --kill, as older mitmdump spelled it (mitmproxy 12's -k is --ssl-insecure).
+    #[arg(short = 'k')]
+    pub kill_short: bool,
     /// What to do with unmatched requests: forward, kill, 204, 400, 404 or 500.
     #[arg(
         long = "extra",
@@ -110,8 +144,8 @@ pub struct ServeArgs {
     pub ignore_port: bool,
     /// `regular`, or `reverse:SCHEME://HOST[:PORT]`. Without it, a recording whose flows all went
     /// to one origin is replayed in reverse mode to that origin.
-    #[arg(long, value_name = "MODE")]
-    pub mode: Option<String>,
+    #[arg(short = 'm', long, value_name = "MODE")]
+    pub mode: Vec<String>,
     /// Port to listen on (0: any free port; the start-up line says which).
     #[arg(short = 'p', long = "listen-port", value_name = "PORT")]
     pub listen_port: Option<u16>,
@@ -166,22 +200,19 @@ pub struct ServeArgs {
     /// HTTP/1.0 without keep-alive), dropping that field; for load tests.
     #[arg(long = "keep-alive")]
     pub keep_alive: bool,
-    /// mitmproxy option `NAME=VALUE` (server_replay_*, mode, listen_host, listen_port, keepserving).
-    #[arg(long = "set", value_name = "NAME=VALUE")]
+    /// Set mitmproxy option NAME (any of mitmproxy's; those with an effect here are listed below).
+    #[arg(long = "set", value_name = "NAME[=VALUE]")]
     pub set: Vec<String>,
     /// Accepted for mitmdump compatibility: uringreplay keeps serving unless --exit-when-done.
     #[arg(long, hide = true)]
     pub keepserving: bool,
-    /// Accepted for mitmdump compatibility (refresh is on by default).
-    #[arg(long = "server-replay-refresh", hide = true)]
-    pub refresh_on: bool,
-    /// Accepted for mitmdump compatibility (the defaults).
-    #[arg(
-        long = "no-server-replay-reuse",
-        alias = "no-server-replay-kill-extra",
-        hide = true
-    )]
-    pub mitm_defaults: bool,
+    /// mitmdump's trailing filter expression: it filters mitmdump's display and saved flows,
+    /// not replay, so it is accepted with a warning.
+    #[arg(hide = true, value_name = "FILTER", trailing_var_arg = true)]
+    pub filter: Vec<String>,
+    /// The mitmdump flags given that are not ours (filled in by [`Cli::try_parse_args`]).
+    #[arg(skip)]
+    pub mitm_flags: Vec<FlagUse>,
 }
 
 /// Everything the serve path needs, checked.
@@ -195,16 +226,10 @@ pub struct ServeConfig {
     pub serve: ServeOptions,
     /// `--mode` was given (else the mode may be inferred from the recording).
     pub mode_given: bool,
-}
-
-fn parse_bool(name: &str, value: Option<&str>) -> Result<bool, String> {
-    match value.map(str::to_ascii_lowercase).as_deref() {
-        None | Some("true" | "yes" | "on" | "1") => Ok(true),
-        Some("false" | "no" | "off" | "0") => Ok(false),
-        Some(other) => Err(format!(
-            "--set {name}: expected true or false, got {other:?}"
-        )),
-    }
+    /// Warnings and notes for stderr, one line each, before loading.
+    pub notes: Vec<String>,
+    /// `-k` was given and not yet explained: explain it if the inferred origin is https.
+    pub explain_k_for_https: bool,
 }
 
 fn parse_extra(value: &str) -> Result<Unmatched, String> {
@@ -248,74 +273,176 @@ fn parse_mode(value: &str) -> Result<(ProxyMode, Option<ListenOverride>), String
     }
 }
 
+/// `Some((value, spelling))` when a native flag was given.
+fn given<T>(on: bool, value: T, spelled: &str) -> Option<(T, String)> {
+    on.then(|| (value, spelled.to_string()))
+}
+
 impl ServeArgs {
+    /// `--options` or `--commands` was given: the text to print before exiting 0.
+    pub fn listing(&self) -> Option<String> {
+        self.mitm_flags.iter().find_map(|f| {
+            match f.flag.action {
+            FlagAction::ListOptions => Some(mitm::options_listing()),
+            FlagAction::ListCommands => Some(
+                "uringreplay runs no mitmproxy addons or scripts, so it has no mitmproxy commands\n"
+                    .to_string(),
+            ),
+            _ => None,
+        }
+        })
+    }
+
     /// Checks the options and turns them into configuration; the error is one sentence.
     pub fn to_config(&self) -> Result<ServeConfig, String> {
+        let mitm = Settings::collect(&self.set, &self.mitm_flags)?;
+        let mut notes = mitm.warnings();
+        if !self.filter.is_empty() {
+            notes.push(format!(
+                "warning: the filter expression {:?} has no effect here (mitmdump applies it to \
+                 its display and saved flows, not to replay); ignored",
+                self.filter.join(" ")
+            ));
+        }
         let mut files = self.server_replay.clone();
+        files.extend(mitm.seq("server_replay").into_iter().map(|(f, _)| f.into()));
+        let bool_of = |native: Option<(bool, String)>, name: &str| -> Result<bool, String> {
+            Ok(agree([native, mitm.bool(name)?])?.is_some_and(|(b, _)| b))
+        };
+        let seq_of = |native: &[String], name: &str| -> Vec<String> {
+            let mut all = native.to_vec();
+            all.extend(mitm.seq(name).into_iter().map(|(v, _)| v));
+            all
+        };
+        let refresh = agree([
+            given(self.norefresh, false, "--norefresh"),
+            mitm.bool("server_replay_refresh")?,
+        ])?
+        .is_none_or(|(r, _)| r);
         let mut replay = ReplayOptions {
-            use_headers: self.rheader.clone(),
-            ignore_content: self.ignore_content,
-            ignore_params: self.ignore_param.clone(),
-            ignore_payload_params: self.ignore_payload_param.clone(),
-            ignore_host: self.ignore_host,
-            ignore_port: self.ignore_port,
-            refresh: !self.norefresh,
+            use_headers: seq_of(&self.rheader, "server_replay_use_headers"),
+            ignore_content: bool_of(
+                given(self.ignore_content, true, "--ignore-content"),
+                "server_replay_ignore_content",
+            )?,
+            ignore_params: seq_of(&self.ignore_param, "server_replay_ignore_params"),
+            ignore_payload_params: seq_of(
+                &self.ignore_payload_param,
+                "server_replay_ignore_payload_params",
+            ),
+            ignore_host: bool_of(
+                given(self.ignore_host, true, "--ignore-host"),
+                "server_replay_ignore_host",
+            )?,
+            ignore_port: bool_of(
+                given(self.ignore_port, true, "--ignore-port"),
+                "server_replay_ignore_port",
+            )?,
+            refresh,
             keep_alive: self.keep_alive,
             ..ReplayOptions::default()
         };
-        let mut extra = self.extra.as_deref().map(parse_extra).transpose()?;
-        let mut kill = self.kill;
-        let mut reuse = self.reuse;
-        let mut mode = None;
-        let mut mode_listen = None;
-        if let Some(m) = self.mode.as_deref() {
-            (mode, mode_listen) = parse_mode(m).map(|(m, l)| (Some(m), l))?;
+        if replay.ignore_content && !replay.ignore_payload_params.is_empty() {
+            notes.push(
+                "warning: --ignore-content leaves the whole request body out of matching, so \
+                 --ignore-payload-param has no effect (as in mitmproxy)"
+                    .to_string(),
+            );
         }
-        let mut listen_host = self.listen_host.clone();
-        let mut listen_port = self.listen_port;
-        let mut ssl_insecure = self.ssl_insecure;
-        let mut keep_host_header = self.keep_host_header;
-        for item in &self.set {
-            let (name, value) = match item.split_once('=') {
-                Some((n, v)) => (n, Some(v)),
-                None => (item.as_str(), None),
-            };
-            let text = || value.ok_or_else(|| format!("--set {name} needs a value"));
-            match name {
-                "server_replay" => files.push(PathBuf::from(text()?)),
-                "server_replay_extra" => extra = Some(parse_extra(text()?)?),
-                "server_replay_kill_extra" => kill = parse_bool(name, value)?,
-                "server_replay_reuse" | "server_replay_nopop" => reuse = parse_bool(name, value)?,
-                "server_replay_refresh" => replay.refresh = parse_bool(name, value)?,
-                "server_replay_use_headers" => replay.use_headers.push(text()?.to_string()),
-                "server_replay_ignore_content" => replay.ignore_content = parse_bool(name, value)?,
-                "server_replay_ignore_params" => replay.ignore_params.push(text()?.to_string()),
-                "server_replay_ignore_payload_params" => {
-                    replay.ignore_payload_params.push(text()?.to_string())
-                }
-                "server_replay_ignore_host" => replay.ignore_host = parse_bool(name, value)?,
-                "server_replay_ignore_port" => replay.ignore_port = parse_bool(name, value)?,
-                "mode" => (mode, mode_listen) = parse_mode(text()?).map(|(m, l)| (Some(m), l))?,
-                "listen_host" => listen_host = Some(text()?.to_string()),
-                "listen_port" => {
-                    listen_port = Some(
-                        text()?
-                            .parse()
-                            .map_err(|_| format!("--set listen_port: invalid port {value:?}"))?,
-                    )
-                }
-                "ssl_insecure" => ssl_insecure = parse_bool(name, value)?,
-                "keep_host_header" => keep_host_header = parse_bool(name, value)?,
-                // We always serve until told to stop (or --exit-when-done), and connect upstream
-                // lazily, which is what offline replay needs; these are accepted and have no effect.
-                "keepserving" | "connection_strategy" | "upstream_cert" => {}
-                other => return Err(format!("--set {other}: unknown or unsupported option")),
+        let extra = agree([
+            self.extra
+                .clone()
+                .map(|e| (e.clone(), format!("--extra {e}"))),
+            mitm.str("server_replay_extra")?,
+        ])?;
+        let kill_spelling = if self.kill_short { "-k" } else { "--kill" };
+        let kill = agree([
+            given(self.kill || self.kill_short, true, kill_spelling),
+            mitm.bool("server_replay_kill_extra")?,
+        ])?;
+        let reuse = bool_of(given(self.reuse, true, "--reuse"), "server_replay_reuse")?
+            || mitm.bool("server_replay_nopop")?.is_some_and(|(b, _)| b);
+        let mut modes: Vec<(String, String)> = self
+            .mode
+            .iter()
+            .map(|m| (m.clone(), format!("--mode {m}")))
+            .collect();
+        modes.extend(mitm.seq("mode"));
+        if let Some((a, b)) = modes.iter().find_map(|(m, s)| {
+            modes
+                .iter()
+                .find(|(other, _)| other != m)
+                .map(|(_, t)| (s, t))
+        }) {
+            return Err(format!(
+                "{a} and {b}: uringreplay serves one mode at a time; give only one of them"
+            ));
+        }
+        let (mode, mode_listen) = match modes.first() {
+            Some((m, _)) => parse_mode(m).map(|(m, l)| (Some(m), l))?,
+            None => (None, None),
+        };
+        let mut listen_host = agree([
+            self.listen_host
+                .clone()
+                .map(|h| (h.clone(), format!("--listen-host {h}"))),
+            mitm.str("listen_host")?,
+        ])?
+        .map(|(h, _)| h);
+        let mitm_port = match mitm.int("listen_port")? {
+            Some((p, spelled)) => Some((
+                u16::try_from(p)
+                    .map_err(|_| format!("{spelled}: {p} is not a port (0 to 65535)"))?,
+                spelled,
+            )),
+            None => None,
+        };
+        let mut listen_port =
+            agree([self.listen_port.map(|p| (p, format!("-p {p}"))), mitm_port])?.map(|(p, _)| p);
+        let ssl_setting = mitm.bool("ssl_insecure")?;
+        let ssl_named = self.ssl_insecure || ssl_setting.is_some();
+        let ssl_insecure = bool_of(
+            given(self.ssl_insecure, true, "--ssl-insecure"),
+            "ssl_insecure",
+        )?;
+        let upstream_ca = agree([
+            self.upstream_ca
+                .clone()
+                .map(|p| (p.clone(), format!("--upstream-ca {}", p.display()))),
+            mitm.str("ssl_verify_upstream_trusted_ca")?
+                .map(|(p, s)| (PathBuf::from(p), s)),
+        ])?
+        .map(|(p, _)| p);
+        let keep_host_header = bool_of(
+            given(self.keep_host_header, true, "--keep-host-header"),
+            "keep_host_header",
+        )?;
+        // mitmdump exits once replay is done unless keepserving; we keep serving unless told.
+        let exit_when_done = agree([
+            given(self.exit_when_done, false, "--exit-when-done"),
+            given(self.keepserving, true, "--keepserving"),
+            mitm.bool("keepserving")?,
+        ])?
+        .is_some_and(|(keep, _)| !keep);
+        // As in mitmdump, -q and -v win over termlog_verbosity and flow_detail.
+        let quiet = self.quiet
+            || mitm
+                .str("termlog_verbosity")?
+                .is_some_and(|(v, _)| matches!(v.as_str(), "error" | "warn"));
+        let verbose = self.verbose || mitm.int("flow_detail")?.is_some_and(|(d, _)| d >= 1);
+
+        let extra_policy = extra.as_ref().map(|(e, _)| parse_extra(e)).transpose()?;
+        replay.unmatched = match (&kill, &extra) {
+            (Some((true, k)), Some((e, spelled))) if e != "kill" => {
+                notes.push(format!(
+                    "warning: {k} and {spelled} both say what to do with unmatched requests: {k} \
+                     wins (as in mitmproxy, where server_replay_kill_extra overrides \
+                     server_replay_extra)"
+                ));
+                Unmatched::Kill
             }
-        }
-        replay.unmatched = if kill {
-            Unmatched::Kill
-        } else {
-            extra.unwrap_or_default()
+            (Some((true, _)), _) => Unmatched::Kill,
+            _ => extra_policy.unwrap_or_default(),
         };
         replay.order = match self.order.as_deref() {
             None if reuse => Order::First,
@@ -329,6 +456,13 @@ impl ServeArgs {
                 ))
             }
         };
+        if reuse && replay.order != Order::First {
+            return Err(format!(
+                "--reuse (always the first recorded response, --order first) and --order {} \
+                 contradict each other: give only one of them",
+                self.order.as_deref().unwrap_or_default()
+            ));
+        }
         let io = match self.io.as_str() {
             "auto" => IoDriver::Auto,
             "uring" => IoDriver::Uring,
@@ -353,6 +487,11 @@ impl ServeArgs {
             return Err("nothing to replay: give a recording with -S FILE".to_string());
         }
         let mode_given = mode.is_some();
+        let https_mode = matches!(&mode, Some(ProxyMode::Reverse(t)) if t.scheme == "https");
+        let explain_now = self.kill_short && (ssl_named || https_mode);
+        if explain_now {
+            notes.push(K_MEANS_KILL.to_string());
+        }
         if let Some((host, port)) = mode_listen {
             listen_port = Some(port);
             if host.is_some() {
@@ -372,16 +511,18 @@ impl ServeArgs {
                 idle_timeout_secs: self.idle_timeout,
                 header_timeout_secs: self.header_timeout,
                 shutdown_timeout_secs: self.shutdown_timeout,
-                verbose: self.verbose,
-                quiet: self.quiet,
-                exit_when_done: self.exit_when_done,
-                upstream_ca: self.upstream_ca.clone(),
+                verbose,
+                quiet,
+                exit_when_done,
+                upstream_ca,
                 ssl_insecure,
                 upstream_timeout: std::time::Duration::from_secs_f64(self.upstream_timeout),
                 keep_host_header,
                 reuse_port: self.reuse_port,
             },
             mode_given,
+            notes,
+            explain_k_for_https: self.kill_short && !explain_now && !mode_given,
         })
     }
 }
@@ -393,7 +534,7 @@ mod tests {
     fn config(args: &[&str]) -> Result<ServeConfig, String> {
         let mut all = vec!["uringreplay"];
         all.extend_from_slice(args);
-        Cli::try_parse_from(all)
+        Cli::try_parse_args(all)
             .map_err(|e| e.to_string())?
             .serve
             .to_config()

@@ -4,9 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
-
-use uringreplay::cli::{Cli, Command, ServeArgs};
+use uringreplay::cli::{Cli, Command, ServeArgs, K_MEANS_KILL};
 use uringreplay::config::{ProxyMode, ReverseTarget};
 use uringreplay::flowfile::{LoadEvent, LoadOptions, RequestView};
 use uringreplay::replay::Replayer;
@@ -19,7 +17,7 @@ use uringreplay::stats::Report;
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     match &cli.command {
         Some(Command::Inspect(args)) => uringreplay::inspect::run(args),
         None => serve(&cli.serve),
@@ -148,6 +146,11 @@ fn origin(r: &RequestView<'_>) -> ReverseTarget {
 }
 
 fn serve(args: &ServeArgs) -> ExitCode {
+    if let Some(text) = args.listing() {
+        // A closed stdout (`| head`) is not an error.
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        return ExitCode::SUCCESS;
+    }
     let mut config = match args.to_config() {
         Ok(c) => c,
         Err(e) => {
@@ -155,6 +158,9 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for note in &config.notes {
+        eprintln!("{note}");
+    }
     let options = LoadOptions {
         skip_bad_flows: args.skip_bad_flows,
         ..LoadOptions::default()
@@ -184,6 +190,9 @@ fn serve(args: &ServeArgs) -> ExitCode {
                     "no --mode given and every recorded flow went to {origin}: replaying as \
                      --mode reverse:{origin}"
                 );
+                if config.explain_k_for_https && origin.scheme == "https" {
+                    eprintln!("{K_MEANS_KILL}");
+                }
                 config.serve.mode = ProxyMode::Reverse(origin);
             }
             Err(why) => eprintln!("{why}"),

@@ -643,3 +643,41 @@ fn a_response_with_content_length_and_chunked_reaches_the_client_framed_by_chunk
     // The client connection carries on with one consistent framing.
     assert_eq!(c.exchange(&get("/recorded")).body, b"recorded");
 }
+
+#[test]
+fn upstream_tls_and_host_options_work_through_their_mitmproxy_set_names() {
+    let tls = tls_upstream("tls");
+    let flows = recording();
+    let mode = format!("reverse:https://localhost:{}", tls.upstream.addr.port());
+    let expected = format!(
+        "tls|GET /s HTTP/1.1|localhost:{}|",
+        tls.upstream.addr.port()
+    );
+    let trusted = format!("ssl_verify_upstream_trusted_ca={}", tls.ca_file.display());
+    for (set, status) in [
+        ("ssl_insecure=false", 502),
+        ("ssl_insecure=true", 200),
+        (trusted.as_str(), 200),
+    ] {
+        let server = Server::start(&["-S", flows.arg(), "--mode", &mode, "--set", set]);
+        let (got, body) = body_text(&mut Client::new(&server), &get("/s"));
+        assert_eq!(got, status, "--set {set}: {body}");
+        if status == 200 {
+            assert_eq!(body, expected, "--set {set}");
+        }
+    }
+
+    let upstream = echo_upstream("up");
+    let mode = upstream.reverse("http");
+    for (set, host) in [
+        ("keep_host_header=true", "client.example:81".to_string()),
+        ("keep_host_header=false", upstream.addr.to_string()),
+    ] {
+        let server = Server::start(&["-S", flows.arg(), "--mode", &mode, "--set", set]);
+        let (_, body) = body_text(
+            &mut Client::new(&server),
+            b"GET /k HTTP/1.1\r\nHost: client.example:81\r\n\r\n",
+        );
+        assert_eq!(body, format!("up|GET /k HTTP/1.1|{host}|"), "--set {set}");
+    }
+}

@@ -7,6 +7,7 @@ mod defaults;
 mod forward;
 mod hostile;
 mod lifecycle;
+mod options;
 mod replay;
 mod support;
 mod words;

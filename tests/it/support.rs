@@ -103,7 +103,7 @@ pub struct Server {
 pub struct Stopped {
     /// Exit status.
     pub status: ExitStatus,
-    /// Everything on stdout after the start-up line.
+    /// Everything on stdout (after the start-up line, for a server that started).
     pub stdout: String,
     /// Everything on stderr.
     pub stderr: String,
@@ -125,6 +125,13 @@ impl Server {
     /// Starts `uringreplay ARGS` with exactly these arguments (the listen port and threads too).
     pub fn start_exact(args: &[&str]) -> Server {
         Server::start_exact_with(args, |_| {})
+    }
+
+    /// Starts `uringreplay ARGS --threads 2` without `-p 0`: for tests of the listen options.
+    pub fn start_without_port(args: &[&str]) -> Server {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--threads", "2"]);
+        Server::start_exact_with(&all, |_| {})
     }
 
     fn start_exact_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
