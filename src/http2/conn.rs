@@ -392,6 +392,8 @@ pub struct Conn<B> {
     goaway_sent: bool,
     goaway_received: bool,
     fatal: bool,
+    /// Set while [`Conn::answer`] submits its parts: DATA is scheduled after.
+    hold: bool,
     settings_deadline: Option<Instant>,
     resets: Rate,
     control: Rate,
@@ -426,6 +428,7 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
             goaway_sent: false,
             goaway_received: false,
             fatal: false,
+            hold: false,
             settings_deadline: Some(now + limits.settings_timeout),
             resets: Rate::new(limits.max_resets),
             control: Rate::new(limits.max_control),
@@ -581,14 +584,20 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
         let body = body.filter(|b| !b.as_ref().is_empty());
         let has_trailers = reply::h2_fields(trailers).next().is_some();
         let end = body.is_none() && !has_trailers;
-        self.send_head(stream, status, headers, end)?;
-        if !end {
+        // Schedule once, after the end is known, so the last DATA frame carries END_STREAM.
+        self.hold = true;
+        let result = self.send_head(stream, status, headers, end).and_then(|()| {
+            if end {
+                return Ok(());
+            }
             if let Some(b) = body {
                 self.send_data(stream, b)?;
             }
-            self.send_end(stream, trailers)?;
-        }
-        Ok(())
+            self.send_end(stream, trailers)
+        });
+        self.hold = false;
+        self.fill();
+        result
     }
 
     /// Sends the response head on `stream`; `end` also ends the response (no body).
@@ -902,6 +911,9 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
 
     /// Schedules DATA (and trailers) within the windows, round-robin over the streams.
     fn fill(&mut self) {
+        if self.hold {
+            return;
+        }
         loop {
             let mut progressed = false;
             let mut i = 0;
@@ -1249,9 +1261,16 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
         }
         let s = &mut self.streams[i];
         if !end && s.recv_unacked >= self.limits.stream_window / 2 {
-            let inc = std::mem::take(&mut s.recv_unacked);
-            s.recv_window += i64::from(inc);
-            self.control(|w| frame::put_window_update(w, h.stream, inc))?;
+            // Never grant more than max_body (+1, so that one byte too many is a 413, not a
+            // flow-control error): a stream cannot make us promise what we would not buffer.
+            let granted = s.body.len() as u64 + s.recv_window.max(0) as u64;
+            let room = self.limits.max_body.saturating_add(1).saturating_sub(granted);
+            let inc = u64::from(s.recv_unacked).min(room) as u32;
+            if inc > 0 {
+                s.recv_unacked -= inc;
+                s.recv_window += i64::from(inc);
+                self.control(|w| frame::put_window_update(w, h.stream, inc))?;
+            }
         }
         Ok(())
     }
@@ -1423,6 +1442,7 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
         }
         let s = &mut self.streams[i];
         if !trailers {
+            s.trailers_from = s.fields.len();
             s.method = check.method;
             s.scheme = check.scheme;
             s.authority = check.authority;
