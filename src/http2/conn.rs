@@ -525,7 +525,10 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
 
     /// The complete request on `stream`, while the stream is open.
     pub fn request(&self, stream: u32) -> Option<Request<'_>> {
-        let s = self.streams.iter().find(|s| s.id == stream && s.delivered)?;
+        let s = self
+            .streams
+            .iter()
+            .find(|s| s.id == stream && s.delivered && !s.discard)?;
         let mut authority = s.slice(s.authority);
         if authority.is_empty() {
             authority = s.fields[..s.trailers_from]
@@ -1048,6 +1051,9 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
                     return Err((FrameSizeError, "RST_STREAM not 4 bytes"));
                 }
                 if h.stream > self.last_client {
+                    if self.goaway_sent {
+                        return Ok(());
+                    }
                     return Err((ProtocolError, "RST_STREAM on an idle stream"));
                 }
                 if self.resets.hit(now, self.limits.rate_window) {
@@ -1104,6 +1110,9 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
                     return Ok(());
                 }
                 if h.stream > self.last_client {
+                    if self.goaway_sent {
+                        return Ok(());
+                    }
                     return Err((ProtocolError, "WINDOW_UPDATE on an idle stream"));
                 }
                 let Some(i) = self.streams.iter().position(|s| s.id == h.stream) else {
@@ -1207,6 +1216,9 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
             self.control(|w| frame::put_window_update(w, 0, inc))?;
         }
         if h.stream > self.last_client {
+            if self.goaway_sent {
+                return Ok(()); // a stream we ignore after our GOAWAY (RFC 9113 §6.8)
+            }
             return Err((ProtocolError, "DATA on an idle stream"));
         }
         let end = h.flags & flag::END_STREAM != 0;

@@ -529,8 +529,11 @@ fn graceful_goaway_finishes_open_streams_and_ignores_new_ones() {
     assert_eq!(out[0].kind, kind::GOAWAY);
     assert_eq!(u32::from_be_bytes(out[0].payload[..4].try_into().unwrap()), 1);
     assert_eq!(out[0].code(), ErrorCode::NoError as u32);
-    c.get(3, "/new");
+    c.send(&frame(kind::HEADERS, flag::END_HEADERS, 3, &head("POST", "/new", &[])));
+    c.send(&frame(kind::DATA, flag::END_STREAM, 3, b"late"));
+    c.send(&frame(kind::WINDOW_UPDATE, 0, 3, &1u32.to_be_bytes()));
     assert_eq!(c.events, vec![Event::Request(1)], "stream 3 is ignored");
+    assert!(c.frames().is_empty(), "without an error");
     assert!(!c.conn.is_done());
     c.conn.answer(1, 200, &[], Some(b"done"), &[]).unwrap();
     assert!(!c.conn.is_done(), "not before the output is written");
