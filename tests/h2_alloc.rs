@@ -1,6 +1,7 @@
 //! A warm HTTP/2 connection takes requests and answers them without a heap allocation (frames
 //! in, HPACK decode from the dynamic table, reply encode, DATA scheduling, output drained),
 //! shown with the counting allocator installed for this test binary.
+#![allow(clippy::disallowed_methods)] // the test reads the clock once, for `now`
 
 use std::time::Instant;
 
@@ -71,14 +72,23 @@ fn a_warm_connection_answers_requests_without_allocating() {
     // indexing, name index 1).
     let mut first = vec![0x82, 0x86, 0x84, 0x41, 11];
     first.extend_from_slice(b"example.com");
-    frame(&mut hello, kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 1, &first);
+    frame(
+        &mut hello,
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &first,
+    );
     let mut written = 0;
     assert_eq!(serve(&mut conn, &hello, now, &mut written), 1);
     let warm = gets(3, 500);
     assert_eq!(serve(&mut conn, &warm, now, &mut written), 500);
     let measured = gets(1003, 2000);
 
-    assert!(heap::live_bytes().is_some(), "the counting allocator is installed");
+    assert!(
+        heap::live_bytes().is_some(),
+        "the counting allocator is installed"
+    );
     let before = heap::thread_allocations();
     let answered = serve(&mut conn, &measured, now, &mut written);
     let allocations = heap::thread_allocations() - before;

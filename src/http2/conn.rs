@@ -498,7 +498,10 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
             let rest = &input[used..];
             let Some(h) = Header::parse(rest) else { break };
             if h.len > frame::DEFAULT_MAX_FRAME {
-                self.fail(ErrorCode::FrameSizeError, "a frame larger than our max frame size");
+                self.fail(
+                    ErrorCode::FrameSizeError,
+                    "a frame larger than our max frame size",
+                );
                 break;
             }
             let total = HEADER_LEN + h.len as usize;
@@ -689,7 +692,8 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
     /// True when the connection has nothing more to do: close the socket.
     pub fn is_done(&self) -> bool {
         self.pieces.is_empty()
-            && (self.fatal || ((self.goaway_sent || self.goaway_received) && self.streams.is_empty()))
+            && (self.fatal
+                || ((self.goaway_sent || self.goaway_received) && self.streams.is_empty()))
     }
 
     /// Number of open streams.
@@ -769,7 +773,10 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
 
     /// Queues a frame the peer made us send (ACKs, resets); a peer that makes us queue more
     /// than [`Limits::max_pending_output`] without reading is told ENHANCE_YOUR_CALM.
-    fn control(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Result<(), (ErrorCode, &'static str)> {
+    fn control(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), (ErrorCode, &'static str)> {
         if self.wbuf.len() > self.limits.max_pending_output {
             return Err((
                 ErrorCode::EnhanceYourCalm,
@@ -799,7 +806,11 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
         let mut first = true;
         while let Some(c) = chunks.next() {
             let last = chunks.peek().is_none();
-            let k = if first { kind::HEADERS } else { kind::CONTINUATION };
+            let k = if first {
+                kind::HEADERS
+            } else {
+                kind::CONTINUATION
+            };
             let mut f = if first { flags } else { 0 };
             if last {
                 f |= flag::END_HEADERS;
@@ -897,7 +908,9 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
         let id = self.streams[i].id;
         self.streams[i].delivered = true;
         self.streams[i].discard = true;
-        self.buffered_body = self.buffered_body.saturating_sub(self.streams[i].body.len());
+        self.buffered_body = self
+            .buffered_body
+            .saturating_sub(self.streams[i].body.len());
         self.streams[i].body = Vec::new();
         let len = text.len().to_string();
         let headers: [(&[u8], &[u8]); 2] = [
@@ -1019,11 +1032,17 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
     ) -> Result<(), (ErrorCode, &'static str)> {
         use ErrorCode::*;
         if !self.got_settings && (h.kind != kind::SETTINGS || h.flags & flag::ACK != 0) {
-            return Err((ProtocolError, "the client preface must be followed by SETTINGS"));
+            return Err((
+                ProtocolError,
+                "the client preface must be followed by SETTINGS",
+            ));
         }
         if let Some(pend) = self.pending {
             if h.kind != kind::CONTINUATION || h.stream != pend.stream {
-                return Err((ProtocolError, "a header block interrupted before END_HEADERS"));
+                return Err((
+                    ProtocolError,
+                    "a header block interrupted before END_HEADERS",
+                ));
             }
         }
         match h.kind {
@@ -1039,7 +1058,11 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
                 }
                 let dep = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff;
                 if dep == h.stream {
-                    return self.stream_error(h.stream, ProtocolError, "a stream depends on itself");
+                    return self.stream_error(
+                        h.stream,
+                        ProtocolError,
+                        "a stream depends on itself",
+                    );
                 }
                 Ok(())
             }
@@ -1168,7 +1191,10 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
                 }
                 setting::INITIAL_WINDOW_SIZE => {
                     if i64::from(v) > frame::MAX_WINDOW {
-                        return Err((FlowControlError, "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1"));
+                        return Err((
+                            FlowControlError,
+                            "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1",
+                        ));
                     }
                     let delta = i64::from(v) - i64::from(self.peer_initial_window);
                     self.peer_initial_window = v;
@@ -1276,7 +1302,11 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
             // Never grant more than max_body (+1, so that one byte too many is a 413, not a
             // flow-control error): a stream cannot make us promise what we would not buffer.
             let granted = s.body.len() as u64 + s.recv_window.max(0) as u64;
-            let room = self.limits.max_body.saturating_add(1).saturating_sub(granted);
+            let room = self
+                .limits
+                .max_body
+                .saturating_add(1)
+                .saturating_sub(granted);
             let inc = u64::from(s.recv_unacked).min(room) as u32;
             if inc > 0 {
                 s.recv_unacked -= inc;
@@ -1337,14 +1367,20 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
         };
         pend.continuations += 1;
         if pend.continuations > self.limits.max_continuations {
-            return Err((EnhanceYourCalm, "too many CONTINUATION frames in one header block"));
+            return Err((
+                EnhanceYourCalm,
+                "too many CONTINUATION frames in one header block",
+            ));
         }
         if self.block.len() + p.len() > self.limits.max_header_block {
             return Err((EnhanceYourCalm, "a header block larger than we accept"));
         }
         let end_headers = h.flags & flag::END_HEADERS != 0;
         if p.is_empty() && !end_headers && self.empty.hit(now, self.limits.rate_window) {
-            return Err((EnhanceYourCalm, "too many empty CONTINUATION frames (flood)"));
+            return Err((
+                EnhanceYourCalm,
+                "too many empty CONTINUATION frames (flood)",
+            ));
         }
         self.block.extend_from_slice(p);
         if !end_headers {
@@ -1356,7 +1392,11 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
     }
 
     /// A complete header block on `pend.stream`: a new request, trailers, or one to discard.
-    fn finish_block(&mut self, pend: Pending, now: Instant) -> Result<(), (ErrorCode, &'static str)> {
+    fn finish_block(
+        &mut self,
+        pend: Pending,
+        now: Instant,
+    ) -> Result<(), (ErrorCode, &'static str)> {
         use ErrorCode::*;
         self.pending = None;
         let id = pend.stream;
@@ -1431,7 +1471,10 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
             return match self.recently(id) {
                 Some(true) => Ok(()),
                 Some(false) => Err((StreamClosed, "HEADERS on a closed stream")),
-                None => Err((ProtocolError, "HEADERS on a stream id lower than a previous one")),
+                None => Err((
+                    ProtocolError,
+                    "HEADERS on a stream id lower than a previous one",
+                )),
             };
         };
         if pend.priority_error {
@@ -1482,7 +1525,10 @@ fn unpad(h: Header, p: &[u8]) -> Result<&[u8], (ErrorCode, &'static str)> {
         return Ok(p);
     }
     let Some((&pad, rest)) = p.split_first() else {
-        return Err((ErrorCode::FrameSizeError, "a padded frame without its pad length"));
+        return Err((
+            ErrorCode::FrameSizeError,
+            "a padded frame without its pad length",
+        ));
     };
     rest.len()
         .checked_sub(pad as usize)
@@ -1594,8 +1640,7 @@ impl Check {
         }
         self.regular_seen = true;
         if n.is_empty()
-            || n
-                .iter()
+            || n.iter()
                 .any(|&b| b <= 0x20 || b.is_ascii_uppercase() || b >= 0x7f || b == b':')
         {
             return self.bad("an invalid or uppercase field name");

@@ -218,7 +218,11 @@ mod tests {
         put_field(&mut out, b"Content-Type", b"text/HTML");
         put_field(&mut out, b"X-Custom-Header", b"Value");
         put_field(&mut out, b"grpc-status", &[b'x'; 300]);
-        assert_eq!(out[..2], [15, 16], "content-type has static name index 31 (15 + 16)");
+        assert_eq!(
+            out[..2],
+            [15, 16],
+            "content-type has static name index 31 (15 + 16)"
+        );
         assert_eq!(
             decode_all(&out),
             vec![

@@ -64,7 +64,10 @@ mod tests {
         let kept: Vec<_> = h2_fields(&recorded).collect();
         assert_eq!(
             kept,
-            vec![(&b"Content-Type"[..], &b"text/plain"[..]), (b"X-Trace", b"1")]
+            vec![
+                (&b"Content-Type"[..], &b"text/plain"[..]),
+                (b"X-Trace", b"1")
+            ]
         );
         let mut block = Vec::new();
         encode_head(&mut block, 201, &recorded);

@@ -8,6 +8,12 @@ use super::{hpack, preface, AnswerError, Conn, Event, Limits, Preface, PREFACE};
 
 type Body = &'static [u8];
 
+/// The fake clock's origin; tests move `now` forward by hand.
+#[allow(clippy::disallowed_methods)]
+fn base() -> Instant {
+    Instant::now()
+}
+
 /// One frame as the client sees it.
 #[derive(Debug, Clone)]
 struct Frame {
@@ -73,7 +79,7 @@ impl Client {
     }
 
     fn with(limits: Limits, peer_settings: &[(u16, u32)]) -> Client {
-        let now = Instant::now();
+        let now = base();
         let mut c = Client {
             conn: Conn::new(limits, now),
             now,
@@ -175,7 +181,10 @@ impl Client {
 #[test]
 fn the_preface_tells_h2c_from_http1() {
     assert_eq!(preface(PREFACE), Preface::Yes);
-    assert_eq!(preface(&[PREFACE.as_slice(), b"\0\0\0\x04"].concat()), Preface::Yes);
+    assert_eq!(
+        preface(&[PREFACE.as_slice(), b"\0\0\0\x04"].concat()),
+        Preface::Yes
+    );
     assert_eq!(preface(b"PRI * HT"), Preface::NeedMore);
     assert_eq!(preface(b""), Preface::NeedMore);
     assert_eq!(preface(b"GET / HTTP/1.1\r\n"), Preface::No);
@@ -184,10 +193,12 @@ fn the_preface_tells_h2c_from_http1() {
 
 #[test]
 fn a_wrong_preface_or_a_first_frame_other_than_settings_is_a_protocol_error() {
-    let now = Instant::now();
+    let now = base();
     let mut conn: Conn<Body> = Conn::new(Limits::default(), now);
     assert_eq!(conn.recv(b"GET / HTTP/1.1\r\n\r\n", now), 18);
-    assert!(matches!(conn.poll_event(), Some(Event::Error(e)) if e.code == ErrorCode::ProtocolError));
+    assert!(
+        matches!(conn.poll_event(), Some(Event::Error(e)) if e.code == ErrorCode::ProtocolError)
+    );
 
     let mut conn: Conn<Body> = Conn::new(Limits::default(), now);
     let mut bytes = PREFACE.to_vec();
@@ -200,7 +211,7 @@ fn a_wrong_preface_or_a_first_frame_other_than_settings_is_a_protocol_error() {
 
 #[test]
 fn the_preface_may_arrive_in_pieces() {
-    let now = Instant::now();
+    let now = base();
     let mut conn: Conn<Body> = Conn::new(Limits::default(), now);
     let mut bytes = PREFACE.to_vec();
     bytes.extend(settings(&[]));
@@ -226,7 +237,13 @@ fn a_get_is_answered_with_status_lowercase_fields_and_data() {
     let r = c.conn.request(1).unwrap();
     assert_eq!(
         (r.method, r.scheme, r.authority, r.path, r.body),
-        (&b"GET"[..], &b"http"[..], &b"example.com"[..], &b"/hello?x=1"[..], &b""[..])
+        (
+            &b"GET"[..],
+            &b"http"[..],
+            &b"example.com"[..],
+            &b"/hello?x=1"[..],
+            &b""[..]
+        )
     );
     c.conn
         .answer(
@@ -244,7 +261,10 @@ fn a_get_is_answered_with_status_lowercase_fields_and_data() {
         .unwrap();
     let out = c.frames();
     assert_eq!(out.len(), 2);
-    assert_eq!((out[0].kind, out[0].flags), (kind::HEADERS, flag::END_HEADERS));
+    assert_eq!(
+        (out[0].kind, out[0].flags),
+        (kind::HEADERS, flag::END_HEADERS)
+    );
     assert_eq!(
         c.decode(&out[0].payload),
         vec![
@@ -256,7 +276,10 @@ fn a_get_is_answered_with_status_lowercase_fields_and_data() {
     assert_eq!((out[1].kind, out[1].flags), (kind::DATA, flag::END_STREAM));
     assert_eq!(out[1].payload, b"hello");
     assert_eq!(c.conn.open_streams(), 0, "both halves closed");
-    assert_eq!(c.conn.answer(1, 200, &[], None, &[]), Err(AnswerError::NoStream(1)));
+    assert_eq!(
+        c.conn.answer(1, 200, &[], None, &[]),
+        Err(AnswerError::NoStream(1))
+    );
 }
 
 #[test]
@@ -307,7 +330,9 @@ fn trailers_follow_the_body_as_a_trailing_headers_frame() {
 fn a_body_larger_than_the_peer_window_waits_for_window_update() {
     let mut c = Client::with(Limits::default(), &[(setting::INITIAL_WINDOW_SIZE, 10)]);
     c.get(1, "/big");
-    c.conn.answer(1, 200, &[], Some(b"0123456789abcdefghijKLMNO"), &[]).unwrap();
+    c.conn
+        .answer(1, 200, &[], Some(b"0123456789abcdefghijKLMNO"), &[])
+        .unwrap();
     let out = c.frames();
     assert_eq!(out.len(), 2);
     assert_eq!(out[1].payload, b"0123456789");
@@ -334,7 +359,10 @@ fn the_connection_window_and_max_frame_size_bound_data_frames() {
     let data: Vec<_> = out.iter().filter(|f| f.kind == kind::DATA).collect();
     assert!(data.iter().all(|f| f.payload.len() <= 16_384));
     let sent: usize = data.iter().map(|f| f.payload.len()).sum();
-    assert_eq!(sent, 65_535, "the connection window, not the stream's 65,535 plus");
+    assert_eq!(
+        sent, 65_535,
+        "the connection window, not the stream's 65,535 plus"
+    );
     c.send(&frame(kind::WINDOW_UPDATE, 0, 0, &10_000u32.to_be_bytes()));
     let out = c.frames();
     assert!(out.is_empty(), "the stream window is spent too");
@@ -364,7 +392,13 @@ fn partial_writes_produce_the_same_bytes() {
     for c in [&mut whole, &mut bits] {
         c.get(1, "/");
         c.conn
-            .answer(1, 200, &[(b"a", b"b")], Some(b"some body bytes"), &[(b"t", b"1")])
+            .answer(
+                1,
+                200,
+                &[(b"a", b"b")],
+                Some(b"some body bytes"),
+                &[(b"t", b"1")],
+            )
             .unwrap();
     }
     let all = whole.output();
@@ -386,18 +420,31 @@ fn streaming_answers_send_head_then_chunks_then_end() {
     let mut c = Client::new();
     c.get(1, "/fwd");
     assert_eq!(c.conn.send_data(1, b"x"), Err(AnswerError::NoHead(1)));
-    c.conn.send_head(1, 502, &[(b"via", b"upstream")], false).unwrap();
-    assert_eq!(c.conn.send_head(1, 200, &[], false), Err(AnswerError::HeadSent(1)));
+    c.conn
+        .send_head(1, 502, &[(b"via", b"upstream")], false)
+        .unwrap();
+    assert_eq!(
+        c.conn.send_head(1, 200, &[], false),
+        Err(AnswerError::HeadSent(1))
+    );
     c.conn.send_data(1, b"part one,").unwrap();
     let out = c.frames();
     assert_eq!(out.len(), 2);
     assert_eq!(out[1].payload, b"part one,");
     c.conn.send_data(1, b" part two").unwrap();
-    c.conn.send_end(1, &[(b"x-upstream-trailer", b"1")]).unwrap();
+    c.conn
+        .send_end(1, &[(b"x-upstream-trailer", b"1")])
+        .unwrap();
     let out = c.frames();
     assert_eq!(out.len(), 2);
-    assert_eq!((out[0].payload.as_slice(), out[0].flags), (&b" part two"[..], 0));
-    assert_eq!((out[1].kind, out[1].flags), (kind::HEADERS, flag::END_HEADERS | flag::END_STREAM));
+    assert_eq!(
+        (out[0].payload.as_slice(), out[0].flags),
+        (&b" part two"[..], 0)
+    );
+    assert_eq!(
+        (out[1].kind, out[1].flags),
+        (kind::HEADERS, flag::END_HEADERS | flag::END_STREAM)
+    );
     let mut c = Client::new();
     c.get(1, "/fwd");
     c.conn.send_head(1, 200, &[], false).unwrap();
@@ -405,7 +452,10 @@ fn streaming_answers_send_head_then_chunks_then_end() {
     let _ = c.frames();
     c.conn.send_end(1, &[]).unwrap();
     let out = c.frames();
-    assert_eq!((out[0].kind, out[0].flags, out[0].payload.len()), (kind::DATA, flag::END_STREAM, 0));
+    assert_eq!(
+        (out[0].kind, out[0].flags, out[0].payload.len()),
+        (kind::DATA, flag::END_STREAM, 0)
+    );
 }
 
 #[test]
@@ -421,12 +471,23 @@ fn a_request_body_with_padding_and_trailers_is_delivered_whole() {
     assert!(c.events.is_empty(), "not complete yet");
     let mut t = Vec::new();
     raw_field(&mut t, "x-checksum", "abc");
-    c.send(&frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 1, &t));
+    c.send(&frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &t,
+    ));
     assert_eq!(c.events, vec![Event::Request(1)]);
     let r = c.conn.request(1).unwrap();
     assert_eq!(r.body, b"hello world");
-    assert_eq!(r.headers().collect::<Vec<_>>(), vec![(&b"content-length"[..], &b"11"[..])]);
-    assert_eq!(r.trailers().collect::<Vec<_>>(), vec![(&b"x-checksum"[..], &b"abc"[..])]);
+    assert_eq!(
+        r.headers().collect::<Vec<_>>(),
+        vec![(&b"content-length"[..], &b"11"[..])]
+    );
+    assert_eq!(
+        r.trailers().collect::<Vec<_>>(),
+        vec![(&b"x-checksum"[..], &b"abc"[..])]
+    );
 }
 
 #[test]
@@ -460,14 +521,17 @@ fn ping_is_acknowledged_with_its_payload_and_acks_are_ignored() {
     c.send(&frame(kind::PING, flag::ACK, 0, b"87654321"));
     let out = c.frames();
     assert_eq!(out.len(), 1);
-    assert_eq!((out[0].flags, out[0].payload.as_slice()), (flag::ACK, &b"12345678"[..]));
+    assert_eq!(
+        (out[0].flags, out[0].payload.as_slice()),
+        (flag::ACK, &b"12345678"[..])
+    );
     c.send(&frame(kind::PING, 0, 0, b"1234567"));
     assert_eq!(c.goaway(), Some(ErrorCode::FrameSizeError as u32));
 }
 
 #[test]
 fn settings_must_be_acknowledged_in_time() {
-    let now = Instant::now();
+    let now = base();
     let mut conn: Conn<Body> = Conn::new(Limits::default(), now);
     let mut hello = PREFACE.to_vec();
     hello.extend(settings(&[]));
@@ -488,11 +552,26 @@ fn settings_must_be_acknowledged_in_time() {
 #[test]
 fn bad_settings_are_connection_errors() {
     for (payload, code) in [
-        (settings(&[(setting::ENABLE_PUSH, 2)]), ErrorCode::ProtocolError),
-        (settings(&[(setting::INITIAL_WINDOW_SIZE, 1 << 31)]), ErrorCode::FlowControlError),
-        (settings(&[(setting::MAX_FRAME_SIZE, 100)]), ErrorCode::ProtocolError),
-        (frame(kind::SETTINGS, 0, 0, &[0; 5]), ErrorCode::FrameSizeError),
-        (frame(kind::SETTINGS, flag::ACK, 0, &[0; 6]), ErrorCode::FrameSizeError),
+        (
+            settings(&[(setting::ENABLE_PUSH, 2)]),
+            ErrorCode::ProtocolError,
+        ),
+        (
+            settings(&[(setting::INITIAL_WINDOW_SIZE, 1 << 31)]),
+            ErrorCode::FlowControlError,
+        ),
+        (
+            settings(&[(setting::MAX_FRAME_SIZE, 100)]),
+            ErrorCode::ProtocolError,
+        ),
+        (
+            frame(kind::SETTINGS, 0, 0, &[0; 5]),
+            ErrorCode::FrameSizeError,
+        ),
+        (
+            frame(kind::SETTINGS, flag::ACK, 0, &[0; 6]),
+            ErrorCode::FrameSizeError,
+        ),
         (frame(kind::SETTINGS, 0, 1, &[]), ErrorCode::ProtocolError),
     ] {
         let mut c = Client::new();
@@ -505,9 +584,17 @@ fn bad_settings_are_connection_errors() {
 fn client_reset_cancels_the_stream_and_kill_resets_with_internal_error() {
     let mut c = Client::new();
     c.get(1, "/");
-    c.send(&frame(kind::RST_STREAM, 0, 1, &(ErrorCode::Cancel as u32).to_be_bytes()));
+    c.send(&frame(
+        kind::RST_STREAM,
+        0,
+        1,
+        &(ErrorCode::Cancel as u32).to_be_bytes(),
+    ));
     assert_eq!(c.events, vec![Event::Request(1), Event::Cancelled(1)]);
-    assert_eq!(c.conn.answer(1, 200, &[], None, &[]), Err(AnswerError::NoStream(1)));
+    assert_eq!(
+        c.conn.answer(1, 200, &[], None, &[]),
+        Err(AnswerError::NoStream(1))
+    );
     assert!(c.frames().is_empty());
 
     c.get(3, "/killed");
@@ -527,9 +614,17 @@ fn graceful_goaway_finishes_open_streams_and_ignores_new_ones() {
     let out = c.frames();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].kind, kind::GOAWAY);
-    assert_eq!(u32::from_be_bytes(out[0].payload[..4].try_into().unwrap()), 1);
+    assert_eq!(
+        u32::from_be_bytes(out[0].payload[..4].try_into().unwrap()),
+        1
+    );
     assert_eq!(out[0].code(), ErrorCode::NoError as u32);
-    c.send(&frame(kind::HEADERS, flag::END_HEADERS, 3, &head("POST", "/new", &[])));
+    c.send(&frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        3,
+        &head("POST", "/new", &[]),
+    ));
     c.send(&frame(kind::DATA, flag::END_STREAM, 3, b"late"));
     c.send(&frame(kind::WINDOW_UPDATE, 0, 3, &1u32.to_be_bytes()));
     assert_eq!(c.events, vec![Event::Request(1)], "stream 3 is ignored");
@@ -551,11 +646,22 @@ fn priority_and_unknown_frames_are_ignored_but_self_dependency_is_refused() {
     c.get(1, "/after");
     assert_eq!(c.events, vec![Event::Request(1)]);
     c.send(&frame(kind::PRIORITY, 0, 5, &[0, 0, 0, 5, 16]));
-    assert_eq!(Client::rst(&c.frames(), 5), Some(ErrorCode::ProtocolError as u32));
+    assert_eq!(
+        Client::rst(&c.frames(), 5),
+        Some(ErrorCode::ProtocolError as u32)
+    );
     let mut block = vec![0, 0, 0, 7, 16];
     block.extend(head("GET", "/", &[]));
-    c.send(&frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM | flag::PRIORITY, 7, &block));
-    assert_eq!(Client::rst(&c.frames(), 7), Some(ErrorCode::ProtocolError as u32));
+    c.send(&frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM | flag::PRIORITY,
+        7,
+        &block,
+    ));
+    assert_eq!(
+        Client::rst(&c.frames(), 7),
+        Some(ErrorCode::ProtocolError as u32)
+    );
     assert_eq!(c.events, vec![Event::Request(1), reset(5), reset(7)]);
 
     fn reset(stream: u32) -> Event {
@@ -590,9 +696,18 @@ fn malformed_requests_are_reset_with_protocol_error() {
     ];
     for (i, block) in cases.iter().enumerate() {
         let mut c = Client::new();
-        c.send(&frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 1, block));
+        c.send(&frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            1,
+            block,
+        ));
         let out = c.frames();
-        assert_eq!(Client::rst(&out, 1), Some(ErrorCode::ProtocolError as u32), "case {i}");
+        assert_eq!(
+            Client::rst(&out, 1),
+            Some(ErrorCode::ProtocolError as u32),
+            "case {i}"
+        );
         assert!(!c.events.contains(&Event::Request(1)), "case {i}");
         // The connection goes on.
         c.get(3, "/");
@@ -601,7 +716,12 @@ fn malformed_requests_are_reset_with_protocol_error() {
     // te: trailers is allowed.
     let mut c = Client::new();
     let block = head("GET", "/", &[("te", "trailers")]);
-    c.send(&frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 1, &block));
+    c.send(&frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block,
+    ));
     assert_eq!(c.events, vec![Event::Request(1)]);
 }
 
@@ -614,46 +734,91 @@ fn stream_id_rules_are_enforced() {
     let mut c = Client::new();
     c.get(5, "/");
     c.get(3, "/");
-    assert_eq!(c.goaway(), Some(ErrorCode::ProtocolError as u32), "decreasing id");
+    assert_eq!(
+        c.goaway(),
+        Some(ErrorCode::ProtocolError as u32),
+        "decreasing id"
+    );
 
     let mut c = Client::new();
     c.send(&frame(kind::DATA, 0, 1, b"x"));
-    assert_eq!(c.goaway(), Some(ErrorCode::ProtocolError as u32), "DATA on an idle stream");
+    assert_eq!(
+        c.goaway(),
+        Some(ErrorCode::ProtocolError as u32),
+        "DATA on an idle stream"
+    );
 
     let mut c = Client::new();
     c.get(1, "/");
     c.send(&frame(kind::DATA, flag::END_STREAM, 1, b"x"));
-    assert_eq!(Client::rst(&c.frames(), 1), Some(ErrorCode::StreamClosed as u32), "half-closed");
+    assert_eq!(
+        Client::rst(&c.frames(), 1),
+        Some(ErrorCode::StreamClosed as u32),
+        "half-closed"
+    );
 
     let mut c = Client::new();
     c.get(1, "/");
     c.conn.answer(1, 200, &[], None, &[]).unwrap();
     let _ = c.frames();
     c.send(&frame(kind::DATA, 0, 1, b"x"));
-    assert_eq!(Client::rst(&c.frames(), 1), Some(ErrorCode::StreamClosed as u32), "closed");
+    assert_eq!(
+        Client::rst(&c.frames(), 1),
+        Some(ErrorCode::StreamClosed as u32),
+        "closed"
+    );
     c.get(1, "/");
-    assert_eq!(c.goaway(), Some(ErrorCode::StreamClosed as u32), "HEADERS on a closed stream");
+    assert_eq!(
+        c.goaway(),
+        Some(ErrorCode::StreamClosed as u32),
+        "HEADERS on a closed stream"
+    );
 
     let mut c = Client::new();
-    c.send(&frame(kind::PUSH_PROMISE, flag::END_HEADERS, 1, &[0, 0, 0, 2]));
-    assert_eq!(c.goaway(), Some(ErrorCode::ProtocolError as u32), "PUSH_PROMISE");
+    c.send(&frame(
+        kind::PUSH_PROMISE,
+        flag::END_HEADERS,
+        1,
+        &[0, 0, 0, 2],
+    ));
+    assert_eq!(
+        c.goaway(),
+        Some(ErrorCode::ProtocolError as u32),
+        "PUSH_PROMISE"
+    );
 }
 
 #[test]
 fn window_overflow_and_zero_increments_are_errors() {
     let mut c = Client::new();
-    c.send(&frame(kind::WINDOW_UPDATE, 0, 0, &0x7fff_ffffu32.to_be_bytes()));
+    c.send(&frame(
+        kind::WINDOW_UPDATE,
+        0,
+        0,
+        &0x7fff_ffffu32.to_be_bytes(),
+    ));
     assert_eq!(c.goaway(), Some(ErrorCode::FlowControlError as u32));
 
     let mut c = Client::new();
     c.get(1, "/");
-    c.send(&frame(kind::WINDOW_UPDATE, 0, 1, &0x7fff_ffffu32.to_be_bytes()));
-    assert_eq!(Client::rst(&c.frames(), 1), Some(ErrorCode::FlowControlError as u32));
+    c.send(&frame(
+        kind::WINDOW_UPDATE,
+        0,
+        1,
+        &0x7fff_ffffu32.to_be_bytes(),
+    ));
+    assert_eq!(
+        Client::rst(&c.frames(), 1),
+        Some(ErrorCode::FlowControlError as u32)
+    );
 
     let mut c = Client::new();
     c.get(1, "/");
     c.send(&frame(kind::WINDOW_UPDATE, 0, 1, &0u32.to_be_bytes()));
-    assert_eq!(Client::rst(&c.frames(), 1), Some(ErrorCode::ProtocolError as u32));
+    assert_eq!(
+        Client::rst(&c.frames(), 1),
+        Some(ErrorCode::ProtocolError as u32)
+    );
     c.send(&frame(kind::WINDOW_UPDATE, 0, 0, &0u32.to_be_bytes()));
     assert_eq!(c.goaway(), Some(ErrorCode::ProtocolError as u32));
 
@@ -672,14 +837,23 @@ fn data_beyond_our_windows_is_a_flow_control_error() {
     let chunk = vec![b'x'; 16_384];
     // The stream window: 65,535 bytes, then one more.
     let mut c = Client::with(limits.clone(), &[]);
-    c.send(&frame(kind::HEADERS, flag::END_HEADERS, 1, &head("POST", "/", &[])));
+    c.send(&frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        1,
+        &head("POST", "/", &[]),
+    ));
     for _ in 0..3 {
         c.send(&frame(kind::DATA, 0, 1, &chunk));
     }
     // 49,152 sent; the server replenished both windows at half (32,768).
     let out = c.frames();
-    assert!(out.iter().any(|f| f.kind == kind::WINDOW_UPDATE && f.stream == 1));
-    assert!(out.iter().any(|f| f.kind == kind::WINDOW_UPDATE && f.stream == 0));
+    assert!(out
+        .iter()
+        .any(|f| f.kind == kind::WINDOW_UPDATE && f.stream == 1));
+    assert!(out
+        .iter()
+        .any(|f| f.kind == kind::WINDOW_UPDATE && f.stream == 0));
     // We grant a stream no more window than max_body (+1): past that, a client that sends
     // anyway breaks flow control and its stream is reset.
     let limits = Limits {
@@ -687,14 +861,26 @@ fn data_beyond_our_windows_is_a_flow_control_error() {
         ..limits
     };
     let mut c = Client::with(limits, &[]);
-    c.send(&frame(kind::HEADERS, flag::END_HEADERS, 1, &head("POST", "/", &[])));
+    c.send(&frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        1,
+        &head("POST", "/", &[]),
+    ));
     let over = vec![b'x'; 16_000];
     for _ in 0..6 {
         c.send(&frame(kind::DATA, 0, 1, &over));
     }
-    assert_eq!(Client::rst(&c.frames(), 1), None, "96,000 bytes are within the grants");
+    assert_eq!(
+        Client::rst(&c.frames(), 1),
+        None,
+        "96,000 bytes are within the grants"
+    );
     c.send(&frame(kind::DATA, 0, 1, &over));
-    assert_eq!(Client::rst(&c.frames(), 1), Some(ErrorCode::FlowControlError as u32));
+    assert_eq!(
+        Client::rst(&c.frames(), 1),
+        Some(ErrorCode::FlowControlError as u32)
+    );
 }
 
 #[test]
@@ -707,7 +893,10 @@ fn too_many_concurrent_streams_are_refused() {
     c.get(1, "/");
     c.get(3, "/");
     c.get(5, "/");
-    assert_eq!(Client::rst(&c.frames(), 5), Some(ErrorCode::RefusedStream as u32));
+    assert_eq!(
+        Client::rst(&c.frames(), 5),
+        Some(ErrorCode::RefusedStream as u32)
+    );
     assert_eq!(c.conn.open_streams(), 2);
     c.conn.answer(1, 200, &[], None, &[]).unwrap();
     c.get(7, "/");
@@ -723,11 +912,22 @@ fn a_header_list_above_the_limit_gets_431() {
     let mut c = Client::with(limits, &[]);
     let big = "v".repeat(300);
     let block = head("GET", "/", &[("x-big", &big)]);
-    c.send(&frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 1, &block));
+    c.send(&frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block,
+    ));
     assert!(c.events.is_empty(), "not delivered");
     let out = c.frames();
-    assert_eq!(c.decode(&out[0].payload)[0], (":status".into(), "431".into()));
-    assert_eq!(out.last().unwrap().flags & flag::END_STREAM, flag::END_STREAM);
+    assert_eq!(
+        c.decode(&out[0].payload)[0],
+        (":status".into(), "431".into())
+    );
+    assert_eq!(
+        out.last().unwrap().flags & flag::END_STREAM,
+        flag::END_STREAM
+    );
     // The HPACK context survived: the next request decodes.
     c.get(3, "/");
     assert_eq!(c.events, vec![Event::Request(3)]);
@@ -740,14 +940,25 @@ fn a_body_above_max_body_gets_413_and_the_upload_is_stopped() {
         ..Limits::default()
     };
     let mut c = Client::with(limits, &[]);
-    c.send(&frame(kind::HEADERS, flag::END_HEADERS, 1, &head("POST", "/", &[])));
+    c.send(&frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        1,
+        &head("POST", "/", &[]),
+    ));
     c.send(&frame(kind::DATA, 0, 1, b"0123456789AB"));
     let out = c.frames();
-    assert_eq!(c.decode(&out[0].payload)[0], (":status".into(), "413".into()));
+    assert_eq!(
+        c.decode(&out[0].payload)[0],
+        (":status".into(), "413".into())
+    );
     assert_eq!(Client::rst(&out, 1), Some(ErrorCode::NoError as u32));
     c.send(&frame(kind::DATA, flag::END_STREAM, 1, b"more"));
     assert!(c.events.is_empty());
-    assert!(c.frames().is_empty(), "late DATA after our reset is ignored");
+    assert!(
+        c.frames().is_empty(),
+        "late DATA after our reset is ignored"
+    );
 }
 
 #[test]
@@ -825,7 +1036,12 @@ fn ping_settings_and_empty_data_floods_are_enhance_your_calm() {
     assert_eq!(c.goaway(), Some(ErrorCode::EnhanceYourCalm as u32));
 
     let mut c = Client::with(limits, &[]);
-    c.send(&frame(kind::HEADERS, flag::END_HEADERS, 1, &head("POST", "/", &[])));
+    c.send(&frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        1,
+        &head("POST", "/", &[]),
+    ));
     for _ in 0..21 {
         c.send(&frame(kind::DATA, 0, 1, &[]));
     }
@@ -840,9 +1056,15 @@ fn a_client_that_does_not_read_cannot_make_us_queue_without_bound() {
         ..Limits::default()
     };
     let mut c = Client::with(limits, &[]);
-    let pings: Vec<u8> = (0..2000).flat_map(|_| frame(kind::PING, 0, 0, &[7; 8])).collect();
+    let pings: Vec<u8> = (0..2000)
+        .flat_map(|_| frame(kind::PING, 0, 0, &[7; 8]))
+        .collect();
     c.send(&pings); // never reads our output
-    assert!(c.conn.pending_bytes() < 12_000, "{}", c.conn.pending_bytes());
+    assert!(
+        c.conn.pending_bytes() < 12_000,
+        "{}",
+        c.conn.pending_bytes()
+    );
     assert!(c
         .events
         .iter()
@@ -863,7 +1085,9 @@ fn a_large_head_is_split_into_continuation_frames() {
     let mut c = Client::new();
     c.get(1, "/");
     let big = vec![b'v'; 40_000];
-    c.conn.answer(1, 200, &[(b"x-big", &big)], None, &[]).unwrap();
+    c.conn
+        .answer(1, 200, &[(b"x-big", &big)], None, &[])
+        .unwrap();
     let out = c.frames();
     let kinds: Vec<_> = out.iter().map(|f| (f.kind, f.flags)).collect();
     assert_eq!(
@@ -885,7 +1109,12 @@ mod fuzz {
     /// Frame-shaped input: mostly valid headers with random kinds, flags, ids and payloads.
     fn frames() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(
-            (0u8..12, any::<u8>(), 0u32..12, proptest::collection::vec(any::<u8>(), 0..64)),
+            (
+                0u8..12,
+                any::<u8>(),
+                0u32..12,
+                proptest::collection::vec(any::<u8>(), 0..64),
+            ),
             0..40,
         )
         .prop_map(|fs| {
@@ -896,7 +1125,7 @@ mod fuzz {
     }
 
     fn run(input: &[u8], chunk: usize) {
-        let now = Instant::now();
+        let now = base();
         let mut conn: Conn<Body> = Conn::new(Limits::default(), now);
         let mut bytes = PREFACE.to_vec();
         bytes.extend(settings(&[]));
@@ -958,7 +1187,7 @@ mod interop {
     const BIG: usize = 300_000;
 
     async fn serve(mut io: DuplexStream) {
-        let mut conn: Conn<Shared> = Conn::new(Limits::default(), Instant::now());
+        let mut conn: Conn<Shared> = Conn::new(Limits::default(), base());
         let big = Bytes::from((0..BIG).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
         let mut buf = vec![0u8; 64 * 1024];
         let mut have = 0;
@@ -979,7 +1208,7 @@ mod interop {
                 Ok(n) => n,
             };
             have += n;
-            let used = conn.recv(&buf[..have], Instant::now());
+            let used = conn.recv(&buf[..have], base());
             buf.copy_within(used..have, 0);
             have -= used;
             while let Some(e) = conn.poll_event() {
@@ -989,13 +1218,22 @@ mod interop {
                 let body_len = r.body.len().to_string();
                 match path.as_str() {
                     "/big" => conn
-                        .answer(id, 200, &[(b"Content-Type", b"application/octet-stream")], Some(Shared(big.clone())), &[])
+                        .answer(
+                            id,
+                            200,
+                            &[(b"Content-Type", b"application/octet-stream")],
+                            Some(Shared(big.clone())),
+                            &[],
+                        )
                         .unwrap(),
                     "/grpc" => conn
                         .answer(
                             id,
                             200,
-                            &[(b"content-type", b"application/grpc"), (b"Connection", b"close")],
+                            &[
+                                (b"content-type", b"application/grpc"),
+                                (b"Connection", b"close"),
+                            ],
                             Some(Shared(Bytes::from_static(b"\0\0\0\0\0"))),
                             &[(b"grpc-status", b"0")],
                         )
@@ -1004,7 +1242,10 @@ mod interop {
                         .answer(
                             id,
                             200,
-                            &[(b"X-Path", path.as_bytes()), (b"x-got", body_len.as_bytes())],
+                            &[
+                                (b"X-Path", path.as_bytes()),
+                                (b"x-got", body_len.as_bytes()),
+                            ],
                             Some(Shared(Bytes::copy_from_slice(path.as_bytes()))),
                             &[],
                         )
@@ -1016,7 +1257,9 @@ mod interop {
 
     #[test]
     fn the_h2_client_gets_concurrent_answers_big_bodies_and_trailers() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let (client_io, server_io) = tokio::io::duplex(16 * 1024);
             let server = tokio::spawn(serve(server_io));
@@ -1039,7 +1282,8 @@ mod interop {
                     .body(())
                     .unwrap();
                 let (resp, mut send) = h2.send_request(req, false).unwrap();
-                send.send_data(Bytes::from(vec![b'u'; i * 100]), true).unwrap();
+                send.send_data(Bytes::from(vec![b'u'; i * 100]), true)
+                    .unwrap();
                 pending.push((i, resp));
                 h2 = h2.ready().await.unwrap();
             }
@@ -1059,7 +1303,9 @@ mod interop {
             }
 
             // A body far larger than the client's window.
-            let req = http::Request::get("http://example.com/big").body(()).unwrap();
+            let req = http::Request::get("http://example.com/big")
+                .body(())
+                .unwrap();
             let (resp, _) = h2.send_request(req, true).unwrap();
             let resp = resp.await.unwrap();
             assert_eq!(resp.headers()["content-type"], "application/octet-stream");
@@ -1075,7 +1321,9 @@ mod interop {
 
             // Trailers, and connection-specific fields dropped (h2 would reject them).
             let mut h2 = h2.ready().await.unwrap();
-            let req = http::Request::get("http://example.com/grpc").body(()).unwrap();
+            let req = http::Request::get("http://example.com/grpc")
+                .body(())
+                .unwrap();
             let (resp, _) = h2.send_request(req, true).unwrap();
             let resp = resp.await.unwrap();
             assert!(resp.headers().get("connection").is_none());
