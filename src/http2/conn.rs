@@ -59,7 +59,9 @@ pub struct Limits {
     pub max_control: u32,
     /// Empty DATA and CONTINUATION frames that do not end anything, per window.
     pub max_empty: u32,
-    /// Bytes of our own frames the peer may leave unread before it is told ENHANCE_YOUR_CALM.
+    /// Output bytes queued (unwritten) at which [`Conn::recv`] stops taking input until the
+    /// driver has written some ([`Conn::wants_read`] says so): a client that sends but never
+    /// reads cannot make us queue without bound.
     pub max_pending_output: usize,
 }
 
@@ -494,7 +496,7 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
             self.offset += n as u64;
             used = n;
         }
-        while !self.fatal && self.preface_left == 0 {
+        while !self.fatal && self.preface_left == 0 && self.wants_read() {
             let rest = &input[used..];
             let Some(h) = Header::parse(rest) else { break };
             if h.len > frame::DEFAULT_MAX_FRAME {
@@ -712,6 +714,18 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
         })
     }
 
+    /// False while so much output is queued that [`Conn::recv`] takes no more input: write
+    /// first, then feed the kept bytes again.
+    pub fn wants_read(&self) -> bool {
+        self.queued < self.limits.max_pending_output
+    }
+
+    /// Bytes held in the frame buffer, written or not (tests check it stays bounded).
+    #[cfg(test)]
+    pub(crate) fn frame_buffer_len(&self) -> usize {
+        self.wbuf.len()
+    }
+
     /// Bytes waiting in [`Conn::transmit`].
     pub fn pending_bytes(&self) -> usize {
         self.queued
@@ -742,6 +756,8 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
         }
         if self.pieces.is_empty() {
             self.wbuf.clear();
+        } else {
+            self.compact();
         }
         if !self.fatal {
             self.fill();
@@ -749,6 +765,28 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
     }
 
     // ---- internals ----
+
+    /// Drops the written front of the frame buffer once it is large, so that a connection whose
+    /// output never fully drains does not grow it for ever.
+    fn compact(&mut self) {
+        let Some(first) = self.pieces.iter().find_map(|p| match p {
+            Piece::Own(s, _) => Some(*s),
+            _ => None,
+        }) else {
+            self.wbuf.clear();
+            return;
+        };
+        if first < 64 * 1024 || first < self.wbuf.len() / 2 {
+            return;
+        }
+        self.wbuf.drain(..first);
+        for p in &mut self.pieces {
+            if let Piece::Own(s, e) = p {
+                *s -= first;
+                *e -= first;
+            }
+        }
+    }
 
     fn index(&self, stream: u32) -> Option<usize> {
         self.streams
@@ -771,13 +809,13 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
         self.pieces.push_back(Piece::Own(start, end));
     }
 
-    /// Queues a frame the peer made us send (ACKs, resets); a peer that makes us queue more
-    /// than [`Limits::max_pending_output`] without reading is told ENHANCE_YOUR_CALM.
+    /// Queues a frame the peer made us send (ACKs, resets). [`Conn::recv`] stops taking frames
+    /// at [`Limits::max_pending_output`], so this safety net (twice that) should never trip.
     fn control(
         &mut self,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> Result<(), (ErrorCode, &'static str)> {
-        if self.wbuf.len() > self.limits.max_pending_output {
+        if self.queued > self.limits.max_pending_output.saturating_mul(2) {
             return Err((
                 ErrorCode::EnhanceYourCalm,
                 "the client makes us queue frames it does not read",

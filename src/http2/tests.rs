@@ -1059,16 +1059,51 @@ fn a_client_that_does_not_read_cannot_make_us_queue_without_bound() {
     let pings: Vec<u8> = (0..2000)
         .flat_map(|_| frame(kind::PING, 0, 0, &[7; 8]))
         .collect();
-    c.send(&pings); // never reads our output
+    // The client never reads our output: we stop taking its frames.
+    let used = c.conn.recv(&pings, c.now);
+    assert!(used < pings.len());
+    assert!(!c.conn.wants_read());
     assert!(
-        c.conn.pending_bytes() < 12_000,
+        c.conn.pending_bytes() < 10_000 + 17,
         "{}",
         c.conn.pending_bytes()
     );
-    assert!(c
-        .events
-        .iter()
-        .any(|e| matches!(e, Event::Error(e) if e.code == ErrorCode::EnhanceYourCalm)));
+    assert_eq!(c.conn.recv(&pings[used..], c.now), 0, "still backed up");
+    // Once it reads, the rest is taken, and every PING is answered.
+    let mut rest = &pings[used..];
+    let mut acks = c.frames().len();
+    for _ in 0..100 {
+        let n = c.conn.recv(rest, c.now);
+        rest = &rest[n..];
+        acks += c.frames().len();
+        if rest.is_empty() {
+            break;
+        }
+    }
+    assert!(rest.is_empty());
+    assert_eq!(acks, 2000);
+    assert!(c.conn.poll_event().is_none(), "no error");
+}
+
+#[test]
+fn output_that_never_fully_drains_does_not_grow_the_frame_buffer() {
+    let mut c = Client::new();
+    let mut id = 1;
+    let mut peak = 0;
+    for _ in 0..20_000 {
+        c.get(id, "/");
+        c.conn
+            .answer(id, 204, &[(b"x-n", b"12345678")], None, &[])
+            .unwrap();
+        // Write all but the last byte: the queue is never empty.
+        let total = c.conn.pending_bytes();
+        c.conn.advance(total - 1);
+        peak = peak.max(c.conn.frame_buffer_len());
+        assert!(c.conn.pending_bytes() < 64);
+        id += 2;
+    }
+    assert!(peak < 200 * 1024, "{peak}");
+    assert!(c.conn.wants_read());
 }
 
 #[test]
