@@ -1124,7 +1124,8 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
                     if self.streams[i].delivered {
                         self.events.push_back(Event::Cancelled(h.stream));
                     }
-                    self.remove(i, true);
+                    // Closed by the client: its own later frames are STREAM_CLOSED errors.
+                    self.remove(i, false);
                 }
                 Ok(())
             }

@@ -596,6 +596,12 @@ fn client_reset_cancels_the_stream_and_kill_resets_with_internal_error() {
         Err(AnswerError::NoStream(1))
     );
     assert!(c.frames().is_empty());
+    // The client reset it: its own DATA on it afterwards is a stream error (RFC 9113 §5.1).
+    c.send(&frame(kind::DATA, 0, 1, b"x"));
+    assert_eq!(
+        Client::rst(&c.frames(), 1),
+        Some(ErrorCode::StreamClosed as u32)
+    );
 
     c.get(3, "/killed");
     c.conn.kill(3).unwrap();
