@@ -1267,6 +1267,14 @@ mod interop {
                             &[],
                         )
                         .unwrap(),
+                    "/kill" => conn.kill(id).unwrap(),
+                    "/stop" => {
+                        // Graceful shutdown with this stream in flight: GOAWAY first, then
+                        // the answer, then the connection ends.
+                        conn.go_away();
+                        conn.answer(id, 200, &[], Some(Shared(Bytes::from_static(b"bye"))), &[])
+                            .unwrap();
+                    }
                     "/grpc" => conn
                         .answer(
                             id,
@@ -1299,6 +1307,7 @@ mod interop {
     #[test]
     fn the_h2_client_gets_concurrent_answers_big_bodies_and_trailers() {
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .unwrap();
         rt.block_on(async {
@@ -1309,9 +1318,7 @@ mod interop {
                 .handshake::<_, Bytes>(client_io)
                 .await
                 .unwrap();
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
+            let connection = tokio::spawn(connection);
             let mut h2 = h2.ready().await.unwrap();
 
             // Concurrent streams on one connection.
@@ -1374,8 +1381,34 @@ mod interop {
             }
             let trailers = body.trailers().await.unwrap().unwrap();
             assert_eq!(trailers["grpc-status"], "0");
+
+            // Kill: mitmproxy's RST_STREAM INTERNAL_ERROR.
+            let mut h2 = h2.ready().await.unwrap();
+            let req = http::Request::get("http://example.com/kill")
+                .body(())
+                .unwrap();
+            let (resp, _) = h2.send_request(req, true).unwrap();
+            let err = resp.await.unwrap_err();
+            assert_eq!(err.reason(), Some(h2::Reason::INTERNAL_ERROR));
+
+            // GOAWAY with a stream in flight: the stream is answered, then the connection ends.
+            let mut h2 = h2.ready().await.unwrap();
+            let req = http::Request::get("http://example.com/stop")
+                .body(())
+                .unwrap();
+            let (resp, _) = h2.send_request(req, true).unwrap();
+            let resp = resp.await.unwrap();
+            let mut body = resp.into_body();
+            let mut got = Vec::new();
+            while let Some(chunk) = body.data().await {
+                got.extend_from_slice(&chunk.unwrap());
+            }
+            assert_eq!(got, b"bye");
+            let ended = tokio::time::timeout(Duration::from_secs(20), server).await;
+            assert!(ended.is_ok(), "the server side finished after GOAWAY");
+            let closed = tokio::time::timeout(Duration::from_secs(20), connection).await;
+            assert!(matches!(closed, Ok(Ok(Ok(())))), "{closed:?}");
             drop(h2);
-            server.abort();
         });
     }
 }
