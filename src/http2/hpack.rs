@@ -242,6 +242,23 @@ mod tests {
     }
 
     #[test]
+    fn malformed_blocks_are_errors_not_panics() {
+        // fluke-hpack 0.3.1 panicked on this one byte (bearcove/loona#247, the same defect as
+        // RUSTSEC-2023-0085 in `hpack`); loona-hpack 0.4.3 returns an error.
+        for block in [
+            &[0x3f][..], // size update, integer cut short
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], // integer overflow
+            &[0x80],     // index 0
+            &[0xff, 0x00], // index past the tables
+            &[0x40, 0x85, 0xff, 0xff, 0xff, 0xff, 0xff], // Huffman name, bad EOS padding
+            &[0x00, 0x05, b'a'], // string longer than the block
+        ] {
+            let mut d = Decoder::default();
+            assert!(d.decode(block, |_, _| {}).is_err(), "{block:?}");
+        }
+    }
+
+    #[test]
     fn a_table_size_update_above_what_we_allow_is_an_error() {
         // Dynamic table size update to 8192 (001xxxxx, 5-bit prefix).
         let mut block = Vec::new();
