@@ -616,13 +616,35 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
         headers: &[(&[u8], &[u8])],
         end: bool,
     ) -> Result<(), AnswerError> {
+        self.head_with(stream, end, |out| reply::encode_head(out, status, headers))
+    }
+
+    /// Sends a response head that is already an HPACK block, as [`reply::encode_head`] writes
+    /// it. That encoding is stateless and without Huffman coding, so a recorded head can be
+    /// encoded once at load time and its values patched in place at fixed offsets (dates),
+    /// as HTTP/1 heads are. `end` also ends the response.
+    pub fn send_head_block(
+        &mut self,
+        stream: u32,
+        block: &[u8],
+        end: bool,
+    ) -> Result<(), AnswerError> {
+        self.head_with(stream, end, |out| out.extend_from_slice(block))
+    }
+
+    fn head_with(
+        &mut self,
+        stream: u32,
+        end: bool,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), AnswerError> {
         let i = self.index(stream).ok_or(AnswerError::NoStream(stream))?;
         if self.streams[i].send != Send::Idle {
             return Err(AnswerError::HeadSent(stream));
         }
         let start = self.wbuf.len();
         self.wbuf.resize(start + HEADER_LEN, 0);
-        reply::encode_head(&mut self.wbuf, status, headers);
+        encode(&mut self.wbuf);
         let flags = if end { flag::END_STREAM } else { 0 };
         self.frame_block(start, stream, flags);
         self.streams[i].send = if end { Send::Done } else { Send::Open };

@@ -459,6 +459,35 @@ fn streaming_answers_send_head_then_chunks_then_end() {
 }
 
 #[test]
+fn a_head_encoded_once_is_sent_verbatim_and_patchable_in_place() {
+    // Encoded at "load time", then a date value patched at a fixed offset, as HTTP/1 heads are.
+    let mut block = Vec::new();
+    super::reply::encode_head(
+        &mut block,
+        200,
+        &[
+            (b"Date", b"Mon, 01 Jan 2001 00:00:00 GMT"),
+            (b"Connection", b"close"),
+        ],
+    );
+    let at = block.windows(4).position(|w| w == b"2001").unwrap();
+    block[at..at + 4].copy_from_slice(b"2031");
+    let mut c = Client::new();
+    c.get(1, "/");
+    c.conn.send_head_block(1, &block, true).unwrap();
+    let out = c.frames();
+    assert_eq!(out[0].payload, block);
+    assert_eq!(
+        c.decode(&out[0].payload),
+        vec![
+            (":status".into(), "200".into()),
+            ("date".into(), "Mon, 01 Jan 2031 00:00:00 GMT".into())
+        ]
+    );
+    assert_eq!(c.conn.open_streams(), 0);
+}
+
+#[test]
 fn a_request_body_with_padding_and_trailers_is_delivered_whole() {
     let mut c = Client::new();
     let block = head("POST", "/up", &[("content-length", "11")]);
