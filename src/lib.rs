@@ -1,7 +1,7 @@
 //! uringreplay: answers HTTP requests with the responses recorded in mitmproxy flow files, the way
 //! `mitmdump -S` (server-side replay) does, on per-core io_uring loops.
 //!
-//! The core (`flowfile`, `replay`, `http1`, `upstream`) takes bytes and `now` and returns bytes and
+//! The core (`flowfile`, `replay`, `http1`, `http2`, `upstream`) takes bytes and `now` and returns bytes and
 //! decisions: it opens no socket, reads no clock and touches no file (the one exception is the
 //! memory mapping in `flowfile/mod.rs`). The drivers in `server` do all I/O.
 //!
@@ -13,6 +13,7 @@
 //! - [`replay`]: which recorded response answers a request (match key, index, consume order) and
 //!   the exact response bytes (pre-rendered heads, refresh by fixed-width date patches).
 //! - [`http1`]: the server side of HTTP/1.x, sans-IO (parsing, framing, keep-alive, limits).
+//! - [`http2`]: the server side of HTTP/2, sans-IO (frames, HPACK, streams, flow control, limits).
 //! - [`stats`]: counters, summary and report lines.
 //! - [`upstream`]: forwarding unmatched requests, sans-IO (routes, request writer, response relay, pool).
 //! - [`server`]: the I/O drivers (sockets, rings, threads, the counting allocator).
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod flowfile;
 pub mod http1;
+pub mod http2;
 pub mod hugepages;
 pub mod inspect;
 pub mod replay;
