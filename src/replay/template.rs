@@ -96,20 +96,24 @@ pub struct Templates {
     entries: Vec<(u32, Template)>,
 }
 
-/// mitmproxy's reason phrases (`net/http/status_codes.py`), used for HTTP/2 and HTTP/3 recordings
+/// mitmproxy 12's reason phrases (`net/http/status_codes.py`), used for HTTP/2 and HTTP/3 recordings
 /// and for the unmatched-status answers; `""` for codes it does not know.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         101 => "Switching Protocols",
+        102 => "Processing",
+        103 => "Early Hints",
         200 => "OK",
         201 => "Created",
         202 => "Accepted",
         203 => "Non-Authoritative Information",
         204 => "No Content",
-        205 => "Reset Content.",
+        205 => "Reset Content",
         206 => "Partial Content",
         207 => "Multi-Status",
+        208 => "Already Reported",
+        226 => "IM Used",
         300 => "Multiple Choices",
         301 => "Moved Permanently",
         302 => "Found",
@@ -117,6 +121,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         304 => "Not Modified",
         305 => "Use Proxy",
         307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         402 => "Payment Required",
@@ -136,6 +141,16 @@ pub fn reason_phrase(status: u16) -> &'static str {
         416 => "Requested Range not satisfiable",
         417 => "Expectation Failed",
         418 => "I'm a teapot",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        423 => "Locked",
+        424 => "Failed Dependency",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
         444 => "No Response",
         499 => "Client Closed Request",
         500 => "Internal Server Error",
@@ -144,8 +159,11 @@ pub fn reason_phrase(status: u16) -> &'static str {
         503 => "Service Unavailable",
         504 => "Gateway Time-out",
         505 => "HTTP Version not supported",
+        506 => "Variant Also Negotiates",
         507 => "Insufficient Storage Space",
+        508 => "Loop Detected",
         510 => "Not Extended",
+        511 => "Network Authentication Required",
         _ => "",
     }
 }
