@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse_args();
     match &cli.command {
         Some(Command::Inspect(args)) => uringreplay::inspect::run(args),
+        Some(Command::Convert(args)) => uringreplay::convert::run(args),
         None => serve(&cli.serve),
     }
 }

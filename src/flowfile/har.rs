@@ -216,6 +216,7 @@ fn entry_to_flow(entry: Entry, file: u32, index: usize) -> Result<FlowRecord, En
         http_version: version(entry.request.http_version.as_deref()),
         headers,
         content: Some(body),
+        trailers: None,
         timestamp_start: start,
         timestamp_end: Some(end),
     };
@@ -267,6 +268,7 @@ fn entry_to_flow(entry: Entry, file: u32, index: usize) -> Result<FlowRecord, En
         http_version: version(entry.response.http_version.as_deref()),
         headers,
         content: Some(body),
+        trailers: None,
         timestamp_start: start,
         timestamp_end: Some(end),
     };

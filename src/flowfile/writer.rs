@@ -1,6 +1,6 @@
 //! Writes format-21 HTTP flows exactly as mitmproxy 11/12 lays them out (spec §g.4), so generated
-//! recordings load in uringreplay and in real `mitmdump -S` alike. Used by the big-recording
-//! generator, benches and tests; the server never writes flows.
+//! recordings load in uringreplay and in real `mitmdump -S` alike. Used by HAR import, `convert`,
+//! the recorder (`-w`), the big-recording generator, benches and tests.
 #![forbid(unsafe_code)]
 
 use super::mitm::NEWEST_FORMAT;
@@ -203,6 +203,8 @@ pub struct MessageRecord {
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
     /// Body after transfer decoding, or `None` for "not stored".
     pub content: Option<Vec<u8>>,
+    /// Trailer fields, if any were received.
+    pub trailers: Option<Vec<(Vec<u8>, Vec<u8>)>>,
     /// First byte seen.
     pub timestamp_start: f64,
     /// Last byte seen.
@@ -293,7 +295,10 @@ pub fn write_record(out: &mut Vec<u8>, flow: &FlowRecord) {
         ("host", Encode::Text(&flow.host)),
         ("timestamp_end", opt_float(r.timestamp_end)),
         ("timestamp_start", Encode::Float(r.timestamp_start)),
-        ("trailers", Encode::Null),
+        (
+            "trailers",
+            r.trailers.as_deref().map_or(Encode::Null, header_list),
+        ),
         ("content", content(&r.content)),
         ("headers", header_list(&r.headers)),
         ("http_version", Encode::Bytes(&r.http_version)),
@@ -307,7 +312,10 @@ pub fn write_record(out: &mut Vec<u8>, flow: &FlowRecord) {
                 ("status_code", Encode::Int(i64::from(*status))),
                 ("timestamp_end", opt_float(m.timestamp_end)),
                 ("timestamp_start", Encode::Float(m.timestamp_start)),
-                ("trailers", Encode::Null),
+                (
+                    "trailers",
+                    m.trailers.as_deref().map_or(Encode::Null, header_list),
+                ),
                 ("content", content(&m.content)),
                 ("headers", header_list(&m.headers)),
                 ("http_version", Encode::Bytes(&m.http_version)),
@@ -362,6 +370,7 @@ pub fn write_flow(out: &mut Vec<u8>, flow: &FlowSpec) {
                 http_version: version.to_vec(),
                 headers: headers.to_vec(),
                 content: content.clone(),
+                trailers: None,
                 timestamp_start: start,
                 timestamp_end: Some(start + 0.0005),
             }
