@@ -7,7 +7,6 @@
 //! dropped and counted, with at most one warning a second. Each flow reaches the file with one
 //! `write`, so a killed process leaves a file that loads up to the last complete flow.
 
-use std::fs::File;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -78,6 +77,8 @@ pub struct Endpoint {
     pub local: SocketAddr,
     /// When the connection was opened (Unix seconds).
     pub opened: f64,
+    /// Upstream side: when the TCP handshake finished (mitmproxy's `timestamp_tcp_setup`).
+    pub established: Option<f64>,
 }
 
 /// A forwarded request and what the upstream answered, as the engine hands it over (borrowed;
@@ -193,6 +194,17 @@ impl Recorder {
                 path: target.path.clone(),
                 source,
             })?;
+        Recorder::start_with(Box::new(file), &target.path, proxy_mode, queue)
+    }
+
+    /// Starts the writer thread on any sink (`path` names it in messages).
+    #[allow(clippy::disallowed_methods)] // a driver: reads the clock for ids and warnings
+    fn start_with(
+        file: Box<dyn Write + Send>,
+        path: &std::path::Path,
+        proxy_mode: &str,
+        queue: usize,
+    ) -> Result<Recorder, CaptureError> {
         let (tx, rx) = mpsc::sync_channel(queue.max(1));
         let counters = Arc::new(Counters::default());
         let seed = std::time::SystemTime::now()
@@ -201,7 +213,7 @@ impl Recorder {
             ^ u64::from(std::process::id()) << 32;
         let writer = Writer {
             file,
-            path: target.path.clone(),
+            path: path.to_path_buf(),
             proxy_mode: proxy_mode.to_string(),
             seed,
             flows: 0,
@@ -217,7 +229,7 @@ impl Recorder {
             writer: Some(handle),
             counters,
             started: Instant::now(),
-            path: target.path.clone(),
+            path: path.to_path_buf(),
         })
     }
 
@@ -333,7 +345,7 @@ fn own(e: &ForwardedExchange<'_>) -> Owned {
 
 /// The writer thread's state.
 struct Writer {
-    file: File,
+    file: Box<dyn Write + Send>,
     path: PathBuf,
     proxy_mode: String,
     seed: u64,
@@ -457,7 +469,7 @@ impl Writer {
                 sockname: addr(f.upstream.local),
                 timestamp_start: Some(f.upstream.opened),
                 address: Some((f.host.clone(), f.port)),
-                timestamp_tcp_setup: Some(f.upstream.opened),
+                timestamp_tcp_setup: f.upstream.established,
                 ..ConnRecord::default()
             },
             timestamp_created: request_start,
@@ -474,4 +486,334 @@ fn fields(headers: &[httparse::Header<'_>]) -> Vec<(Vec<u8>, Vec<u8>)> {
         .iter()
         .map(|h| (h.name.as_bytes().to_vec(), h.value.to_vec()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flowfile::tnetstring::{parse_value, Tag, Value};
+    use crate::flowfile::{LoadOptions, Recording};
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
+    fn endpoint(connection: u64, peer: &str, local: &str, opened: f64) -> Endpoint {
+        Endpoint {
+            connection,
+            peer: peer.parse().unwrap(),
+            local: local.parse().unwrap(),
+            opened,
+            established: None,
+        }
+    }
+
+    const GET_HEAD: &[u8] = b"GET /a?x=1 HTTP/1.1\r\nHost: 127.0.0.1:9\r\nX-B: 1\r\nx-a: 2\r\n\r\n";
+    const OK_HEAD: &[u8] =
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n";
+
+    fn exchange<'a>(request_head: &'a [u8], body: &'a [u8]) -> ForwardedExchange<'a> {
+        ForwardedExchange {
+            request_head,
+            request_body: b"",
+            response_head: OK_HEAD,
+            response_body: body,
+            scheme: "http",
+            host: "127.0.0.1",
+            port: 9,
+            request_start: 1_795_737_600.25,
+            request_end: 1_795_737_600.5,
+            response_start: 1_795_737_601.0,
+            response_end: 1_795_737_601.5,
+            client: endpoint(7, "127.0.0.1:40000", "127.0.0.1:8080", 1_795_737_600.0),
+            upstream: Endpoint {
+                established: Some(1_795_737_600.125),
+                ..endpoint(3, "127.0.0.1:9", "127.0.0.1:50000", 1_795_737_600.0625)
+            },
+        }
+    }
+
+    fn load(path: &std::path::Path) -> Recording {
+        Recording::open(&[path.to_path_buf()], LoadOptions::default(), &mut |_| {}).unwrap()
+    }
+
+    #[test]
+    fn recorded_exchanges_load_with_every_field_in_wire_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = SaveTarget::parse(dir.path().join("x.flows").to_str().unwrap());
+        let recorder = Recorder::start(&target, "reverse:http://127.0.0.1:9", 8).unwrap();
+        recorder.record(&exchange(GET_HEAD, b"hello"));
+        recorder.record(&exchange(
+            b"GET http://127.0.0.1:9/abs HTTP/1.0\r\n\r\n",
+            b"world",
+        ));
+        let stats = recorder.finish();
+        assert_eq!(
+            stats,
+            CaptureStats {
+                written: 2,
+                dropped: 0,
+                failed: 0
+            }
+        );
+        let rec = load(&target.path);
+        assert_eq!(rec.len(), 2);
+        let f = rec.flow(0);
+        assert_eq!(f.request.method, b"GET");
+        assert_eq!(f.request.path, b"/a?x=1");
+        assert_eq!((f.request.host, f.request.port), (&b"127.0.0.1"[..], 9));
+        let headers: Vec<_> = f.request.headers.iter().collect();
+        assert_eq!(
+            headers,
+            [
+                (&b"Host"[..], &b"127.0.0.1:9"[..]),
+                (b"X-B", b"1"),
+                (b"x-a", b"2")
+            ]
+        );
+        assert_eq!(f.request.timestamp_start, 1_795_737_600.25);
+        assert_eq!(f.request.timestamp_end, Some(1_795_737_600.5));
+        let resp = f.response.unwrap();
+        assert_eq!((resp.status_code, resp.reason), (200, &b"OK"[..]));
+        assert_eq!(resp.content, Some(&b"hello"[..]));
+        assert_eq!(resp.timestamp_end, Some(1_795_737_601.5));
+        let g = rec.flow(1);
+        assert_eq!(
+            (g.request.path, g.request.authority),
+            (&b"/abs"[..], &b"127.0.0.1:9"[..])
+        );
+        assert_eq!(g.request.http_version, b"HTTP/1.0");
+    }
+
+    #[test]
+    fn a_plus_appends_and_a_plain_name_truncates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.flows");
+        let name = path.to_str().unwrap().to_string();
+        let write = |spec: &str, body: &[u8]| {
+            let r = Recorder::start(&SaveTarget::parse(spec), "regular", 4).unwrap();
+            r.record(&exchange(GET_HEAD, body));
+            assert_eq!(r.finish().written, 1);
+        };
+        write(&name, b"one");
+        write(&format!("+{name}"), b"two");
+        let bodies = |rec: &Recording| -> Vec<Vec<u8>> {
+            rec.flows()
+                .map(|f| f.response.unwrap().content.unwrap().to_vec())
+                .collect()
+        };
+        assert_eq!(bodies(&load(&path)), [b"one".to_vec(), b"two".to_vec()]);
+        write(&name, b"three");
+        assert_eq!(bodies(&load(&path)), [b"three".to_vec()]);
+    }
+
+    /// A sink whose first write waits until the test lets it go.
+    struct Stalled {
+        entered: mpsc::SyncSender<()>,
+        release: Receiver<()>,
+        out: Arc<std::sync::Mutex<Vec<u8>>>,
+        first: bool,
+    }
+
+    impl Write for Stalled {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.first {
+                self.first = false;
+                self.entered.send(()).unwrap();
+                self.release.recv().unwrap();
+            }
+            self.out.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_blocking() {
+        let (entered_tx, entered) = mpsc::sync_channel(1);
+        let (release, release_rx) = mpsc::sync_channel(1);
+        let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Stalled {
+            entered: entered_tx,
+            release: release_rx,
+            out: Arc::clone(&out),
+            first: true,
+        };
+        let recorder = Recorder::start_with(
+            Box::new(sink),
+            std::path::Path::new("stalled"),
+            "regular",
+            2,
+        )
+        .unwrap();
+        recorder.record(&exchange(GET_HEAD, b"0"));
+        // The writer holds flow 0 inside its (stalled) write: the queue is empty again.
+        entered.recv().unwrap();
+        for body in [b"1", b"2", b"3", b"4", b"5"] {
+            recorder.record(&exchange(GET_HEAD, body));
+        }
+        assert_eq!(recorder.stats().dropped, 3);
+        release.send(()).unwrap();
+        let stats = recorder.finish();
+        assert_eq!(
+            stats,
+            CaptureStats {
+                written: 3,
+                dropped: 3,
+                failed: 0
+            }
+        );
+        let bytes = out.lock().unwrap().clone();
+        let rec = Recording::from_bytes(vec![("s".into(), bytes)], LoadOptions::default()).unwrap();
+        let bodies: Vec<_> = rec
+            .flows()
+            .map(|f| f.response.unwrap().content.unwrap().to_vec())
+            .collect();
+        assert_eq!(bodies, [b"0".to_vec(), b"1".to_vec(), b"2".to_vec()]);
+    }
+
+    #[test]
+    fn an_unreadable_head_is_counted_as_failed_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = SaveTarget::parse(dir.path().join("x.flows").to_str().unwrap());
+        let recorder = Recorder::start(&target, "regular", 4).unwrap();
+        recorder.record(&exchange(b"not http\r\n\r\n", b""));
+        recorder.record(&exchange(GET_HEAD, b"ok"));
+        assert_eq!(
+            recorder.finish(),
+            CaptureStats {
+                written: 1,
+                dropped: 0,
+                failed: 1
+            }
+        );
+        assert_eq!(load(&target.path).len(), 1);
+    }
+
+    /// The value with connection and flow ids and `timestamp_created` blanked (they are fresh
+    /// per run), everything else, key order included, as written.
+    fn skeleton(v: Value<'_>, key: &str, out: &mut String) {
+        use std::fmt::Write as _;
+        match v.tag {
+            Tag::Dict => {
+                out.push('{');
+                for entry in v.entries() {
+                    let (k, v) = entry.unwrap();
+                    let k = std::str::from_utf8(k.payload).unwrap();
+                    let _ = write!(out, "{k}=");
+                    skeleton(v, k, out);
+                    out.push(',');
+                }
+                out.push('}');
+            }
+            Tag::List => {
+                out.push('[');
+                for item in v.items() {
+                    skeleton(item.unwrap(), "", out);
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            _ if key == "id" || key == "timestamp_created" => out.push('*'),
+            tag => {
+                let _ = write!(out, "{:?}:{}", tag, String::from_utf8_lossy(v.payload));
+            }
+        }
+    }
+
+    #[test]
+    fn a_recorded_flow_is_laid_out_as_mitmproxy_12_writes_the_same_exchange() {
+        // Two exchanges mitmdump 12.3.1 saved in reverse mode in front of a Python origin.
+        let theirs = std::fs::read(fixture("mitm-12.3.1-reverse-recorded.flows")).unwrap();
+        let recording =
+            Recording::from_bytes(vec![("m".into(), theirs.clone())], LoadOptions::default())
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let target = SaveTarget::parse(dir.path().join("ours.flows").to_str().unwrap());
+        let recorder = Recorder::start(&target, "reverse:http://127.0.0.1:29555", 8).unwrap();
+        let mut offset = 0;
+        let mut expected = Vec::new();
+        for id in 0..recording.len() {
+            let (flow, used) = parse_value(&theirs[offset..], 0, "file").unwrap();
+            offset += used;
+            let f = recording.flow(id);
+            fn get<'v>(d: Value<'v>, path: &[&str]) -> Value<'v> {
+                path.iter().fold(d, |v, k| v.get(k).unwrap().unwrap())
+            }
+            let f64_at = |path: &[&str]| get(flow, path).as_f64().unwrap();
+            let addr = |path: &[&str]| -> SocketAddr {
+                let mut items = get(flow, path).items();
+                let host = items.next().unwrap().unwrap().as_str().unwrap().to_string();
+                let port = items.next().unwrap().unwrap().as_i64().unwrap();
+                format!("{host}:{port}").parse().unwrap()
+            };
+            let r = &f.request;
+            let mut request_head = format!(
+                "{} {} HTTP/1.1\r\n",
+                String::from_utf8_lossy(r.method),
+                String::from_utf8_lossy(r.path)
+            )
+            .into_bytes();
+            for (n, v) in r.headers.iter() {
+                request_head.extend_from_slice(&[n, b": ", v, b"\r\n"].concat());
+            }
+            request_head.extend_from_slice(b"\r\n");
+            let resp = f.response.as_ref().unwrap();
+            let mut response_head = format!(
+                "HTTP/1.1 {} {}\r\n",
+                resp.status_code,
+                String::from_utf8_lossy(resp.reason)
+            )
+            .into_bytes();
+            for (n, v) in resp.headers.iter() {
+                response_head.extend_from_slice(&[n, b": ", v, b"\r\n"].concat());
+            }
+            response_head.extend_from_slice(b"\r\n");
+            recorder.record(&ForwardedExchange {
+                request_head: &request_head,
+                request_body: r.content.unwrap(),
+                response_head: &response_head,
+                response_body: resp.content.unwrap(),
+                scheme: "http",
+                host: "127.0.0.1",
+                port: 29555,
+                request_start: r.timestamp_start,
+                request_end: r.timestamp_end.unwrap(),
+                response_start: resp.timestamp_start,
+                response_end: resp.timestamp_end.unwrap(),
+                client: Endpoint {
+                    connection: id as u64,
+                    peer: addr(&["client_conn", "peername"]),
+                    local: addr(&["client_conn", "sockname"]),
+                    opened: f64_at(&["client_conn", "timestamp_start"]),
+                    established: None,
+                },
+                upstream: Endpoint {
+                    connection: id as u64,
+                    peer: addr(&["server_conn", "peername"]),
+                    local: addr(&["server_conn", "sockname"]),
+                    opened: f64_at(&["server_conn", "timestamp_start"]),
+                    established: Some(f64_at(&["server_conn", "timestamp_tcp_setup"])),
+                },
+            });
+            let mut s = String::new();
+            skeleton(flow, "", &mut s);
+            expected.push(s);
+        }
+        assert_eq!(recorder.finish().written, 2);
+        let ours = std::fs::read(&target.path).unwrap();
+        let mut offset = 0;
+        for want in expected {
+            let (flow, used) = parse_value(&ours[offset..], 0, "file").unwrap();
+            offset += used;
+            let mut got = String::new();
+            skeleton(flow, "", &mut got);
+            assert_eq!(got, want);
+        }
+        assert_eq!(offset, ours.len());
+    }
 }
