@@ -118,7 +118,7 @@ pub struct ForwardedExchange<'a> {
 /// What the writer thread is handed.
 enum Job {
     /// A forwarded exchange, copied.
-    Exchange(Owned),
+    Exchange(Box<Owned>),
     /// A flow already serialised (`convert`).
     Bytes(Vec<u8>),
 }
@@ -237,7 +237,7 @@ impl Recorder {
     /// behind (queue full) the flow is dropped and counted, with a warning at most once a second.
     pub fn record(&self, exchange: &ForwardedExchange<'_>) {
         let Some(queue) = &self.queue else { return };
-        match queue.try_send(Job::Exchange(own(exchange))) {
+        match queue.try_send(Job::Exchange(Box::new(own(exchange)))) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -252,7 +252,7 @@ impl Recorder {
     /// Queues the exchange, waiting for room (`convert`: nothing may be dropped).
     pub fn record_waiting(&self, exchange: &ForwardedExchange<'_>) {
         let Some(queue) = &self.queue else { return };
-        if queue.send(Job::Exchange(own(exchange))).is_err() {
+        if queue.send(Job::Exchange(Box::new(own(exchange)))).is_err() {
             self.counters.failed.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -361,7 +361,7 @@ impl Writer {
             self.buffer.clear();
             match job {
                 Job::Bytes(bytes) => self.buffer = bytes,
-                Job::Exchange(flow) => match self.to_record(&flow) {
+                Job::Exchange(flow) => match self.make_record(&flow) {
                     Some(record) => write_record(&mut self.buffer, &record),
                     None => {
                         self.counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -393,7 +393,7 @@ impl Writer {
     }
 
     /// The flow mitmproxy would write for the exchange, or `None` if a head does not parse.
-    fn to_record(&mut self, f: &Owned) -> Option<FlowRecord> {
+    fn make_record(&mut self, f: &Owned) -> Option<FlowRecord> {
         let [a, b, c, d] = f.lens;
         let all = &f.heads_and_bodies;
         let (request_head, rest) = all.split_at(a);
@@ -489,6 +489,7 @@ fn fields(headers: &[httparse::Header<'_>]) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read fixture files
 mod tests {
     use super::*;
     use crate::flowfile::tnetstring::{parse_value, Tag, Value};
@@ -530,7 +531,7 @@ mod tests {
             client: endpoint(7, "127.0.0.1:40000", "127.0.0.1:8080", 1_795_737_600.0),
             upstream: Endpoint {
                 established: Some(1_795_737_600.125),
-                ..endpoint(3, "127.0.0.1:9", "127.0.0.1:50000", 1_795_737_600.0625)
+                ..endpoint(3, "127.0.0.1:9", "127.0.0.1:50000", 1_795_737_600.062_5)
             },
         }
     }

@@ -286,9 +286,7 @@ fn entry_to_flow(entry: Entry, file: u32, index: usize) -> Result<FlowRecord, En
         request,
         response: Some((
             status,
-            crate::replay::template::reason_phrase(status)
-                .as_bytes()
-                .to_vec(),
+            super::writer::reason_phrase(status).as_bytes().to_vec(),
             response,
         )),
         client_conn: ConnRecord {

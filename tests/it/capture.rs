@@ -58,7 +58,7 @@ fn answers(file: &std::path::Path, requests: &[Vec<u8>]) -> Vec<String> {
 fn the_har_fixture_replays_answer_for_answer_as_the_flow_file_mitmdump_makes_of_it() {
     let har = fixture("mitm-12.3.1-v21.har");
     let twin = fixture("har/mitm-12.3.1-v21.har.mitm.flows");
-    let requests = recorded_requests(&load(&[twin.clone()]));
+    let requests = recorded_requests(&load(std::slice::from_ref(&twin)));
     assert_eq!(requests.len(), 12);
     let ours = answers(&har, &requests);
     assert_eq!(ours, answers(&twin, &requests));
@@ -110,7 +110,7 @@ fn a_firefox_har_with_missing_optional_fields_and_a_chrome_har_with_base64_bodie
             "response":{"status":204,"content":{"size":0}}}]}}"#,
     )
     .unwrap();
-    let rec = load(&[sloppy.clone()]);
+    let rec = load(std::slice::from_ref(&sloppy));
     std::fs::remove_file(&sloppy).unwrap();
     assert_eq!(rec.flow(0).request.http_version, b"HTTP/1.1");
     assert_eq!(rec.flow(0).response.unwrap().status_code, 204);
@@ -208,7 +208,7 @@ fn convert_writes_one_format_21_file_from_har_and_old_flow_files() {
         "{}",
         stopped.stderr
     );
-    let converted = load(&[out.clone()]);
+    let converted = load(std::slice::from_ref(&out));
     assert_eq!(fields(&converted), fields(&load(&inputs)));
     assert_eq!(
         converted
@@ -304,10 +304,10 @@ fn a_conversion_cut_by_sigkill_leaves_a_file_that_loads_up_to_the_last_whole_flo
     child.kill().unwrap();
     let status = child.wait().unwrap();
     assert!(!status.success(), "the kill landed after convert finished");
-    let rec = load(&[out.clone()]);
+    let rec = load(std::slice::from_ref(&out));
     std::fs::remove_file(&input).unwrap();
     std::fs::remove_file(&out).unwrap();
-    assert!(rec.len() > 0 && rec.len() < total, "{} flows", rec.len());
+    assert!(!rec.is_empty() && rec.len() < total, "{} flows", rec.len());
     for (i, f) in rec.flows().enumerate() {
         assert_eq!(f.request.path, format!("/item/{i}").as_bytes());
     }
