@@ -315,6 +315,12 @@ impl Drop for Recorder {
     }
 }
 
+/// Every worker may share one recorder (`Arc<Recorder>`).
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Recorder>();
+};
+
 fn own(e: &ForwardedExchange<'_>) -> Owned {
     let parts = [
         e.request_head,

@@ -312,3 +312,91 @@ fn a_conversion_cut_by_sigkill_leaves_a_file_that_loads_up_to_the_last_whole_flo
         assert_eq!(f.request.path, format!("/item/{i}").as_bytes());
     }
 }
+
+#[test]
+fn real_mitmdump_replays_a_file_convert_wrote_from_a_har() {
+    let Some(mitmdump) = mitmdump() else {
+        eprintln!(
+            "real_mitmdump_replays_a_file_convert_wrote_from_a_har: mitmdump not found (set \
+             URINGREPLAY_MITMDUMP or put it on PATH): skipped"
+        );
+        return;
+    };
+    let out = temp_path("from-har.flows");
+    let har = fixture("mitm-12.3.1-v21.har");
+    let stopped = run_to_exit(
+        &[
+            "convert",
+            har.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        |_| {},
+    );
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    let mut child = Command::new(mitmdump)
+        .args(["--listen-host", "127.0.0.1", "-p", "0"])
+        .args([
+            "--mode",
+            "reverse:http://127.0.0.1:29411",
+            "-S",
+            out.to_str().unwrap(),
+        ])
+        .args([
+            "--set",
+            "server_replay_extra=kill",
+            "--set",
+            "connection_strategy=lazy",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn mitmdump");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let port: u16 = loop {
+        let line = rx
+            .recv_timeout(PATIENCE)
+            .expect("mitmdump says where it listens");
+        if let Some(at) = line.split("listening at 127.0.0.1:").nth(1) {
+            break at.trim_end_matches('.').parse().expect("a port");
+        }
+    };
+    let fetch = |path: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:29411\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).unwrap();
+        String::from_utf8_lossy(&all).into_owned()
+    };
+    let hello = fetch("/hello");
+    let first = fetch("/counter");
+    let second = fetch("/counter");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_file(&out).unwrap();
+    assert!(
+        hello.starts_with("HTTP/1.1 200 OK\r\n") && hello.ends_with("\r\n\r\nhello world\n"),
+        "{hello}"
+    );
+    assert!(first.ends_with("counter=1 path=/counter\n"), "{first}");
+    assert!(second.ends_with("counter=2 path=/counter\n"), "{second}");
+}
