@@ -126,7 +126,10 @@ pub fn to_flows(bytes: &[u8], file: u32) -> Result<Vec<u8>, HarError> {
     let doc: Document = {
         let mut de = serde_json::Deserializer::from_slice(json);
         serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
+            let path = match e.path().to_string() {
+                root if root == "." => "the document".to_string(),
+                path => path,
+            };
             top(e.into_inner().to_string(), &path)
         })?
     };
@@ -151,6 +154,7 @@ pub fn to_flows(bytes: &[u8], file: u32) -> Result<Vec<u8>, HarError> {
             entry_to_flow(entry, file, index).map_err(|(path, message)| at(path, message))?;
         write_record(&mut out, &flow);
     }
+    out.shrink_to_fit();
     Ok(out)
 }
 
@@ -625,6 +629,11 @@ mod tests {
         let e = to_flows(br#"{"log":{}}"#, 0).unwrap_err();
         assert_eq!((e.entry, e.path.as_str()), (None, "log"));
         assert!(e.message.contains("entries"), "{e}");
+        let e = to_flows(br#"{"x":1}"#, 0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the document: missing field `log` at line 1 column 7"
+        );
     }
 
     #[test]

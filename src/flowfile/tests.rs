@@ -763,3 +763,21 @@ fn touching_cache_lines_stays_inside_the_file_wherever_it_starts() {
     }
     super::mitm::touch_lines(&[], 0, 8);
 }
+
+#[test]
+#[allow(clippy::disallowed_methods)] // a test writes its input file
+fn a_gzip_compressed_har_is_decompressed_then_read_as_har() {
+    use std::io::Write;
+    let har = std::fs::read(fixture("har/chrome.har")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&har).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chrome.har.gz");
+    std::fs::write(&path, gz.finish().unwrap()).unwrap();
+    let rec = Recording::open(&[path], LoadOptions::default(), &mut |_| {}).unwrap();
+    let plain = open("har/chrome.har");
+    assert_eq!(rec.len(), 4);
+    for id in 0..rec.len() {
+        assert_eq!(flow_fields(&rec, id), flow_fields(&plain, id));
+    }
+}
