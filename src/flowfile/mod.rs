@@ -54,6 +54,8 @@ struct SourceFile {
     backing: Backing,
     /// The compression the file was stored in (its bytes are then decompressed, on the heap).
     compression: Option<Compression>,
+    /// Of a HAR file: its own size (its backing holds the flows made of it).
+    har_len: Option<u64>,
 }
 
 /// Options for loading.
@@ -79,7 +81,7 @@ pub struct LoadSummary {
     pub bad_flows: u64,
     /// Format versions seen across all files.
     pub versions: BTreeSet<FormatVersion>,
-    /// Total bytes of all files (of compressed files: once decompressed).
+    /// Total bytes of all files (of compressed files: once decompressed; of HAR files: the JSON).
     pub bytes: u64,
     /// Bytes of compressed files decompressed into memory (heap, not a mapping).
     pub decompressed_bytes: u64,
@@ -309,6 +311,7 @@ impl Recording {
                 path: path.clone(),
                 backing,
                 compression,
+                har_len: None,
             });
         }
         Recording::read(files, options, on_event)
@@ -335,6 +338,7 @@ impl Recording {
                 path,
                 backing: Backing::Owned(bytes),
                 compression: None,
+                har_len: None,
             })
             .collect();
         Recording::read(files, options, on_event)
@@ -365,6 +369,7 @@ impl Recording {
                 }
             })?;
             summary.har_bytes += flows.len() as u64;
+            file.har_len = Some(file.backing.bytes().len() as u64);
             file.backing = Backing::Owned(flows);
         }
         summary.decompressed_bytes = files
@@ -374,10 +379,12 @@ impl Recording {
             .sum();
         for (index, file) in files.iter().enumerate() {
             let bytes = file.backing.bytes();
-            summary.bytes += bytes.len() as u64;
+            // A HAR file counts as its own size (progress offsets are of the flows made of it).
+            let size = file.har_len.unwrap_or(bytes.len() as u64);
+            summary.bytes += size;
             on_event(LoadEvent::FileStart {
                 path: &file.path,
-                bytes: bytes.len() as u64,
+                bytes: size,
             });
             let file_index = u32::try_from(index).expect("invariant: fewer than 2^32 files");
             let contents =
