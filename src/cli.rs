@@ -1,4 +1,5 @@
-//! The command line (clap): `uringreplay [SERVE OPTIONS]` and `uringreplay inspect FILE...`.
+//! The command line (clap): `uringreplay [SERVE OPTIONS]`, `uringreplay inspect FILE...` and
+//! `uringreplay convert IN... -o OUT`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -57,6 +58,22 @@ impl Cli {
 pub enum Command {
     /// List the HTTP flows of recordings and summarise them (like `mitmdump -nr FILE`).
     Inspect(InspectArgs),
+    /// Write one format-21 flow file (what mitmproxy 11 and 12 read) from HAR and flow files.
+    Convert(ConvertArgs),
+}
+
+/// `uringreplay convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// HAR and flow files (any format version, compressed or not), read in order.
+    #[arg(required = true, value_name = "IN")]
+    pub inputs: Vec<PathBuf>,
+    /// The flow file to write (truncated if it exists).
+    #[arg(short = 'o', long = "output", value_name = "OUT", required = true)]
+    pub output: PathBuf,
+    /// Convert every readable flow, warning once per flow that cannot be read.
+    #[arg(long)]
+    pub skip_bad_flows: bool,
 }
 
 /// `uringreplay inspect`.

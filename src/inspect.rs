@@ -307,6 +307,7 @@ fn summary_json(recording: &Recording, summary: &LoadSummary, cost: LoadCost) ->
         "format_versions": versions(summary),
         "bytes": summary.bytes,
         "decompressed_bytes": summary.decompressed_bytes,
+        "har_bytes": summary.har_bytes,
         "load_seconds": cost.elapsed.as_secs_f64(),
         "heap_bytes": cost.heap_bytes,
         "heap_bytes_per_flow": heap_per_flow(cost, summary),
@@ -318,7 +319,7 @@ fn summary_json(recording: &Recording, summary: &LoadSummary, cost: LoadCost) ->
 fn heap_per_flow(cost: LoadCost, summary: &LoadSummary) -> Option<f64> {
     let flows = summary.http_flows.max(1) as f64;
     cost.heap_bytes
-        .map(|h| (h as u64).saturating_sub(summary.decompressed_bytes) as f64 / flows)
+        .map(|h| (h as u64).saturating_sub(summary.in_memory_file_bytes()) as f64 / flows)
 }
 
 fn write_summary(
@@ -364,7 +365,7 @@ fn write_summary(
         (Some(heap), Some(per_flow)) => writeln!(
             out,
             "heap added by loading: {} bytes ({per_flow:.1} per flow; index {} bytes)",
-            (heap as u64).saturating_sub(summary.decompressed_bytes),
+            (heap as u64).saturating_sub(summary.in_memory_file_bytes()),
             recording.index_heap_bytes()
         ),
         _ => writeln!(out, "index heap: {} bytes", recording.index_heap_bytes()),

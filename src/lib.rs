@@ -8,7 +8,10 @@
 //! # Layout
 //! - [`flowfile`]: recordings, from bytes: tnetstring, mitmproxy formats (0,11)–21, views of flows.
 //! - [`config`]: plain option data shared by everything else.
+//! - [`capture`]: the recorder (`-w`, `convert`): forwarded exchanges written as format-21 flows
+//!   by a writer thread behind a bounded queue.
 //! - [`cli`]: the command line.
+//! - [`convert`]: `uringreplay convert`: one format-21 file from HAR and flow files.
 //! - [`inspect`]: the `uringreplay inspect` listing and summary.
 //! - [`replay`]: which recorded response answers a request (match key, index, consume order) and
 //!   the exact response bytes (pre-rendered heads, refresh by fixed-width date patches).
@@ -18,8 +21,10 @@
 //! - [`upstream`]: forwarding unmatched requests, sans-IO (routes, request writer, response relay, pool).
 //! - [`server`]: the I/O drivers (sockets, rings, threads, the counting allocator).
 
+pub mod capture;
 pub mod cli;
 pub mod config;
+pub mod convert;
 pub mod flowfile;
 pub mod http1;
 pub mod http2;

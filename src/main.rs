@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse_args();
     match &cli.command {
         Some(Command::Inspect(args)) => uringreplay::inspect::run(args),
+        Some(Command::Convert(args)) => uringreplay::convert::run(args),
         None => serve(&cli.serve),
     }
 }
@@ -204,7 +205,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
     let flows = replayer.recording().len();
     // The one heap figure: what loading and indexing kept, less the decompressed copy of a
     // compressed file (named apart: it stands in for the mapping a plain file has).
-    let decompressed = replayer.recording().summary().decompressed_bytes;
+    let decompressed = replayer.recording().summary().in_memory_file_bytes();
     let heap_kept = heap::live_bytes()
         .unwrap_or(0)
         .saturating_sub(heap_before)

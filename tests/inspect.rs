@@ -181,11 +181,55 @@ fn loading_keeps_at_most_64_heap_bytes_per_flow() {
     assert!(per_flow >= 32.0, "the 32-byte entry is counted: {per_flow}");
 }
 
+/// The flow lines of `inspect --json` (the summary line has load timings).
+fn json_flow_lines(path: &Path) -> Vec<String> {
+    let out = inspect(&[std::ffi::OsStr::new("--json"), path.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out)
+        .lines()
+        .filter(|l| l.starts_with("{\"index\""))
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
-fn a_har_file_is_refused_with_a_sentence_that_says_so() {
-    let path = fixture("mitm-12.3.1-v21.har");
+fn inspect_json_on_a_har_agrees_with_inspect_json_on_what_mitmdump_converts_it_to() {
+    for (har, twin) in [
+        ("mitm-12.3.1-v21.har", "har/mitm-12.3.1-v21.har.mitm.flows"),
+        ("har/chrome.har", "har/chrome.mitm.flows"),
+        ("har/firefox.har", "har/firefox.mitm.flows"),
+        ("har/edge.har", "har/edge.mitm.flows"),
+    ] {
+        let ours = json_flow_lines(&fixture(har));
+        assert!(!ours.is_empty(), "{har}");
+        assert_eq!(ours, json_flow_lines(&fixture(twin)), "{har}");
+    }
+}
+
+#[test]
+fn a_malformed_har_is_refused_naming_the_entry_and_json_path() {
+    let path = std::env::temp_dir().join(format!(
+        "uringreplay-inspect-{}-bad.har",
+        std::process::id()
+    ));
+    std::fs::write(
+        &path,
+        br#"{"log":{"entries":[{"startedDateTime":"2026-11-27T10:00:00Z","time":1,
+            "request":{"method":"GET","url":"http://a.test/"},"response":{"status":200}},
+            {"startedDateTime":"2026-11-27T10:00:00Z","time":1,
+            "request":{"method":"GET","url":"/relative"},"response":{"status":200}}]}}"#,
+    )
+    .unwrap();
     let out = inspect(&[path.as_os_str()]);
+    std::fs::remove_file(&path).unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("this is a HAR file"), "{err}");
+    assert!(
+        err.contains("this HAR file cannot be read: entry 1, log.entries[1].request.url: \"/relative\" is not an absolute"),
+        "{err}"
+    );
 }

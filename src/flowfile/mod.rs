@@ -6,6 +6,7 @@
 //! This file is the only place in the core that touches the file system (the mapping).
 
 pub mod compressed;
+pub mod har;
 pub mod mitm;
 pub mod tnetstring;
 pub mod view;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub use compressed::{Compression, DecompressError};
+pub use har::{is_har, HarError};
 pub use mitm::{ErrorKind, FlowError, FormatVersion, SkippedKinds};
 pub use view::{FlowView, HeaderIter, Headers, RequestView, ResponseView};
 
@@ -52,6 +54,8 @@ struct SourceFile {
     backing: Backing,
     /// The compression the file was stored in (its bytes are then decompressed, on the heap).
     compression: Option<Compression>,
+    /// Of a HAR file: its own size (its backing holds the flows made of it).
+    har_len: Option<u64>,
 }
 
 /// Options for loading.
@@ -77,12 +81,22 @@ pub struct LoadSummary {
     pub bad_flows: u64,
     /// Format versions seen across all files.
     pub versions: BTreeSet<FormatVersion>,
-    /// Total bytes of all files (of compressed files: once decompressed).
+    /// Total bytes of all files (of compressed files: once decompressed; of HAR files: the JSON).
     pub bytes: u64,
     /// Bytes of compressed files decompressed into memory (heap, not a mapping).
     pub decompressed_bytes: u64,
+    /// Bytes of format-21 flows made in memory from HAR files (heap, not a mapping).
+    pub har_bytes: u64,
     /// Number of files.
     pub files: usize,
+}
+
+impl LoadSummary {
+    /// Heap bytes holding file contents in place of a mapping (decompressed files, HAR
+    /// conversions): left out of "heap per flow" figures.
+    pub fn in_memory_file_bytes(&self) -> u64 {
+        self.decompressed_bytes + self.har_bytes
+    }
 }
 
 /// What to do about a bad flow that made a file be refused.
@@ -170,14 +184,13 @@ pub enum LoadError {
         /// What went wrong.
         error: DecompressError,
     },
-    /// The file is a HAR document, which this version does not read yet.
-    #[error(
-        "{path}: this is a HAR file (it starts with '{{'); uringreplay does not read HAR yet: \
-         convert it with mitmproxy (`mitmdump -nr {path} -w out.flows`) and replay the .flows file"
-    )]
+    /// A HAR document could not be read.
+    #[error("{path}: this HAR file cannot be read: {error}")]
     Har {
         /// The file.
         path: PathBuf,
+        /// Which entry, where, and what.
+        error: HarError,
     },
 }
 
@@ -265,11 +278,6 @@ impl fmt::Debug for Recording {
     }
 }
 
-/// Whether the bytes look like a HAR (JSON) document: `{` first, after an optional UTF-8 BOM.
-pub fn is_har(bytes: &[u8]) -> bool {
-    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes).first() == Some(&b'{')
-}
-
 impl Recording {
     /// Maps and reads the files, in order, as one recording. Each must be a regular file (or
     /// `/dev/null`, an empty one); a compressed file is decompressed into memory first.
@@ -303,6 +311,7 @@ impl Recording {
                 path: path.clone(),
                 backing,
                 compression,
+                har_len: None,
             });
         }
         Recording::read(files, options, on_event)
@@ -329,6 +338,7 @@ impl Recording {
                 path,
                 backing: Backing::Owned(bytes),
                 compression: None,
+                har_len: None,
             })
             .collect();
         Recording::read(files, options, on_event)
@@ -344,6 +354,24 @@ impl Recording {
             files: files.len(),
             ..LoadSummary::default()
         };
+        // HAR documents become format-21 flows in memory once, here; the recording then reads
+        // and serves them as it does a decompressed file.
+        let mut files = files;
+        for (index, file) in files.iter_mut().enumerate() {
+            if !is_har(file.backing.bytes()) {
+                continue;
+            }
+            let file_index = u32::try_from(index).expect("invariant: fewer than 2^32 files");
+            let flows = har::to_flows(file.backing.bytes(), file_index).map_err(|error| {
+                LoadError::Har {
+                    path: file.path.clone(),
+                    error,
+                }
+            })?;
+            summary.har_bytes += flows.len() as u64;
+            file.har_len = Some(file.backing.bytes().len() as u64);
+            file.backing = Backing::Owned(flows);
+        }
         summary.decompressed_bytes = files
             .iter()
             .filter(|f| f.compression.is_some())
@@ -351,16 +379,13 @@ impl Recording {
             .sum();
         for (index, file) in files.iter().enumerate() {
             let bytes = file.backing.bytes();
-            summary.bytes += bytes.len() as u64;
+            // A HAR file counts as its own size (progress offsets are of the flows made of it).
+            let size = file.har_len.unwrap_or(bytes.len() as u64);
+            summary.bytes += size;
             on_event(LoadEvent::FileStart {
                 path: &file.path,
-                bytes: bytes.len() as u64,
+                bytes: size,
             });
-            if is_har(bytes) {
-                return Err(LoadError::Har {
-                    path: file.path.clone(),
-                });
-            }
             let file_index = u32::try_from(index).expect("invariant: fewer than 2^32 files");
             let contents =
                 mitm::read_flows(

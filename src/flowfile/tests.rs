@@ -205,16 +205,113 @@ fn several_files_read_in_order_as_one_recording() {
     assert_eq!(rec.summary().versions.len(), 2);
 }
 
+/// Every field a flow view shows, as owned values (timestamps to the microsecond).
+fn flow_fields(rec: &Recording, id: usize) -> String {
+    let f = rec.flow(id);
+    let r = &f.request;
+    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let headers = |h: super::Headers<'_>| {
+        h.iter()
+            .map(|(n, v)| format!("{}: {}", s(n), s(v)))
+            .collect::<Vec<_>>()
+    };
+    let us = |t: f64| (t * 1e6).round() as i64;
+    let mut out = format!(
+        "{} {}://{}:{}{} {} auth={:?} start={} end={:?} headers={:?} content={:?}",
+        s(r.method),
+        s(r.scheme),
+        s(r.host),
+        r.port,
+        s(r.path),
+        s(r.http_version),
+        s(r.authority),
+        us(r.timestamp_start),
+        r.timestamp_end.map(us),
+        headers(r.headers),
+        r.content.map(s),
+    );
+    if let Some(resp) = &f.response {
+        out += &format!(
+            " << {} {} {} start={} end={:?} headers={:?} content={:?}",
+            s(resp.http_version),
+            resp.status_code,
+            s(resp.reason),
+            us(resp.timestamp_start),
+            resp.timestamp_end.map(us),
+            headers(resp.headers),
+            resp.content.map(s),
+        );
+    }
+    out
+}
+
+/// Each HAR fixture reads as the flow file mitmproxy 12.3.1 made of it (`mitmdump -nr X.har -w
+/// X.mitm.flows`), field for field.
 #[test]
-fn har_files_are_refused_with_a_sentence() {
-    let err = Recording::open(
-        &[fixture("mitm-12.3.1-v21.har")],
+fn har_files_read_as_mitmproxy_converts_them() {
+    for har in [
+        "mitm-12.3.1-v21.har",
+        "har/chrome.har",
+        "har/firefox.har",
+        "har/edge.har",
+    ] {
+        let twin = format!(
+            "har/{}.mitm.flows",
+            har.trim_start_matches("har/").trim_end_matches(".har")
+        );
+        let twin = if har.starts_with("mitm") {
+            "har/mitm-12.3.1-v21.har.mitm.flows".to_string()
+        } else {
+            twin
+        };
+        let ours = open(har);
+        let theirs = open(&twin);
+        assert_eq!(ours.len(), theirs.len(), "{har}");
+        assert!(!ours.is_empty(), "{har}");
+        for id in 0..ours.len() {
+            assert_eq!(
+                flow_fields(&ours, id),
+                flow_fields(&theirs, id),
+                "{har} flow {id}"
+            );
+        }
+        assert!(ours.summary().har_bytes > 0);
+    }
+}
+
+#[test]
+fn a_malformed_har_names_the_file_entry_and_json_path() {
+    let doc = br#"{"log":{"entries":[
+        {"startedDateTime":"2026-11-27T10:00:00Z","time":1,
+         "request":{"method":"GET","url":"http://a.test/"},"response":{"status":200}},
+        {"startedDateTime":"2026-11-27T10:00:00Z","time":1,
+         "request":{"method":"GET","url":"http://a.test/"},"response":{"status":"ok"}}]}}"#;
+    let err = Recording::from_bytes(
+        vec![(PathBuf::from("bad.har"), doc.to_vec())],
+        LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, LoadError::Har { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "bad.har: this HAR file cannot be read: entry 1, log.entries[1].response.status: "
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn har_and_flow_files_mix_in_one_recording() {
+    let rec = Recording::open(
+        &[fixture("mitm-12.3.1-v21.flows"), fixture("har/chrome.har")],
         LoadOptions::default(),
         &mut |_| {},
     )
-    .unwrap_err();
-    assert!(matches!(err, LoadError::Har { .. }));
-    assert!(err.to_string().contains("HAR"));
+    .unwrap();
+    assert_eq!(rec.len(), 16);
+    assert_eq!(rec.flow(12).file, 1);
+    assert_eq!(rec.flow(12).request.path, b"/app?x=1#frag");
 }
 
 #[test]
@@ -665,4 +762,22 @@ fn touching_cache_lines_stays_inside_the_file_wherever_it_starts() {
         }
     }
     super::mitm::touch_lines(&[], 0, 8);
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // a test writes its input file
+fn a_gzip_compressed_har_is_decompressed_then_read_as_har() {
+    use std::io::Write;
+    let har = std::fs::read(fixture("har/chrome.har")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&har).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chrome.har.gz");
+    std::fs::write(&path, gz.finish().unwrap()).unwrap();
+    let rec = Recording::open(&[path], LoadOptions::default(), &mut |_| {}).unwrap();
+    let plain = open("har/chrome.har");
+    assert_eq!(rec.len(), 4);
+    for id in 0..rec.len() {
+        assert_eq!(flow_fields(&rec, id), flow_fields(&plain, id));
+    }
 }
