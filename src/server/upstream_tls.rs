@@ -4,7 +4,9 @@
 //! in-memory buffers: socket bytes go in with `read_tls`/`process_new_packets`, plaintext comes out
 //! of `reader()`; plaintext goes in with `writer()` and TLS records come out with `write_tls`.
 //! Certificates are checked against the webpki roots (plus `--upstream-ca`) unless `--ssl-insecure`;
-//! the SNI is the upstream host; ALPN offers `http/1.1`.
+//! a self-signed `CA:TRUE` certificate given with `--upstream-ca` that is the server's own
+//! certificate (what `openssl req -x509` makes) is trusted as that end entity, as curl and
+//! mitmproxy do. The SNI is the upstream host; ALPN offers `http/1.1`.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
 
@@ -27,7 +30,7 @@ pub enum TlsConfigError {
     NoCertificate,
     /// The `--upstream-ca` file is not valid PEM.
     #[error("cannot read the upstream CA file as PEM: {0}")]
-    Pem(io::Error),
+    Pem(rustls::pki_types::pem::Error),
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
@@ -54,16 +57,24 @@ impl UpstreamTls {
         } else {
             let mut roots = rustls::RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let mut given = Vec::new();
             if let Some(pem) = extra_ca_pem {
-                let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &pem[..])
-                    .collect::<Result<_, _>>()
+                given = CertificateDer::pem_slice_iter(pem)
+                    .collect::<Result<Vec<_>, _>>()
                     .map_err(TlsConfigError::Pem)?;
-                let (added, _ignored) = roots.add_parsable_certificates(certs);
+                let (added, _ignored) = roots.add_parsable_certificates(given.iter().cloned());
                 if added == 0 {
                     return Err(TlsConfigError::NoCertificate);
                 }
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            let webpki =
+                rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                    .build()
+                    .map_err(|e| TlsConfigError::Rustls(rustls::Error::General(e.to_string())))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(TrustGivenEndEntities { webpki, given }))
+                .with_no_client_auth()
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(UpstreamTls {
@@ -219,6 +230,92 @@ impl TlsStream {
         self.conn.send_close_notify();
         let _ = self.flush().await;
         let _ = self.tcp.shutdown().await;
+    }
+}
+
+/// webpki verification, plus: a server certificate that webpki refuses only because it is a CA
+/// (`CaUsedAsEndEntity`) is trusted when it is byte for byte one of the `--upstream-ca`
+/// certificates, valid now and for the server name (curl and mitmproxy trust such a
+/// self-signed `openssl req -x509` certificate).
+#[derive(Debug)]
+struct TrustGivenEndEntities {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    /// The certificates of `--upstream-ca`, as given.
+    given: Vec<CertificateDer<'static>>,
+}
+
+impl TrustGivenEndEntities {
+    /// Whether `end_entity` (one of the given certificates) is valid for `name` now.
+    fn given_end_entity(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let (_, cert) = x509_parser::parse_x509_certificate(end_entity)
+            .map_err(|_| rustls::Error::from(rustls::CertificateError::BadEncoding))?;
+        let validity = cert.validity();
+        let now = now.as_secs() as i64;
+        if now < validity.not_before.timestamp() {
+            return Err(rustls::CertificateError::NotValidYet.into());
+        }
+        if now > validity.not_after.timestamp() {
+            return Err(rustls::CertificateError::Expired.into());
+        }
+        let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_name(&parsed, name)?;
+        Ok(ServerCertVerified::assertion())
+    }
+}
+
+impl ServerCertVerifier for TrustGivenEndEntities {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)))
+                if matches!(
+                    other.0.downcast_ref::<webpki::Error>(),
+                    Some(webpki::Error::CaUsedAsEndEntity)
+                ) && self.given.iter().any(|c| c.as_ref() == end_entity.as_ref()) =>
+            {
+                self.given_end_entity(end_entity, server_name, now)
+            }
+            verdict => verdict,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
     }
 }
 
