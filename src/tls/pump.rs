@@ -1,0 +1,62 @@
+//! The one buffer pump between our byte buffers and a rustls connection, client or server side:
+//! TLS bytes in (`read_tls` + `process_new_packets`), plaintext out, plaintext in, TLS records out.
+//! Used by the listener's [`super::session::TlsSession`] and by `server::upstream_tls`.
+
+use std::io::{self, Read, Write};
+
+use rustls::ConnectionCommon;
+
+/// Feeds all of `input` (TLS bytes from the peer) to `conn`, processing each record as it comes.
+/// On a TLS error rustls has queued an alert: send [`drain_tls`] before closing.
+pub fn feed<D>(conn: &mut ConnectionCommon<D>, mut input: &[u8]) -> Result<(), rustls::Error> {
+    if input.is_empty() {
+        // The peer's end of stream: lets rustls know whether close_notify came first.
+        let _ = conn.read_tls(&mut input);
+        return Ok(());
+    }
+    while !input.is_empty() {
+        conn.read_tls(&mut input)
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        conn.process_new_packets()?;
+    }
+    Ok(())
+}
+
+/// Appends the TLS records `conn` has queued to `out`; returns how many bytes.
+pub fn drain_tls<D>(conn: &mut ConnectionCommon<D>, out: &mut Vec<u8>) -> usize {
+    let mut n = 0;
+    while conn.wants_write() {
+        match conn.write_tls(out) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    n
+}
+
+/// Appends the plaintext `conn` has decrypted to `out`. `Ok(0)` with nothing buffered;
+/// `Err(UnexpectedEof)` when the peer closed without close_notify.
+pub fn take_plaintext<D>(conn: &mut ConnectionCommon<D>, out: &mut Vec<u8>) -> io::Result<usize> {
+    let mut total = 0;
+    loop {
+        if out.capacity() - out.len() < 1024 {
+            out.reserve(16 * 1024);
+        }
+        let start = out.len();
+        out.resize(out.capacity(), 0);
+        let got = conn.reader().read(&mut out[start..]);
+        out.truncate(start + *got.as_ref().unwrap_or(&0));
+        match got {
+            Ok(0) => return Ok(total),
+            Ok(n) => total += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
+            Err(e) if total > 0 && e.kind() == io::ErrorKind::UnexpectedEof => return Ok(total),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Queues all of `plaintext` for encryption (rustls buffers what the handshake is not ready for).
+pub fn send_plaintext<D>(conn: &mut ConnectionCommon<D>, plaintext: &[u8]) -> io::Result<()> {
+    conn.writer().write_all(plaintext)
+}
