@@ -1,14 +1,14 @@
 //! TLS to upstreams: the rustls client configuration and a TLS stream over a monoio `TcpStream`.
 //!
-//! The only file that uses rustls (a later migration is a one-file change). rustls is driven over
-//! in-memory buffers: socket bytes go in with `read_tls`/`process_new_packets`, plaintext comes out
+//! The client side of rustls (the listener's side is `crate::tls`). rustls is driven over
+//! in-memory buffers through `crate::tls::pump`: socket bytes go in with `read_tls`/`process_new_packets`, plaintext comes out
 //! of `reader()`; plaintext goes in with `writer()` and TLS records come out with `write_tls`.
 //! Certificates are checked against the webpki roots (plus `--upstream-ca`) unless `--ssl-insecure`;
 //! a self-signed `CA:TRUE` certificate given with `--upstream-ca` that is the server's own
 //! certificate (what `openssl req -x509` makes) is trusted as that end entity, as curl and
 //! mitmproxy do. The SNI is the upstream host; ALPN offers `http/1.1`.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::Arc;
 
 use monoio::buf::IoBufMut;
@@ -18,6 +18,8 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+
+use crate::tls::pump;
 
 /// Bytes read from the socket at a time (one TLS record is at most 16 KiB plus overhead).
 const TLS_READ_BYTES: usize = 17 * 1024;
@@ -143,19 +145,14 @@ impl TlsStream {
     /// Reads plaintext into the spare capacity of `into` (appending); `Ok(0)` at the end of the
     /// stream (close_notify, or the peer closing the TCP connection without one).
     pub async fn read(&mut self, into: &mut Vec<u8>) -> io::Result<usize> {
-        if into.capacity() == into.len() {
-            into.reserve(TLS_READ_BYTES);
-        }
         let mut tcp_closed = false;
         loop {
-            let start = into.len();
-            into.resize(into.capacity(), 0);
-            let got = self.conn.reader().read(&mut into[start..]);
-            into.truncate(start + *got.as_ref().unwrap_or(&0));
-            match got {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && tcp_closed => return Ok(0),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            match pump::take_plaintext(&mut self.conn, into) {
+                Ok(Some(0)) if tcp_closed => return Ok(0),
+                Ok(Some(0)) => {}
+                Ok(Some(n)) => return Ok(n),
+                // close_notify.
+                Ok(None) => return Ok(0),
                 // The peer closed TCP without close_notify: servers do; treat it as the end.
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                 Err(e) => return Err(e),
@@ -186,7 +183,7 @@ impl TlsStream {
         while self.conn.wants_write() {
             let mut out = std::mem::take(&mut self.out);
             out.clear();
-            self.conn.write_tls(&mut out)?;
+            pump::drain_tls(&mut self.conn, &mut out);
             let (res, out) = monoio::io::AsyncWriteRentExt::write_all(&mut self.tcp, out).await;
             self.out = out;
             res?;
@@ -205,19 +202,14 @@ impl TlsStream {
         let (res, slice) = self.tcp.read(buf.slice_mut(0..cap)).await;
         self.buf = slice.into_inner();
         let n = res.map_err(TlsFailure::Io)?;
-        if n == 0 {
-            // Tell rustls, so a missing close_notify is known.
-            let _ = self.conn.read_tls(&mut &[][..]);
-            return Ok(0);
+        // n == 0 tells rustls the stream ended, so a missing close_notify is known.
+        if let Err(e) = pump::feed(&mut self.conn, &self.buf[..n]) {
+            // Send the alert rustls queued, then fail.
+            let _ = self.flush().await;
+            return Err(TlsFailure::Tls(e.to_string()));
         }
-        let mut input = &self.buf[..n];
-        while !input.is_empty() {
-            self.conn.read_tls(&mut input).map_err(TlsFailure::Io)?;
-            if let Err(e) = self.conn.process_new_packets() {
-                // Send the alert rustls queued, then fail.
-                let _ = self.flush().await;
-                return Err(TlsFailure::Tls(e.to_string()));
-            }
+        if n == 0 {
+            return Ok(0);
         }
         if self.conn.wants_write() {
             self.flush().await.map_err(TlsFailure::Io)?;

@@ -34,9 +34,13 @@ pub fn drain_tls<D>(conn: &mut ConnectionCommon<D>, out: &mut Vec<u8>) -> usize 
     n
 }
 
-/// Appends the plaintext `conn` has decrypted to `out`. `Ok(0)` with nothing buffered;
-/// `Err(UnexpectedEof)` when the peer closed without close_notify.
-pub fn take_plaintext<D>(conn: &mut ConnectionCommon<D>, out: &mut Vec<u8>) -> io::Result<usize> {
+/// Appends the plaintext `conn` has decrypted to `out`: `Some(n)` bytes (0: nothing buffered
+/// yet), `None` once the peer's close_notify has come and everything before it was taken;
+/// `Err(UnexpectedEof)` when the peer closed TCP without close_notify.
+pub fn take_plaintext<D>(
+    conn: &mut ConnectionCommon<D>,
+    out: &mut Vec<u8>,
+) -> io::Result<Option<usize>> {
     let mut total = 0;
     loop {
         if out.capacity() - out.len() < 1024 {
@@ -47,10 +51,13 @@ pub fn take_plaintext<D>(conn: &mut ConnectionCommon<D>, out: &mut Vec<u8>) -> i
         let got = conn.reader().read(&mut out[start..]);
         out.truncate(start + *got.as_ref().unwrap_or(&0));
         match got {
-            Ok(0) => return Ok(total),
+            Ok(0) if total == 0 => return Ok(None),
+            Ok(0) => return Ok(Some(total)),
             Ok(n) => total += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
-            Err(e) if total > 0 && e.kind() == io::ErrorKind::UnexpectedEof => return Ok(total),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Some(total)),
+            Err(e) if total > 0 && e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Ok(Some(total))
+            }
             Err(e) => return Err(e),
         }
     }

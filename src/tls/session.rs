@@ -48,6 +48,8 @@ pub struct TlsSession {
     fallback: Option<Identity>,
     /// TLS records queued for the socket (alerts written while accepting).
     alert: Vec<u8>,
+    /// The client's close_notify has come (and all plaintext before it was read).
+    peer_closed: bool,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -66,6 +68,7 @@ impl TlsSession {
             state: State::Accepting(Box::default()),
             fallback,
             alert: Vec::new(),
+            peer_closed: false,
         }
     }
 
@@ -160,17 +163,27 @@ impl TlsSession {
     }
 
     /// Appends the decrypted plaintext to `out` (for the HTTP parser); returns how many bytes.
+    /// After the client's close_notify it returns 0 and [`TlsSession::peer_closed`] is true.
     pub fn read_plaintext(&mut self, out: &mut Vec<u8>) -> Result<usize, TlsSessionError> {
-        match &mut self.state {
-            State::Open(conn) => pump::take_plaintext(conn, out).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    TlsSessionError::Truncated
-                } else {
-                    TlsSessionError::Tls(rustls::Error::General(e.to_string()))
-                }
-            }),
-            _ => Ok(0),
+        let State::Open(conn) = &mut self.state else {
+            return Ok(0);
+        };
+        match pump::take_plaintext(conn, out) {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => {
+                self.peer_closed = true;
+                Ok(0)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(TlsSessionError::Truncated)
+            }
+            Err(e) => Err(TlsSessionError::Tls(rustls::Error::General(e.to_string()))),
         }
+    }
+
+    /// Whether the client has ended its TLS stream with close_notify.
+    pub fn peer_closed(&self) -> bool {
+        self.peer_closed
     }
 
     /// Queues plaintext (an answer) for encryption; before the handshake ends rustls buffers it.
