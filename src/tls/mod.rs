@@ -66,7 +66,7 @@ pub enum TlsSetupError {
 }
 
 /// What the listener's TLS is built from.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsOptions {
     /// mitmproxy's `confdir` (`--set confdir=DIR`); `None`: `~/.mitmproxy`.
     pub confdir: Option<PathBuf>,
