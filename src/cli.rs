@@ -420,9 +420,7 @@ impl ServeArgs {
         // Parsed for the listener's TLS (issue 14); not acted on until the listener serves TLS,
         // so they are still warned about as options without effect.
         let tls = crate::tls::TlsOptions {
-            confdir: mitm
-                .str("confdir")?
-                .map(|(dir, _)| expand_home(&dir)),
+            confdir: mitm.str("confdir")?.map(|(dir, _)| expand_home(&dir)),
             certs: mitm
                 .seq("certs")
                 .iter()

@@ -69,10 +69,12 @@ impl UpstreamTls {
                     return Err(TlsConfigError::NoCertificate);
                 }
             }
-            let webpki =
-                rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .build()
-                    .map_err(|e| TlsConfigError::Rustls(rustls::Error::General(e.to_string())))?;
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| TlsConfigError::Rustls(rustls::Error::General(e.to_string())))?;
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(TrustGivenEndEntities { webpki, given }))

@@ -99,7 +99,7 @@ impl CertAuthority {
             .map_err(|e| bad(format!("its certificate cannot be read ({e})")))?;
         if parsed.public_key().raw != key.public_key_der().as_slice() {
             return Err(bad(
-                "its private key does not belong to its certificate".into(),
+                "its private key does not belong to its certificate".into()
             ));
         }
         let issuer = params
@@ -150,15 +150,14 @@ fn create_store(dir: &Path) -> Result<(), TlsSetupError> {
         reason: e.to_string(),
     };
     std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
-    let rsa_key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, CA_KEY_BITS).map_err(|e| {
-        TlsSetupError::Create {
-            reason: e.to_string(),
-        }
-    })?;
+    let rsa_key =
+        rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, CA_KEY_BITS).map_err(|e| {
+            TlsSetupError::Create {
+                reason: e.to_string(),
+            }
+        })?;
     let create = |reason: String| TlsSetupError::Create { reason };
-    let pkcs8 = rsa_key
-        .to_pkcs8_der()
-        .map_err(|e| create(e.to_string()))?;
+    let pkcs8 = rsa_key.to_pkcs8_der().map_err(|e| create(e.to_string()))?;
     let key = rcgen::KeyPair::try_from(pkcs8.as_bytes()).map_err(|e| create(e.to_string()))?;
     let mut params = rcgen::CertificateParams::default();
     let mut dn = rcgen::DistinguishedName::new();
@@ -175,14 +174,20 @@ fn create_store(dir: &Path) -> Result<(), TlsSetupError> {
     let start = time_now() - time::Duration::days(VALIDITY_OFFSET_DAYS);
     params.not_before = start;
     params.not_after = start + time::Duration::days(CA_EXPIRY_DAYS);
-    let cert = params.self_signed(&key).map_err(|e| create(e.to_string()))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| create(e.to_string()))?;
     let key_pem = rsa_key
         .to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
         .map_err(|e| create(e.to_string()))?;
     let cert_pem = cert.pem();
     let ca_file = dir.join(format!("{BASENAME}-ca.pem"));
-    write_file(&ca_file, format!("{}{cert_pem}", &*key_pem).as_bytes(), 0o600)
-        .map_err(|e| write_err(&ca_file, e))?;
+    write_file(
+        &ca_file,
+        format!("{}{cert_pem}", &*key_pem).as_bytes(),
+        0o600,
+    )
+    .map_err(|e| write_err(&ca_file, e))?;
     for name in ["ca-cert.pem", "ca-cert.cer"] {
         let file = dir.join(format!("{BASENAME}-{name}"));
         write_file(&file, cert_pem.as_bytes(), 0o644).map_err(|e| write_err(&file, e))?;

@@ -57,7 +57,9 @@ pub struct Minter {
 
 impl std::fmt::Debug for Minter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Minter").field("ca", &self.ca).finish_non_exhaustive()
+        f.debug_struct("Minter")
+            .field("ca", &self.ca)
+            .finish_non_exhaustive()
     }
 }
 
@@ -90,7 +92,10 @@ impl Minter {
     pub fn mint(&self, identity: &Identity) -> Result<Arc<CertifiedKey>, rcgen::Error> {
         let mut params = rcgen::CertificateParams::default();
         let (cn, san) = match identity {
-            Identity::Dns(name) => (name.clone(), rcgen::SanType::DnsName(name.clone().try_into()?)),
+            Identity::Dns(name) => (
+                name.clone(),
+                rcgen::SanType::DnsName(name.clone().try_into()?),
+            ),
             Identity::Ip(ip) => (ip.to_string(), rcgen::SanType::IpAddress(*ip)),
         };
         let mut dn = rcgen::DistinguishedName::new();
@@ -236,7 +241,8 @@ impl UserCerts {
         }
         names.extend(spec.domain.clone());
         for name in names {
-            self.by_name.insert(name.to_ascii_lowercase(), certified.clone());
+            self.by_name
+                .insert(name.to_ascii_lowercase(), certified.clone());
         }
         Ok(())
     }

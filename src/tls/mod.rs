@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ProducesTickets, ServerConfig, ServerSessionMemoryCache, StoresServerSessions};
+use rustls::server::{
+    ProducesTickets, ServerConfig, ServerSessionMemoryCache, StoresServerSessions,
+};
 
 pub use ca::{CaOrigin, CertAuthority};
 pub use certs::{CertSpec, Identity, Minter, Resolver, UserCerts};

@@ -101,9 +101,9 @@ impl TlsSession {
             State::Accepting(acceptor) => {
                 let mut rest = input;
                 while !rest.is_empty() {
-                    acceptor
-                        .read_tls(&mut rest)
-                        .map_err(|e| TlsSessionError::Handshake(rustls::Error::General(e.to_string())))?;
+                    acceptor.read_tls(&mut rest).map_err(|e| {
+                        TlsSessionError::Handshake(rustls::Error::General(e.to_string()))
+                    })?;
                     match acceptor.accept() {
                         Ok(None) => {}
                         Ok(Some(accepted)) => {
@@ -133,7 +133,11 @@ impl TlsSession {
 
     /// The connection for an accepted ClientHello: the worker's configuration when it has SNI,
     /// else one answering the fallback identity's certificate.
-    fn open(&mut self, tls: &WorkerTls, accepted: Accepted) -> Result<ServerConnection, TlsSessionError> {
+    fn open(
+        &mut self,
+        tls: &WorkerTls,
+        accepted: Accepted,
+    ) -> Result<ServerConnection, TlsSessionError> {
         let has_sni = accepted.client_hello().server_name().is_some();
         let config = if has_sni {
             tls.config.clone()

@@ -1,5 +1,6 @@
 //! TLS handshakes in memory between a rustls client and [`TlsSession`], against the CA mitmproxy
 //! 12.3.1 created in `tests/fixtures/mitmproxy-confdir`.
+#![allow(clippy::disallowed_methods)] // tests read their fixtures
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -121,7 +122,8 @@ fn an_http11_exchange_runs_over_a_minted_certificate_that_mitmproxys_ca_verifies
     let (_, leaf) = x509_parser::parse_x509_certificate(&certs[0]).unwrap();
     assert_eq!(leaf.subject().to_string(), "CN=api.example");
     assert_eq!(leaf.issuer().to_string(), "CN=mitmproxy, O=mitmproxy");
-    let days = (leaf.validity().not_after.timestamp() - leaf.validity().not_before.timestamp()) / 86400;
+    let days =
+        (leaf.validity().not_after.timestamp() - leaf.validity().not_before.timestamp()) / 86400;
     assert_eq!(days, 199);
     assert_eq!(tls.resolver.cached(), 1);
 }
@@ -138,8 +140,8 @@ fn a_hello_without_sni_gets_the_fallback_identity_as_an_ip_san() {
     pump(&mut client, &mut session, &tls, &mut plain).unwrap();
     assert!(!client.is_handshaking());
     assert_eq!(session.sni(), None);
-    let (_, leaf) = x509_parser::parse_x509_certificate(&client.peer_certificates().unwrap()[0])
-        .unwrap();
+    let (_, leaf) =
+        x509_parser::parse_x509_certificate(&client.peer_certificates().unwrap()[0]).unwrap();
     let san = leaf.subject_alternative_name().unwrap().unwrap();
     assert_eq!(
         format!("{:?}", san.value.general_names),
@@ -173,7 +175,10 @@ fn leaves_are_minted_once_per_name_and_cached_per_worker() {
     assert_eq!(tls.resolver.cached(), 2);
     // Another worker has its own cache.
     assert_eq!(server.worker().unwrap().resolver.cached(), 0);
-    assert_eq!(Identity::from_host("A.Example"), Some(Identity::Dns("a.example".into())));
+    assert_eq!(
+        Identity::from_host("A.Example"),
+        Some(Identity::Dns("a.example".into()))
+    );
     assert_eq!(Identity::from_host("bad name!"), None);
 }
 
@@ -247,18 +252,31 @@ fn an_empty_confdir_gets_a_ca_as_mitmproxy_creates_it_which_is_then_reused() {
     assert_eq!(created.ca_origin(), CaOrigin::Created);
     assert_eq!(created.ca_file(), confdir.join("mitmproxy-ca.pem"));
     let mode = |name: &str| {
-        std::fs::metadata(confdir.join(name)).unwrap().permissions().mode() & 0o777
+        std::fs::metadata(confdir.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
     };
     assert_eq!(mode("mitmproxy-ca.pem"), 0o600);
-    assert_eq!(mode("mitmproxy-ca-cert.pem") & 0o077, 0o044 & mode("mitmproxy-ca-cert.pem"));
+    assert_eq!(
+        mode("mitmproxy-ca-cert.pem") & 0o077,
+        0o044 & mode("mitmproxy-ca-cert.pem")
+    );
     let cert_pem = std::fs::read(confdir.join("mitmproxy-ca-cert.pem")).unwrap();
-    assert_eq!(std::fs::read(confdir.join("mitmproxy-ca-cert.cer")).unwrap(), cert_pem);
+    assert_eq!(
+        std::fs::read(confdir.join("mitmproxy-ca-cert.cer")).unwrap(),
+        cert_pem
+    );
     assert_eq!(
         std::fs::read(confdir.join("mitmproxy-dhparam.pem")).unwrap(),
         std::fs::read(fixture_dir().join("../../../src/tls/mitmproxy-dhparam.pem")).unwrap()
     );
     let key_pem = std::fs::read_to_string(confdir.join("mitmproxy-ca.pem")).unwrap();
-    assert!(key_pem.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"), "{key_pem}");
+    assert!(
+        key_pem.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"),
+        "{key_pem}"
+    );
     let der = CertificateDer::from_pem_slice(&cert_pem).unwrap();
     let (_, ca) = x509_parser::parse_x509_certificate(&der).unwrap();
     assert_eq!(ca.subject().to_string(), "CN=mitmproxy, O=mitmproxy");
@@ -288,7 +306,10 @@ fn an_empty_confdir_gets_a_ca_as_mitmproxy_creates_it_which_is_then_reused() {
     let loaded = TlsServer::new(&options).unwrap();
     assert_eq!(loaded.ca_origin(), CaOrigin::Loaded);
     assert_eq!(loaded.minter.ca().cert, der);
-    assert_eq!(std::fs::read(confdir.join("mitmproxy-ca-cert.pem")).unwrap(), cert_pem);
+    assert_eq!(
+        std::fs::read(confdir.join("mitmproxy-ca-cert.pem")).unwrap(),
+        cert_pem
+    );
 }
 
 #[test]
@@ -302,7 +323,10 @@ fn a_bad_ca_file_is_an_error_naming_the_file_and_the_fault() {
             ..TlsOptions::default()
         })
         .unwrap_err();
-        assert_eq!(err.to_string(), format!("{} cannot be used: {fault}", file.display()));
+        assert_eq!(
+            err.to_string(),
+            format!("{} cannot be used: {fault}", file.display())
+        );
     };
     check(b"garbage\n", "it holds no certificate (BEGIN CERTIFICATE)");
     let fixture = std::fs::read_to_string(fixture_dir().join("mitmproxy-ca.pem")).unwrap();
@@ -328,7 +352,8 @@ fn a_bad_ca_file_is_an_error_naming_the_file_and_the_fault() {
     })
     .unwrap_err();
     assert!(
-        err.to_string().starts_with(&format!("cannot write {}", file.join("sub").display())),
+        err.to_string()
+            .starts_with(&format!("cannot write {}", file.join("sub").display())),
         "{err}"
     );
 }
@@ -336,10 +361,11 @@ fn a_bad_ca_file_is_an_error_naming_the_file_and_the_fault() {
 /// A `--certs` file: a certificate for `names` (signed by a throwaway CA) and its key.
 fn user_cert_pem(names: &[&str]) -> (String, rcgen::Certificate) {
     let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
+    let cert =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
     (format!("{}{}", cert.pem(), key.serialize_pem()), cert)
 }
 
@@ -365,9 +391,17 @@ fn certs_are_served_for_matching_names_as_mitmproxy_matches_them() {
             .clone()
     };
     assert_eq!(served("www.example.com"), *wild_cert.der());
-    assert_eq!(served("a.b.example.com"), *wild_cert.der(), "*.example.com is an asterisk form");
+    assert_eq!(
+        served("a.b.example.com"),
+        *wild_cert.der(),
+        "*.example.com is an asterisk form"
+    );
     assert_eq!(served("exact.test"), *exact_cert.der());
-    assert_eq!(served("other.test"), *any_cert.der(), "* matches every name");
+    assert_eq!(
+        served("other.test"),
+        *any_cert.der(),
+        "* matches every name"
+    );
     assert_eq!(tls.resolver.cached(), 0, "nothing minted");
 
     // Without `*`, an unmatched name gets a minted leaf.
@@ -385,8 +419,14 @@ fn a_bad_certs_file_is_an_error_naming_the_file_and_the_fault() {
     let (pem, cert) = user_cert_pem(&["a.test"]);
     let other_key = rcgen::KeyPair::generate().unwrap();
     let cases: [(Vec<u8>, &str); 3] = [
-        (b"nothing".to_vec(), "it holds no certificate (BEGIN CERTIFICATE)"),
-        (cert.pem().into_bytes(), "it holds no private key (BEGIN PRIVATE KEY)"),
+        (
+            b"nothing".to_vec(),
+            "it holds no certificate (BEGIN CERTIFICATE)",
+        ),
+        (
+            cert.pem().into_bytes(),
+            "it holds no private key (BEGIN PRIVATE KEY)",
+        ),
         (
             format!("{}{}", cert.pem(), other_key.serialize_pem()).into_bytes(),
             "its private key does not belong to its first certificate",
@@ -395,7 +435,10 @@ fn a_bad_certs_file_is_an_error_naming_the_file_and_the_fault() {
     for (contents, fault) in cases {
         let spec = CertSpec::parse("a.test=/etc/mine.pem");
         let err = TlsServer::from_parts(fixture_ca(), &[(spec, contents)], false).unwrap_err();
-        assert_eq!(err.to_string(), format!("/etc/mine.pem cannot be used: {fault}"));
+        assert_eq!(
+            err.to_string(),
+            format!("/etc/mine.pem cannot be used: {fault}")
+        );
     }
     assert!(TlsServer::from_parts(
         fixture_ca(),
@@ -410,7 +453,8 @@ fn a_bad_certs_file_is_an_error_naming_the_file_and_the_fault() {
     })
     .unwrap_err();
     assert!(
-        err.to_string().starts_with("cannot read /nonexistent/mine.pem: "),
+        err.to_string()
+            .starts_with("cannot read /nonexistent/mine.pem: "),
         "{err}"
     );
 }

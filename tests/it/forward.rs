@@ -533,7 +533,10 @@ fn a_self_signed_ca_true_upstream_certificate_given_with_upstream_ca_is_trusted_
     let mut c = Client::new(&server);
     let (status, body) = body_text(&mut c, &get("/self-signed"));
     assert_eq!(status, 502, "{body}");
-    assert!(body.contains("TLS handshake failed: invalid peer certificate"), "{body}");
+    assert!(
+        body.contains("TLS handshake failed: invalid peer certificate"),
+        "{body}"
+    );
     drop(server);
     // Without --upstream-ca it is an unknown certificate.
     let mode = format!("reverse:https://localhost:{port}");
