@@ -97,11 +97,12 @@ impl UpstreamTls {
             conn,
             buf: Vec::with_capacity(TLS_READ_BYTES),
             out: Vec::with_capacity(TLS_READ_BYTES),
+            early: Vec::new(),
         };
         while stream.conn.is_handshaking() {
             if stream.conn.wants_write() {
                 stream.flush().await.map_err(TlsFailure::Io)?;
-            } else if stream.fill().await? == 0 {
+            } else if stream.fill(None).await? == 0 {
                 return Err(TlsFailure::Tls(
                     "the upstream closed the connection during the handshake".into(),
                 ));
@@ -130,6 +131,8 @@ pub struct TlsStream {
     buf: Vec<u8>,
     /// TLS records to send.
     out: Vec<u8>,
+    /// Plaintext that arrived with the handshake's last records (read before anything else).
+    early: Vec<u8>,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -147,6 +150,11 @@ impl TlsStream {
     /// Reads plaintext into the spare capacity of `into` (appending); `Ok(0)` at the end of the
     /// stream (close_notify, or the peer closing the TCP connection without one).
     pub async fn read(&mut self, into: &mut Vec<u8>) -> io::Result<usize> {
+        if !self.early.is_empty() {
+            let n = self.early.len();
+            into.append(&mut self.early);
+            return Ok(n);
+        }
         let mut tcp_closed = false;
         loop {
             match pump::take_plaintext(&mut self.conn, into) {
@@ -159,8 +167,10 @@ impl TlsStream {
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                 Err(e) => return Err(e),
             }
-            match self.fill().await {
+            let before = into.len();
+            match self.fill(Some(&mut *into)).await {
                 Ok(0) => tcp_closed = true,
+                Ok(_) if into.len() > before => return Ok(into.len() - before),
                 Ok(_) => {}
                 Err(TlsFailure::Io(e)) => return Err(e),
                 Err(TlsFailure::Tls(msg)) => {
@@ -193,8 +203,9 @@ impl TlsStream {
         Ok(())
     }
 
-    /// Reads TLS bytes from the socket and processes them; returns the bytes read (0: TCP EOF).
-    async fn fill(&mut self) -> Result<usize, TlsFailure> {
+    /// Reads TLS bytes from the socket and processes them, appending their plaintext to `plain`
+    /// (or to `early` during the handshake); returns the bytes read (0: TCP EOF).
+    async fn fill(&mut self, plain: Option<&mut Vec<u8>>) -> Result<usize, TlsFailure> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         if buf.capacity() == 0 {
@@ -205,7 +216,8 @@ impl TlsStream {
         self.buf = slice.into_inner();
         let n = res.map_err(TlsFailure::Io)?;
         // n == 0 tells rustls the stream ended, so a missing close_notify is known.
-        if let Err(e) = pump::feed(&mut self.conn, &self.buf[..n]) {
+        let plain = plain.unwrap_or(&mut self.early);
+        if let Err(e) = pump::feed(&mut self.conn, &self.buf[..n], plain) {
             // Send the alert rustls queued, then fail.
             let _ = self.flush().await;
             return Err(TlsFailure::Tls(e.to_string()));

@@ -164,6 +164,25 @@ impl TlsServer {
         &self.minter.ca().file
     }
 
+    /// The start-up line about the CA: where it was found, or that it was created and where, so
+    /// the user knows which certificate clients must trust.
+    pub fn ca_line(&self) -> String {
+        let file = self.ca_file();
+        let cert = file.with_file_name(format!("{}-ca-cert.pem", ca::BASENAME));
+        match self.origin {
+            CaOrigin::Loaded => format!(
+                "TLS: leaf certificates signed by mitmproxy's CA from {}",
+                file.display()
+            ),
+            CaOrigin::Created => format!(
+                "TLS: no mitmproxy CA in {dir}: created one there ({key}); clients must trust {cert}",
+                dir = file.parent().unwrap_or(Path::new(".")).display(),
+                key = file.display(),
+                cert = cert.display()
+            ),
+        }
+    }
+
     /// One worker's TLS: its own resolver and leaf cache; tickets and the session cache are
     /// shared by all workers, so a client resumes on whichever core its next connection lands.
     pub fn worker(&self) -> Result<WorkerTls, TlsSetupError> {

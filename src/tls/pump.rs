@@ -6,18 +6,28 @@ use std::io::{self, Read, Write};
 
 use rustls::ConnectionCommon;
 
-/// Feeds all of `input` (TLS bytes from the peer) to `conn`, processing each record as it comes.
-/// On a TLS error rustls has queued an alert: send [`drain_tls`] before closing.
-pub fn feed<D>(conn: &mut ConnectionCommon<D>, mut input: &[u8]) -> Result<(), rustls::Error> {
+/// Feeds all of `input` (TLS bytes from the peer) to `conn`, record by record, moving the
+/// plaintext each record yields to `plain` as it comes (rustls holds at most 16 KiB unread, so a
+/// large input would otherwise stall). On a TLS error rustls has queued an alert: send
+/// [`drain_tls`] before closing. An empty `input` is the peer's end of stream.
+pub fn feed<D>(
+    conn: &mut ConnectionCommon<D>,
+    mut input: &[u8],
+    plain: &mut Vec<u8>,
+) -> Result<(), rustls::Error> {
     if input.is_empty() {
-        // The peer's end of stream: lets rustls know whether close_notify came first.
+        // Lets rustls know whether close_notify came first.
         let _ = conn.read_tls(&mut input);
         return Ok(());
     }
     while !input.is_empty() {
         conn.read_tls(&mut input)
             .map_err(|e| rustls::Error::General(e.to_string()))?;
-        conn.process_new_packets()?;
+        let state = conn.process_new_packets()?;
+        if state.plaintext_bytes_to_read() > 0 {
+            // Errors (a missing close_notify) show on the next read of the caller.
+            let _ = take_plaintext(conn, plain);
+        }
     }
     Ok(())
 }

@@ -72,9 +72,16 @@ impl TlsSession {
         }
     }
 
-    /// Feeds TLS bytes read from the socket (an empty slice: the peer's end of stream).
-    pub fn receive(&mut self, tls: &WorkerTls, input: &[u8]) -> Result<(), TlsSessionError> {
-        let result = self.receive_inner(tls, input);
+    /// Feeds TLS bytes read from the socket (an empty slice: the peer's end of stream); the
+    /// plaintext they carry is appended to `plain` (more may follow from
+    /// [`TlsSession::read_plaintext`]).
+    pub fn receive(
+        &mut self,
+        tls: &WorkerTls,
+        input: &[u8],
+        plain: &mut Vec<u8>,
+    ) -> Result<(), TlsSessionError> {
+        let result = self.receive_inner(tls, input, plain);
         if result.is_err() {
             if let State::Open(conn) = &mut self.state {
                 // Keep the alert rustls queued.
@@ -85,12 +92,17 @@ impl TlsSession {
         result
     }
 
-    fn receive_inner(&mut self, tls: &WorkerTls, input: &[u8]) -> Result<(), TlsSessionError> {
+    fn receive_inner(
+        &mut self,
+        tls: &WorkerTls,
+        input: &[u8],
+        plain: &mut Vec<u8>,
+    ) -> Result<(), TlsSessionError> {
         match &mut self.state {
             State::Failed => Ok(()),
             State::Open(conn) => {
                 let handshaking = conn.is_handshaking();
-                pump::feed(conn, input).map_err(|e| {
+                pump::feed(conn, input, plain).map_err(|e| {
                     if handshaking {
                         TlsSessionError::Handshake(e)
                     } else {
@@ -112,7 +124,7 @@ impl TlsSession {
                             let fed = if rest.is_empty() {
                                 Ok(())
                             } else {
-                                pump::feed(&mut conn, rest)
+                                pump::feed(&mut conn, rest, plain)
                             };
                             self.state = State::Open(Box::new(conn));
                             return fed.map_err(TlsSessionError::Handshake);

@@ -59,7 +59,7 @@ fn pump(
             client.write_tls(&mut to_server).unwrap();
         }
         if !to_server.is_empty() {
-            server.receive(tls, &to_server)?;
+            server.receive(tls, &to_server, server_plain)?;
             server.read_plaintext(server_plain)?;
         }
         let mut to_client = Vec::new();
@@ -129,6 +129,39 @@ fn an_http11_exchange_runs_over_a_minted_certificate_that_mitmproxys_ca_verifies
 }
 
 #[test]
+fn more_than_rustls_buffers_in_one_receive_all_comes_out() {
+    let server = fixture_server();
+    let tls = server.worker().unwrap();
+    let name = ServerName::try_from("api.example").unwrap();
+    let mut client = rustls::ClientConnection::new(fixture_client(), name).unwrap();
+    let mut session = TlsSession::new(None);
+    let mut plain = Vec::new();
+    pump(&mut client, &mut session, &tls, &mut plain).unwrap();
+    // 100 KiB of requests in records, handed over in one read (rustls holds 16 KiB unread).
+    let data: Vec<u8> = (0..100 * 1024).map(|i| (i % 251) as u8).collect();
+    let mut wire = Vec::new();
+    for chunk in data.chunks(16 * 1024) {
+        client.writer().write_all(chunk).unwrap();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+    }
+    assert!(wire.len() > 100 * 1024);
+    let mut got = Vec::new();
+    session.receive(&tls, &wire, &mut got).unwrap();
+    session.read_plaintext(&mut got).unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data);
+    // The client's close_notify ends the stream.
+    client.send_close_notify();
+    let mut wire = Vec::new();
+    client.write_tls(&mut wire).unwrap();
+    session.receive(&tls, &wire, &mut got).unwrap();
+    assert_eq!(session.read_plaintext(&mut got).unwrap(), 0);
+    assert!(session.peer_closed());
+}
+
+#[test]
 fn a_hello_without_sni_gets_the_fallback_identity_as_an_ip_san() {
     let server = fixture_server();
     let tls = server.worker().unwrap();
@@ -189,17 +222,21 @@ fn garbage_after_the_tls_magic_is_a_handshake_error_and_a_failed_session() {
     let mut session = TlsSession::new(None);
     let mut garbage = vec![0x16, 0x03, 0x01, 0x00, 0x05];
     garbage.extend_from_slice(b"hello");
-    let err = session.receive(&tls, &garbage).unwrap_err();
+    let err = session
+        .receive(&tls, &garbage, &mut Vec::new())
+        .unwrap_err();
     assert!(matches!(err, TlsSessionError::Handshake(_)), "{err}");
     assert!(session.failed());
     // Nothing more is read from a failed session.
-    session.receive(&tls, b"more").unwrap();
+    session.receive(&tls, b"more", &mut Vec::new()).unwrap();
     assert_eq!(session.read_plaintext(&mut Vec::new()).unwrap(), 0);
     // A client that stops in the middle of its hello.
     let mut session = TlsSession::new(None);
-    session.receive(&tls, &[0x16, 0x03, 0x01, 0x01]).unwrap();
+    session
+        .receive(&tls, &[0x16, 0x03, 0x01, 0x01], &mut Vec::new())
+        .unwrap();
     assert!(matches!(
-        session.receive(&tls, &[]),
+        session.receive(&tls, &[], &mut Vec::new()),
         Err(TlsSessionError::Truncated)
     ));
 }
@@ -251,6 +288,13 @@ fn an_empty_confdir_gets_a_ca_as_mitmproxy_creates_it_which_is_then_reused() {
     let created = TlsServer::new(&options).unwrap();
     assert_eq!(created.ca_origin(), CaOrigin::Created);
     assert_eq!(created.ca_file(), confdir.join("mitmproxy-ca.pem"));
+    assert_eq!(
+        created.ca_line(),
+        format!(
+            "TLS: no mitmproxy CA in {d}: created one there ({d}/mitmproxy-ca.pem); clients must trust {d}/mitmproxy-ca-cert.pem",
+            d = confdir.display()
+        )
+    );
     let mode = |name: &str| {
         std::fs::metadata(confdir.join(name))
             .unwrap()
@@ -305,6 +349,13 @@ fn an_empty_confdir_gets_a_ca_as_mitmproxy_creates_it_which_is_then_reused() {
     // The second start loads it, unchanged.
     let loaded = TlsServer::new(&options).unwrap();
     assert_eq!(loaded.ca_origin(), CaOrigin::Loaded);
+    assert_eq!(
+        loaded.ca_line(),
+        format!(
+            "TLS: leaf certificates signed by mitmproxy's CA from {}/mitmproxy-ca.pem",
+            confdir.display()
+        )
+    );
     assert_eq!(loaded.minter.ca().cert, der);
     assert_eq!(
         std::fs::read(confdir.join("mitmproxy-ca-cert.pem")).unwrap(),
