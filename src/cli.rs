@@ -434,6 +434,17 @@ impl ServeArgs {
             given(self.keep_host_header, true, "--keep-host-header"),
             "keep_host_header",
         )?;
+        // Parsed for the listener's TLS (issue 14); not acted on until the listener serves TLS,
+        // so they are still warned about as options without effect.
+        let tls = crate::tls::TlsOptions {
+            confdir: mitm.str("confdir")?.map(|(dir, _)| expand_home(&dir)),
+            certs: mitm
+                .seq("certs")
+                .iter()
+                .map(|(spec, _)| crate::tls::CertSpec::parse(spec))
+                .collect(),
+            offer_h2: false,
+        };
         // mitmdump exits once replay is done unless keepserving; we keep serving unless told.
         let exit_when_done = agree([
             given(self.exit_when_done, false, "--exit-when-done"),
@@ -536,11 +547,24 @@ impl ServeArgs {
                 upstream_timeout: std::time::Duration::from_secs_f64(self.upstream_timeout),
                 keep_host_header,
                 reuse_port: self.reuse_port,
+                tls,
             },
             mode_given,
             notes,
             explain_k_for_https: self.kill_short && !explain_now && !mode_given,
         })
+    }
+}
+
+/// `~/rest` with `$HOME` for `~`, as mitmproxy expands its `confdir`; anything else unchanged.
+fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ if path == "~" => crate::tls::default_confdir()
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default(),
+        _ => PathBuf::from(path),
     }
 }
 
@@ -581,6 +605,41 @@ mod tests {
         assert_eq!(c.replay.use_headers, ["accept"]);
         assert_eq!(c.replay.ignore_params, ["ts"]);
         assert!(matches!(c.serve.mode, ProxyMode::Reverse(ref t) if t.port == 29411));
+    }
+
+    #[test]
+    fn confdir_and_certs_are_parsed_for_the_listeners_tls() {
+        let c = config(&[
+            "-S",
+            "a",
+            "--set",
+            "confdir=/etc/mitm",
+            "--certs",
+            "*.example.com=/certs/wild.pem",
+            "--set",
+            "certs=/certs/any.pem",
+        ])
+        .unwrap();
+        assert_eq!(c.serve.tls.confdir, Some(PathBuf::from("/etc/mitm")));
+        // The `--set`s first, then the flags, as the other sequence options are collected.
+        assert_eq!(
+            c.serve.tls.certs,
+            [
+                crate::tls::CertSpec {
+                    domain: None,
+                    file: "/certs/any.pem".into()
+                },
+                crate::tls::CertSpec {
+                    domain: Some("*.example.com".into()),
+                    file: "/certs/wild.pem".into()
+                },
+            ]
+        );
+        let c = config(&["-S", "a", "--set", "confdir=~/conf"]).unwrap();
+        let home = PathBuf::from(std::env::var_os("HOME").unwrap());
+        assert_eq!(c.serve.tls.confdir, Some(home.join("conf")));
+        // Not given: mitmproxy's default, ~/.mitmproxy, chosen when the TLS is built.
+        assert_eq!(config(&["-S", "a"]).unwrap().serve.tls.confdir, None);
     }
 
     #[test]

@@ -182,6 +182,8 @@ pub struct ServeOptions {
     pub keep_host_header: bool,
     /// Share the listen port with sockets already on it (`--reuse-port`), instead of refusing.
     pub reuse_port: bool,
+    /// The listener's TLS: mitmproxy's `confdir` and `certs` (parsed; not yet served).
+    pub tls: crate::tls::TlsOptions,
 }
 
 impl Default for ServeOptions {
@@ -204,6 +206,7 @@ impl Default for ServeOptions {
             upstream_timeout: std::time::Duration::from_secs(30),
             keep_host_header: false,
             reuse_port: false,
+            tls: crate::tls::TlsOptions::default(),
         }
     }
 }

@@ -33,4 +33,5 @@ pub mod inspect;
 pub mod replay;
 pub mod server;
 pub mod stats;
+pub mod tls;
 pub mod upstream;

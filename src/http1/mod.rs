@@ -3,15 +3,18 @@
 //! It knows nothing about flows, sockets or clocks. [`request`] parses one request (head and body
 //! framing, limits); [`chunked`] decodes the chunked transfer coding, strictly and incrementally
 //! (the upstream response relay uses it too); [`conn`] is one connection's state machine on top
-//! of them (pipelining, `Expect: 100-continue`, keep-alive, error answers).
+//! of them (pipelining, `Expect: 100-continue`, keep-alive, error answers); [`connect`] parses
+//! CONNECT's authority-form target and writes mitmproxy's `200 Connection established`.
 #![forbid(unsafe_code)]
 
 pub mod chunked;
 pub mod conn;
+pub mod connect;
 pub mod request;
 
 pub use chunked::{ChunkError, ChunkedDecoder};
 pub use conn::{write_error, write_plain, Conn, Step};
+pub use connect::{is_connect, ConnectError, Tunnel, TunnelScheme};
 pub use request::{
     header_slots, split_absolute, split_authority, BodyState, HeaderSlots, Limits, Request,
     RequestError, MAX_HEADERS,

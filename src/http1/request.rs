@@ -370,7 +370,7 @@ fn check_transfer_codings(value: &[u8]) -> Result<(), RequestError> {
 /// A valid `Host` value (RFC 9112 §3.2, RFC 3986 §3.2.2): empty, or `host[:port]` with a
 /// reg-name or IPv4 host (a comma is refused: `Host: a, b` is two values) or a bracketed IP
 /// literal, and a decimal port up to 65535.
-fn valid_host(value: &[u8]) -> bool {
+pub(crate) fn valid_host(value: &[u8]) -> bool {
     let value = trim(value);
     if value.is_empty() {
         return true;

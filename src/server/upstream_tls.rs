@@ -1,20 +1,25 @@
 //! TLS to upstreams: the rustls client configuration and a TLS stream over a monoio `TcpStream`.
 //!
-//! The only file that uses rustls (a later migration is a one-file change). rustls is driven over
-//! in-memory buffers: socket bytes go in with `read_tls`/`process_new_packets`, plaintext comes out
+//! The client side of rustls (the listener's side is `crate::tls`). rustls is driven over
+//! in-memory buffers through `crate::tls::pump`: socket bytes go in with `read_tls`/`process_new_packets`, plaintext comes out
 //! of `reader()`; plaintext goes in with `writer()` and TLS records come out with `write_tls`.
 //! Certificates are checked against the webpki roots (plus `--upstream-ca`) unless `--ssl-insecure`;
-//! the SNI is the upstream host; ALPN offers `http/1.1`.
+//! a self-signed `CA:TRUE` certificate given with `--upstream-ca` that is the server's own
+//! certificate (what `openssl req -x509` makes) is trusted as that end entity, as curl and
+//! mitmproxy do. The SNI is the upstream host; ALPN offers `http/1.1`.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::Arc;
 
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+
+use crate::tls::pump;
 
 /// Bytes read from the socket at a time (one TLS record is at most 16 KiB plus overhead).
 const TLS_READ_BYTES: usize = 17 * 1024;
@@ -27,7 +32,7 @@ pub enum TlsConfigError {
     NoCertificate,
     /// The `--upstream-ca` file is not valid PEM.
     #[error("cannot read the upstream CA file as PEM: {0}")]
-    Pem(io::Error),
+    Pem(rustls::pki_types::pem::Error),
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
@@ -54,16 +59,26 @@ impl UpstreamTls {
         } else {
             let mut roots = rustls::RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let mut given = Vec::new();
             if let Some(pem) = extra_ca_pem {
-                let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &pem[..])
-                    .collect::<Result<_, _>>()
+                given = CertificateDer::pem_slice_iter(pem)
+                    .collect::<Result<Vec<_>, _>>()
                     .map_err(TlsConfigError::Pem)?;
-                let (added, _ignored) = roots.add_parsable_certificates(certs);
+                let (added, _ignored) = roots.add_parsable_certificates(given.iter().cloned());
                 if added == 0 {
                     return Err(TlsConfigError::NoCertificate);
                 }
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| TlsConfigError::Rustls(rustls::Error::General(e.to_string())))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(TrustGivenEndEntities { webpki, given }))
+                .with_no_client_auth()
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(UpstreamTls {
@@ -82,11 +97,12 @@ impl UpstreamTls {
             conn,
             buf: Vec::with_capacity(TLS_READ_BYTES),
             out: Vec::with_capacity(TLS_READ_BYTES),
+            early: Vec::new(),
         };
         while stream.conn.is_handshaking() {
             if stream.conn.wants_write() {
                 stream.flush().await.map_err(TlsFailure::Io)?;
-            } else if stream.fill().await? == 0 {
+            } else if stream.fill(None).await? == 0 {
                 return Err(TlsFailure::Tls(
                     "the upstream closed the connection during the handshake".into(),
                 ));
@@ -115,6 +131,8 @@ pub struct TlsStream {
     buf: Vec<u8>,
     /// TLS records to send.
     out: Vec<u8>,
+    /// Plaintext that arrived with the handshake's last records (read before anything else).
+    early: Vec<u8>,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -132,25 +150,27 @@ impl TlsStream {
     /// Reads plaintext into the spare capacity of `into` (appending); `Ok(0)` at the end of the
     /// stream (close_notify, or the peer closing the TCP connection without one).
     pub async fn read(&mut self, into: &mut Vec<u8>) -> io::Result<usize> {
-        if into.capacity() == into.len() {
-            into.reserve(TLS_READ_BYTES);
+        if !self.early.is_empty() {
+            let n = self.early.len();
+            into.append(&mut self.early);
+            return Ok(n);
         }
         let mut tcp_closed = false;
         loop {
-            let start = into.len();
-            into.resize(into.capacity(), 0);
-            let got = self.conn.reader().read(&mut into[start..]);
-            into.truncate(start + *got.as_ref().unwrap_or(&0));
-            match got {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && tcp_closed => return Ok(0),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            match pump::take_plaintext(&mut self.conn, into) {
+                Ok(Some(0)) if tcp_closed => return Ok(0),
+                Ok(Some(0)) => {}
+                Ok(Some(n)) => return Ok(n),
+                // close_notify.
+                Ok(None) => return Ok(0),
                 // The peer closed TCP without close_notify: servers do; treat it as the end.
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                 Err(e) => return Err(e),
             }
-            match self.fill().await {
+            let before = into.len();
+            match self.fill(Some(&mut *into)).await {
                 Ok(0) => tcp_closed = true,
+                Ok(_) if into.len() > before => return Ok(into.len() - before),
                 Ok(_) => {}
                 Err(TlsFailure::Io(e)) => return Err(e),
                 Err(TlsFailure::Tls(msg)) => {
@@ -175,7 +195,7 @@ impl TlsStream {
         while self.conn.wants_write() {
             let mut out = std::mem::take(&mut self.out);
             out.clear();
-            self.conn.write_tls(&mut out)?;
+            pump::drain_tls(&mut self.conn, &mut out);
             let (res, out) = monoio::io::AsyncWriteRentExt::write_all(&mut self.tcp, out).await;
             self.out = out;
             res?;
@@ -183,8 +203,9 @@ impl TlsStream {
         Ok(())
     }
 
-    /// Reads TLS bytes from the socket and processes them; returns the bytes read (0: TCP EOF).
-    async fn fill(&mut self) -> Result<usize, TlsFailure> {
+    /// Reads TLS bytes from the socket and processes them, appending their plaintext to `plain`
+    /// (or to `early` during the handshake); returns the bytes read (0: TCP EOF).
+    async fn fill(&mut self, plain: Option<&mut Vec<u8>>) -> Result<usize, TlsFailure> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         if buf.capacity() == 0 {
@@ -194,19 +215,15 @@ impl TlsStream {
         let (res, slice) = self.tcp.read(buf.slice_mut(0..cap)).await;
         self.buf = slice.into_inner();
         let n = res.map_err(TlsFailure::Io)?;
-        if n == 0 {
-            // Tell rustls, so a missing close_notify is known.
-            let _ = self.conn.read_tls(&mut &[][..]);
-            return Ok(0);
+        // n == 0 tells rustls the stream ended, so a missing close_notify is known.
+        let plain = plain.unwrap_or(&mut self.early);
+        if let Err(e) = pump::feed(&mut self.conn, &self.buf[..n], plain) {
+            // Send the alert rustls queued, then fail.
+            let _ = self.flush().await;
+            return Err(TlsFailure::Tls(e.to_string()));
         }
-        let mut input = &self.buf[..n];
-        while !input.is_empty() {
-            self.conn.read_tls(&mut input).map_err(TlsFailure::Io)?;
-            if let Err(e) = self.conn.process_new_packets() {
-                // Send the alert rustls queued, then fail.
-                let _ = self.flush().await;
-                return Err(TlsFailure::Tls(e.to_string()));
-            }
+        if n == 0 {
+            return Ok(0);
         }
         if self.conn.wants_write() {
             self.flush().await.map_err(TlsFailure::Io)?;
@@ -219,6 +236,92 @@ impl TlsStream {
         self.conn.send_close_notify();
         let _ = self.flush().await;
         let _ = self.tcp.shutdown().await;
+    }
+}
+
+/// webpki verification, plus: a server certificate that webpki refuses only because it is a CA
+/// (`CaUsedAsEndEntity`) is trusted when it is byte for byte one of the `--upstream-ca`
+/// certificates, valid now and for the server name (curl and mitmproxy trust such a
+/// self-signed `openssl req -x509` certificate).
+#[derive(Debug)]
+struct TrustGivenEndEntities {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    /// The certificates of `--upstream-ca`, as given.
+    given: Vec<CertificateDer<'static>>,
+}
+
+impl TrustGivenEndEntities {
+    /// Whether `end_entity` (one of the given certificates) is valid for `name` now.
+    fn given_end_entity(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let (_, cert) = x509_parser::parse_x509_certificate(end_entity)
+            .map_err(|_| rustls::Error::from(rustls::CertificateError::BadEncoding))?;
+        let validity = cert.validity();
+        let now = now.as_secs() as i64;
+        if now < validity.not_before.timestamp() {
+            return Err(rustls::CertificateError::NotValidYet.into());
+        }
+        if now > validity.not_after.timestamp() {
+            return Err(rustls::CertificateError::Expired.into());
+        }
+        let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_name(&parsed, name)?;
+        Ok(ServerCertVerified::assertion())
+    }
+}
+
+impl ServerCertVerifier for TrustGivenEndEntities {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)))
+                if matches!(
+                    other.0.downcast_ref::<webpki::Error>(),
+                    Some(webpki::Error::CaUsedAsEndEntity)
+                ) && self.given.iter().any(|c| c.as_ref() == end_entity.as_ref()) =>
+            {
+                self.given_end_entity(end_entity, server_name, now)
+            }
+            verdict => verdict,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
     }
 }
 

@@ -424,6 +424,7 @@ impl Drop for TlsUpstream {
     }
 }
 
+/// An https upstream for `localhost` whose certificate is signed by a CA written to `ca_file`.
 fn tls_upstream(name: &'static str) -> TlsUpstream {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -434,6 +435,27 @@ fn tls_upstream(name: &'static str) -> TlsUpstream {
         .unwrap()
         .signed_by(&leaf_key, &ca, &ca_key)
         .unwrap();
+    tls_upstream_serving(name, leaf, leaf_key, ca.pem())
+}
+
+/// An https upstream for `localhost` serving what `openssl req -x509` makes by default: one
+/// self-signed certificate with `CA:TRUE`, which is also what `ca_file` holds.
+fn self_signed_ca_upstream(name: &'static str) -> TlsUpstream {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    let pem = cert.pem();
+    tls_upstream_serving(name, cert, key, pem)
+}
+
+/// An echoing https upstream serving `leaf`, with `ca_pem` written to a temporary CA file.
+fn tls_upstream_serving(
+    name: &'static str,
+    leaf: rcgen::Certificate,
+    leaf_key: rcgen::KeyPair,
+    ca_pem: String,
+) -> TlsUpstream {
     let config = Arc::new(
         rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -461,7 +483,7 @@ fn tls_upstream(name: &'static str) -> TlsUpstream {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&ca_file, ca_pem).unwrap();
     TlsUpstream { upstream, ca_file }
 }
 
@@ -485,6 +507,43 @@ fn https_upstreams_are_verified_with_upstream_ca_and_pooled() {
         );
     }
     assert_eq!(tls.upstream.connections(), 1);
+}
+
+#[test]
+fn a_self_signed_ca_true_upstream_certificate_given_with_upstream_ca_is_trusted_for_its_name() {
+    let tls = self_signed_ca_upstream("x509");
+    let flows = recording();
+    let ca = tls.ca_file.to_str().unwrap();
+    let port = tls.upstream.addr.port();
+    let mode = format!("reverse:https://localhost:{port}");
+    let server = Server::start(&["-S", flows.arg(), "--mode", &mode, "--upstream-ca", ca]);
+    let mut c = Client::new(&server);
+    let (status, body) = body_text(&mut c, &get("/self-signed"));
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            200,
+            &*format!("x509|GET /self-signed HTTP/1.1|localhost:{port}|")
+        )
+    );
+    drop(server);
+    // The same certificate for another name is still refused: trusted as itself, for its names.
+    let mode = format!("reverse:https://127.0.0.1:{port}");
+    let server = Server::start(&["-S", flows.arg(), "--mode", &mode, "--upstream-ca", ca]);
+    let mut c = Client::new(&server);
+    let (status, body) = body_text(&mut c, &get("/self-signed"));
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("TLS handshake failed: invalid peer certificate"),
+        "{body}"
+    );
+    drop(server);
+    // Without --upstream-ca it is an unknown certificate.
+    let mode = format!("reverse:https://localhost:{port}");
+    let server = Server::start(&["-S", flows.arg(), "--mode", &mode]);
+    let mut c = Client::new(&server);
+    let (status, body) = body_text(&mut c, &get("/self-signed"));
+    assert_eq!(status, 502, "{body}");
 }
 
 #[test]
