@@ -164,7 +164,8 @@ pub struct ServeArgs {
     /// Seconds an idle keep-alive connection is kept.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub idle_timeout: u64,
-    /// Seconds a started request may take to arrive completely.
+    /// Seconds a started request head may take to arrive completely (also the longest pause
+    /// allowed between pieces of a body).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub header_timeout: u64,
     /// Seconds a stop (SIGINT/SIGTERM) waits for answers in flight before exiting anyway (nginx's

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{IoDriver, ProxyMode, ReverseTarget, ServeOptions, Unmatched};
-use crate::http1::Limits;
+use crate::http1::{Limits, Timeouts};
 use crate::replay::Replayer;
 use crate::stats::{Counters, Summary, Totals};
 use worker::{Liveness, ReverseView, Shared};
@@ -171,6 +171,12 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
         limits: Limits {
             max_body: options.max_body,
             ..Limits::default()
+        },
+        timeouts: Timeouts {
+            head: Duration::from_secs(options.header_timeout_secs),
+            // A body must keep arriving: each gap may last as long as a whole head may take.
+            body_progress: Duration::from_secs(options.header_timeout_secs),
+            idle: Duration::from_secs(options.idle_timeout_secs),
         },
         stop: AtomicBool::new(false),
         counters: (0..options.threads).map(|_| Counters::default()).collect(),

@@ -16,6 +16,9 @@ use crate::replay::Replayer;
 /// Bodies at least this long are sent from the mapping instead of being copied.
 pub const MAPPED_BODY_MIN: usize = 4096;
 
+/// The most segments one `writev` accepts (Linux's `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
+
 /// A part of the output, in order.
 #[derive(Debug, Clone, Copy)]
 enum Segment {
@@ -178,6 +181,7 @@ unsafe impl IoVecBuf for Gather {
     }
 
     fn read_iovec_len(&self) -> usize {
-        self.iovecs.len() - self.first
+        // One writev takes at most IOV_MAX segments (EINVAL beyond); the rest go in the next.
+        (self.iovecs.len() - self.first).min(IOV_MAX)
     }
 }

@@ -23,7 +23,9 @@ use super::clock;
 use super::forward::{self, ForwardSettings, Forwarded, Forwarder};
 use super::outbox::Outbox;
 use crate::config::ServeOptions;
-use crate::http1::{self, header_slots, split_absolute, split_authority, Conn, Limits, Step};
+use crate::http1::{
+    self, header_slots, split_absolute, split_authority, Conn, Expiry, Limits, Step, Timeouts,
+};
 use crate::replay::{Decision, LiveRequest, Replayer, RequestFacts};
 use crate::stats::{self, Counters, Outcome};
 
@@ -53,6 +55,8 @@ pub struct Shared {
     pub forward: Arc<ForwardSettings>,
     /// Request limits.
     pub limits: Limits,
+    /// Each connection's timers.
+    pub timeouts: Timeouts,
     /// Set once on SIGINT/SIGTERM: stop accepting, finish in-flight answers, close.
     pub stop: AtomicBool,
     /// One set of counters per worker.
@@ -80,14 +84,13 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// One open connection as the worker's sweeper sees it.
 struct Slot {
-    /// The connection's socket.
-    fd: RawFd,
     /// Tick at which its pending read expires (`u64::MAX`: no read pending).
     deadline: Cell<u64>,
     /// The sweeper ended its read because the deadline passed.
     expired: Cell<bool>,
-    /// Cancels the connection's pending read when the worker stops (its bytes stay unread in
-    /// the socket, so nothing is lost and the read side is not shut: no reset on close).
+    /// Cancels the connection's pending read when the worker stops or its deadline passes (its
+    /// bytes stay unread in the socket, so nothing is lost and the read side is not shut: no
+    /// reset on close).
     cancel: RefCell<Canceller>,
 }
 
@@ -117,20 +120,24 @@ impl Worker {
         &self.shared.live[self.index]
     }
 
-    /// Ends the pending read of `slot` (it returns 0) without closing the socket.
+    /// Cancels the pending read of `slot` (it fails with ECANCELED), as the stop does: the
+    /// read side stays open, so bytes that raced the deadline stay readable and are answered
+    /// instead of turning the close into a reset.
     fn end_read(slot: &Slot) {
-        // SAFETY: every slot in `open` belongs to a live TcpStream of this thread: a connection
-        // task removes its slot in the same poll in which its stream is dropped (no await in
-        // between), so no other task of this thread sees a closed fd. shutdown does not close.
-        unsafe {
-            libc::shutdown(slot.fd, libc::SHUT_RD);
-        }
+        let canceller = std::mem::take(&mut *slot.cancel.borrow_mut());
+        *slot.cancel.borrow_mut() = canceller.cancel();
     }
 }
 
-/// Whole ticks covering `d`, plus one so a deadline never fires early.
-fn ticks_for(d: Duration) -> u64 {
-    (d.as_millis() / TICK.as_millis()) as u64 + 1
+/// The worker's coarse clock as the Conn sees it: time since the worker started, in ticks.
+fn since_start(worker: &Worker) -> Duration {
+    TICK.saturating_mul(u32::try_from(worker.ticks.get()).unwrap_or(u32::MAX))
+}
+
+/// The tick at which a deadline of the Conn's clock has passed: whole ticks covering it, plus one
+/// so a deadline never fires early.
+fn ticks_until(deadline: Duration) -> u64 {
+    (deadline.as_millis() / TICK.as_millis()) as u64 + 1
 }
 
 /// Expires connections whose read deadline passed: per-read timers cost a timer-wheel entry and
@@ -191,7 +198,6 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: 
                 let id = worker.next_id.get();
                 worker.next_id.set(id + 1);
                 let slot = Rc::new(Slot {
-                    fd: stream.as_raw_fd(),
                     deadline: Cell::new(u64::MAX),
                     expired: Cell::new(false),
                     cancel: RefCell::new(Canceller::new()),
@@ -419,20 +425,20 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
     let shared: &Shared = &worker.shared;
     let counters = worker.counters();
     let replayer: &Replayer = &shared.replayer;
-    let idle = ticks_for(Duration::from_secs(shared.serve.idle_timeout_secs));
-    let header_wait = ticks_for(Duration::from_secs(shared.serve.header_timeout_secs));
     let verbose = shared.serve.verbose;
     let keep_alive = replayer.keep_alive();
-    let mut conn = Conn::new(shared.limits);
+    let mut conn = Conn::with_timeouts(shared.limits, shared.timeouts, since_start(worker));
     let mut input: Vec<u8> = Vec::with_capacity(8 * 1024);
     let mut outbox = Outbox::new(shared.replayer.clone());
     let mut scratch: Vec<u8> = Vec::new();
-    let mut partial_since = None;
     let cancel: CancelHandle = slot.cancel.borrow().handle();
     loop {
         // Answer every complete request in the input, in order, into the outbox. Once the
-        // worker stops, each answer says `Connection: close` and the connection closes after.
-        let stopping = worker.stopping.get();
+        // worker stops (or this connection's timer expired), each answer says `Connection:
+        // close` and the connection closes after.
+        let stopping = worker.stopping.get() || slot.expired.get();
+        // The outbox took as many answers as one write does: write, then parse on unread.
+        let mut full = false;
         let now = clock::now();
         let mut pos = 0;
         let mut after = After::Continue;
@@ -443,6 +449,10 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
             let out = &mut outbox.bytes;
             let req = match conn.poll_request(&input[pos..], &mut headers, &mut scratch, out) {
                 Step::NeedMore => break,
+                Step::Flush => {
+                    full = true;
+                    break;
+                }
                 Step::Reject(e) => {
                     Counters::bump(&counters.rejected);
                     http1::write_error(e, out);
@@ -538,6 +548,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                     if outbox.flush(&mut stream).await.is_err() {
                         return;
                     }
+                    conn.flushed();
                     match forward::forward(&worker.forwarder, &req, &mut stream).await {
                         Forwarded::Relayed { status, close } => {
                             outcome = Outcome::Forwarded(status);
@@ -597,6 +608,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         if !outbox.is_empty() && outbox.flush(&mut stream).await.is_err() {
             return;
         }
+        conn.flushed();
         match after {
             After::Continue => {}
             After::Kill => return,
@@ -604,10 +616,6 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
             // to reset the connection, so close at once (as nginx does); otherwise linger.
             After::Close if client_done && pos == input.len() => return,
             After::Close => return linger_close(stream, input).await,
-        }
-        if pos > 0 {
-            // A request completed: the next one's header clock starts with its own bytes.
-            partial_since = None;
         }
         if pos == input.len() {
             input.clear();
@@ -617,10 +625,17 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         } else if pos > 0 {
             input.drain(..pos);
         }
-        if worker.stopping.get() {
-            // The stop came while this connection was busy: answer what has arrived, then close.
+        if full {
+            continue;
+        }
+        if worker.stopping.get() || slot.expired.get() {
+            // The stop (or this connection's deadline) came while it was busy: answer what has
+            // arrived, then close.
             if drain_arrived(&stream, &mut input) > 0 {
                 continue;
+            }
+            if slot.expired.get() && !input.is_empty() {
+                return request_timeout(&mut conn, &mut outbox, stream, input, counters).await;
             }
             return linger_close(stream, input).await;
         }
@@ -628,17 +643,11 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         if input.capacity() - input.len() < 4096 {
             input.reserve(input.capacity().max(8 * 1024));
         }
-        // A started request must arrive whole within the header timeout (counted from its first
-        // bytes, so a trickle cannot hold the connection); an idle connection gets the idle one.
-        let partial = !input.is_empty();
-        let now = worker.ticks.get();
-        let deadline = if partial {
-            *partial_since.get_or_insert(now) + header_wait
-        } else {
-            partial_since = None;
-            now + idle
-        };
-        slot.deadline.set(deadline);
+        // The Conn's timer: a started head must arrive whole within the header timeout (counted
+        // from its first bytes, so a trickle cannot hold the connection), a body must keep
+        // arriving, an idle connection gets the idle timeout.
+        conn.wait(since_start(worker), input.len());
+        slot.deadline.set(ticks_until(conn.poll_timeout()));
         let (len, cap) = (input.len(), input.capacity());
         // A plain recv, on purpose: it is submitted only after the answer's send completed, so
         // under load it usually finds the next request already there and is served inline.
@@ -651,27 +660,43 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         input = slice.into_inner();
         match res {
             Ok(n) if n > 0 => {}
-            // The worker stopped while this read waited: take what has arrived and answer it.
-            Err(_) if worker.stopping.get() && !slot.expired.get() => {
-                drain_arrived(&stream, &mut input);
-            }
-            Ok(_) | Err(_) if !slot.expired.get() => return,
-            _ => {
-                if partial {
-                    Counters::bump(&counters.rejected);
-                    http1::write_plain(
-                        408,
-                        "Request Timeout",
-                        "request timed out",
-                        true,
-                        &mut outbox.bytes,
-                    );
-                    let _ = outbox.flush(&mut stream).await;
+            // The worker stopped, or the deadline passed, while this read waited (its read was
+            // cancelled, not shut, so a request racing it is still in the socket): take what
+            // has arrived and answer it, closing.
+            Err(_) if worker.stopping.get() || slot.expired.get() => {
+                if drain_arrived(&stream, &mut input) == 0 {
+                    if slot.expired.get() && !input.is_empty() {
+                        return request_timeout(&mut conn, &mut outbox, stream, input, counters)
+                            .await;
+                    }
+                    if worker.stopping.get() {
+                        return linger_close(stream, input).await;
+                    }
+                    return;
                 }
-                return;
             }
+            Ok(_) | Err(_) => return,
         }
     }
+}
+
+/// Answers a request that stopped arriving with 408 (an idle connection just closes), then
+/// closes.
+async fn request_timeout(
+    conn: &mut Conn,
+    outbox: &mut Outbox,
+    mut stream: TcpStream,
+    input: Vec<u8>,
+    counters: &Counters,
+) {
+    if conn.expiry() == Expiry::RequestTimeout {
+        Counters::bump(&counters.rejected);
+        http1::write_timeout(&mut outbox.bytes);
+        if outbox.flush(&mut stream).await.is_err() {
+            return;
+        }
+    }
+    linger_close(stream, input).await;
 }
 
 /// How long a closing connection waits for the client's FIN, at most.

@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod defaults;
+mod engine;
 mod forward;
 mod hostile;
 mod lifecycle;
