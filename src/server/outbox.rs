@@ -54,6 +54,17 @@ impl Outbox {
         }
     }
 
+    /// Takes later bodies from `owner`'s recording (after a recording swap). Only between
+    /// writes: referenced bodies already pending keep pointing into the old mapping.
+    pub fn serve_from(&mut self, owner: &Arc<Replayer>) {
+        if !Arc::ptr_eq(&self.owner, owner) {
+            debug_assert!(self.segments.is_empty(), "a swap between writes only");
+            if self.segments.is_empty() {
+                self.owner = owner.clone();
+            }
+        }
+    }
+
     /// Nothing is pending.
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty() && self.segments.is_empty()

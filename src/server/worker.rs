@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::{ArcSwap, Cache};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent, Canceller};
 use monoio::net::{TcpListener, TcpStream};
@@ -45,8 +46,8 @@ pub struct ReverseView {
 /// What every worker shares (read-only after start-up, except the stop flag and counters).
 #[derive(Debug)]
 pub struct Shared {
-    /// Decides and renders replies.
-    pub replayer: Arc<Replayer>,
+    /// Decides and renders replies; swapped whole by [`super::Handle::swap_recording`].
+    pub replayer: ArcSwap<Replayer>,
     /// Serving options.
     pub serve: ServeOptions,
     /// Reverse mode's upstream, or `None` in regular mode.
@@ -59,6 +60,8 @@ pub struct Shared {
     pub timeouts: Timeouts,
     /// Set once on SIGINT/SIGTERM: stop accepting, finish in-flight answers, close.
     pub stop: AtomicBool,
+    /// `--exit-when-done` and every flow replayed: the handle's owner stops the server.
+    pub done: AtomicBool,
     /// One set of counters per worker.
     pub counters: Vec<Counters>,
     /// One liveness record per worker, read by the main thread.
@@ -403,17 +406,6 @@ fn write_no_host(out: &mut Vec<u8>) {
     );
 }
 
-/// Asks the main thread to stop (used by `--exit-when-done`), once.
-fn request_stop() {
-    static SENT: AtomicBool = AtomicBool::new(false);
-    if !SENT.swap(true, Ordering::Relaxed) {
-        // SAFETY: kill(2) on our own pid with a valid signal number has no memory effects.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGTERM);
-        }
-    }
-}
-
 /// How a turn of the connection loop ended.
 enum After {
     Continue,
@@ -424,12 +416,13 @@ enum After {
 async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: SocketAddr) {
     let shared: &Shared = &worker.shared;
     let counters = worker.counters();
-    let replayer: &Replayer = &shared.replayer;
     let verbose = shared.serve.verbose;
-    let keep_alive = replayer.keep_alive();
+    // The replayer in force, re-read (one atomic load, no count change) at each turn; each
+    // connection keeps the one its pending answers came from alive until they are written.
+    let mut current = Cache::new(&shared.replayer);
     let mut conn = Conn::with_timeouts(shared.limits, shared.timeouts, since_start(worker));
     let mut input: Vec<u8> = Vec::with_capacity(8 * 1024);
-    let mut outbox = Outbox::new(shared.replayer.clone());
+    let mut outbox = Outbox::new(current.load().clone());
     let mut scratch: Vec<u8> = Vec::new();
     let cancel: CancelHandle = slot.cancel.borrow().handle();
     loop {
@@ -437,6 +430,10 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         // worker stops (or this connection's timer expired), each answer says `Connection:
         // close` and the connection closes after.
         let stopping = worker.stopping.get() || slot.expired.get();
+        let replayer: &Arc<Replayer> = current.load();
+        // Every answer of a turn comes from one replayer; the outbox is empty here.
+        outbox.serve_from(replayer);
+        let keep_alive = replayer.keep_alive();
         // The outbox took as many answers as one write does: write, then parse on unread.
         let mut full = false;
         let now = clock::now();
@@ -515,7 +512,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                         outcome = Outcome::Replayed(status);
                     }
                     if shared.serve.exit_when_done && replayer.remaining() == 0 {
-                        request_stop();
+                        shared.done.store(true, Ordering::Relaxed);
                     }
                 }
                 Decision::Status(code) => {

@@ -120,3 +120,66 @@ fn a_16_mib_chunked_upload_in_pieces_of_1_byte_to_4_kib_is_read_whole() {
         "the whole body was read and the request answered"
     );
 }
+
+#[test]
+fn a_recording_swapped_while_a_large_body_is_sent_keeps_that_body_whole_and_serves_the_next() {
+    use uringreplay::config::{Order, ProxyMode, ReplayOptions, ReverseTarget, ServeOptions};
+    use uringreplay::server::Server;
+
+    // 32 MiB, far more than the socket buffers hold: the answer is still being written when the
+    // swap comes. A pattern, so a cut or a shifted body shows.
+    let old_body: Vec<u8> = (0..32 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let old = FlowFile::new(&[FlowSpec::get("/big", 200, &old_body)]);
+    let new = FlowFile::new(&[FlowSpec::get("/big", 200, b"the new recording")]);
+    let options = ReplayOptions {
+        order: Order::First,
+        ..ReplayOptions::default()
+    };
+    let serve = ServeOptions {
+        listen_port: 0,
+        threads: 1,
+        mode: ProxyMode::Reverse(ReverseTarget::parse("http://127.0.0.1:8080").unwrap()),
+        ..ServeOptions::default()
+    };
+    let handle = Server::start(serve, crate::support::replayer(&old, &options)).expect("start");
+    let mut c = std::net::TcpStream::connect(handle.local_addr()).unwrap();
+    c.set_read_timeout(Some(crate::support::PATIENCE)).unwrap();
+    c.write_all(b"GET /big HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n")
+        .unwrap();
+    // Read the first bytes only: the rest of the body is queued in the server.
+    let mut got = vec![0u8; 64 * 1024];
+    let mut have = 0;
+    while have < 1024 {
+        match std::io::Read::read(&mut c, &mut got[have..]) {
+            Ok(0) => panic!("closed early"),
+            Ok(n) => have += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    got.truncate(have);
+    // Swap, and drop every reference this side holds to the old recording, and its file.
+    drop(handle.swap_recording(crate::support::replayer(&new, &options)));
+    drop(old);
+    let mut client = crate::support::Client {
+        stream: c,
+        pending: got,
+    };
+    let r = client.response(false);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body == old_body,
+        "the body in flight arrived byte-identical"
+    );
+    let r = client.exchange(b"GET /big HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n");
+    assert_eq!(
+        r.body, b"the new recording",
+        "the next request sees the new recording"
+    );
+    let (totals, cut) = handle.stop(std::time::Duration::from_secs(5), |_| {
+        std::thread::yield_now();
+        None
+    });
+    assert!(cut.is_none(), "{cut:?}");
+    assert_eq!(totals.replayed, 2);
+}
