@@ -5,9 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::{
-    IoDriver, Order, ProxyMode, ReplayOptions, ReverseTarget, ServeOptions, Unmatched,
-};
+use crate::config::{IoDriver, Order, ProxyMode, ReplayOptions, ServeOptions, Unmatched};
 
 pub mod mitm;
 #[rustfmt::skip]
@@ -267,7 +265,12 @@ fn parse_mode(value: &str) -> Result<(ProxyMode, Option<ListenOverride>), String
         return Ok((ProxyMode::Regular, listen));
     }
     match spec.strip_prefix("reverse:") {
-        Some(target) => Ok((ProxyMode::Reverse(ReverseTarget::parse(target)?), listen)),
+        Some(target) => Ok((
+            ProxyMode::Reverse(
+                crate::upstream::Origin::parse_reverse_spec(target).map_err(|e| e.to_string())?,
+            ),
+            listen,
+        )),
         None => Err(format!(
             "mode {value:?} is not supported: use regular or reverse:SCHEME://HOST[:PORT]"
         )),
@@ -488,7 +491,7 @@ impl ServeArgs {
             return Err("nothing to replay: give a recording with -S FILE".to_string());
         }
         let mode_given = mode.is_some();
-        let https_mode = matches!(&mode, Some(ProxyMode::Reverse(t)) if t.scheme == "https");
+        let https_mode = matches!(&mode, Some(ProxyMode::Reverse(t)) if t.scheme == crate::upstream::Scheme::Https);
         let explain_now = self.kill_short && (ssl_named || https_mode);
         if explain_now {
             notes.push(K_MEANS_KILL.to_string());
@@ -574,7 +577,9 @@ mod tests {
             (c.serve.listen_host.as_str(), c.serve.listen_port),
             ("127.0.0.2", 9000)
         );
-        assert!(matches!(c.serve.mode, ProxyMode::Reverse(ref t) if t.port == 81 && t.host == "h"));
+        assert!(
+            matches!(c.serve.mode, ProxyMode::Reverse(ref t) if t.port == 81 && &*t.host == "h")
+        );
         let c = config(&["-S", "a", "--mode", "regular@8081"]).unwrap();
         assert_eq!(c.serve.listen_port, 8081);
     }

@@ -22,12 +22,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{IoDriver, ProxyMode, ReverseTarget, ServeOptions, Unmatched};
+use crate::config::{IoDriver, ProxyMode, ServeOptions, Unmatched};
 use crate::http1::{Limits, Timeouts};
 use crate::replay::Replayer;
 use crate::stats::{Counters, Summary, Totals};
+use crate::upstream::Origin;
 use arc_swap::ArcSwap;
-use worker::{Liveness, ReverseView, Shared};
+use worker::{Liveness, Shared};
 
 /// How often the one-line summary is printed while serving.
 const SUMMARY_EVERY: Duration = Duration::from_secs(5);
@@ -72,7 +73,7 @@ impl Watchdog {
 /// Refuses a reverse target that is our own listen address: every unmatched request would be
 /// forwarded to ourselves, again and again (regular mode is left to the run-time `Via` check).
 fn refuse_forwarding_to_self(
-    target: &ReverseTarget,
+    target: &Origin,
     bound: std::net::SocketAddr,
     first: &std::net::TcpListener,
 ) -> Result<(), String> {
@@ -87,10 +88,11 @@ fn refuse_forwarding_to_self(
         return Ok(());
     }
     Err(format!(
-        "unmatched requests would be forwarded to {target}, which is this server itself (it \
+        "unmatched requests would be forwarded to {}, which is this server itself (it \
          listens on {bound}): listen on another port (-p OTHER_PORT), name the real server \
          (--mode reverse:http://HOST:PORT), or answer unmatched requests without forwarding \
-         (--extra 404, or -k to close)"
+         (--extra 404, or -k to close)",
+        target.url()
     ))
 }
 
@@ -183,12 +185,10 @@ impl Server {
         }
         let shared = Arc::new(Shared {
             replayer: ArcSwap::new(replayer),
-            reverse: reverse.as_ref().map(|t| ReverseView {
-                scheme: t.scheme.as_bytes().to_vec(),
-                host: t.host.as_bytes().to_vec(),
-                port: t.port,
-                host_header: t.host_header().into_bytes(),
-            }),
+            reverse_host_header: reverse
+                .as_ref()
+                .map_or_else(Box::default, |t| t.host_header().into_bytes().into()),
+            reverse,
             forward,
             limits: Limits {
                 max_body: options.max_body,
@@ -355,7 +355,7 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
         if handle.pinned { " (one per core)" } else { "" },
         handle.driver,
         match reverse {
-            Some(t) => format!("reverse proxy for {t}"),
+            Some(t) => format!("reverse proxy for {}", t.url()),
             None => "regular proxy mode".to_string(),
         }
     );

@@ -24,24 +24,10 @@ use super::clock;
 use super::forward::{self, ForwardSettings, Forwarded, Forwarder};
 use super::outbox::Outbox;
 use crate::config::ServeOptions;
-use crate::http1::{
-    self, header_slots, split_absolute, split_authority, Conn, Expiry, Limits, Step, Timeouts,
-};
+use crate::http1::{self, header_slots, Conn, Expiry, Limits, Step, Timeouts};
 use crate::replay::{Decision, LiveRequest, Replayer, RequestFacts};
 use crate::stats::{self, Counters, Outcome};
-
-/// The reverse-mode upstream as the matcher sees it.
-#[derive(Debug, Clone)]
-pub struct ReverseView {
-    /// `http` or `https`.
-    pub scheme: Vec<u8>,
-    /// Spec host.
-    pub host: Vec<u8>,
-    /// Spec port.
-    pub port: u16,
-    /// The Host value written into requests.
-    pub host_header: Vec<u8>,
-}
+use crate::upstream::{destination, Destination, Origin};
 
 /// What every worker shares (read-only after start-up, except the stop flag and counters).
 #[derive(Debug)]
@@ -51,7 +37,9 @@ pub struct Shared {
     /// Serving options.
     pub serve: ServeOptions,
     /// Reverse mode's upstream, or `None` in regular mode.
-    pub reverse: Option<ReverseView>,
+    pub reverse: Option<Origin>,
+    /// The Host value reverse mode writes into requests (empty in regular mode), computed once.
+    pub reverse_host_header: Box<[u8]>,
     /// Forwarding settings (each worker keeps its own pool of upstream connections).
     pub forward: Arc<ForwardSettings>,
     /// Request limits.
@@ -299,75 +287,9 @@ fn drain_arrived(stream: &TcpStream, input: &mut Vec<u8>) -> usize {
     input.len() - start
 }
 
-/// The request's destination as the matcher sees it.
-struct Route<'b> {
-    scheme: &'b [u8],
-    host: &'b [u8],
-    port: u16,
-    target: &'b [u8],
-}
-
-/// Where a request goes, by mode (spec §b.1, §e): reverse mode rewrites the Host field unless
-/// `keep_host_header`, in which case the matcher sees the client's Host host instead.
-fn route<'b>(
-    reverse: Option<&'b ReverseView>,
-    keep_host_header: bool,
-    target: &'b [u8],
-    headers: &mut [httparse::Header<'b>],
-) -> Option<Route<'b>> {
-    let absolute = split_absolute(target);
-    let origin_target = absolute.map_or(target, |a| a.2);
-    if let Some(rv) = reverse {
-        let mut host: &'b [u8] = &rv.host;
-        for h in headers.iter_mut() {
-            if h.name.eq_ignore_ascii_case("host") {
-                if keep_host_header {
-                    if let Some((client_host, _)) = split_authority(h.value) {
-                        host = client_host;
-                    }
-                    break;
-                }
-                h.value = &rv.host_header;
-            }
-        }
-        return Some(Route {
-            scheme: &rv.scheme,
-            host,
-            port: rv.port,
-            target: origin_target,
-        });
-    }
-    let host_field = headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("host"))
-        .map(|h| h.value);
-    let (scheme, authority): (&'b [u8], &'b [u8]) = match absolute {
-        Some((scheme, authority, _)) => {
-            let scheme: &'static [u8] = if scheme.eq_ignore_ascii_case(b"https") {
-                b"https"
-            } else {
-                b"http"
-            };
-            (scheme, authority)
-        }
-        None => (b"http", host_field?),
-    };
-    let (url_host, port) = split_authority(authority)?;
-    let default_port = if scheme == b"https" { 443 } else { 80 };
-    let host = host_field
-        .and_then(split_authority)
-        .map_or(url_host, |(h, _)| h);
-    Some(Route {
-        scheme,
-        host,
-        port: port.unwrap_or(default_port),
-        target: origin_target,
-    })
-}
-
 /// The URL for `-v` lines; a CONNECT's is its `host:port` target, as mitmdump shows it.
 struct Url<'a> {
-    route: &'a Route<'a>,
+    route: &'a Destination<'a>,
     connect: bool,
 }
 
@@ -462,8 +384,12 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
             // `--keep-alive` keeps an HTTP/1.0 client that asked for keep-alive in any case (`ab
             // -k` sends `Keep-Alive`, which spec §f.5 rule 2 reads as a close).
             let wants_close = req.wants_close && !(keep_alive && req.http10_keep_alive);
-            let Some(route) = route(
-                shared.reverse.as_ref(),
+            let reverse = shared
+                .reverse
+                .as_ref()
+                .map(|o| (o, &*shared.reverse_host_header));
+            let Some(route) = destination(
+                reverse,
                 shared.serve.keep_host_header,
                 req.target,
                 req.headers,

@@ -123,7 +123,7 @@ fn a_16_mib_chunked_upload_in_pieces_of_1_byte_to_4_kib_is_read_whole() {
 
 #[test]
 fn a_recording_swapped_while_a_large_body_is_sent_keeps_that_body_whole_and_serves_the_next() {
-    use uringreplay::config::{Order, ProxyMode, ReplayOptions, ReverseTarget, ServeOptions};
+    use uringreplay::config::{Order, ProxyMode, ReplayOptions, ServeOptions};
     use uringreplay::server::Server;
 
     // 32 MiB, far more than the socket buffers hold: the answer is still being written when the
@@ -138,7 +138,9 @@ fn a_recording_swapped_while_a_large_body_is_sent_keeps_that_body_whole_and_serv
     let serve = ServeOptions {
         listen_port: 0,
         threads: 1,
-        mode: ProxyMode::Reverse(ReverseTarget::parse("http://127.0.0.1:8080").unwrap()),
+        mode: ProxyMode::Reverse(
+            uringreplay::upstream::Origin::parse_reverse_spec("http://127.0.0.1:8080").unwrap(),
+        ),
         ..ServeOptions::default()
     };
     let handle = Server::start(serve, crate::support::replayer(&old, &options)).expect("start");
