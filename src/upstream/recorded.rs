@@ -55,7 +55,7 @@ pub enum RecordedOrigins {
     NoFlow,
     /// Every flow so far went here.
     One(Seen),
-    /// Several origins: the first few (at most [`ORIGINS_NAMED`]), whether there are more, and
+    /// Several origins: the first few (at most three), whether there are more, and
     /// a scheme other than http(s) if one was seen.
     Many {
         /// The first distinct origins, in recording order.
