@@ -20,7 +20,9 @@ use std::io::Write;
 use std::mem::MaybeUninit;
 use std::time::Duration;
 
-use super::request::{parse_body, parse_head, BodyAt, BodyState, Limits, Request, RequestError};
+use super::request::{
+    parse_body, parse_head, BodyAt, BodyState, Framing, Limits, Request, RequestError,
+};
 
 /// The most answers queued for one write before parsing stops to write them: with at most two
 /// iovecs per answer (rendered bytes, a body referenced from the mapping) and one for the bytes
@@ -103,6 +105,8 @@ pub struct Conn {
     queued: usize,
     /// Timer state.
     phase: Phase,
+    /// Chunked body bytes handed to the decoder so far (each byte once: decoding is incremental).
+    scanned: u64,
 }
 
 impl Conn {
@@ -121,6 +125,7 @@ impl Conn {
             body: BodyState::default(),
             queued: 0,
             phase: Phase::Idle { since: now },
+            scanned: 0,
         }
     }
 
@@ -150,6 +155,10 @@ impl Conn {
                 return Step::Reject(e);
             }
         };
+        if head.framing == Framing::Chunked {
+            let from = head.head_len.saturating_add(self.body.decoded());
+            self.scanned += input.len().saturating_sub(from) as u64;
+        }
         let (body_at, len) = match parse_body(input, &head, &mut self.body, scratch, &self.limits) {
             Ok(Some(found)) => found,
             Ok(None) => {
@@ -184,6 +193,12 @@ impl Conn {
             is_head: head.method == b"HEAD",
             len,
         })
+    }
+
+    /// Chunked body bytes handed to the decoder over the connection's life: with incremental
+    /// decoding, about the bodies' size however they were split across reads.
+    pub fn scanned(&self) -> u64 {
+        self.scanned
     }
 
     /// The output was written: parsing ahead may go on.
@@ -436,6 +451,58 @@ mod tests {
             Step::NeedMore => false,
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_16_mib_chunked_body_in_pieces_of_1_byte_to_4_kib_is_scanned_once() {
+        let size = 16 * 1024 * 1024;
+        let mut whole =
+            b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let head_len = whole.len();
+        let mut seed = 7u32;
+        let mut next = |most: usize| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 8) as usize % most + 1
+        };
+        let mut left = size;
+        while left > 0 {
+            let n = next(4096).min(left);
+            whole.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+            whole.resize(whole.len() + n, b'z');
+            whole.extend_from_slice(b"\r\n");
+            left -= n;
+        }
+        whole.extend_from_slice(b"0\r\n\r\n");
+        let limits = Limits {
+            max_body: size as u64,
+            ..Limits::default()
+        };
+        let mut conn = Conn::new(limits);
+        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        // The driver's view: the input grows by one read of 1 B to 4 KiB at a time and is polled
+        // after each.
+        let mut have = 0;
+        let mut reads = 0;
+        let body_len = loop {
+            have = (have + next(4096)).min(whole.len());
+            reads += 1;
+            let mut headers = header_slots();
+            match conn.poll_request(&whole[..have], &mut headers, &mut scratch, &mut out) {
+                Step::Request(r) => break r.body.len(),
+                Step::NeedMore => assert!(have < whole.len(), "complete input not served"),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(body_len, size);
+        assert!(reads > 8000, "{reads} reads");
+        // Linear: every byte after the head handed to the decoder about once (a decoder that
+        // restarted at the body's start on each read would scan ~reads/2 times the body).
+        let body_bytes = (whole.len() - head_len) as u64;
+        assert!(
+            conn.scanned() <= body_bytes + 8 * reads,
+            "scanned {} for {body_bytes} bytes in {reads} reads",
+            conn.scanned()
+        );
     }
 
     #[test]
