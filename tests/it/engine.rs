@@ -22,15 +22,21 @@ fn big_bodies() -> (FlowFile, Vec<Vec<u8>>) {
 fn a_thousand_pipelined_requests_for_27_kb_bodies_in_one_write_are_all_answered_in_order() {
     // Each answer is two iovecs (head, body from the mapping): 1 000 in one writev would be
     // twice what the kernel accepts (IOV_MAX), so the engine must write them in bounded parts.
+    // A 200 KB upload first grows the input buffer, so the 1 000 requests behind it are read
+    // and parsed in one turn.
     let (file, bodies) = big_bodies();
     let server = Server::start(&[
         "-S",
         file.arg(),
         "--reuse",
+        "--extra",
+        "404",
         "--mode",
         "reverse:http://127.0.0.1:8080",
     ]);
-    let mut all = Vec::new();
+    let mut all =
+        b"POST /upload HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Length: 200000\r\n\r\n".to_vec();
+    all.resize(all.len() + 200_000, b'u');
     for i in 0..1000 {
         all.extend_from_slice(
             format!("GET /big{} HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n", i % 4).as_bytes(),
@@ -41,6 +47,7 @@ fn a_thousand_pipelined_requests_for_27_kb_bodies_in_one_write_are_all_answered_
     // The answers (27 MB) outgrow the socket buffers long before the requests are all read:
     // write from another thread while this one reads.
     let sender = std::thread::spawn(move || writer.write_all(&all).map(|_| writer));
+    assert_eq!(c.response(false).status, 404, "the unrecorded upload");
     for i in 0..1000 {
         let r = c.response(false);
         assert_eq!(r.status, 200, "answer {i}");
