@@ -6,9 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::{
-    IoDriver, Order, ProxyMode, ReplayOptions, ReverseTarget, ServeOptions, Unmatched,
-};
+use crate::config::{IoDriver, Order, ProxyMode, ReplayOptions, ServeOptions, Unmatched};
 
 pub mod mitm;
 #[rustfmt::skip]
@@ -181,7 +179,8 @@ pub struct ServeArgs {
     /// Seconds an idle keep-alive connection is kept.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub idle_timeout: u64,
-    /// Seconds a started request may take to arrive completely.
+    /// Seconds a started request head may take to arrive completely (also the longest pause
+    /// allowed between pieces of a body).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub header_timeout: u64,
     /// Seconds a stop (SIGINT/SIGTERM) waits for answers in flight before exiting anyway (nginx's
@@ -283,7 +282,12 @@ fn parse_mode(value: &str) -> Result<(ProxyMode, Option<ListenOverride>), String
         return Ok((ProxyMode::Regular, listen));
     }
     match spec.strip_prefix("reverse:") {
-        Some(target) => Ok((ProxyMode::Reverse(ReverseTarget::parse(target)?), listen)),
+        Some(target) => Ok((
+            ProxyMode::Reverse(
+                crate::upstream::Origin::parse_reverse_spec(target).map_err(|e| e.to_string())?,
+            ),
+            listen,
+        )),
         None => Err(format!(
             "mode {value:?} is not supported: use regular or reverse:SCHEME://HOST[:PORT]"
         )),
@@ -515,7 +519,7 @@ impl ServeArgs {
             return Err("nothing to replay: give a recording with -S FILE".to_string());
         }
         let mode_given = mode.is_some();
-        let https_mode = matches!(&mode, Some(ProxyMode::Reverse(t)) if t.scheme == "https");
+        let https_mode = matches!(&mode, Some(ProxyMode::Reverse(t)) if t.scheme == crate::upstream::Scheme::Https);
         let explain_now = self.kill_short && (ssl_named || https_mode);
         if explain_now {
             notes.push(K_MEANS_KILL.to_string());
@@ -649,7 +653,9 @@ mod tests {
             (c.serve.listen_host.as_str(), c.serve.listen_port),
             ("127.0.0.2", 9000)
         );
-        assert!(matches!(c.serve.mode, ProxyMode::Reverse(ref t) if t.port == 81 && t.host == "h"));
+        assert!(
+            matches!(c.serve.mode, ProxyMode::Reverse(ref t) if t.port == 81 && &*t.host == "h")
+        );
         let c = config(&["-S", "a", "--mode", "regular@8081"]).unwrap();
         assert_eq!(c.serve.listen_port, 8081);
     }

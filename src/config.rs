@@ -84,66 +84,10 @@ pub enum IoDriver {
     Epoll,
 }
 
-/// The upstream of reverse mode: `--mode reverse:SCHEME://HOST[:PORT]` (spec §e.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReverseTarget {
-    /// `http` or `https`.
-    pub scheme: String,
-    /// Host as typed (IPv6 without brackets).
-    pub host: String,
-    /// Port (default 80 for http, 443 for https).
-    pub port: u16,
-}
-
-impl ReverseTarget {
-    /// Parses `[SCHEME://]HOST[:PORT][/]`; the scheme defaults to https, as in mitmproxy. The one
-    /// parser of reverse specs is [`crate::upstream::Origin::parse_reverse_spec`].
-    pub fn parse(spec: &str) -> Result<ReverseTarget, String> {
-        let origin =
-            crate::upstream::Origin::parse_reverse_spec(spec).map_err(|e| e.to_string())?;
-        Ok(ReverseTarget {
-            scheme: origin.scheme.as_str().to_string(),
-            host: origin.host.into(),
-            port: origin.port,
-        })
-    }
-
-    /// The Host value reverse mode writes: host, plus `:port` unless it is the scheme default.
-    pub fn host_header(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        let default = if self.scheme == "https" { 443 } else { 80 };
-        if self.port == default {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
-    }
-}
-
-impl std::fmt::Display for ReverseTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        write!(f, "{}://{}:{}", self.scheme, host, self.port)
-    }
-}
-
-/// How requests name their destination (spec §e).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum ProxyMode {
-    /// Regular proxy: absolute-form targets, or origin-form with a Host header.
-    #[default]
-    Regular,
-    /// Reverse proxy to this upstream.
-    Reverse(ReverseTarget),
-}
+/// How requests name their destination (spec §e): regular, or reverse to one
+/// [`crate::upstream::Origin`] (`--mode reverse:SCHEME://HOST[:PORT]`). One type with the
+/// forwarding side's.
+pub type ProxyMode = crate::upstream::Mode;
 
 /// How the server runs (everything that is not about matching).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,22 +157,23 @@ impl Default for ServeOptions {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn reverse_specs_parse_like_mitmproxy() {
-        let t = ReverseTarget::parse("http://127.0.0.1:29411").unwrap();
+        use crate::upstream::{Origin, Scheme};
+        let t = Origin::parse_reverse_spec("http://127.0.0.1:29411").unwrap();
         assert_eq!(
-            (t.scheme.as_str(), t.host.as_str(), t.port),
-            ("http", "127.0.0.1", 29411)
+            (t.scheme, &*t.host, t.port),
+            (Scheme::Http, "127.0.0.1", 29411)
         );
         assert_eq!(t.host_header(), "127.0.0.1:29411");
-        let t = ReverseTarget::parse("example.com/").unwrap();
-        assert_eq!((t.scheme.as_str(), t.port), ("https", 443));
+        assert_eq!(t.url().to_string(), "http://127.0.0.1:29411");
+        let t = Origin::parse_reverse_spec("example.com/").unwrap();
+        assert_eq!((t.scheme, t.port), (Scheme::Https, 443));
         assert_eq!(t.host_header(), "example.com");
-        let t = ReverseTarget::parse("http://[::1]:81").unwrap();
-        assert_eq!((t.host.as_str(), t.port), ("::1", 81));
-        assert!(ReverseTarget::parse("http://h/path").is_err());
-        assert!(ReverseTarget::parse("ftp://h").is_err());
+        let t = Origin::parse_reverse_spec("http://[::1]:81").unwrap();
+        assert_eq!((&*t.host, t.port), ("::1", 81));
+        assert_eq!(t.url().to_string(), "http://[::1]:81");
+        assert!(Origin::parse_reverse_spec("http://h/path").is_err());
+        assert!(Origin::parse_reverse_spec("ftp://h").is_err());
     }
 }

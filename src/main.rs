@@ -5,12 +5,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use uringreplay::cli::{Cli, Command, ServeArgs, K_MEANS_KILL};
-use uringreplay::config::{ProxyMode, ReverseTarget};
-use uringreplay::flowfile::{LoadEvent, LoadOptions, RequestView};
+use uringreplay::config::ProxyMode;
+use uringreplay::flowfile::{LoadEvent, LoadOptions};
 use uringreplay::replay::Replayer;
 use uringreplay::server::clock;
 use uringreplay::server::heap::{self, CountingAllocator};
 use uringreplay::stats::Report;
+use uringreplay::upstream::{RecordedOrigins, Scheme};
 
 /// Counts live heap bytes so `inspect` can report what loading costs per flow.
 #[global_allocator]
@@ -22,127 +23,6 @@ fn main() -> ExitCode {
         Some(Command::Inspect(args)) => uringreplay::inspect::run(args),
         Some(Command::Convert(args)) => uringreplay::convert::run(args),
         None => serve(&cli.serve),
-    }
-}
-
-/// How many distinct origins [`Origins`] names in its message.
-const ORIGINS_NAMED: usize = 3;
-
-/// The origins the recorded flows went to, worked out flow by flow while they load.
-#[derive(Default)]
-enum Origins {
-    /// No flow yet.
-    #[default]
-    NoFlow,
-    /// Every flow so far went here.
-    One(ReverseTarget),
-    /// Several origins: the first few (at most [`ORIGINS_NAMED`]), whether there are more, and
-    /// a scheme other than http(s) if one was seen.
-    Many {
-        /// The first distinct origins, in recording order.
-        seen: Vec<ReverseTarget>,
-        /// More distinct origins than `seen` holds were recorded.
-        more: bool,
-        /// A recorded scheme that reverse mode cannot use.
-        other_scheme: Option<String>,
-    },
-}
-
-/// Whether `r` went to `o` (no allocation: `o.scheme` is lower case already).
-fn same_origin(o: &ReverseTarget, r: &RequestView<'_>) -> bool {
-    r.scheme.eq_ignore_ascii_case(o.scheme.as_bytes())
-        && r.host == o.host.as_bytes()
-        && r.port == o.port
-}
-
-impl Origins {
-    /// Takes the next flow's request.
-    fn add(&mut self, r: &RequestView<'_>) {
-        match self {
-            Origins::NoFlow => {
-                let this = origin(r);
-                *self = if matches!(this.scheme.as_str(), "http" | "https") {
-                    Origins::One(this)
-                } else {
-                    Origins::Many {
-                        other_scheme: Some(this.scheme.clone()),
-                        seen: vec![this],
-                        more: false,
-                    }
-                };
-            }
-            Origins::One(o) => {
-                if !same_origin(o, r) {
-                    let this = origin(r);
-                    let other_scheme = (!matches!(this.scheme.as_str(), "http" | "https"))
-                        .then(|| this.scheme.clone());
-                    *self = Origins::Many {
-                        seen: vec![o.clone(), this],
-                        more: false,
-                        other_scheme,
-                    };
-                }
-            }
-            Origins::Many {
-                seen,
-                more,
-                other_scheme,
-            } => {
-                if *more || seen.iter().any(|o| same_origin(o, r)) {
-                    return;
-                }
-                if seen.len() == ORIGINS_NAMED {
-                    *more = true;
-                    return;
-                }
-                let this = origin(r);
-                if other_scheme.is_none() && !matches!(this.scheme.as_str(), "http" | "https") {
-                    *other_scheme = Some(this.scheme.clone());
-                }
-                seen.push(this);
-            }
-        }
-    }
-
-    /// The single origin every recorded flow went to, if there is exactly one; otherwise why
-    /// regular mode is used (a sentence for the user).
-    fn single(self) -> Result<ReverseTarget, String> {
-        match self {
-            Origins::One(o) => Ok(o),
-            Origins::NoFlow => Err(
-                "no --mode given and no flow recorded: replaying in regular mode \
-                 (each request forwarded to its own Host)"
-                    .to_string(),
-            ),
-            Origins::Many {
-                seen,
-                more,
-                other_scheme,
-            } => {
-                let names: Vec<String> = seen.iter().map(ToString::to_string).collect();
-                let why = match other_scheme {
-                    Some(scheme) => format!("a {scheme} flow cannot be reverse-proxied"),
-                    None => "no single reverse target fits them all".to_string(),
-                };
-                Err(format!(
-                    "no --mode given and the recorded flows went to {} origins ({}{}): \
-                     replaying in regular mode, {why}; unmatched requests go to their own Host \
-                     (give --mode reverse:URL to send them all to one)",
-                    if more { "more than 3" } else { "several" },
-                    names.join(", "),
-                    if more { ", …" } else { "" },
-                ))
-            }
-        }
-    }
-}
-
-/// The origin of a recorded request.
-fn origin(r: &RequestView<'_>) -> ReverseTarget {
-    ReverseTarget {
-        scheme: String::from_utf8_lossy(r.scheme).to_ascii_lowercase(),
-        host: String::from_utf8_lossy(r.host).into_owned(),
-        port: r.port,
     }
 }
 
@@ -168,7 +48,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
     };
     // The replayer derives what it needs from each flow as it is read (one pass over the bytes).
     let mut builder = Replayer::builder(&config.replay);
-    let mut origins = Origins::default();
+    let mut origins = RecordedOrigins::default();
     let on_event = &mut |event: &LoadEvent<'_>| {
         if let LoadEvent::HttpFlow { request, .. } = event {
             origins.add(request);
@@ -188,10 +68,11 @@ fn serve(args: &ServeArgs) -> ExitCode {
         match origins.single() {
             Ok(origin) => {
                 eprintln!(
-                    "no --mode given and every recorded flow went to {origin}: replaying as \
-                     --mode reverse:{origin}"
+                    "no --mode given and every recorded flow went to {0}: replaying as \
+                     --mode reverse:{0}",
+                    origin.url()
                 );
-                if config.explain_k_for_https && origin.scheme == "https" {
+                if config.explain_k_for_https && origin.scheme == Scheme::Https {
                     eprintln!("{K_MEANS_KILL}");
                 }
                 config.serve.mode = ProxyMode::Reverse(origin);

@@ -1,18 +1,36 @@
-//! `Conn`: one client connection's HTTP/1.x state machine, sans-IO.
+//! `Conn`: one client connection's HTTP/1.x state machine, sans-IO (quinn-proto style).
 //!
-//! The driver owns the buffers. Its contract, per turn of its loop:
+//! The driver owns the buffers and the socket; `Conn` owns the protocol state and the timers,
+//! computed from a `now` the driver passes in. Its contract, per turn of the driver's loop:
 //! 1. append what the socket gave to its input buffer;
-//! 2. call [`Conn::poll_request`] on the unconsumed input until it returns [`Step::NeedMore`] or
-//!    [`Step::Reject`], answering each [`Step::Request`] in order into one output buffer and
-//!    consuming `request.len` bytes (pipelining: several answers, one write);
-//! 3. on `Reject`, append [`write_error`]'s answer and close after writing;
-//! 4. write the output buffer (it may hold a `100 Continue` even when no request completed).
+//! 2. call [`Conn::poll_request`] on the unconsumed input until it returns [`Step::NeedMore`],
+//!    [`Step::Flush`] or [`Step::Reject`], answering each [`Step::Request`] in order into one
+//!    output buffer and consuming `request.len` bytes (pipelining: several answers, one write);
+//! 3. on `Flush`, write the output, call [`Conn::flushed`] and poll again *without reading*: the
+//!    output is bounded ([`MAX_QUEUED_ANSWERS`], [`MAX_QUEUED_BYTES`]), so a client pipelining
+//!    thousands of requests in one write is answered in bounded writes, in order;
+//! 4. on `Reject`, append [`write_error`]'s answer and close after writing;
+//! 5. write the output buffer (it may hold a `100 Continue` even when no request completed);
+//! 6. before waiting for input, call [`Conn::wait`] with `now` and the bytes still unconsumed,
+//!    and end the wait at [`Conn::poll_timeout`]; if it passes first, [`Conn::expiry`] says what
+//!    to do (close an idle connection, or answer 408 to a request that stopped arriving).
 #![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::mem::MaybeUninit;
+use std::time::Duration;
 
-use super::request::{parse_body, parse_head, BodyAt, BodyState, Limits, Request, RequestError};
+use super::request::{
+    parse_body, parse_head, BodyAt, BodyState, Framing, Limits, Request, RequestError,
+};
+
+/// The most answers queued for one write before parsing stops to write them: with at most two
+/// iovecs per answer (rendered bytes, a body referenced from the mapping) and one for the bytes
+/// after it, well under the 1024 segments (`IOV_MAX`) one `writev` accepts.
+pub const MAX_QUEUED_ANSWERS: usize = 256;
+
+/// The most rendered (copied) output bytes queued before parsing stops to write them.
+pub const MAX_QUEUED_BYTES: usize = 1024 * 1024;
 
 /// What the input holds next.
 #[derive(Debug)]
@@ -21,27 +39,93 @@ pub enum Step<'b> {
     Request(Request<'b>),
     /// The next request is incomplete; read more (a `100 Continue` may have been queued).
     NeedMore,
+    /// The output holds as many answers as one write takes: write it, call [`Conn::flushed`],
+    /// then poll again before reading.
+    Flush,
     /// The input cannot be served: answer with [`write_error`] and close.
     Reject(RequestError),
 }
 
-/// One connection's parsing state between reads.
+/// The connection's timers (spec: `--header-timeout`, `--idle-timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A request head must arrive whole within this, counted from its first bytes.
+    pub head: Duration,
+    /// Once the head is in, each wait for more body bytes may last this long (a slow upload
+    /// that keeps arriving is not cut).
+    pub body_progress: Duration,
+    /// A connection with no request in progress is closed after this.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            head: Duration::from_secs(10),
+            body_progress: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a passed deadline means for the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// No request in progress: close quietly.
+    Idle,
+    /// A request stopped arriving (its head past the head deadline, or its body without
+    /// progress): answer `408 Request Timeout` and close.
+    RequestTimeout,
+}
+
+/// Where the connection is between requests, for its timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No request bytes buffered; waiting since then.
+    Idle { since: Duration },
+    /// A head is arriving; its first bytes came then.
+    Head { started: Duration },
+    /// The head is in, the body is arriving; `seen` bytes were buffered at the last progress.
+    Body { progress: Duration, seen: usize },
+}
+
+/// One connection's HTTP/1 state between reads: framing progress, 100-continue, the queue bound
+/// and the timers.
 #[derive(Debug, Clone)]
 pub struct Conn {
     limits: Limits,
+    timeouts: Timeouts,
     /// A `100 Continue` was sent for the request being received.
     continue_sent: bool,
+    /// The head of the request being received is complete (its body is not).
+    head_done: bool,
     /// The progress of the body being received (a chunked body is decoded once, across reads).
     body: BodyState,
+    /// Answers handed out since the last [`Conn::flushed`].
+    queued: usize,
+    /// Timer state.
+    phase: Phase,
+    /// Chunked body bytes handed to the decoder so far (each byte once: decoding is incremental).
+    scanned: u64,
 }
 
 impl Conn {
-    /// A fresh connection with these limits.
+    /// A fresh connection with these limits and the default timers, idle since time zero.
     pub fn new(limits: Limits) -> Conn {
+        Conn::with_timeouts(limits, Timeouts::default(), Duration::ZERO)
+    }
+
+    /// A fresh connection with these limits and timers, accepted (idle) at `now`.
+    pub fn with_timeouts(limits: Limits, timeouts: Timeouts, now: Duration) -> Conn {
         Conn {
             limits,
+            timeouts,
             continue_sent: false,
+            head_done: false,
             body: BodyState::default(),
+            queued: 0,
+            phase: Phase::Idle { since: now },
+            scanned: 0,
         }
     }
 
@@ -60,6 +144,9 @@ impl Conn {
         if input.is_empty() {
             return Step::NeedMore;
         }
+        if self.queued >= MAX_QUEUED_ANSWERS || out.len() >= MAX_QUEUED_BYTES {
+            return Step::Flush;
+        }
         let head = match parse_head(input, headers, &self.limits) {
             Ok(Some(head)) => head,
             Ok(None) => return Step::NeedMore,
@@ -68,9 +155,14 @@ impl Conn {
                 return Step::Reject(e);
             }
         };
+        if head.framing == Framing::Chunked {
+            let from = head.head_len.saturating_add(self.body.decoded());
+            self.scanned += input.len().saturating_sub(from) as u64;
+        }
         let (body_at, len) = match parse_body(input, &head, &mut self.body, scratch, &self.limits) {
             Ok(Some(found)) => found,
             Ok(None) => {
+                self.head_done = true;
                 if head.expect_continue && !self.continue_sent {
                     out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                     self.continue_sent = true;
@@ -80,6 +172,12 @@ impl Conn {
             Err(e) => return Step::Reject(e),
         };
         self.continue_sent = false;
+        self.head_done = false;
+        self.queued += 1;
+        // The next request's clock starts when the driver next waits with its bytes pending.
+        self.phase = Phase::Idle {
+            since: self.phase_time(),
+        };
         let body: &'b [u8] = match body_at {
             BodyAt::Input(range) => &input[range],
             BodyAt::Scratch => scratch.as_slice(),
@@ -96,6 +194,65 @@ impl Conn {
             len,
         })
     }
+
+    /// Chunked body bytes handed to the decoder over the connection's life: with incremental
+    /// decoding, about the bodies' size however they were split across reads.
+    pub fn scanned(&self) -> u64 {
+        self.scanned
+    }
+
+    /// The output was written: parsing ahead may go on.
+    pub fn flushed(&mut self) {
+        self.queued = 0;
+    }
+
+    /// The driver is about to wait for input at `now`, with `pending` bytes of an unfinished
+    /// request buffered (0: none). Starts or moves the timer that applies.
+    pub fn wait(&mut self, now: Duration, pending: usize) {
+        self.phase = match (pending, self.head_done, self.phase) {
+            (0, _, _) => Phase::Idle { since: now },
+            (_, false, Phase::Head { started }) => Phase::Head { started },
+            (_, false, _) => Phase::Head { started: now },
+            (_, true, Phase::Body { progress, seen }) if seen == pending => {
+                Phase::Body { progress, seen }
+            }
+            (_, true, _) => Phase::Body {
+                progress: now,
+                seen: pending,
+            },
+        };
+    }
+
+    /// When the current wait ends: the head deadline while a head arrives (the head only), the
+    /// body-progress deadline while a body arrives, else the idle deadline.
+    pub fn poll_timeout(&self) -> Duration {
+        match self.phase {
+            Phase::Idle { since } => since.saturating_add(self.timeouts.idle),
+            Phase::Head { started } => started.saturating_add(self.timeouts.head),
+            Phase::Body { progress, .. } => progress.saturating_add(self.timeouts.body_progress),
+        }
+    }
+
+    /// What the deadline from [`Conn::poll_timeout`] means once it has passed.
+    pub fn expiry(&self) -> Expiry {
+        match self.phase {
+            Phase::Idle { .. } => Expiry::Idle,
+            Phase::Head { .. } | Phase::Body { .. } => Expiry::RequestTimeout,
+        }
+    }
+
+    fn phase_time(&self) -> Duration {
+        match self.phase {
+            Phase::Idle { since } => since,
+            Phase::Head { started } => started,
+            Phase::Body { progress, .. } => progress,
+        }
+    }
+}
+
+/// Appends `408 Request Timeout` (closing) for a request that stopped arriving.
+pub fn write_timeout(out: &mut Vec<u8>) {
+    write_plain(408, "Request Timeout", "request timed out", true, out);
 }
 
 /// Appends the answer to a rejected request: status, a one-line plain-text reason, and
@@ -151,6 +308,7 @@ mod tests {
                     pos += r.len;
                 }
                 Step::NeedMore => return (seen, None, out),
+                Step::Flush => conn.flushed(),
                 Step::Reject(e) => return (seen, Some(e), out),
             }
         }
@@ -270,6 +428,230 @@ mod tests {
         }
     }
 
+    /// A fake clock: seconds since the connection was accepted.
+    fn at(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
+
+    fn timed() -> Conn {
+        let timeouts = Timeouts {
+            head: at(10),
+            body_progress: at(5),
+            idle: at(60),
+        };
+        Conn::with_timeouts(Limits::default(), timeouts, at(0))
+    }
+
+    /// Polls `input` once, as the driver does after a read; true when a request completed.
+    fn poll(conn: &mut Conn, input: &[u8]) -> bool {
+        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        let mut headers = header_slots();
+        match conn.poll_request(input, &mut headers, &mut scratch, &mut out) {
+            Step::Request(_) => true,
+            Step::NeedMore => false,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_16_mib_chunked_body_in_pieces_of_1_byte_to_4_kib_is_scanned_once() {
+        let size = 16 * 1024 * 1024;
+        let mut whole =
+            b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let head_len = whole.len();
+        let mut seed = 7u32;
+        let mut next = |most: usize| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 8) as usize % most + 1
+        };
+        let mut left = size;
+        while left > 0 {
+            let n = next(4096).min(left);
+            whole.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+            whole.resize(whole.len() + n, b'z');
+            whole.extend_from_slice(b"\r\n");
+            left -= n;
+        }
+        whole.extend_from_slice(b"0\r\n\r\n");
+        let limits = Limits {
+            max_body: size as u64,
+            ..Limits::default()
+        };
+        let mut conn = Conn::new(limits);
+        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        // The driver's view: the input grows by one read of 1 B to 4 KiB at a time and is polled
+        // after each.
+        let mut have = 0;
+        let mut reads = 0;
+        let body_len = loop {
+            have = (have + next(4096)).min(whole.len());
+            reads += 1;
+            let mut headers = header_slots();
+            match conn.poll_request(&whole[..have], &mut headers, &mut scratch, &mut out) {
+                Step::Request(r) => break r.body.len(),
+                Step::NeedMore => assert!(have < whole.len(), "complete input not served"),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(body_len, size);
+        assert!(reads > 8000, "{reads} reads");
+        // Linear: every byte after the head handed to the decoder about once (a decoder that
+        // restarted at the body's start on each read would scan ~reads/2 times the body).
+        let body_bytes = (whole.len() - head_len) as u64;
+        assert!(
+            conn.scanned() <= body_bytes + 8 * reads,
+            "scanned {} for {body_bytes} bytes in {reads} reads",
+            conn.scanned()
+        );
+    }
+
+    #[test]
+    fn a_head_trickled_past_the_head_deadline_times_out_at_that_deadline() {
+        let head = b"GET /slow HTTP/1.1\r\nHost: h\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+        let mut conn = timed();
+        // First bytes at t=3, then one more byte every second: the deadline does not move.
+        for (i, t) in (3..=12).enumerate() {
+            let input = &head[..=i];
+            assert!(!poll(&mut conn, input));
+            conn.wait(at(t), input.len());
+            assert_eq!(conn.poll_timeout(), at(13), "at t={t}");
+        }
+        assert_eq!(conn.expiry(), Expiry::RequestTimeout);
+        let mut out = Vec::new();
+        write_timeout(&mut out);
+        assert!(out.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"));
+        assert!(out.windows(17).any(|w| w == b"connection: close"));
+    }
+
+    #[test]
+    fn a_body_that_keeps_arriving_completes_after_the_head_deadline() {
+        // A 40-byte body at 2 bytes a second: 20 s, twice the head timeout, each gap within the
+        // 5 s body-progress timeout.
+        let mut whole = b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 40\r\n\r\n".to_vec();
+        let head_len = whole.len();
+        whole.extend_from_slice(&[b'x'; 40]);
+        let mut conn = timed();
+        assert!(!poll(&mut conn, &whole[..head_len]));
+        conn.wait(at(1), head_len);
+        assert_eq!(
+            conn.poll_timeout(),
+            at(6),
+            "body progress, not the head deadline"
+        );
+        let mut t = 1;
+        let mut have = head_len;
+        while have < whole.len() {
+            t += 1;
+            have += 2;
+            assert!(t < conn.poll_timeout().as_secs(), "expired at t={t}");
+            if poll(&mut conn, &whole[..have]) {
+                break;
+            }
+            conn.wait(at(t), have);
+            assert_eq!(conn.poll_timeout(), at(t + 5));
+        }
+        assert_eq!(have, whole.len());
+        assert!(
+            t > 11,
+            "completed at t={t}, after the head deadline of t=11"
+        );
+        // A body that stalls gets the timeout 5 s after its last progress.
+        let mut conn = timed();
+        assert!(!poll(&mut conn, &whole[..head_len + 3]));
+        conn.wait(at(2), head_len + 3);
+        conn.wait(at(4), head_len + 3);
+        assert_eq!(conn.poll_timeout(), at(7));
+        assert_eq!(conn.expiry(), Expiry::RequestTimeout);
+    }
+
+    #[test]
+    fn an_idle_keep_alive_connection_expires_after_the_idle_timeout() {
+        let mut conn = timed();
+        conn.wait(at(0), 0);
+        assert_eq!(conn.poll_timeout(), at(60));
+        assert_eq!(conn.expiry(), Expiry::Idle);
+        assert!(poll(&mut conn, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
+        // Answered at t=30: idle from then on.
+        conn.wait(at(30), 0);
+        assert_eq!(conn.poll_timeout(), at(90));
+        assert_eq!(conn.expiry(), Expiry::Idle);
+        // The next request's first bytes start its head clock.
+        conn.wait(at(40), 5);
+        assert_eq!(conn.poll_timeout(), at(50));
+        assert_eq!(conn.expiry(), Expiry::RequestTimeout);
+    }
+
+    #[test]
+    fn the_body_progress_clock_starts_with_100_continue() {
+        let head =
+            b"POST /u HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
+        let mut conn = timed();
+        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        let mut headers = header_slots();
+        assert!(matches!(
+            conn.poll_request(head, &mut headers, &mut scratch, &mut out),
+            Step::NeedMore
+        ));
+        assert_eq!(out, b"HTTP/1.1 100 Continue\r\n\r\n");
+        conn.wait(at(9), head.len());
+        assert_eq!(
+            conn.poll_timeout(),
+            at(14),
+            "the client has 5 s to start the body"
+        );
+    }
+
+    #[test]
+    fn pipelined_answers_are_bounded_per_write_and_in_order() {
+        let one = b"GET /p HTTP/1.1\r\nHost: h\r\n\r\n";
+        let n = MAX_QUEUED_ANSWERS * 3 + 7;
+        let input: Vec<u8> = (0..n)
+            .flat_map(|i| format!("GET /{i} HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes())
+            .collect();
+        assert!(input.len() > one.len() * n);
+        let mut conn = timed();
+        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        let (mut pos, mut writes, mut in_write) = (0, Vec::new(), 0);
+        let mut next = 0;
+        loop {
+            let mut headers = header_slots();
+            match conn.poll_request(&input[pos..], &mut headers, &mut scratch, &mut out) {
+                Step::Request(r) => {
+                    assert_eq!(r.target, format!("/{next}").as_bytes(), "in order");
+                    next += 1;
+                    in_write += 1;
+                    pos += r.len;
+                }
+                Step::Flush => {
+                    writes.push(in_write);
+                    in_write = 0;
+                    conn.flushed();
+                }
+                Step::NeedMore => break,
+                Step::Reject(e) => panic!("{e}"),
+            }
+        }
+        writes.push(in_write);
+        assert_eq!(next, n);
+        assert_eq!(
+            writes,
+            [
+                MAX_QUEUED_ANSWERS,
+                MAX_QUEUED_ANSWERS,
+                MAX_QUEUED_ANSWERS,
+                7
+            ]
+        );
+        // Rendered bytes bound the queue too.
+        let mut conn = timed();
+        let mut big = vec![0u8; MAX_QUEUED_BYTES];
+        let mut headers = header_slots();
+        assert!(matches!(
+            conn.poll_request(one, &mut headers, &mut scratch, &mut big),
+            Step::Flush
+        ));
+    }
+
     proptest::proptest! {
         /// Any bytes give requests, a need for more, or a rejection; never a panic.
         #[test]
@@ -303,6 +685,7 @@ mod tests {
                             pos += r.len;
                         }
                         Step::NeedMore => break,
+                        Step::Flush => conn.flushed(),
                         Step::Reject(e) => panic!("rejected a valid prefix: {e}"),
                     }
                 }

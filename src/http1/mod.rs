@@ -13,7 +13,10 @@ pub mod connect;
 pub mod request;
 
 pub use chunked::{ChunkError, ChunkedDecoder};
-pub use conn::{write_error, write_plain, Conn, Step};
+pub use conn::{
+    write_error, write_plain, write_timeout, Conn, Expiry, Step, Timeouts, MAX_QUEUED_ANSWERS,
+    MAX_QUEUED_BYTES,
+};
 pub use connect::{is_connect, ConnectError, Tunnel, TunnelScheme};
 pub use request::{
     header_slots, split_absolute, split_authority, BodyState, HeaderSlots, Limits, Request,

@@ -273,6 +273,13 @@ pub struct BodyState {
     chunked: Option<ChunkedDecoder>,
 }
 
+impl BodyState {
+    /// Bytes after the head already decoded (0 when no chunked body is in progress).
+    pub fn decoded(&self) -> usize {
+        self.consumed
+    }
+}
+
 /// Finds the body after `head`; `Ok(None)` when more bytes are needed. A chunked body is
 /// de-chunked into `scratch`. Returns where the body is and where the request ends.
 ///

@@ -11,9 +11,9 @@ use monoio::net::TcpStream;
 
 pub use super::upstream_io::{ForwardSettings, Forwarded, Forwarder};
 use super::upstream_tls::UpstreamTls;
-use crate::config::{ProxyMode, ServeOptions};
+use crate::config::ServeOptions;
 use crate::http1::{self, Request};
-use crate::upstream::{route, Mode, Origin, PoolLimits, Scheme, Via};
+use crate::upstream::{route, PoolLimits, Via};
 
 /// Builds the forwarding settings from the serve options (reads `--upstream-ca`); the error is one
 /// sentence for the user.
@@ -34,18 +34,7 @@ pub fn settings(options: &ServeOptions) -> Result<Arc<ForwardSettings>, String> 
         Some(path) => format!("--upstream-ca {}: {e}", path.display()),
         None => e.to_string(),
     })?;
-    let mode = match &options.mode {
-        ProxyMode::Regular => Mode::Regular,
-        ProxyMode::Reverse(t) => Mode::Reverse(Origin {
-            scheme: if t.scheme == "https" {
-                Scheme::Https
-            } else {
-                Scheme::Http
-            },
-            host: t.host.as_str().into(),
-            port: t.port,
-        }),
-    };
+    let mode = options.mode.clone();
     Ok(Arc::new(ForwardSettings {
         tls,
         timeout: options.upstream_timeout,
@@ -128,6 +117,8 @@ pub async fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ProxyMode;
+    use crate::upstream::{Mode, Origin, Scheme};
 
     #[test]
     fn a_missing_upstream_ca_file_is_one_sentence() {
@@ -145,9 +136,7 @@ mod tests {
     #[test]
     fn the_reverse_target_becomes_the_forwarding_mode() {
         let options = ServeOptions {
-            mode: ProxyMode::Reverse(
-                crate::config::ReverseTarget::parse("https://up:8443").unwrap(),
-            ),
+            mode: ProxyMode::Reverse(Origin::parse_reverse_spec("https://up:8443").unwrap()),
             keep_host_header: true,
             ..ServeOptions::default()
         };

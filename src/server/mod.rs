@@ -22,11 +22,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{IoDriver, ProxyMode, ReverseTarget, ServeOptions, Unmatched};
-use crate::http1::Limits;
+use crate::config::{IoDriver, ProxyMode, ServeOptions, Unmatched};
+use crate::http1::{Limits, Timeouts};
 use crate::replay::Replayer;
 use crate::stats::{Counters, Summary, Totals};
-use worker::{Liveness, ReverseView, Shared};
+use crate::upstream::Origin;
+use arc_swap::ArcSwap;
+use worker::{Liveness, Shared};
 
 /// How often the one-line summary is printed while serving.
 const SUMMARY_EVERY: Duration = Duration::from_secs(5);
@@ -71,7 +73,7 @@ impl Watchdog {
 /// Refuses a reverse target that is our own listen address: every unmatched request would be
 /// forwarded to ourselves, again and again (regular mode is left to the run-time `Via` check).
 fn refuse_forwarding_to_self(
-    target: &ReverseTarget,
+    target: &Origin,
     bound: std::net::SocketAddr,
     first: &std::net::TcpListener,
 ) -> Result<(), String> {
@@ -86,10 +88,11 @@ fn refuse_forwarding_to_self(
         return Ok(());
     }
     Err(format!(
-        "unmatched requests would be forwarded to {target}, which is this server itself (it \
+        "unmatched requests would be forwarded to {}, which is this server itself (it \
          listens on {bound}): listen on another port (-p OTHER_PORT), name the real server \
          (--mode reverse:http://HOST:PORT), or answer unmatched requests without forwarding \
-         (--extra 404, or -k to close)"
+         (--extra 404, or -k to close)",
+        target.url()
     ))
 }
 
@@ -140,95 +143,239 @@ fn wait_for_stop(set: &libc::sigset_t, timeout: Duration) -> bool {
     sig == libc::SIGINT || sig == libc::SIGTERM
 }
 
-/// Serves `replayer` until SIGINT/SIGTERM; returns the final counts. Errors are one sentence.
-pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, String> {
-    let (driver, note) = runtime::choose(options.io)?;
-    if let Some(note) = note {
-        eprintln!("{note}");
-    }
-    let reverse = match &options.mode {
-        ProxyMode::Regular => None,
-        ProxyMode::Reverse(t) => Some(t.clone()),
-    };
-    // Before binding, so a bad --upstream-ca is reported without serving. Nothing connects
-    // upstream here: connections are opened lazily, only for forwarded requests.
-    let forward = forward::settings(&options)?;
-    let (bound, listeners) = listen::bind_all(&options).map_err(|e| e.to_string())?;
-    if let Some(target) = reverse.as_ref() {
-        if replayer.unmatched() == Unmatched::Forward {
-            refuse_forwarding_to_self(target, bound, &listeners[0])?;
+/// How often the main thread looks for a stop that did not come by signal (`--exit-when-done`).
+const DONE_EVERY: Duration = Duration::from_millis(50);
+
+/// Starts servers: binds the listeners and starts the workers ([`Server::start`]).
+#[derive(Debug)]
+pub struct Server;
+
+/// A running server, seen from the thread that started it: its address and counts, the recording
+/// swap, and the stop.
+#[derive(Debug)]
+pub struct Handle {
+    shared: Arc<Shared>,
+    workers: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
+    bound: std::net::SocketAddr,
+    driver: runtime::Driver,
+    pinned: bool,
+}
+
+impl Server {
+    /// Binds the listeners (one per worker) and starts the workers serving `replayer`; returns at
+    /// once. The caller should block SIGINT/SIGTERM first if it waits for them (as [`run`]
+    /// does). Errors are one sentence for the user.
+    pub fn start(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Handle, String> {
+        let (driver, note) = runtime::choose(options.io)?;
+        if let Some(note) = note {
+            eprintln!("{note}");
         }
+        let reverse = match &options.mode {
+            ProxyMode::Regular => None,
+            ProxyMode::Reverse(t) => Some(t.clone()),
+        };
+        // Before binding, so a bad --upstream-ca is reported without serving. Nothing connects
+        // upstream here: connections are opened lazily, only for forwarded requests.
+        let forward = forward::settings(&options)?;
+        let (bound, listeners) = listen::bind_all(&options).map_err(|e| e.to_string())?;
+        if let Some(target) = reverse.as_ref() {
+            if replayer.unmatched() == Unmatched::Forward {
+                refuse_forwarding_to_self(target, bound, &listeners[0])?;
+            }
+        }
+        let shared = Arc::new(Shared {
+            replayer: ArcSwap::new(replayer),
+            reverse_host_header: reverse
+                .as_ref()
+                .map_or_else(Box::default, |t| t.host_header().into_bytes().into()),
+            reverse,
+            forward,
+            limits: Limits {
+                max_body: options.max_body,
+                ..Limits::default()
+            },
+            timeouts: Timeouts {
+                head: Duration::from_secs(options.header_timeout_secs),
+                // A body must keep arriving: each gap may last as long as a whole head may take.
+                body_progress: Duration::from_secs(options.header_timeout_secs),
+                idle: Duration::from_secs(options.idle_timeout_secs),
+            },
+            stop: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            counters: (0..options.threads).map(|_| Counters::default()).collect(),
+            live: (0..options.threads).map(|_| Liveness::default()).collect(),
+            started: clock::instant(),
+            fd_warning_at: AtomicU64::new(0),
+            serve: options.clone(),
+        });
+        let may_fall_back = options.io == IoDriver::Auto;
+        // One worker per core: with no more workers than allowed CPUs, worker i stays on the i-th.
+        let cpus = allowed_cpus();
+        let pinned = options.threads <= cpus.len();
+        let mut workers = Vec::with_capacity(listeners.len());
+        for (index, l) in listeners.into_iter().enumerate() {
+            let shared = shared.clone();
+            let cpu = cpus.get(index).copied().filter(|_| pinned);
+            let handle = std::thread::Builder::new()
+                .name(format!("uringreplay-{index}"))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        pin_to(cpu);
+                    }
+                    runtime::block_on(driver, may_fall_back, || worker::serve(l, shared, index))
+                })
+                .map_err(|e| format!("cannot start worker thread: {e}"))?;
+            workers.push(handle);
+        }
+        Ok(Handle {
+            shared,
+            workers,
+            bound,
+            driver,
+            pinned,
+        })
     }
-    let shared = Arc::new(Shared {
-        replayer: replayer.clone(),
-        reverse: reverse.as_ref().map(|t| ReverseView {
-            scheme: t.scheme.as_bytes().to_vec(),
-            host: t.host.as_bytes().to_vec(),
-            port: t.port,
-            host_header: t.host_header().into_bytes(),
-        }),
-        forward,
-        limits: Limits {
-            max_body: options.max_body,
-            ..Limits::default()
-        },
-        stop: AtomicBool::new(false),
-        counters: (0..options.threads).map(|_| Counters::default()).collect(),
-        live: (0..options.threads).map(|_| Liveness::default()).collect(),
-        started: clock::instant(),
-        fd_warning_at: AtomicU64::new(0),
-        serve: options.clone(),
-    });
+}
+
+impl Handle {
+    /// The address the listeners are bound to (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.bound
+    }
+
+    /// The counts so far, summed over the workers.
+    pub fn totals(&self) -> Totals {
+        Totals::sum(
+            self.shared.counters.iter(),
+            self.shared.replayer.load().remaining(),
+        )
+    }
+
+    /// Serves `new` from now on and returns the replayer it replaces. Each connection takes the
+    /// new one at its next request; an answer being sent keeps its own recording (and mapping)
+    /// alive until it is written, so a swap never cuts or corrupts a body.
+    pub fn swap_recording(&self, new: Arc<Replayer>) -> Arc<Replayer> {
+        self.shared.done.store(false, Ordering::SeqCst);
+        self.shared.replayer.swap(new)
+    }
+
+    /// `--exit-when-done` and every recorded flow has been replayed: the owner should stop.
+    pub fn is_done(&self) -> bool {
+        self.shared.done.load(Ordering::Relaxed)
+    }
+
+    /// Connections open now, over all workers.
+    pub fn open_connections(&self) -> u64 {
+        self.shared
+            .live
+            .iter()
+            .map(|l| l.open.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Stops gracefully: no new connections, answers in flight finished (each closing). Waits for
+    /// the workers at most `grace`, or until `cut(left)` (asked every few milliseconds, `left` the
+    /// time still allowed) says to give up. Returns the final counts and, when it gave up, why
+    /// (`cut`'s reason or the grace period) and how many connections were still open.
+    pub fn stop(
+        self,
+        grace: Duration,
+        mut cut: impl FnMut(Duration) -> Option<String>,
+    ) -> (Totals, Option<(String, u64)>) {
+        // Each worker's sweeper sees the flag within a tick and ends its own pending accept.
+        // The caller does not depend on the workers to exit: it waits for them at most `grace`.
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let began = clock::instant();
+        let why = loop {
+            if self.workers.iter().all(|w| w.is_finished()) {
+                break None;
+            }
+            let left = grace.saturating_sub(clock::since(began));
+            if left.is_zero() {
+                break Some(format!(
+                    "the {} s grace period (--shutdown-timeout) is over",
+                    grace.as_secs()
+                ));
+            }
+            if let Some(why) = cut(left.min(Duration::from_millis(20))) {
+                break Some(why);
+            }
+        };
+        let gave_up = match why {
+            None => {
+                let Handle {
+                    shared, workers, ..
+                } = self;
+                for w in workers {
+                    match w.join() {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            eprintln!("error: a worker could not start its event loop: {e}")
+                        }
+                        Err(_) => eprintln!("error: a worker thread panicked"),
+                    }
+                }
+                return (
+                    Totals::sum(shared.counters.iter(), shared.replayer.load().remaining()),
+                    None,
+                );
+            }
+            Some(why) => (why, self.open_connections()),
+        };
+        (self.totals(), Some(gave_up))
+    }
+}
+
+/// Serves `replayer` until SIGINT/SIGTERM (or, with `--exit-when-done`, until every flow is
+/// replayed); returns the final counts. Errors are one sentence.
+pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, String> {
     let signals = stop_signals();
     // SAFETY: blocking signals in this thread before spawning makes every worker inherit the
     // mask, so SIGINT/SIGTERM are only taken by sigtimedwait below.
     unsafe {
         libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut());
     }
-    let may_fall_back = options.io == IoDriver::Auto;
-    // One worker per core: with no more workers than allowed CPUs, worker i stays on the i-th.
-    let cpus = allowed_cpus();
-    let pinned = options.threads <= cpus.len();
-    let mut workers = Vec::with_capacity(listeners.len());
-    for (index, l) in listeners.into_iter().enumerate() {
-        let shared = shared.clone();
-        let cpu = cpus.get(index).copied().filter(|_| pinned);
-        let handle = std::thread::Builder::new()
-            .name(format!("uringreplay-{index}"))
-            .spawn(move || {
-                if let Some(cpu) = cpu {
-                    pin_to(cpu);
-                }
-                runtime::block_on(driver, may_fall_back, || worker::serve(l, shared, index))
-            })
-            .map_err(|e| format!("cannot start worker thread: {e}"))?;
-        workers.push(handle);
-    }
+    let handle = Server::start(options.clone(), replayer.clone())?;
+    let bound = handle.local_addr();
     {
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "listening on http://{bound}");
         let _ = stdout.flush();
     }
+    let reverse = match &options.mode {
+        ProxyMode::Regular => None,
+        ProxyMode::Reverse(t) => Some(t),
+    };
     // The heap figure is the loader's (main.rs): one figure, printed once.
     eprintln!(
-        "serving {} flows with {} worker thread{}{} on {driver}; {}",
+        "serving {} flows with {} worker thread{}{} on {}; {}",
         replayer.recording().len(),
         options.threads,
         if options.threads == 1 { "" } else { "s" },
-        if pinned { " (one per core)" } else { "" },
-        match &reverse {
-            Some(t) => format!("reverse proxy for {t}"),
+        if handle.pinned { " (one per core)" } else { "" },
+        handle.driver,
+        match reverse {
+            Some(t) => format!("reverse proxy for {}", t.url()),
             None => "regular proxy mode".to_string(),
         }
     );
+    drop(replayer);
     let allocations_at_start = heap::allocations();
-    let sum = || Totals::sum(shared.counters.iter(), replayer.remaining());
-    let mut last = sum();
+    let mut last = handle.totals();
     let mut last_at = clock::instant();
+    let mut watched_at = clock::instant();
     let mut watchdog = Watchdog::new(options.threads);
-    while !wait_for_stop(&signals, WATCH_EVERY) {
-        let beats = shared.live.iter().map(|l| l.beats.load(Ordering::Relaxed));
-        for index in watchdog.check(beats, clock::since(shared.started)) {
+    while !handle.is_done() && !wait_for_stop(&signals, DONE_EVERY) {
+        if clock::since(watched_at) < WATCH_EVERY {
+            continue;
+        }
+        watched_at = clock::instant();
+        let beats = handle
+            .shared
+            .live
+            .iter()
+            .map(|l| l.beats.load(Ordering::Relaxed));
+        for index in watchdog.check(beats, clock::since(handle.shared.started)) {
             eprintln!(
                 "warning: worker {index}'s event loop has not turned for {} s (an io_uring ring \
                  failing at run time does this; --io epoll avoids it); SIGTERM still stops the \
@@ -241,19 +388,14 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
         if elapsed < SUMMARY_EVERY {
             continue;
         }
-        let now = sum();
+        let now = handle.totals();
         if !options.quiet {
             let rate = now.requests().saturating_sub(last.requests()) as f64
                 / elapsed.as_secs_f64().max(1e-3);
-            let open_connections = shared
-                .live
-                .iter()
-                .map(|l| l.open.load(Ordering::Relaxed))
-                .sum();
             let summary = Summary {
                 now,
                 rate,
-                open_connections,
+                open_connections: handle.open_connections(),
             };
             eprintln!("{summary}");
         }
@@ -273,55 +415,22 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
         "heap allocations while serving: {allocations} (replayed requests make none; \
          connections, forwarding and -v lines do)"
     );
-    // Each worker's sweeper sees the flag within a tick and ends its own pending accept. This
-    // thread does not depend on the workers to exit: it waits for them at most `grace`.
-    shared.stop.store(true, Ordering::SeqCst);
-    let began = clock::instant();
-    let cut = loop {
-        if workers.iter().all(|w| w.is_finished()) {
-            break None;
-        }
-        let left = grace.saturating_sub(clock::since(began));
-        if left.is_zero() {
-            break Some(format!(
-                "the {} s grace period (--shutdown-timeout) is over",
-                grace.as_secs()
-            ));
-        }
-        if wait_for_stop(&signals, left.min(Duration::from_millis(20))) {
-            break Some("a second stop signal came".to_string());
-        }
-    };
-    match cut {
-        None => {
-            for w in workers {
-                match w.join() {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => eprintln!("error: a worker could not start its event loop: {e}"),
-                    Err(_) => eprintln!("error: a worker thread panicked"),
-                }
-            }
-        }
-        Some(why) => {
-            let open: u64 = shared
-                .live
-                .iter()
-                .map(|l| l.open.load(Ordering::Relaxed))
-                .sum();
-            eprintln!(
-                "exiting: {why}; {open} connection{} still open {} closed without waiting \
-                 for {}",
-                if open == 1 { "" } else { "s" },
-                if open == 1 { "is" } else { "are" },
-                if open == 1 {
-                    "its answer"
-                } else {
-                    "their answers"
-                },
-            );
-        }
+    let (totals, gave_up) = handle.stop(grace, |wait| {
+        wait_for_stop(&signals, wait).then(|| "a second stop signal came".to_string())
+    });
+    if let Some((why, open)) = gave_up {
+        eprintln!(
+            "exiting: {why}; {open} connection{} still open {} closed without waiting for {}",
+            if open == 1 { "" } else { "s" },
+            if open == 1 { "is" } else { "are" },
+            if open == 1 {
+                "its answer"
+            } else {
+                "their answers"
+            },
+        );
     }
-    Ok(sum())
+    Ok(totals)
 }
 
 #[cfg(test)]

@@ -16,6 +16,9 @@ use crate::replay::Replayer;
 /// Bodies at least this long are sent from the mapping instead of being copied.
 pub const MAPPED_BODY_MIN: usize = 4096;
 
+/// The most segments one `writev` accepts (Linux's `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
+
 /// A part of the output, in order.
 #[derive(Debug, Clone, Copy)]
 enum Segment {
@@ -48,6 +51,17 @@ impl Outbox {
             run_start: 0,
             iovecs: Vec::new(),
             owner,
+        }
+    }
+
+    /// Takes later bodies from `owner`'s recording (after a recording swap). Only between
+    /// writes: referenced bodies already pending keep pointing into the old mapping.
+    pub fn serve_from(&mut self, owner: &Arc<Replayer>) {
+        if !Arc::ptr_eq(&self.owner, owner) {
+            debug_assert!(self.segments.is_empty(), "a swap between writes only");
+            if self.segments.is_empty() {
+                self.owner = owner.clone();
+            }
         }
     }
 
@@ -178,6 +192,7 @@ unsafe impl IoVecBuf for Gather {
     }
 
     fn read_iovec_len(&self) -> usize {
-        self.iovecs.len() - self.first
+        // One writev takes at most IOV_MAX segments (EINVAL beyond); the rest go in the next.
+        (self.iovecs.len() - self.first).min(IOV_MAX)
     }
 }

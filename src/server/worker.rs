@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::{ArcSwap, Cache};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent, Canceller};
 use monoio::net::{TcpListener, TcpStream};
@@ -23,38 +24,32 @@ use super::clock;
 use super::forward::{self, ForwardSettings, Forwarded, Forwarder};
 use super::outbox::Outbox;
 use crate::config::ServeOptions;
-use crate::http1::{self, header_slots, split_absolute, split_authority, Conn, Limits, Step};
+use crate::http1::{self, header_slots, Conn, Expiry, Limits, Step, Timeouts};
 use crate::replay::{Decision, LiveRequest, Replayer, RequestFacts};
 use crate::stats::{self, Counters, Outcome};
-
-/// The reverse-mode upstream as the matcher sees it.
-#[derive(Debug, Clone)]
-pub struct ReverseView {
-    /// `http` or `https`.
-    pub scheme: Vec<u8>,
-    /// Spec host.
-    pub host: Vec<u8>,
-    /// Spec port.
-    pub port: u16,
-    /// The Host value written into requests.
-    pub host_header: Vec<u8>,
-}
+use crate::upstream::{destination, Destination, Origin};
 
 /// What every worker shares (read-only after start-up, except the stop flag and counters).
 #[derive(Debug)]
 pub struct Shared {
-    /// Decides and renders replies.
-    pub replayer: Arc<Replayer>,
+    /// Decides and renders replies; swapped whole by [`super::Handle::swap_recording`].
+    pub replayer: ArcSwap<Replayer>,
     /// Serving options.
     pub serve: ServeOptions,
     /// Reverse mode's upstream, or `None` in regular mode.
-    pub reverse: Option<ReverseView>,
+    pub reverse: Option<Origin>,
+    /// The Host value reverse mode writes into requests (empty in regular mode), computed once.
+    pub reverse_host_header: Box<[u8]>,
     /// Forwarding settings (each worker keeps its own pool of upstream connections).
     pub forward: Arc<ForwardSettings>,
     /// Request limits.
     pub limits: Limits,
+    /// Each connection's timers.
+    pub timeouts: Timeouts,
     /// Set once on SIGINT/SIGTERM: stop accepting, finish in-flight answers, close.
     pub stop: AtomicBool,
+    /// `--exit-when-done` and every flow replayed: the handle's owner stops the server.
+    pub done: AtomicBool,
     /// One set of counters per worker.
     pub counters: Vec<Counters>,
     /// One liveness record per worker, read by the main thread.
@@ -80,14 +75,13 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// One open connection as the worker's sweeper sees it.
 struct Slot {
-    /// The connection's socket.
-    fd: RawFd,
     /// Tick at which its pending read expires (`u64::MAX`: no read pending).
     deadline: Cell<u64>,
     /// The sweeper ended its read because the deadline passed.
     expired: Cell<bool>,
-    /// Cancels the connection's pending read when the worker stops (its bytes stay unread in
-    /// the socket, so nothing is lost and the read side is not shut: no reset on close).
+    /// Cancels the connection's pending read when the worker stops or its deadline passes (its
+    /// bytes stay unread in the socket, so nothing is lost and the read side is not shut: no
+    /// reset on close).
     cancel: RefCell<Canceller>,
 }
 
@@ -117,20 +111,24 @@ impl Worker {
         &self.shared.live[self.index]
     }
 
-    /// Ends the pending read of `slot` (it returns 0) without closing the socket.
+    /// Cancels the pending read of `slot` (it fails with ECANCELED), as the stop does: the
+    /// read side stays open, so bytes that raced the deadline stay readable and are answered
+    /// instead of turning the close into a reset.
     fn end_read(slot: &Slot) {
-        // SAFETY: every slot in `open` belongs to a live TcpStream of this thread: a connection
-        // task removes its slot in the same poll in which its stream is dropped (no await in
-        // between), so no other task of this thread sees a closed fd. shutdown does not close.
-        unsafe {
-            libc::shutdown(slot.fd, libc::SHUT_RD);
-        }
+        let canceller = std::mem::take(&mut *slot.cancel.borrow_mut());
+        *slot.cancel.borrow_mut() = canceller.cancel();
     }
 }
 
-/// Whole ticks covering `d`, plus one so a deadline never fires early.
-fn ticks_for(d: Duration) -> u64 {
-    (d.as_millis() / TICK.as_millis()) as u64 + 1
+/// The worker's coarse clock as the Conn sees it: time since the worker started, in ticks.
+fn since_start(worker: &Worker) -> Duration {
+    TICK.saturating_mul(u32::try_from(worker.ticks.get()).unwrap_or(u32::MAX))
+}
+
+/// The tick at which a deadline of the Conn's clock has passed: whole ticks covering it, plus one
+/// so a deadline never fires early.
+fn ticks_until(deadline: Duration) -> u64 {
+    (deadline.as_millis() / TICK.as_millis()) as u64 + 1
 }
 
 /// Expires connections whose read deadline passed: per-read timers cost a timer-wheel entry and
@@ -191,7 +189,6 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: 
                 let id = worker.next_id.get();
                 worker.next_id.set(id + 1);
                 let slot = Rc::new(Slot {
-                    fd: stream.as_raw_fd(),
                     deadline: Cell::new(u64::MAX),
                     expired: Cell::new(false),
                     cancel: RefCell::new(Canceller::new()),
@@ -290,75 +287,9 @@ fn drain_arrived(stream: &TcpStream, input: &mut Vec<u8>) -> usize {
     input.len() - start
 }
 
-/// The request's destination as the matcher sees it.
-struct Route<'b> {
-    scheme: &'b [u8],
-    host: &'b [u8],
-    port: u16,
-    target: &'b [u8],
-}
-
-/// Where a request goes, by mode (spec §b.1, §e): reverse mode rewrites the Host field unless
-/// `keep_host_header`, in which case the matcher sees the client's Host host instead.
-fn route<'b>(
-    reverse: Option<&'b ReverseView>,
-    keep_host_header: bool,
-    target: &'b [u8],
-    headers: &mut [httparse::Header<'b>],
-) -> Option<Route<'b>> {
-    let absolute = split_absolute(target);
-    let origin_target = absolute.map_or(target, |a| a.2);
-    if let Some(rv) = reverse {
-        let mut host: &'b [u8] = &rv.host;
-        for h in headers.iter_mut() {
-            if h.name.eq_ignore_ascii_case("host") {
-                if keep_host_header {
-                    if let Some((client_host, _)) = split_authority(h.value) {
-                        host = client_host;
-                    }
-                    break;
-                }
-                h.value = &rv.host_header;
-            }
-        }
-        return Some(Route {
-            scheme: &rv.scheme,
-            host,
-            port: rv.port,
-            target: origin_target,
-        });
-    }
-    let host_field = headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("host"))
-        .map(|h| h.value);
-    let (scheme, authority): (&'b [u8], &'b [u8]) = match absolute {
-        Some((scheme, authority, _)) => {
-            let scheme: &'static [u8] = if scheme.eq_ignore_ascii_case(b"https") {
-                b"https"
-            } else {
-                b"http"
-            };
-            (scheme, authority)
-        }
-        None => (b"http", host_field?),
-    };
-    let (url_host, port) = split_authority(authority)?;
-    let default_port = if scheme == b"https" { 443 } else { 80 };
-    let host = host_field
-        .and_then(split_authority)
-        .map_or(url_host, |(h, _)| h);
-    Some(Route {
-        scheme,
-        host,
-        port: port.unwrap_or(default_port),
-        target: origin_target,
-    })
-}
-
 /// The URL for `-v` lines; a CONNECT's is its `host:port` target, as mitmdump shows it.
 struct Url<'a> {
-    route: &'a Route<'a>,
+    route: &'a Destination<'a>,
     connect: bool,
 }
 
@@ -397,17 +328,6 @@ fn write_no_host(out: &mut Vec<u8>) {
     );
 }
 
-/// Asks the main thread to stop (used by `--exit-when-done`), once.
-fn request_stop() {
-    static SENT: AtomicBool = AtomicBool::new(false);
-    if !SENT.swap(true, Ordering::Relaxed) {
-        // SAFETY: kill(2) on our own pid with a valid signal number has no memory effects.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGTERM);
-        }
-    }
-}
-
 /// How a turn of the connection loop ended.
 enum After {
     Continue,
@@ -418,21 +338,26 @@ enum After {
 async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: SocketAddr) {
     let shared: &Shared = &worker.shared;
     let counters = worker.counters();
-    let replayer: &Replayer = &shared.replayer;
-    let idle = ticks_for(Duration::from_secs(shared.serve.idle_timeout_secs));
-    let header_wait = ticks_for(Duration::from_secs(shared.serve.header_timeout_secs));
     let verbose = shared.serve.verbose;
-    let keep_alive = replayer.keep_alive();
-    let mut conn = Conn::new(shared.limits);
+    // The replayer in force, re-read (one atomic load, no count change) at each turn; each
+    // connection keeps the one its pending answers came from alive until they are written.
+    let mut current = Cache::new(&shared.replayer);
+    let mut conn = Conn::with_timeouts(shared.limits, shared.timeouts, since_start(worker));
     let mut input: Vec<u8> = Vec::with_capacity(8 * 1024);
-    let mut outbox = Outbox::new(shared.replayer.clone());
+    let mut outbox = Outbox::new(current.load().clone());
     let mut scratch: Vec<u8> = Vec::new();
-    let mut partial_since = None;
     let cancel: CancelHandle = slot.cancel.borrow().handle();
     loop {
         // Answer every complete request in the input, in order, into the outbox. Once the
-        // worker stops, each answer says `Connection: close` and the connection closes after.
-        let stopping = worker.stopping.get();
+        // worker stops (or this connection's timer expired), each answer says `Connection:
+        // close` and the connection closes after.
+        let stopping = worker.stopping.get() || slot.expired.get();
+        let replayer: &Arc<Replayer> = current.load();
+        // Every answer of a turn comes from one replayer; the outbox is empty here.
+        outbox.serve_from(replayer);
+        let keep_alive = replayer.keep_alive();
+        // The outbox took as many answers as one write does: write, then parse on unread.
+        let mut full = false;
         let now = clock::now();
         let mut pos = 0;
         let mut after = After::Continue;
@@ -443,6 +368,10 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
             let out = &mut outbox.bytes;
             let req = match conn.poll_request(&input[pos..], &mut headers, &mut scratch, out) {
                 Step::NeedMore => break,
+                Step::Flush => {
+                    full = true;
+                    break;
+                }
                 Step::Reject(e) => {
                     Counters::bump(&counters.rejected);
                     http1::write_error(e, out);
@@ -455,8 +384,12 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
             // `--keep-alive` keeps an HTTP/1.0 client that asked for keep-alive in any case (`ab
             // -k` sends `Keep-Alive`, which spec §f.5 rule 2 reads as a close).
             let wants_close = req.wants_close && !(keep_alive && req.http10_keep_alive);
-            let Some(route) = route(
-                shared.reverse.as_ref(),
+            let reverse = shared
+                .reverse
+                .as_ref()
+                .map(|o| (o, &*shared.reverse_host_header));
+            let Some(route) = destination(
+                reverse,
                 shared.serve.keep_host_header,
                 req.target,
                 req.headers,
@@ -505,7 +438,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                         outcome = Outcome::Replayed(status);
                     }
                     if shared.serve.exit_when_done && replayer.remaining() == 0 {
-                        request_stop();
+                        shared.done.store(true, Ordering::Relaxed);
                     }
                 }
                 Decision::Status(code) => {
@@ -538,6 +471,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                     if outbox.flush(&mut stream).await.is_err() {
                         return;
                     }
+                    conn.flushed();
                     match forward::forward(&worker.forwarder, &req, &mut stream).await {
                         Forwarded::Relayed { status, close } => {
                             outcome = Outcome::Forwarded(status);
@@ -597,6 +531,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         if !outbox.is_empty() && outbox.flush(&mut stream).await.is_err() {
             return;
         }
+        conn.flushed();
         match after {
             After::Continue => {}
             After::Kill => return,
@@ -604,10 +539,6 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
             // to reset the connection, so close at once (as nginx does); otherwise linger.
             After::Close if client_done && pos == input.len() => return,
             After::Close => return linger_close(stream, input).await,
-        }
-        if pos > 0 {
-            // A request completed: the next one's header clock starts with its own bytes.
-            partial_since = None;
         }
         if pos == input.len() {
             input.clear();
@@ -617,10 +548,17 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         } else if pos > 0 {
             input.drain(..pos);
         }
-        if worker.stopping.get() {
-            // The stop came while this connection was busy: answer what has arrived, then close.
+        if full {
+            continue;
+        }
+        if worker.stopping.get() || slot.expired.get() {
+            // The stop (or this connection's deadline) came while it was busy: answer what has
+            // arrived, then close.
             if drain_arrived(&stream, &mut input) > 0 {
                 continue;
+            }
+            if slot.expired.get() && !input.is_empty() {
+                return request_timeout(&mut conn, &mut outbox, stream, input, counters).await;
             }
             return linger_close(stream, input).await;
         }
@@ -628,17 +566,11 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         if input.capacity() - input.len() < 4096 {
             input.reserve(input.capacity().max(8 * 1024));
         }
-        // A started request must arrive whole within the header timeout (counted from its first
-        // bytes, so a trickle cannot hold the connection); an idle connection gets the idle one.
-        let partial = !input.is_empty();
-        let now = worker.ticks.get();
-        let deadline = if partial {
-            *partial_since.get_or_insert(now) + header_wait
-        } else {
-            partial_since = None;
-            now + idle
-        };
-        slot.deadline.set(deadline);
+        // The Conn's timer: a started head must arrive whole within the header timeout (counted
+        // from its first bytes, so a trickle cannot hold the connection), a body must keep
+        // arriving, an idle connection gets the idle timeout.
+        conn.wait(since_start(worker), input.len());
+        slot.deadline.set(ticks_until(conn.poll_timeout()));
         let (len, cap) = (input.len(), input.capacity());
         // A plain recv, on purpose: it is submitted only after the answer's send completed, so
         // under load it usually finds the next request already there and is served inline.
@@ -651,27 +583,43 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         input = slice.into_inner();
         match res {
             Ok(n) if n > 0 => {}
-            // The worker stopped while this read waited: take what has arrived and answer it.
-            Err(_) if worker.stopping.get() && !slot.expired.get() => {
-                drain_arrived(&stream, &mut input);
-            }
-            Ok(_) | Err(_) if !slot.expired.get() => return,
-            _ => {
-                if partial {
-                    Counters::bump(&counters.rejected);
-                    http1::write_plain(
-                        408,
-                        "Request Timeout",
-                        "request timed out",
-                        true,
-                        &mut outbox.bytes,
-                    );
-                    let _ = outbox.flush(&mut stream).await;
+            // The worker stopped, or the deadline passed, while this read waited (its read was
+            // cancelled, not shut, so a request racing it is still in the socket): take what
+            // has arrived and answer it, closing.
+            Err(_) if worker.stopping.get() || slot.expired.get() => {
+                if drain_arrived(&stream, &mut input) == 0 {
+                    if slot.expired.get() && !input.is_empty() {
+                        return request_timeout(&mut conn, &mut outbox, stream, input, counters)
+                            .await;
+                    }
+                    if worker.stopping.get() {
+                        return linger_close(stream, input).await;
+                    }
+                    return;
                 }
-                return;
             }
+            Ok(_) | Err(_) => return,
         }
     }
+}
+
+/// Answers a request that stopped arriving with 408 (an idle connection just closes), then
+/// closes.
+async fn request_timeout(
+    conn: &mut Conn,
+    outbox: &mut Outbox,
+    mut stream: TcpStream,
+    input: Vec<u8>,
+    counters: &Counters,
+) {
+    if conn.expiry() == Expiry::RequestTimeout {
+        Counters::bump(&counters.rejected);
+        http1::write_timeout(&mut outbox.bytes);
+        if outbox.flush(&mut stream).await.is_err() {
+            return;
+        }
+    }
+    linger_close(stream, input).await;
 }
 
 /// How long a closing connection waits for the client's FIN, at most.

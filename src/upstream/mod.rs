@@ -14,6 +14,7 @@
 
 mod error;
 mod pool;
+mod recorded;
 mod request;
 mod response;
 mod target;
@@ -21,9 +22,13 @@ mod via;
 
 pub use error::{ForwardError, ForwardErrorKind};
 pub use pool::{Pool, PoolLimits};
+pub use recorded::{RecordedOrigins, Seen};
 pub use request::{client_wants_keep_alive, write_request};
 pub use response::{RelayOutcome, ResponseError, ResponseRelay, MAX_RESPONSE_HEAD_BYTES};
-pub use target::{route, HostAction, Mode, Origin, Route, RouteError, Scheme, TargetError};
+pub use target::{
+    destination, route, Destination, HostAction, Mode, Origin, Route, RouteError, Scheme,
+    TargetError,
+};
 pub use via::Via;
 
 /// Case-insensitive test whether a comma-separated header value holds `token` (trimmed).

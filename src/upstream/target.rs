@@ -102,6 +102,20 @@ impl Origin {
     }
 }
 
+impl Origin {
+    /// `scheme://host:port` (IPv6 bracketed, the port always written): how start-up messages
+    /// name a reverse target.
+    pub fn url(&self) -> impl fmt::Display + '_ {
+        struct Url<'a>(&'a Origin);
+        impl fmt::Display for Url<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}://{}", self.0.scheme.as_str(), self.0)
+            }
+        }
+        Url(self)
+    }
+}
+
 impl fmt::Display for Origin {
     /// `host:port` (IPv6 bracketed), the name used in error texts.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -124,9 +138,10 @@ pub struct TargetError {
 }
 
 /// How the server finds the upstream of a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Mode {
     /// A regular proxy: each request names its own destination (absolute-form or Host header).
+    #[default]
     Regular,
     /// A reverse proxy in front of one upstream (`--mode reverse:URL`).
     Reverse(Origin),
@@ -238,6 +253,75 @@ pub fn route<'a>(
             }
         },
     }
+}
+
+/// A request's destination as the matcher sees it (spec §b.1): scheme, host and port of the
+/// recorded flow it should match, and the origin-form target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination<'b> {
+    /// `http` or `https`.
+    pub scheme: &'b [u8],
+    /// The host, as the request names it (no brackets, no port).
+    pub host: &'b [u8],
+    /// The port.
+    pub port: u16,
+    /// The origin-form target (`/path?query`).
+    pub target: &'b [u8],
+}
+
+/// Where a request goes, by mode (spec §b.1, §e), for matching: `reverse` is reverse mode's
+/// origin and the Host value it writes (see [`Origin::host_header`]). Reverse mode rewrites the
+/// Host field in `headers` unless `keep_host_header`, in which case the matcher sees the
+/// client's Host host instead. `None`: regular mode without a usable destination (spec §e.2).
+/// Allocation-free: it runs for every replayed request.
+pub fn destination<'b>(
+    reverse: Option<(&'b Origin, &'b [u8])>,
+    keep_host_header: bool,
+    target: &'b [u8],
+    headers: &mut [httparse::Header<'b>],
+) -> Option<Destination<'b>> {
+    use crate::http1::{split_absolute, split_authority as split_any};
+    let absolute = split_absolute(target);
+    let origin_target = absolute.map_or(target, |a| a.2);
+    if let Some((origin, host_header)) = reverse {
+        let mut host: &'b [u8] = origin.host.as_bytes();
+        for h in headers.iter_mut() {
+            if h.name.eq_ignore_ascii_case("host") {
+                if keep_host_header {
+                    if let Some((client_host, _)) = split_any(h.value) {
+                        host = client_host;
+                    }
+                    break;
+                }
+                h.value = host_header;
+            }
+        }
+        return Some(Destination {
+            scheme: origin.scheme.as_str().as_bytes(),
+            host,
+            port: origin.port,
+            target: origin_target,
+        });
+    }
+    let host_field = headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+        .map(|h| h.value);
+    let (scheme, authority): (Scheme, &'b [u8]) = match absolute {
+        Some((scheme, authority, _)) if scheme.eq_ignore_ascii_case(b"https") => {
+            (Scheme::Https, authority)
+        }
+        Some((_, authority, _)) => (Scheme::Http, authority),
+        None => (Scheme::Http, host_field?),
+    };
+    let (url_host, port) = split_any(authority)?;
+    let host = host_field.and_then(split_any).map_or(url_host, |(h, _)| h);
+    Some(Destination {
+        scheme: scheme.as_str().as_bytes(),
+        host,
+        port: port.unwrap_or(scheme.default_port()),
+        target: origin_target,
+    })
 }
 
 /// `None` when `target` is not absolute-form; else the origin and the origin-form rest (`/` if empty).

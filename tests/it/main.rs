@@ -5,6 +5,7 @@
 
 mod capture;
 mod defaults;
+mod engine;
 mod forward;
 mod hostile;
 mod lifecycle;

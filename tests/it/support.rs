@@ -322,7 +322,8 @@ fn read_until(
 pub struct Client {
     /// The socket.
     pub stream: TcpStream,
-    pending: Vec<u8>,
+    /// Bytes read past the last response, the start of the next.
+    pub pending: Vec<u8>,
 }
 
 impl Client {
@@ -614,4 +615,20 @@ pub fn run_to_exit(args: &[&str], configure: impl FnOnce(&mut Command)) -> Stopp
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// Loads `file` into a replayer with `options`, as the binary does (for tests that run the
+/// server in this process through [`uringreplay::server::Server::start`]).
+pub fn replayer(
+    file: &FlowFile,
+    options: &uringreplay::config::ReplayOptions,
+) -> Arc<uringreplay::replay::Replayer> {
+    let mut builder = uringreplay::replay::Replayer::builder(options);
+    let (recording, _) = uringreplay::inspect::load(
+        std::slice::from_ref(&file.0),
+        uringreplay::flowfile::LoadOptions::default(),
+        &mut |event| builder.observe(event),
+    )
+    .expect("load the test recording");
+    Arc::new(builder.build(Arc::new(recording)))
 }
