@@ -423,7 +423,11 @@ pub fn host_items<'a>(request: &KeyRequest<'a>, out: &mut impl ItemSink<'a>) {
 
 /// The query part of a key: the pairs not ignored, decoded, then the end mark.
 #[inline]
-pub fn query_items<'a>(request: &KeyRequest<'a>, options: &KeyOptions, out: &mut impl ItemSink<'a>) {
+pub fn query_items<'a>(
+    request: &KeyRequest<'a>,
+    options: &KeyOptions,
+    out: &mut impl ItemSink<'a>,
+) {
     for (name, value) in pairs(query_of(request.target)) {
         let ignored = options
             .ignore_params

@@ -354,7 +354,11 @@ fn differing_names<'a>(
                 order.push(name);
                 Default::default()
             });
-            let list = if side == 0 { &mut entry.0 } else { &mut entry.1 };
+            let list = if side == 0 {
+                &mut entry.0
+            } else {
+                &mut entry.1
+            };
             list.push(decoded(value, mode));
         }
     }
@@ -418,7 +422,9 @@ fn compare(live: &KeyRequest<'_>, recorded: &KeyRequest<'_>, options: &KeyOption
     if !headers.is_empty() {
         differs.push(Part::Headers);
     }
-    let fix = find_fix(live, recorded, options, &differs, &params, &fields, &headers);
+    let fix = find_fix(
+        live, recorded, options, &differs, &params, &fields, &headers,
+    );
     let names = |v: Vec<Vec<u8>>| v.iter().take(NAMES_MAX).map(|n| shown(n)).collect();
     Explanation {
         flow: FlowId(0),
@@ -497,9 +503,7 @@ fn find_fix(
                     changed.ignore_content = true;
                     fixes.push(Fix::IgnoreContent);
                 } else {
-                    changed
-                        .ignore_payload_params
-                        .extend(fields.iter().cloned());
+                    changed.ignore_payload_params.extend(fields.iter().cloned());
                     fixes.push(Fix::IgnorePayloadParams(text(fields)));
                 }
             }
@@ -678,7 +682,9 @@ impl MissLog {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let n = state.slots.len();
         let start = if n < RING { 0 } else { state.next };
-        (0..n).map(|i| state.slots[(start + i) % n].clone()).collect()
+        (0..n)
+            .map(|i| state.slots[(start + i) % n].clone())
+            .collect()
     }
 
     /// Every counted reason with its count, and the count of reasons that did not fit.
@@ -699,7 +705,10 @@ impl MissLog {
 }
 
 /// The most frequent reasons over several cores' logs, most frequent first (ties: by reason).
-pub fn top_reasons<'a>(logs: impl IntoIterator<Item = &'a MissLog>, n: usize) -> Vec<(Reason, u64)> {
+pub fn top_reasons<'a>(
+    logs: impl IntoIterator<Item = &'a MissLog>,
+    n: usize,
+) -> Vec<(Reason, u64)> {
     let mut sum: HashMap<Reason, u64> = HashMap::new();
     for log in logs {
         for (reason, count) in log.reasons().0 {
