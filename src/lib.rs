@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`flowfile`]: recordings, from bytes: tnetstring, mitmproxy formats (0,11)–21, views of flows.
 //! - [`config`]: plain option data shared by everything else.
+//! - [`admin`]: the admin endpoints (metrics, status, misses, unused, reset, reload), sans-IO.
 //! - [`cli`]: the command line.
 //! - [`inspect`]: the `uringreplay inspect` listing and summary.
 //! - [`replay`]: which recorded response answers a request (match key, index, consume order) and
@@ -17,6 +18,7 @@
 //! - [`upstream`]: forwarding unmatched requests, sans-IO (routes, request writer, response relay, pool).
 //! - [`server`]: the I/O drivers (sockets, rings, threads, the counting allocator).
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod flowfile;

@@ -401,6 +401,13 @@ impl Recording {
         self.flows.len()
     }
 
+    /// Number of HTTP flows read from file `file` (0-based, `-S` order); 0 past the last file.
+    pub fn flows_in_file(&self, file: usize) -> usize {
+        let start = self.flows.partition_point(|e| (e.file as usize) < file);
+        let end = self.flows.partition_point(|e| (e.file as usize) <= file);
+        end - start
+    }
+
     /// Whether there are no HTTP flows.
     pub fn is_empty(&self) -> bool {
         self.flows.is_empty()

@@ -586,8 +586,9 @@ pub struct Reason {
 /// One core's recent misses and reason counts (written by its worker, read by the admin).
 #[derive(Debug, Default)]
 struct MissState {
-    /// Pre-rendered JSON objects, oldest overwritten first; buffers reused.
-    slots: Vec<String>,
+    /// When each miss came (ns since the epoch) and its pre-rendered JSON object, oldest
+    /// overwritten first; buffers reused.
+    slots: Vec<(u64, String)>,
     /// The slot the next miss goes to.
     next: usize,
     /// Reasons counted so far (at most [`REASONS`]).
@@ -649,11 +650,12 @@ impl MissLog {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let at = state.next;
         if state.slots.len() < RING {
-            state.slots.push(json);
+            state.slots.push((nanos, json));
         } else {
             let slot = &mut state.slots[at];
-            slot.clear();
-            slot.push_str(&json);
+            slot.0 = nanos;
+            slot.1.clear();
+            slot.1.push_str(&json);
         }
         state.next = (at + 1) % RING;
         if let Some(e) = &explanation {
@@ -677,8 +679,9 @@ impl MissLog {
         self.seen.load(Ordering::Relaxed)
     }
 
-    /// The kept misses, oldest first, each a JSON object (see `/misses` in the README).
-    pub fn recent(&self) -> Vec<String> {
+    /// The kept misses, oldest first: when each came (ns since the epoch) and its JSON object
+    /// (see `/misses` in the README).
+    pub fn recent(&self) -> Vec<(u64, String)> {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let n = state.slots.len();
         let start = if n < RING { 0 } else { state.next };
@@ -696,22 +699,22 @@ impl MissLog {
     /// Forgets the ring and the counts (after a reload, the flows they name are gone).
     pub fn clear(&self) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.slots.iter_mut().for_each(String::clear);
-        state.slots.clear();
+                state.slots.clear();
         state.next = 0;
         state.reasons.clear();
         state.other = 0;
     }
 }
 
-/// The most frequent reasons over several cores' logs, most frequent first (ties: by reason).
-pub fn top_reasons<'a>(
-    logs: impl IntoIterator<Item = &'a MissLog>,
+/// The `n` most frequent reasons over several cores' [`MissLog::reasons`], most frequent
+/// first (ties: by reason).
+pub fn top_reasons(
+    per_core: impl IntoIterator<Item = Vec<(Reason, u64)>>,
     n: usize,
 ) -> Vec<(Reason, u64)> {
     let mut sum: HashMap<Reason, u64> = HashMap::new();
-    for log in logs {
-        for (reason, count) in log.reasons().0 {
+    for reasons in per_core {
+        for (reason, count) in reasons {
             *sum.entry(reason).or_default() += count;
         }
     }

@@ -1531,8 +1531,8 @@ fn the_miss_ring_keeps_the_latest_and_analyses_at_most_one_per_interval() {
     assert_eq!(log.seen(), 2 * total as u64);
     let recent = log.recent();
     assert_eq!(recent.len(), miss::RING);
-    let first: serde_json::Value = serde_json::from_str(&recent[0]).unwrap();
-    let last: serde_json::Value = serde_json::from_str(recent.last().unwrap()).unwrap();
+    let first: serde_json::Value = serde_json::from_str(&recent[0].1).unwrap();
+    let last: serde_json::Value = serde_json::from_str(&recent.last().unwrap().1).unwrap();
     assert_eq!(first["url"], "http://address:22/x?page=7");
     assert_eq!(
         last["url"],
@@ -1540,7 +1540,7 @@ fn the_miss_ring_keeps_the_latest_and_analyses_at_most_one_per_interval() {
     );
     assert_eq!(last["nearest"]["fix"], "--ignore-param page");
     assert_eq!(last["nearest"]["differs"], serde_json::json!(["query"]));
-    let top = miss::top_reasons([&log], 3);
+    let top = miss::top_reasons([log.reasons().0], 3);
     assert_eq!(top.len(), 1);
     assert_eq!(top[0].0.fix.as_deref(), Some("--ignore-param page"));
     assert_eq!(top[0].1, total as u64);
