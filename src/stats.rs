@@ -284,7 +284,10 @@ mod tests {
         t.add(&a);
         t.add(&b);
         assert_eq!(t.count(), 3);
-        assert_eq!((t.buckets[0], t.buckets[2], t.buckets[SERVICE_BUCKETS]), (1, 1, 1));
+        assert_eq!(
+            (t.buckets[0], t.buckets[2], t.buckets[SERVICE_BUCKETS]),
+            (1, 1, 1)
+        );
         assert_eq!(t.sum_nanos, 3500 + u64::MAX / 2);
     }
 

@@ -82,7 +82,11 @@ pub fn render(scrape: &Scrape) -> String {
         "gauge",
         "Client connections open now.",
     );
-    let _ = writeln!(out, "uringreplay_connections_open {}", scrape.open_connections);
+    let _ = writeln!(
+        out,
+        "uringreplay_connections_open {}",
+        scrape.open_connections
+    );
     family(
         &mut out,
         "uringreplay_connections_total",
@@ -96,7 +100,11 @@ pub fn render(scrape: &Scrape) -> String {
         "counter",
         "Forwarded requests that failed upstream (502/504 or cut off).",
     );
-    let _ = writeln!(out, "uringreplay_upstream_errors_total {}", t.upstream_errors);
+    let _ = writeln!(
+        out,
+        "uringreplay_upstream_errors_total {}",
+        t.upstream_errors
+    );
     family(
         &mut out,
         "uringreplay_reloads_total",

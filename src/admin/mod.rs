@@ -365,11 +365,248 @@ pub fn report_lines(control: &dyn Control) -> String {
     let unused = replayer.unused().len();
     let mut out = format!("unused flows {unused} (never served; GET /unused lists them)");
     for (i, (r, count)) in top_reasons(control, 3).iter().enumerate() {
-        out.push_str(&format!("\nmiss reason {}: {} ({count} times)", i + 1, r.reason));
+        out.push_str(&format!(
+            "\nmiss reason {}: {} ({count} times)",
+            i + 1,
+            r.reason
+        ));
         match &r.fix {
             Some(fix) => out.push_str(&format!("; to match: {fix}")),
             None => out.push_str("; no flag makes it match"),
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Mutex;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::config::ReplayOptions;
+    use crate::flowfile::writer::{write_flow, FlowSpec};
+    use crate::flowfile::LoadOptions;
+    use crate::replay::{Decision, LiveRequest};
+
+    /// A server as the router sees it: a swappable replayer, two cores.
+    struct Fake {
+        replayer: Mutex<Arc<Replayer>>,
+        cores: [(Counters, MissLog); 2],
+    }
+
+    impl Control for Fake {
+        fn replayer(&self) -> Arc<Replayer> {
+            self.replayer.lock().unwrap().clone()
+        }
+        fn for_each_core(&self, each: &mut dyn FnMut(&Counters, &MissLog)) {
+            self.cores.iter().for_each(|(c, m)| each(c, m));
+        }
+        fn open_connections(&self) -> u64 {
+            5
+        }
+        fn swap_recording(&self, new: Arc<Replayer>) {
+            *self.replayer.lock().unwrap() = new;
+        }
+    }
+
+    /// Writes a recording of GETs of `paths` as a new file renamed over `path`: a file being
+    /// served is a mapping, so a recording is replaced, never rewritten in place.
+    fn write_file(path: &Path, paths: &[&str]) {
+        let mut bytes = Vec::new();
+        for p in paths {
+            write_flow(&mut bytes, &FlowSpec::get(p, 200, p.as_bytes()));
+        }
+        replace(path, &bytes);
+    }
+
+    fn replace(path: &Path, bytes: &[u8]) {
+        let new = path.with_extension("new");
+        std::fs::write(&new, bytes).unwrap();
+        std::fs::rename(&new, path).unwrap();
+    }
+
+    fn setup(dir: &Path, paths: &[&str]) -> (Admin, Fake) {
+        let file = dir.join("rec.flows");
+        write_file(&file, paths);
+        let reloader = Reloader {
+            files: vec![file],
+            load: LoadOptions::default(),
+            replay: ReplayOptions::default(),
+        };
+        let replayer = reloader.load().expect("the recording loads");
+        let fake = Fake {
+            replayer: Mutex::new(replayer),
+            cores: Default::default(),
+        };
+        (Admin::new(reloader), fake)
+    }
+
+    /// Decides a GET of `target` to 127.0.0.1:8080 on `core`, counting it there as the
+    /// worker would, and noting a miss in its log.
+    fn request(fake: &Fake, core: usize, target: &str, at_ms: u64) -> Decision {
+        let replayer = fake.replayer();
+        let headers = [httparse::Header {
+            name: "Host",
+            value: b"127.0.0.1:8080",
+        }];
+        let live = LiveRequest {
+            scheme: b"http",
+            method: b"GET",
+            target: target.as_bytes(),
+            host: b"127.0.0.1",
+            port: 8080,
+            headers: &headers,
+            body: b"",
+        };
+        let (counters, log) = &fake.cores[core];
+        let d = replayer.decide(&live);
+        match d {
+            Decision::Replay(_) => Counters::bump(&counters.replayed),
+            _ => {
+                Counters::bump(&counters.forwarded);
+                log.record(&replayer, &live, UNIX_EPOCH + Duration::from_millis(at_ms));
+            }
+        }
+        counters.service.record(2_000);
+        d
+    }
+
+    fn json_of(r: &Response) -> Value {
+        assert_eq!(r.content_type, "application/json");
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    #[test]
+    fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, fake) = setup(dir.path(), &["/a"]);
+        let r = admin.handle(&fake, b"GET", b"/nope");
+        assert_eq!(r.status, 404);
+        let r = admin.handle(&fake, b"POST", b"/metrics");
+        assert_eq!((r.status, r.allow), (405, Some("GET")));
+        let r = admin.handle(&fake, b"GET", b"/reset");
+        assert_eq!((r.status, r.allow), (405, Some("POST")));
+        // A query does not change the route.
+        assert_eq!(admin.handle(&fake, b"GET", b"/status?x=1").status, 200);
+    }
+
+    #[test]
+    fn status_misses_unused_and_reset_tell_what_happened() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, fake) = setup(dir.path(), &["/a?page=1", "/b", "/c"]);
+        assert!(matches!(request(&fake, 0, "/b", 0), Decision::Replay(_)));
+        assert!(matches!(
+            request(&fake, 1, "/a?page=2", 10),
+            Decision::Forward
+        ));
+
+        let status = json_of(&admin.handle(&fake, b"GET", b"/status"));
+        assert_eq!(status["totals"]["replayed"], 1);
+        assert_eq!(status["totals"]["forwarded"], 1);
+        assert_eq!(status["totals"]["connections_open"], 5);
+        assert_eq!(status["totals"]["flows_remaining"], 2);
+        assert_eq!(status["hit_rate"], 0.5);
+        assert_eq!(status["recording"]["flows"], 3);
+        assert_eq!(status["recording"]["files"][0]["flows"], 3);
+        assert!(status["recording"]["files"][0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("rec.flows"));
+        assert_eq!(status["recording"]["format_versions"], json!(["21"]));
+        assert_eq!(status["options"]["order"], "consume");
+        assert_eq!(status["options"]["unmatched"], "forward");
+        assert_eq!(status["top_miss_reasons"][0]["fix"], "--ignore-param page");
+
+        let misses = json_of(&admin.handle(&fake, b"GET", b"/misses"));
+        assert_eq!(misses["seen"], 1);
+        let m = &misses["misses"][0];
+        assert_eq!(m["url"], "http://127.0.0.1:8080/a?page=2");
+        assert_eq!(m["nearest"]["flow"], 0);
+        assert_eq!(m["nearest"]["url"], "http://127.0.0.1:8080/a?page=1");
+        assert_eq!(m["nearest"]["query_params"], json!(["page"]));
+        assert_eq!(m["nearest"]["fix"], "--ignore-param page");
+
+        let unused = admin.handle(&fake, b"GET", b"/unused");
+        assert_eq!(unused.content_type, "application/x-ndjson");
+        let lines: Vec<Value> = std::str::from_utf8(&unused.body)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            lines[0],
+            json!({"flow": 0, "method": "GET", "url": "http://127.0.0.1:8080/a?page=1"})
+        );
+        assert_eq!(lines[1]["flow"], 2);
+
+        let reset = json_of(&admin.handle(&fake, b"POST", b"/reset"));
+        assert_eq!(reset["flows_remaining"], 3);
+        assert_eq!(
+            admin
+                .handle(&fake, b"GET", b"/unused")
+                .body
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count(),
+            3
+        );
+        assert!(matches!(request(&fake, 0, "/b", 20), Decision::Replay(_)));
+
+        let suffix = summary_suffix(&fake, &admin.scrape(&fake).totals);
+        assert_eq!(
+            suffix,
+            "; hit rate 66.7%; top miss: query parameter page differs (--ignore-param page)"
+        );
+        let report = report_lines(&fake);
+        assert_eq!(
+            report,
+            "unused flows 2 (never served; GET /unused lists them)\n\
+             miss reason 1: query parameter page differs (1 times); to match: --ignore-param page"
+        );
+    }
+
+    #[test]
+    fn reload_swaps_a_changed_file_in_and_a_failed_one_keeps_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, fake) = setup(dir.path(), &["/old"]);
+        let file = dir.path().join("rec.flows");
+        assert!(matches!(request(&fake, 0, "/new", 0), Decision::Forward));
+        write_file(&file, &["/new", "/new2"]);
+        let r = admin.handle(&fake, b"POST", b"/reload");
+        assert_eq!(r.status, 200);
+        assert_eq!(json_of(&r)["flows"], 2);
+        assert!(matches!(request(&fake, 0, "/new", 5), Decision::Replay(_)));
+        // The old misses named flows of the old recording: forgotten.
+        assert_eq!(json_of(&admin.handle(&fake, b"GET", b"/misses"))["kept"], 0);
+
+        replace(&file, b"12:not a flow");
+        let r = admin.handle(&fake, b"POST", b"/reload");
+        assert_eq!(r.status, 422);
+        let body = String::from_utf8(r.body).unwrap();
+        assert!(
+            body.starts_with("reload failed, the current recording keeps serving: "),
+            "{body}"
+        );
+        assert!(body.contains("rec.flows"), "{body}");
+        assert!(matches!(
+            request(&fake, 0, "/new2", 10),
+            Decision::Replay(_)
+        ));
+        std::fs::remove_file(&file).unwrap();
+        assert!(admin.reload(&fake).is_err());
+
+        let text = String::from_utf8(admin.handle(&fake, b"GET", b"/metrics").body).unwrap();
+        assert!(
+            text.contains("uringreplay_reloads_total{result=\"ok\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("uringreplay_reloads_total{result=\"failed\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("uringreplay_flows_remaining 0\n"), "{text}");
+    }
 }

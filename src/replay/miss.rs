@@ -699,7 +699,7 @@ impl MissLog {
     /// Forgets the ring and the counts (after a reload, the flows they name are gone).
     pub fn clear(&self) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                state.slots.clear();
+        state.slots.clear();
         state.next = 0;
         state.reasons.clear();
         state.other = 0;
