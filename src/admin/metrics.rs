@@ -239,14 +239,74 @@ mod tests {
         assert_eq!(buckets.last().map(|b| b.less_than), Some(f64::INFINITY));
         assert_eq!(buckets.last().map(|b| b.count), Some(3.0));
         assert!(text.contains("uringreplay_service_seconds_count 3\n"));
-        // Every line is a comment of the two kinds or a sample `name{labels} value`.
+        strict_grammar(&text);
+    }
+
+    /// Checks every line against the text format's grammar (the parser above is lenient): a
+    /// `# HELP`/`# TYPE` line, or `name{label="value",…} value`; every sample after its family's
+    /// `# TYPE`, each family typed once; the text ends with a newline.
+    fn strict_grammar(text: &str) {
+        let is_name = |n: &str, colon: bool| {
+            let mut chars = n.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || (colon && c == ':'))
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':'))
+        };
+        assert!(text.ends_with('\n'));
+        let mut typed: Vec<(String, String)> = Vec::new();
         for line in text.lines() {
-            assert!(
-                line.starts_with("# HELP uringreplay_")
-                    || line.starts_with("# TYPE uringreplay_")
-                    || line.starts_with("uringreplay_"),
-                "{line}"
-            );
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').expect("HELP name text");
+                assert!(is_name(name, true) && !help.is_empty(), "{line}");
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+                assert!(is_name(name, true), "{line}");
+                assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind));
+                assert!(typed.iter().all(|(n, _)| n != name), "typed twice: {line}");
+                typed.push((name.to_string(), kind.to_string()));
+            } else {
+                let (series, value) = line.rsplit_once(' ').expect("a sample");
+                assert!(value.parse::<f64>().is_ok(), "{line}");
+                let (name, labels) = match series.split_once('{') {
+                    Some((n, l)) => (n, l.strip_suffix('}').expect("labels end with }")),
+                    None => (series, ""),
+                };
+                assert!(is_name(name, true), "{line}");
+                let mut rest = labels;
+                while !rest.is_empty() {
+                    let (label, after) = rest.split_once("=\"").expect("label=\"value\"");
+                    assert!(is_name(label, false), "{line}");
+                    let mut end = None;
+                    let mut escaped = false;
+                    for (i, c) in after.char_indices() {
+                        match (escaped, c) {
+                            (true, '\\' | '"' | 'n') => escaped = false,
+                            (true, _) => panic!("bad escape: {line}"),
+                            (false, '\\') => escaped = true,
+                            (false, '"') => {
+                                end = Some(i);
+                                break;
+                            }
+                            _ => {}
+                        }
+                    }
+                    let end = end.expect("closing quote");
+                    rest = after[end + 1..]
+                        .strip_prefix(',')
+                        .unwrap_or(&after[end + 1..]);
+                }
+                let (family, kind) = typed.last().expect("a sample before any TYPE");
+                let base = if kind == "histogram" {
+                    ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|s| name.strip_suffix(s))
+                        .unwrap_or(name)
+                } else {
+                    name
+                };
+                assert_eq!(base, family, "{line}");
+            }
         }
     }
 

@@ -455,6 +455,14 @@ impl Recording {
         mitm::entry_request(self.files[entry.file as usize].backing.bytes(), entry)
     }
 
+    /// Whether flow `id` has a recorded response (no parsing).
+    ///
+    /// # Panics
+    /// If `id >= len()`.
+    pub fn has_response(&self, id: usize) -> bool {
+        self.flows[id].response != mitm::FlowEntry::NO_RESPONSE
+    }
+
     /// The response of flow `id` alone, if it has one (cheaper than [`Recording::flow`]).
     ///
     /// # Panics

@@ -400,7 +400,7 @@ impl Replayer {
             }
         });
         (0..self.recording.len())
-            .filter(|&f| !served[f] && self.recording.response(f).is_some())
+            .filter(|&f| !served[f] && self.recording.has_response(f))
             .map(|f| FlowId(f as u32))
             .collect()
     }

@@ -1377,7 +1377,7 @@ fn flow_with(path: &str, edit: impl FnOnce(&mut FlowSpec)) -> FlowSpec {
 #[test]
 fn a_miss_differing_in_one_query_parameter_is_explained_with_ignore_param() {
     let recorded = flow_with("/list?q=shoes&page=1", |_| {});
-    let replayer = replayer(&[recorded.clone()], &options());
+    let replayer = replayer(std::slice::from_ref(&recorded), &options());
     let mut live = Live::of(&recorded);
     live.target = b"/list?q=shoes&page=2".to_vec();
     let e = live.explain(&replayer);
@@ -1403,7 +1403,7 @@ fn host_port_body_and_header_differences_name_their_flags() {
         f.headers.push((b"x-id".to_vec(), b"1".to_vec()));
     });
     let base = Live::of(&recorded);
-    let plain = replayer(&[recorded.clone()], &options());
+    let plain = replayer(std::slice::from_ref(&recorded), &options());
 
     let mut host = Live::of(&recorded);
     host.host = b"other.example".to_vec();
@@ -1429,7 +1429,7 @@ fn host_port_body_and_header_differences_name_their_flags() {
         use_headers: vec!["x-id".into()],
         ..options()
     };
-    let r = replayer(&[recorded.clone()], &with_header);
+    let r = replayer(std::slice::from_ref(&recorded), &with_header);
     let mut header = Live::of(&recorded);
     header.headers.retain(|(n, _)| n != "x-id");
     header.headers.push(("X-Id".into(), b"2".to_vec()));
@@ -1504,7 +1504,7 @@ fn a_different_path_or_method_has_no_flag_and_the_nearest_is_the_closest() {
 #[test]
 fn a_repeat_after_its_flow_was_consumed_is_explained_as_exhausted() {
     let flow = test_flow();
-    let r = replayer(&[flow.clone()], &options());
+    let r = replayer(std::slice::from_ref(&flow), &options());
     let live = Live::of(&flow);
     assert_eq!(replay_of(&r, &live), FlowId(0));
     let e = live.explain(&r);
@@ -1516,7 +1516,7 @@ fn a_repeat_after_its_flow_was_consumed_is_explained_as_exhausted() {
 #[test]
 fn the_miss_ring_keeps_the_latest_and_analyses_at_most_one_per_interval() {
     let recorded = flow_with("/x?page=1", |_| {});
-    let r = replayer(&[recorded.clone()], &options());
+    let r = replayer(std::slice::from_ref(&recorded), &options());
     let log = miss::MissLog::new();
     let mut live = Live::of(&recorded);
     let step = miss::ANALYSE_EVERY;
