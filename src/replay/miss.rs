@@ -319,7 +319,7 @@ fn decoded(raw: &[u8], mode: TextMode) -> Vec<u8> {
     bytes
 }
 
-/// A name for people: lossy UTF-8, at most [`TEXT_MAX`] bytes.
+/// A name for people: lossy UTF-8, at most 512 bytes (cut at a character, marked with `…`).
 pub fn shown(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     if text.len() <= TEXT_MAX {
