@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`flowfile`]: recordings, from bytes: tnetstring, mitmproxy formats (0,11)–21, views of flows.
 //! - [`config`]: plain option data shared by everything else.
+//! - [`admin`]: the admin endpoints (metrics, status, misses, unused, reset, reload), sans-IO.
 //! - [`capture`]: the recorder (`-w`, `convert`): forwarded exchanges written as format-21 flows
 //!   by a writer thread behind a bounded queue.
 //! - [`cli`]: the command line.
@@ -21,6 +22,7 @@
 //! - [`upstream`]: forwarding unmatched requests, sans-IO (routes, request writer, response relay, pool).
 //! - [`server`]: the I/O drivers (sockets, rings, threads, the counting allocator).
 
+pub mod admin;
 pub mod capture;
 pub mod cli;
 pub mod config;

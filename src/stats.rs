@@ -25,6 +25,73 @@ pub struct Counters {
     pub rejected: AtomicU64,
     /// Connections accepted.
     pub connections: AtomicU64,
+    /// How long answers took, from the request's last byte to the answer handed to the kernel.
+    pub service: ServiceTimes,
+}
+
+/// Upper bounds of the [`ServiceTimes`] buckets: 2^10 ns (about 1 µs) times 2^i, the last about
+/// 17 s; one more bucket counts what is slower.
+pub const SERVICE_BUCKETS: usize = 25;
+
+/// A histogram of answer service times with fixed power-of-two buckets, written by one worker
+/// (a relaxed load and store per answer, no locked instruction) and summed at scrape time.
+#[derive(Debug, Default)]
+pub struct ServiceTimes {
+    /// Answers per bucket; the last one is over the largest bound.
+    buckets: [AtomicU64; SERVICE_BUCKETS + 1],
+    /// Sum of every recorded time, nanoseconds.
+    sum_nanos: AtomicU64,
+}
+
+impl ServiceTimes {
+    /// Upper bound of bucket `i` (`i < SERVICE_BUCKETS`) in nanoseconds.
+    pub const fn bound_nanos(i: usize) -> u64 {
+        1 << (10 + i)
+    }
+
+    /// The bucket a time of `nanos` counts in: the first whose bound is at least `nanos`.
+    #[inline]
+    pub fn bucket(nanos: u64) -> usize {
+        let scaled = nanos.saturating_sub(1) >> 10;
+        ((u64::BITS - scaled.leading_zeros()) as usize).min(SERVICE_BUCKETS)
+    }
+
+    /// Counts one answer that took `nanos` (only the owning worker calls this).
+    #[inline]
+    pub fn record(&self, nanos: u64) {
+        Counters::bump(&self.buckets[Self::bucket(nanos)]);
+        let sum = &self.sum_nanos;
+        sum.store(
+            sum.load(Ordering::Relaxed).wrapping_add(nanos),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// Several workers' [`ServiceTimes`] added up.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceTotals {
+    /// Answers per bucket (not cumulative); the last one is over the largest bound.
+    pub buckets: [u64; SERVICE_BUCKETS + 1],
+    /// Sum of the times, nanoseconds.
+    pub sum_nanos: u64,
+}
+
+impl ServiceTotals {
+    /// Adds `times` in.
+    pub fn add(&mut self, times: &ServiceTimes) {
+        for (total, b) in self.buckets.iter_mut().zip(&times.buckets) {
+            *total += b.load(Ordering::Relaxed);
+        }
+        self.sum_nanos = self
+            .sum_nanos
+            .wrapping_add(times.sum_nanos.load(Ordering::Relaxed));
+    }
+
+    /// Answers counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
 }
 
 impl Counters {
@@ -195,6 +262,34 @@ pub fn request_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_times_fall_in_the_first_bucket_whose_bound_holds_them() {
+        assert_eq!(ServiceTimes::bucket(0), 0);
+        assert_eq!(ServiceTimes::bucket(1024), 0);
+        assert_eq!(ServiceTimes::bucket(1025), 1);
+        assert_eq!(ServiceTimes::bucket(2048), 1);
+        assert_eq!(ServiceTimes::bucket(2049), 2);
+        for i in 0..SERVICE_BUCKETS {
+            let bound = ServiceTimes::bound_nanos(i);
+            assert_eq!(ServiceTimes::bucket(bound), i);
+            assert_eq!(ServiceTimes::bucket(bound + 1), i + 1);
+        }
+        assert_eq!(ServiceTimes::bucket(u64::MAX), SERVICE_BUCKETS);
+        let (a, b) = (ServiceTimes::default(), ServiceTimes::default());
+        a.record(500);
+        a.record(3000);
+        b.record(u64::MAX / 2);
+        let mut t = ServiceTotals::default();
+        t.add(&a);
+        t.add(&b);
+        assert_eq!(t.count(), 3);
+        assert_eq!(
+            (t.buckets[0], t.buckets[2], t.buckets[SERVICE_BUCKETS]),
+            (1, 1, 1)
+        );
+        assert_eq!(t.sum_nanos, 3500 + u64::MAX / 2);
+    }
 
     #[test]
     fn the_report_names_every_count() {

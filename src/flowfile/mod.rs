@@ -426,6 +426,13 @@ impl Recording {
         self.flows.len()
     }
 
+    /// Number of HTTP flows read from file `file` (0-based, `-S` order); 0 past the last file.
+    pub fn flows_in_file(&self, file: usize) -> usize {
+        let start = self.flows.partition_point(|e| (e.file as usize) < file);
+        let end = self.flows.partition_point(|e| (e.file as usize) <= file);
+        end - start
+    }
+
     /// Whether there are no HTTP flows.
     pub fn is_empty(&self) -> bool {
         self.flows.is_empty()
@@ -471,6 +478,14 @@ impl Recording {
     pub fn request(&self, id: usize) -> RequestView<'_> {
         let entry = &self.flows[id];
         mitm::entry_request(self.files[entry.file as usize].backing.bytes(), entry)
+    }
+
+    /// Whether flow `id` has a recorded response (no parsing).
+    ///
+    /// # Panics
+    /// If `id >= len()`.
+    pub fn has_response(&self, id: usize) -> bool {
+        self.flows[id].response != mitm::FlowEntry::NO_RESPONSE
     }
 
     /// The response of flow `id` alone, if it has one (cheaper than [`Recording::flow`]).

@@ -390,13 +390,17 @@ impl Index {
         let target = self.slots[slot].target;
         if target & GROUP == 0 {
             let flow = target;
+            let bit = 1u64 << (flow % 64);
+            let word = &self.taken[(flow / 64) as usize];
             if order == Order::Consume {
-                let bit = 1u64 << (flow % 64);
-                let before = self.taken[(flow / 64) as usize].fetch_or(bit, Ordering::Relaxed);
+                let before = word.fetch_or(bit, Ordering::Relaxed);
                 if before & bit != 0 {
                     return None;
                 }
                 self.remaining.fetch_sub(1, Ordering::Relaxed);
+            } else if word.load(Ordering::Relaxed) & bit == 0 {
+                // Served-once mark for `/unused`: written the first time only, read after.
+                word.fetch_or(bit, Ordering::Relaxed);
             }
             return Some(flow);
         }
@@ -410,12 +414,67 @@ impl Index {
                 self.remaining.fetch_sub(1, Ordering::Relaxed);
                 Some(flow)
             }
-            Order::First => members.first().copied(),
-            Order::Last => members.last().copied(),
+            Order::First | Order::Last => {
+                // The cursor only marks that the key was served (for `/unused`), written once.
+                if g.cursor.load(Ordering::Relaxed) == 0 {
+                    g.cursor.store(1, Ordering::Relaxed);
+                }
+                if order == Order::First {
+                    members.first().copied()
+                } else {
+                    members.last().copied()
+                }
+            }
             Order::Cycle => {
                 let turn = g.cursor.fetch_add(1, Ordering::Relaxed);
                 Some(members[(turn % u64::from(g.len)) as usize])
             }
+        }
+    }
+
+    /// Puts every consume cursor back to the start and forgets which flows were served, while
+    /// other threads may be taking flows: each cursor and bitmap word is swapped to zero and
+    /// what it had consumed is added back to [`Index::remaining`] (consume order), so the count
+    /// stays exact whatever interleaving. Work is proportional to the recording; not a hot path.
+    pub fn reset(&self, order: Order) {
+        let mut back = 0u64;
+        for g in &self.groups {
+            let turns = g.cursor.swap(0, Ordering::Relaxed);
+            back += turns.min(u64::from(g.len));
+        }
+        for word in self.taken.iter() {
+            back += u64::from(word.swap(0, Ordering::Relaxed).count_ones());
+        }
+        if order == Order::Consume {
+            self.remaining.fetch_add(back, Ordering::Relaxed);
+        }
+    }
+
+    /// Calls `served` with every flow (with a response) that answered a request since the load or
+    /// the last [`Index::reset`], under `order`; the others were never served. Derived from the
+    /// consume cursors and served marks, so the hot path writes nothing more for it.
+    pub fn for_each_served(&self, order: Order, mut served: impl FnMut(u32)) {
+        for (w, word) in self.taken.iter().enumerate() {
+            let mut bits = word.load(Ordering::Relaxed);
+            while bits != 0 {
+                served(w as u32 * 64 + bits.trailing_zeros());
+                bits &= bits - 1;
+            }
+        }
+        for g in &self.groups {
+            let members = &self.members[g.start as usize..(g.start + g.len) as usize];
+            let turns = g.cursor.load(Ordering::Relaxed);
+            if turns == 0 {
+                continue;
+            }
+            let served_members = match order {
+                Order::Consume | Order::Cycle => {
+                    &members[..usize::try_from(turns.min(u64::from(g.len))).unwrap_or(0)]
+                }
+                Order::First => &members[..1],
+                Order::Last => &members[members.len() - 1..],
+            };
+            served_members.iter().for_each(|&f| served(f));
         }
     }
 

@@ -400,17 +400,34 @@ pub fn items<'a>(request: &KeyRequest<'a>, options: &KeyOptions, out: &mut impl 
         body_items(request, options, out);
     }
     if !options.ignore_host {
-        match request.host {
-            KeyHost::Single(h) => {
-                out.push(Item::Len(h.len() as u64));
-                out.push(Item::Bytes(h));
-            }
-            KeyHost::Joined(fields) => folded_items(fields, b"host", out),
-        }
+        host_items(request, out);
     }
     if !options.ignore_port {
         out.push(Item::Len(u64::from(request.port)));
     }
+    query_items(request, options, out);
+    header_items(request, options, out);
+}
+
+/// The host part of a key (spec §b.5); [`items`] puts it after the body.
+#[inline]
+pub fn host_items<'a>(request: &KeyRequest<'a>, out: &mut impl ItemSink<'a>) {
+    match request.host {
+        KeyHost::Single(h) => {
+            out.push(Item::Len(h.len() as u64));
+            out.push(Item::Bytes(h));
+        }
+        KeyHost::Joined(fields) => folded_items(fields, b"host", out),
+    }
+}
+
+/// The query part of a key: the pairs not ignored, decoded, then the end mark.
+#[inline]
+pub fn query_items<'a>(
+    request: &KeyRequest<'a>,
+    options: &KeyOptions,
+    out: &mut impl ItemSink<'a>,
+) {
     for (name, value) in pairs(query_of(request.target)) {
         let ignored = options
             .ignore_params
@@ -423,13 +440,28 @@ pub fn items<'a>(request: &KeyRequest<'a>, options: &KeyOptions, out: &mut impl 
         }
     }
     out.push(Item::Tag(END));
+}
+
+/// The `use_headers` part of a key: each name's folded values, or its absence.
+#[inline]
+pub fn header_items<'a>(
+    request: &KeyRequest<'a>,
+    options: &KeyOptions,
+    out: &mut impl ItemSink<'a>,
+) {
     for name in &options.use_headers {
-        if request.headers.first(name).is_none() {
-            out.push(Item::Tag(ABSENT));
-        } else {
-            out.push(Item::Tag(PRESENT));
-            folded_items(request.headers, name, out);
-        }
+        one_header_items(request.headers, name, out);
+    }
+}
+
+/// One `use_headers` name's part of a key.
+#[inline]
+pub fn one_header_items<'a>(fields: HeaderFields<'a>, name: &[u8], out: &mut impl ItemSink<'a>) {
+    if fields.first(name).is_none() {
+        out.push(Item::Tag(ABSENT));
+    } else {
+        out.push(Item::Tag(PRESENT));
+        folded_items(fields, name, out);
     }
 }
 
@@ -468,7 +500,8 @@ fn folded_items<'a>(fields: HeaderFields<'a>, name: &[u8], out: &mut impl ItemSi
     }
 }
 
-fn body_items<'a>(request: &KeyRequest<'a>, options: &KeyOptions, out: &mut impl ItemSink<'a>) {
+/// The body part of a key: raw bytes, none, or form fields (spec §b.4).
+pub fn body_items<'a>(request: &KeyRequest<'a>, options: &KeyOptions, out: &mut impl ItemSink<'a>) {
     if !options.ignore_payload_params.is_empty() {
         if let (Some(body), Some(content_type)) =
             (request.body, request.headers.first(b"content-type"))

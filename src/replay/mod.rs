@@ -24,6 +24,7 @@ pub mod date;
 pub mod form;
 pub mod index;
 pub mod key;
+pub mod miss;
 pub mod refresh;
 pub mod template;
 pub mod text;
@@ -120,6 +121,9 @@ pub struct Replayer {
     unmatched: Unmatched,
     /// `--keep-alive`: recorded closes were overridden at load; HTTP/1.0 clients are told.
     keep_alive: bool,
+    /// The index that finds the nearest recorded flow for a miss, built on first need (or by
+    /// [`Replayer::miss_index`] in the background after load), never on the hit path.
+    nearest: OnceLock<miss::MissIndex>,
 }
 
 /// Builds a [`Replayer`] while a recording loads: fed every flow as the loader reads it (see
@@ -199,6 +203,7 @@ impl ReplayerBuilder {
             refresh: options.refresh,
             unmatched: options.unmatched,
             keep_alive: options.keep_alive,
+            nearest: OnceLock::new(),
         }
     }
 }
@@ -377,6 +382,44 @@ impl Replayer {
     /// `--exit-when-done`; in the other orders nothing is consumed and this stays constant.
     pub fn remaining(&self) -> u64 {
         self.index.remaining()
+    }
+
+    /// `POST /reset`: every consume cursor back to the start, every served mark cleared; safe
+    /// while other threads serve (a request racing with it is answered from before or after).
+    pub fn reset(&self) {
+        self.index.reset(self.order);
+    }
+
+    /// The recorded flows with a response never served since the load or the last
+    /// [`Replayer::reset`], ascending (for `/unused`).
+    pub fn unused(&self) -> Vec<FlowId> {
+        let mut served = vec![false; self.recording.len()];
+        self.index.for_each_served(self.order, |f| {
+            if let Some(s) = served.get_mut(f as usize) {
+                *s = true;
+            }
+        });
+        (0..self.recording.len())
+            .filter(|&f| !served[f] && self.recording.has_response(f))
+            .map(|f| FlowId(f as u32))
+            .collect()
+    }
+
+    /// The nearest-flow index of [`miss`], built now if it was not yet (work proportional to the
+    /// recording: call it once after load off the serving threads to keep the first miss cheap).
+    pub fn miss_index(&self) -> &miss::MissIndex {
+        self.nearest
+            .get_or_init(|| miss::MissIndex::new(&self.recording))
+    }
+
+    /// Which flow answers a repeated request.
+    pub fn order(&self) -> Order {
+        self.order
+    }
+
+    /// The key options the index was built with.
+    pub fn key_options(&self) -> &KeyOptions {
+        self.index.options()
     }
 
     /// Whether `--keep-alive` is on.

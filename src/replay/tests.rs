@@ -1338,3 +1338,284 @@ fn every_key_of_a_many_key_recording_is_found_once() {
     assert_eq!(replayer.remaining(), 0);
     assert_eq!(Live::of(&flows[7]).decide(&replayer), Decision::Forward);
 }
+
+// Issue 16: why a request missed, reset, unused flows.
+
+impl Live {
+    /// Runs `f` with this request as the matcher sees it.
+    fn with<R>(&self, f: impl FnOnce(&LiveRequest<'_>) -> R) -> R {
+        let headers: Vec<httparse::Header<'_>> = self
+            .headers
+            .iter()
+            .map(|(n, v)| httparse::Header { name: n, value: v })
+            .collect();
+        f(&LiveRequest {
+            scheme: b"http",
+            method: &self.method,
+            target: &self.target,
+            host: &self.host,
+            port: self.port,
+            headers: &headers,
+            body: &self.body,
+        })
+    }
+
+    fn explain(&self, replayer: &Replayer) -> miss::Explanation {
+        assert!(matches!(self.decide(replayer), Decision::Forward));
+        self.with(|r| miss::explain(replayer, r))
+            .expect("a nearest flow")
+    }
+}
+
+fn flow_with(path: &str, edit: impl FnOnce(&mut FlowSpec)) -> FlowSpec {
+    let mut flow = test_flow();
+    flow.path = path.as_bytes().to_vec();
+    edit(&mut flow);
+    flow
+}
+
+#[test]
+fn a_miss_differing_in_one_query_parameter_is_explained_with_ignore_param() {
+    let recorded = flow_with("/list?q=shoes&page=1", |_| {});
+    let replayer = replayer(std::slice::from_ref(&recorded), &options());
+    let mut live = Live::of(&recorded);
+    live.target = b"/list?q=shoes&page=2".to_vec();
+    let e = live.explain(&replayer);
+    assert_eq!(e.flow, FlowId(0));
+    assert_eq!(e.differs, [miss::Part::Query]);
+    assert_eq!(e.params, ["page"]);
+    assert_eq!(e.fix.as_ref().unwrap().to_string(), "--ignore-param page");
+    assert_eq!(e.reason(), "query parameter page differs");
+    // The flag really makes it match.
+    let fixed = ReplayOptions {
+        ignore_params: vec!["page".into()],
+        ..options()
+    };
+    assert!(matches!(
+        live.decide(&super::tests::replayer(&[recorded], &fixed)),
+        Decision::Replay(_)
+    ));
+}
+
+#[test]
+fn host_port_body_and_header_differences_name_their_flags() {
+    let recorded = flow_with("/a", |f| {
+        f.headers.push((b"x-id".to_vec(), b"1".to_vec()));
+    });
+    let base = Live::of(&recorded);
+    let plain = replayer(std::slice::from_ref(&recorded), &options());
+
+    let mut host = Live::of(&recorded);
+    host.host = b"other.example".to_vec();
+    let e = host.explain(&plain);
+    assert_eq!(
+        (e.differs.as_slice(), e.fix.unwrap().to_string()),
+        (&[miss::Part::Host][..], "--ignore-host".to_string())
+    );
+
+    let mut port = Live::of(&recorded);
+    port.port = 8080;
+    let e = port.explain(&plain);
+    assert_eq!(e.differs, [miss::Part::Port]);
+    assert_eq!(e.fix.unwrap().to_string(), "--ignore-port");
+
+    let mut body = Live::of(&recorded);
+    body.body = b"other".to_vec();
+    let e = body.explain(&plain);
+    assert_eq!(e.differs, [miss::Part::Body]);
+    assert_eq!(e.fix.unwrap().to_string(), "--ignore-content");
+
+    let with_header = ReplayOptions {
+        use_headers: vec!["x-id".into()],
+        ..options()
+    };
+    let r = replayer(std::slice::from_ref(&recorded), &with_header);
+    let mut header = Live::of(&recorded);
+    header.headers.retain(|(n, _)| n != "x-id");
+    header.headers.push(("X-Id".into(), b"2".to_vec()));
+    let e = header.explain(&r);
+    assert_eq!(e.differs, [miss::Part::Headers]);
+    assert_eq!(e.headers, ["x-id"]);
+    assert_eq!(e.fix.unwrap().to_string(), "without --rheader x-id");
+
+    // Two parts at once: both flags, verified together.
+    let mut two = base;
+    two.port = 1;
+    two.target = b"/a?ts=5".to_vec();
+    let e = two.explain(&plain);
+    assert_eq!(e.differs, [miss::Part::Port, miss::Part::Query]);
+    assert_eq!(
+        e.fix.unwrap().to_string(),
+        "--ignore-port --ignore-param ts"
+    );
+}
+
+#[test]
+fn a_form_field_difference_suggests_ignore_payload_param() {
+    let form = |body: &str| {
+        flow_with("/login", |f| {
+            f.method = b"POST".to_vec();
+            f.headers = vec![(
+                b"content-type".to_vec(),
+                b"application/x-www-form-urlencoded".to_vec(),
+            )];
+            f.content = Some(body.as_bytes().to_vec());
+        })
+    };
+    let forms = ReplayOptions {
+        ignore_payload_params: vec!["csrf".into()],
+        ..options()
+    };
+    let r = replayer(&[form("user=a&nonce=1")], &forms);
+    let live = Live::of(&form("user=a&nonce=2"));
+    let e = live.explain(&r);
+    assert_eq!(e.differs, [miss::Part::Body]);
+    assert_eq!(e.fields, ["nonce"]);
+    assert_eq!(e.fix.unwrap().to_string(), "--ignore-payload-param nonce");
+}
+
+#[test]
+fn a_different_path_or_method_has_no_flag_and_the_nearest_is_the_closest() {
+    let a = flow_with("/api/users?id=1", |_| {});
+    let b = flow_with("/api/users?id=2", |_| {});
+    let c = flow_with("/static/app.js", |_| {});
+    let r = replayer(&[a, b.clone(), c], &options());
+    // Same path: the flow with the fewest differences (id=2) wins.
+    let mut live = Live::of(&b);
+    live.port = 9;
+    let e = live.explain(&r);
+    assert_eq!(e.flow, FlowId(1));
+    assert_eq!(e.differs, [miss::Part::Port]);
+    // Another path: a neighbour by path, and no flag can fix a path.
+    let mut other = Live::of(&b);
+    other.target = b"/api/userz?id=2".to_vec();
+    let e = other.explain(&r);
+    assert!(e.differs.contains(&miss::Part::Path));
+    assert_eq!(e.fix, None);
+    let mut post = Live::of(&b);
+    post.method = b"DELETE".to_vec();
+    let e = post.explain(&r);
+    assert_eq!(
+        (e.flow, e.differs.as_slice(), e.fix),
+        (FlowId(1), &[miss::Part::Method][..], None)
+    );
+}
+
+#[test]
+fn a_repeat_after_its_flow_was_consumed_is_explained_as_exhausted() {
+    let flow = test_flow();
+    let r = replayer(std::slice::from_ref(&flow), &options());
+    let live = Live::of(&flow);
+    assert_eq!(replay_of(&r, &live), FlowId(0));
+    let e = live.explain(&r);
+    assert!(e.differs.is_empty());
+    assert_eq!(e.fix, Some(miss::Fix::Exhausted));
+    assert_eq!(e.reason(), "every recorded flow of its key was served");
+}
+
+#[test]
+fn the_miss_ring_keeps_the_latest_and_analyses_at_most_one_per_interval() {
+    let recorded = flow_with("/x?page=1", |_| {});
+    let r = replayer(std::slice::from_ref(&recorded), &options());
+    let log = miss::MissLog::new();
+    let mut live = Live::of(&recorded);
+    let step = miss::ANALYSE_EVERY;
+    let total = miss::RING + 5;
+    for i in 0..total {
+        live.target = format!("/x?page={}", i + 2).into_bytes();
+        let now = at(1000.0) + step * i as u32;
+        assert!(live.with(|q| log.record(&r, q, now)).is_some(), "miss {i}");
+        // A second miss within the interval is counted, not analysed.
+        assert!(live.with(|q| log.record(&r, q, now + step / 2)).is_none());
+    }
+    assert_eq!(log.seen(), 2 * total as u64);
+    let recent = log.recent();
+    assert_eq!(recent.len(), miss::RING);
+    let first: serde_json::Value = serde_json::from_str(&recent[0].1).unwrap();
+    let last: serde_json::Value = serde_json::from_str(&recent.last().unwrap().1).unwrap();
+    assert_eq!(first["url"], "http://address:22/x?page=7");
+    assert_eq!(
+        last["url"],
+        format!("http://address:22/x?page={}", total + 1)
+    );
+    assert_eq!(last["nearest"]["fix"], "--ignore-param page");
+    assert_eq!(last["nearest"]["differs"], serde_json::json!(["query"]));
+    let top = miss::top_reasons([log.reasons().0], 3);
+    assert_eq!(top.len(), 1);
+    assert_eq!(top[0].0.fix.as_deref(), Some("--ignore-param page"));
+    assert_eq!(top[0].1, total as u64);
+    log.clear();
+    assert!(log.recent().is_empty());
+}
+
+#[test]
+fn reset_puts_every_consume_cursor_back_and_unused_follows_the_cursors() {
+    let one = flow_with("/one", |_| {});
+    let two = flow_with("/two", |_| {});
+    let r = replayer(&[one.clone(), two.clone(), two.clone()], &options());
+    assert_eq!(r.unused(), [FlowId(0), FlowId(1), FlowId(2)]);
+    assert_eq!(replay_of(&r, &Live::of(&one)), FlowId(0));
+    assert_eq!(replay_of(&r, &Live::of(&two)), FlowId(1));
+    assert_eq!(r.unused(), [FlowId(2)]);
+    assert_eq!(r.remaining(), 1);
+    assert_eq!(replay_of(&r, &Live::of(&two)), FlowId(2));
+    assert!(matches!(Live::of(&two).decide(&r), Decision::Forward));
+    r.reset();
+    assert_eq!(r.remaining(), 3);
+    assert_eq!(r.unused().len(), 3);
+    assert_eq!(replay_of(&r, &Live::of(&two)), FlowId(1));
+    assert_eq!(replay_of(&r, &Live::of(&one)), FlowId(0));
+}
+
+#[test]
+fn unused_in_the_reuse_orders_marks_what_was_served() {
+    let one = flow_with("/one", |_| {});
+    let two = flow_with("/two", |_| {});
+    for (order, served) in [
+        (Order::First, vec![FlowId(0), FlowId(1)]),
+        (Order::Last, vec![FlowId(0), FlowId(2)]),
+        (Order::Cycle, vec![FlowId(0), FlowId(1)]),
+    ] {
+        let o = ReplayOptions { order, ..options() };
+        let r = replayer(&[one.clone(), two.clone(), two.clone()], &o);
+        assert_eq!(r.unused().len(), 3, "{order:?}");
+        replay_of(&r, &Live::of(&one));
+        replay_of(&r, &Live::of(&two));
+        let unused: Vec<FlowId> = (0..3).map(FlowId).filter(|f| !served.contains(f)).collect();
+        assert_eq!(r.unused(), unused, "{order:?}");
+        r.reset();
+        assert_eq!(r.unused().len(), 3, "{order:?}");
+    }
+}
+
+#[test]
+fn reset_while_serving_keeps_the_remaining_count_exact() {
+    let flow = test_flow();
+    let flows: Vec<FlowSpec> = (0..64).map(|_| flow.clone()).collect();
+    let r = replayer(&flows, &options());
+    let live = Live::of(&flow);
+    let served = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                for _ in 0..2000 {
+                    if let Decision::Replay(_) = live.decide(&r) {
+                        served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        s.spawn(|| {
+            for _ in 0..200 {
+                r.reset();
+                std::thread::yield_now();
+            }
+        });
+    });
+    // Whatever the interleaving: the count matches the cursors exactly.
+    assert_eq!(r.remaining(), r.unused().len() as u64);
+    assert!(served.into_inner() >= 64);
+    r.reset();
+    assert_eq!(r.remaining(), 64);
+    assert_eq!(r.unused().len(), 64);
+}
