@@ -1,10 +1,13 @@
 //! One HTTP/1.x request from bytes: the head (httparse), its body framing (Content-Length or
-//! chunked, trailers accepted and dropped) and the limits that turn hostile input into a status.
+//! chunked, trailers accepted and dropped) and the rules and limits that turn hostile input into
+//! a status (RFC 9112 §3.2 Host, §6 framing, §7.1 chunked syntax via [`super::chunked`]).
 #![forbid(unsafe_code)]
 
 use std::mem::MaybeUninit;
 
 use thiserror::Error;
+
+use super::chunked::{ChunkError, ChunkedDecoder};
 
 /// The most header fields a request may carry; more is answered with 431.
 pub const MAX_HEADERS: usize = 100;
@@ -49,6 +52,19 @@ pub enum RequestError {
     /// The body is larger than [`Limits::max_body`] (413).
     #[error("request body too large")]
     BodyTooLarge,
+    /// A transfer coding we do not implement (501); the text names it.
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
+}
+
+impl From<ChunkError> for RequestError {
+    fn from(e: ChunkError) -> Self {
+        match e {
+            ChunkError::Malformed(why) => RequestError::BadRequest(why),
+            ChunkError::TooLarge => RequestError::BodyTooLarge,
+            ChunkError::TrailersTooLarge => RequestError::HeadTooLarge,
+        }
+    }
 }
 
 impl RequestError {
@@ -58,6 +74,7 @@ impl RequestError {
             RequestError::BadRequest(_) => 400,
             RequestError::HeadTooLarge => 431,
             RequestError::BodyTooLarge => 413,
+            RequestError::NotImplemented(_) => 501,
         }
     }
 }
@@ -151,7 +168,8 @@ pub fn parse_head<'h, 'b>(
     let fields = headers.len();
 
     let mut content_length: Option<u64> = None;
-    let mut chunked = None;
+    let mut transfer_encoding: Option<&[u8]> = None;
+    let mut host: Option<&[u8]> = None;
     let mut close = false;
     let mut keep_alive = false;
     let mut expect_continue = false;
@@ -164,8 +182,10 @@ pub fn parse_head<'h, 'b>(
             }
             content_length = Some(parse_length(h.value)?);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
-            chunked = Some(trim(last).eq_ignore_ascii_case(b"chunked"));
+            if transfer_encoding.is_some() {
+                return Err(RequestError::BadRequest("repeated Transfer-Encoding"));
+            }
+            transfer_encoding = Some(h.value);
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|&b| b == b',').map(trim) {
                 close |= token == b"close";
@@ -176,23 +196,35 @@ pub fn parse_head<'h, 'b>(
                 version_minor == 1 && trim(h.value).eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
+            host = Some(h.value);
         }
     }
+    // RFC 9112 §3.2: exactly one valid Host in HTTP/1.1; none or one valid in HTTP/1.0.
     if hosts > 1 {
         return Err(RequestError::BadRequest("repeated Host"));
     }
-    let framing = match (content_length, chunked) {
+    match host {
+        None if version_minor == 1 => {
+            return Err(RequestError::BadRequest("HTTP/1.1 request without Host"))
+        }
+        Some(value) if !valid_host(value) => return Err(RequestError::BadRequest("invalid Host")),
+        _ => {}
+    }
+    let framing = match (content_length, transfer_encoding) {
+        (_, Some(_)) if version_minor == 0 => {
+            return Err(RequestError::BadRequest(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ))
+        }
         (Some(_), Some(_)) => {
             return Err(RequestError::BadRequest(
                 "Content-Length with Transfer-Encoding",
             ))
         }
-        (_, Some(false)) => {
-            return Err(RequestError::BadRequest(
-                "Transfer-Encoding whose final coding is not chunked",
-            ))
+        (None, Some(codings)) => {
+            check_transfer_codings(codings)?;
+            Framing::Chunked
         }
-        (None, Some(true)) => Framing::Chunked,
         (length, None) => Framing::Length(length.unwrap_or(0)),
     };
     if let Framing::Length(n) = framing {
@@ -220,83 +252,140 @@ pub fn parse_head<'h, 'b>(
     }))
 }
 
+/// A request body being received, kept between reads so that a chunked body is decoded once
+/// (see [`parse_body`]); [`Default`] is "no body started".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BodyState {
+    /// Bytes after the head already decoded.
+    consumed: usize,
+    /// The decoder of the chunked body being received.
+    chunked: Option<ChunkedDecoder>,
+}
+
 /// Finds the body after `head`; `Ok(None)` when more bytes are needed. A chunked body is
-/// de-chunked into `scratch` (cleared first). Returns where the body is and where the request ends.
+/// de-chunked into `scratch`. Returns where the body is and where the request ends.
+///
+/// `state` carries a chunked body's progress between calls: after `Ok(None)`, call again with the
+/// same request's bytes (more appended), the same `state` and the same `scratch`, and decoding
+/// resumes where it stopped. It starts afresh (clearing `scratch`) when `state` is new, or when
+/// `input` is shorter than what it has consumed. It is reset when the body completes or fails.
 pub fn parse_body(
     input: &[u8],
     head: &Head<'_, '_>,
+    state: &mut BodyState,
     scratch: &mut Vec<u8>,
     limits: &Limits,
 ) -> Result<Option<(BodyAt, usize)>, RequestError> {
     let start = head.head_len;
     match head.framing {
         Framing::Length(n) => {
-            let end = start as u64 + n;
+            // `n <= max_body` was checked with the head; the add is checked all the same.
+            let end = (start as u64)
+                .checked_add(n)
+                .ok_or(RequestError::BodyTooLarge)?;
             if (input.len() as u64) < end {
                 return Ok(None);
             }
+            // `end <= input.len()`, so it fits a usize.
             let end = end as usize;
             Ok(Some((BodyAt::Input(start..end), end)))
         }
         Framing::Chunked => {
-            scratch.clear();
-            let mut pos = start;
-            loop {
-                let (consumed, size) = match httparse::parse_chunk_size(&input[pos..]) {
-                    Ok(httparse::Status::Complete(c)) => c,
-                    Ok(httparse::Status::Partial) => return partial(input, pos, limits),
-                    Err(_) => return Err(RequestError::BadRequest("bad chunk size")),
-                };
-                pos += consumed;
-                if size == 0 {
-                    return trailers(input, pos, limits)
-                        .map(|end| end.map(|e| (BodyAt::Scratch, e)));
-                }
-                if scratch.len() as u64 + size > limits.max_body {
-                    return Err(RequestError::BodyTooLarge);
-                }
-                let size = size as usize;
-                if input.len() < pos + size + 2 {
-                    return Ok(None);
-                }
-                if &input[pos + size..pos + size + 2] != b"\r\n" {
-                    return Err(RequestError::BadRequest("chunk not followed by CRLF"));
-                }
-                scratch.extend_from_slice(&input[pos..pos + size]);
-                pos += size + 2;
+            let from = start.saturating_add(state.consumed);
+            if state.chunked.is_none() || from > input.len() {
+                *state = BodyState::default();
+                scratch.clear();
             }
-        }
-    }
-}
-
-/// A chunk-size line is incomplete: wait, unless it is already absurdly long.
-fn partial<T>(input: &[u8], pos: usize, limits: &Limits) -> Result<Option<T>, RequestError> {
-    if input.len() - pos > limits.max_head {
-        Err(RequestError::BadRequest("bad chunk size"))
-    } else {
-        Ok(None)
-    }
-}
-
-/// Skips the trailer section starting at `pos`; returns where the request ends.
-fn trailers(input: &[u8], mut pos: usize, limits: &Limits) -> Result<Option<usize>, RequestError> {
-    let start = pos;
-    loop {
-        let Some(eol) = input[pos..].windows(2).position(|w| w == b"\r\n") else {
-            return if input.len() - start > limits.max_head {
-                Err(RequestError::HeadTooLarge)
-            } else {
-                Ok(None)
+            let from = start + state.consumed;
+            let Some(rest) = input.get(from..) else {
+                // The head ends beyond the input: cannot happen for a parsed head.
+                return Ok(None);
             };
-        };
-        let line_empty = eol == 0;
-        pos += eol + 2;
-        if line_empty {
-            return Ok(Some(pos));
+            let decoder = state
+                .chunked
+                .get_or_insert_with(|| ChunkedDecoder::new(limits.max_body));
+            let used = match decoder.feed(rest, |data| scratch.extend_from_slice(data)) {
+                Ok(used) => used,
+                Err(e) => {
+                    *state = BodyState::default();
+                    return Err(e.into());
+                }
+            };
+            if decoder.is_done() {
+                *state = BodyState::default();
+                return Ok(Some((BodyAt::Scratch, from + used)));
+            }
+            state.consumed += used;
+            Ok(None)
         }
-        if pos - start > limits.max_head {
-            return Err(RequestError::HeadTooLarge);
+    }
+}
+
+/// The transfer codings accepted before `chunked`: mitmproxy's (`net/http/validate.py`).
+const KNOWN_CODINGS: [&[u8]; 3] = [b"gzip", b"deflate", b"compress"];
+
+/// Checks a request's `Transfer-Encoding` value: `chunked` last and once (else 400), with at most
+/// one of [`KNOWN_CODINGS`] before it (else 501). The body is framed by the chunked coding only;
+/// the others are left applied, as mitmproxy leaves them.
+fn check_transfer_codings(value: &[u8]) -> Result<(), RequestError> {
+    let mut codings = value.rsplit(|&b| b == b',').map(trim);
+    let last = codings.next().unwrap_or_default();
+    if !last.eq_ignore_ascii_case(b"chunked") {
+        return Err(RequestError::BadRequest(
+            "Transfer-Encoding whose final coding is not chunked",
+        ));
+    }
+    for (i, coding) in codings.enumerate() {
+        if coding.eq_ignore_ascii_case(b"chunked") {
+            return Err(RequestError::BadRequest("chunked applied more than once"));
         }
+        if coding.is_empty() {
+            return Err(RequestError::BadRequest("malformed Transfer-Encoding"));
+        }
+        if !KNOWN_CODINGS.iter().any(|k| coding.eq_ignore_ascii_case(k)) {
+            return Err(RequestError::NotImplemented(
+                "transfer codings other than gzip, deflate and compress",
+            ));
+        }
+        if i > 0 {
+            return Err(RequestError::NotImplemented(
+                "more than one transfer coding before chunked",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A valid `Host` value (RFC 9112 §3.2, RFC 3986 §3.2.2): empty, or `host[:port]` with a
+/// reg-name or IPv4 host (a comma is refused: `Host: a, b` is two values) or a bracketed IP
+/// literal, and a decimal port up to 65535.
+fn valid_host(value: &[u8]) -> bool {
+    let value = trim(value);
+    if value.is_empty() {
+        return true;
+    }
+    let Some((host, port)) = split_authority(value) else {
+        return false;
+    };
+    let port_text = port.map(|_| {
+        let colon = value
+            .iter()
+            .rposition(|&b| b == b':')
+            .unwrap_or(value.len());
+        &value[colon + 1..]
+    });
+    if !port_text.is_none_or(|p| p.iter().all(u8::is_ascii_digit)) {
+        return false;
+    }
+    if value.starts_with(b"[") {
+        // split_authority ignores what follows `]` unless it is `:port`: nothing else may.
+        let after = 1 + host.len() + 1;
+        let rest = &value[after.min(value.len())..];
+        let ip_literal = |b: &u8| b.is_ascii_alphanumeric() || b":._~%-".contains(b);
+        !host.is_empty() && host.iter().all(ip_literal) && (rest.is_empty() || port.is_some())
+    } else {
+        let reg_name = |b: &u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+;=%".contains(b);
+        !host.is_empty() && host.iter().all(reg_name)
     }
 }
 
@@ -382,10 +471,19 @@ mod tests {
 
     #[test]
     fn content_length_and_chunked_framing_are_recognised() {
-        let r = head(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n").unwrap();
+        let r = head(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n").unwrap();
         assert_eq!(r.map(|r| r.1), Some(Framing::Length(5)));
-        let r = head(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap();
-        assert_eq!(r.map(|r| r.1), Some(Framing::Chunked));
+        for codings in [
+            "chunked",
+            "gzip, chunked",
+            "Deflate,Chunked",
+            "compress ,\tchunked",
+        ] {
+            let input =
+                format!("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: {codings}\r\n\r\n");
+            let r = head(input.as_bytes()).unwrap();
+            assert_eq!(r.map(|r| r.1), Some(Framing::Chunked), "{codings}");
+        }
     }
 
     #[test]
@@ -398,6 +496,10 @@ mod tests {
             b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
             b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: , chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
             b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
         ] {
@@ -408,19 +510,26 @@ mod tests {
     #[test]
     fn close_rules_follow_the_version_and_connection_tokens() {
         let close = |i: &[u8]| head(i).unwrap().unwrap().2;
-        assert!(!close(b"GET / HTTP/1.1\r\n\r\n"));
-        assert!(close(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
-        assert!(!close(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n"));
+        assert!(!close(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
+        assert!(close(
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(!close(
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Close\r\n\r\n"
+        ));
         assert!(close(b"GET / HTTP/1.0\r\n\r\n"));
         assert!(!close(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
     }
 
     #[test]
     fn oversized_heads_and_bodies_get_431_and_413() {
-        let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        let mut long = b"GET / HTTP/1.1\r\nHost: h\r\nX: ".to_vec();
         long.resize(70 * 1024, b'a');
         assert_eq!(head(&long).unwrap_err().status(), 431);
-        let big = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", 1u64 << 40);
+        let big = format!(
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+            1u64 << 40
+        );
         assert_eq!(head(big.as_bytes()).unwrap_err().status(), 413);
     }
 
@@ -429,12 +538,24 @@ mod tests {
         let limits = Limits::default();
         let h = parse_head(input, &mut headers, &limits)?.expect("complete head");
         let mut scratch = Vec::new();
-        Ok(parse_body(input, &h, &mut scratch, &limits)?.map(|(_, end)| (scratch, end)))
+        let mut state = BodyState::default();
+        Ok(
+            parse_body(input, &h, &mut state, &mut scratch, &limits)?
+                .map(|(_, end)| (scratch, end)),
+        )
+    }
+
+    /// A chunked POST with `body` after its head.
+    fn chunked_post(body: &[u8]) -> Vec<u8> {
+        let mut input =
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        input.extend_from_slice(body);
+        input
     }
 
     #[test]
     fn chunked_bodies_are_dechunked_with_trailers_skipped() {
-        let req = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        let req = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-T: 1\r\n\r\nNEXT";
         let (body, end) = chunked(req).unwrap().unwrap();
         assert_eq!(body, b"abcde");
         assert_eq!(&req[end..], b"NEXT");
@@ -460,9 +581,186 @@ mod tests {
 
     #[test]
     fn bad_chunks_are_bad_requests() {
-        let bad = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n";
-        assert_eq!(chunked(bad).unwrap_err().status(), 400);
-        let bad = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n";
-        assert_eq!(chunked(bad).unwrap_err().status(), 400);
+        for body in [
+            &b"zz\r\nabc\r\n0\r\n\r\n"[..],
+            b"3\r\nabcX\r\n0\r\n\r\n",
+            // An empty chunk-size line is not the last chunk.
+            b"3\r\nabc\r\n\r\n\r\n",
+            // Bare LF in a chunk extension, in a size line, after data, in a trailer.
+            b"3;x\nabc\r\n0\r\n\r\n",
+            b"3\nabc\r\n0\r\n\r\n",
+            b"3\r\nabc\n0\r\n\r\n",
+            b"0\r\nX-T: 1\n\r\n",
+            b"0\r\nX-T: 1\r\n\n",
+            // 17 hex digits, whatever their value.
+            b"00000000000000003\r\nabc\r\n0\r\n\r\n",
+        ] {
+            let err = chunked(&chunked_post(body)).unwrap_err();
+            assert!(
+                matches!(err, RequestError::BadRequest(_)),
+                "{body:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_overflow_reproducer_is_413_before_any_offset() {
+        // Issue 10: `scratch.len() + size` and `pos + size + 2` wrapped, then a slice panicked.
+        let input = chunked_post(b"2\r\nab\r\nFFFFFFFFFFFFFFFE\r\n");
+        assert_eq!(chunked(&input).unwrap_err(), RequestError::BodyTooLarge);
+        // Every size near 2^64, complete line or not, and with data after it.
+        for size in [
+            "FFFFFFFFFFFFFFFF",
+            "FFFFFFFFFFFFFFF0",
+            "8000000000000000",
+            "1000001",
+        ] {
+            for tail in ["", "\r\n", "\r\nabcdefgh"] {
+                let input = chunked_post(format!("2\r\nab\r\n{size};x{tail}").as_bytes());
+                assert_eq!(
+                    chunked(&input).unwrap_err(),
+                    RequestError::BodyTooLarge,
+                    "{size}"
+                );
+            }
+        }
+        let input = chunked_post(b"FFFFFFFFFFFFFFFFF");
+        assert_eq!(
+            chunked(&input).unwrap_err(),
+            RequestError::BadRequest("chunk size longer than 16 hex digits")
+        );
+    }
+
+    #[test]
+    fn content_length_arithmetic_is_checked() {
+        let mut headers = header_slots();
+        let limits = Limits {
+            max_head: 1024,
+            max_body: u64::MAX,
+        };
+        let input = format!(
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+            u64::MAX
+        );
+        let h = parse_head(input.as_bytes(), &mut headers, &limits)
+            .unwrap()
+            .unwrap();
+        let mut state = BodyState::default();
+        assert_eq!(
+            parse_body(input.as_bytes(), &h, &mut state, &mut Vec::new(), &limits),
+            Err(RequestError::BodyTooLarge)
+        );
+    }
+
+    #[test]
+    fn transfer_encoding_rules() {
+        let status = |input: &[u8]| head(input).map(|_| 200).unwrap_or_else(|e| e.status());
+        // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
+        assert_eq!(
+            head(
+                b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
+            )
+            .unwrap_err(),
+            RequestError::BadRequest("Transfer-Encoding in an HTTP/1.0 request")
+        );
+        // Unknown codings before chunked: 501.
+        for codings in [
+            "br, chunked",
+            "x-gzip, chunked",
+            "identity, chunked",
+            "gzip;q=1, chunked",
+            "gzip, gzip, chunked",
+        ] {
+            let input =
+                format!("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: {codings}\r\n\r\n");
+            assert_eq!(status(input.as_bytes()), 501, "{codings}");
+        }
+        // Not chunked last, or chunked twice: 400.
+        for codings in [
+            "gzip",
+            "br",
+            "chunked, gzip",
+            "chunked, chunked",
+            "gzip,",
+            "",
+        ] {
+            let input =
+                format!("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: {codings}\r\n\r\n");
+            assert_eq!(status(input.as_bytes()), 400, "{codings:?}");
+        }
+    }
+
+    #[test]
+    fn http11_needs_exactly_one_valid_host() {
+        let status = |input: &[u8]| head(input).map(|_| 200).unwrap_or_else(|e| e.status());
+        assert_eq!(
+            head(b"GET / HTTP/1.1\r\n\r\n").unwrap_err(),
+            RequestError::BadRequest("HTTP/1.1 request without Host")
+        );
+        for value in [
+            "a, b", "a,b", "a b", "a:x", "a:", "a:+80", "a:99999", ":80", "[::1", "[::1]x", "[]",
+            "a/b", "a@b", "\"a\"",
+        ] {
+            let input = format!("GET / HTTP/1.1\r\nHost: {value}\r\n\r\n");
+            assert_eq!(status(input.as_bytes()), 400, "Host: {value}");
+            let input = format!("GET / HTTP/1.0\r\nHost: {value}\r\n\r\n");
+            assert_eq!(status(input.as_bytes()), 400, "HTTP/1.0 Host: {value}");
+        }
+        for value in [
+            "",
+            "h",
+            "example.com:8080",
+            "127.0.0.1:1",
+            "[::1]",
+            "[::1]:80",
+            "[fe80::1%25eth0]",
+            "xn--bcher-kva.example",
+            "a_b~c",
+        ] {
+            let input = format!("GET / HTTP/1.1\r\nHost: {value}\r\n\r\n");
+            assert_eq!(status(input.as_bytes()), 200, "Host: {value}");
+        }
+        // HTTP/1.0 may omit it (regular mode answers that with mitmproxy's page, spec §e.2).
+        assert_eq!(status(b"GET / HTTP/1.0\r\n\r\n"), 200);
+    }
+
+    #[test]
+    fn a_chunked_body_resumes_where_it_stopped() {
+        let input = chunked_post(b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n");
+        let limits = Limits::default();
+        let mut state = BodyState::default();
+        let mut scratch = Vec::new();
+        let mut end = None;
+        for cut in 0..=input.len() {
+            let mut headers = header_slots();
+            let Some(h) = parse_head(&input[..cut], &mut headers, &limits).unwrap() else {
+                continue;
+            };
+            if let Some((_, e)) =
+                parse_body(&input[..cut], &h, &mut state, &mut scratch, &limits).unwrap()
+            {
+                end = Some((cut, e));
+                break;
+            }
+        }
+        assert_eq!(end, Some((input.len(), input.len())));
+        assert_eq!(scratch, b"abcdefg");
+        assert_eq!(state, BodyState::default(), "reset for the next request");
+
+        // Bytes already decoded are not read again: spoil them after the first call and the
+        // second still completes from where the first stopped.
+        let mut input = chunked_post(b"3\r\nabc\r\n0\r\n\r\n");
+        let split = input.len() - 5;
+        let mut headers = header_slots();
+        let h = parse_head(&input, &mut headers, &limits).unwrap().unwrap();
+        let head_len = h.head_len;
+        let first = parse_body(&input[..split], &h, &mut state, &mut scratch, &limits);
+        assert_eq!(first, Ok(None));
+        input[head_len] = b'z';
+        let mut headers = header_slots();
+        let h = parse_head(&input, &mut headers, &limits).unwrap().unwrap();
+        let second = parse_body(&input, &h, &mut state, &mut scratch, &limits);
+        assert_eq!(second, Ok(Some((BodyAt::Scratch, input.len()))));
+        assert_eq!(scratch, b"abc");
     }
 }

@@ -6,10 +6,13 @@
 //! buffered whole: apart from an incomplete head (at most [`MAX_RESPONSE_HEAD_BYTES`]), every byte
 //! handed in is consumed and relayed at once, so memory stays bounded by the driver's read buffer
 //! whatever the body size. Body framings: Content-Length, chunked (passed through verbatim, or
-//! de-chunked for an HTTP/1.0 client), read-until-close; no body after HEAD, 1xx, 204 and 304.
+//! de-chunked for an HTTP/1.0 client; decoded strictly by [`ChunkedDecoder`]), read-until-close;
+//! no body after HEAD, 1xx, 204 and 304. With both `Transfer-Encoding` and `Content-Length`,
+//! Transfer-Encoding frames the body and the `Content-Length` field is not relayed (RFC 9112 §6.3).
 #![forbid(unsafe_code)]
 
 use super::has_token;
+use crate::http1::ChunkedDecoder;
 
 /// The largest response head accepted (status line and fields, as received); larger is an error.
 /// 64 KiB: well above what servers send (nginx's default `large_client_header_buffers` is 4×8 KiB).
@@ -17,9 +20,6 @@ pub const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
 
 /// Header fields per response head; more is an error (httparse needs a fixed array).
 const MAX_RESPONSE_FIELDS: usize = 128;
-
-/// Trailer section bytes after a chunked body; more is an error (same bound as the head).
-const MAX_TRAILER_BYTES: usize = MAX_RESPONSE_HEAD_BYTES;
 
 /// Why an upstream response cannot be relayed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,7 +33,8 @@ pub enum ResponseError {
     /// A `Content-Length` that is not one non-negative number.
     #[error("invalid Content-Length")]
     BadContentLength,
-    /// A chunk-size line, chunk terminator or trailer section that breaks chunked framing.
+    /// A chunk-size line, chunk terminator or trailer section that breaks chunked framing (see
+    /// [`crate::http1::chunked`] for the rules and bounds).
     #[error("malformed chunked body")]
     BadChunk,
     /// `101 Switching Protocols`, which we never asked for.
@@ -60,38 +61,19 @@ pub struct RelayOutcome {
     pub body_bytes: u64,
 }
 
-/// One chunked-body parsing phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    /// Hex digits of a chunk size.
-    Size { size: u64, digits: u8 },
-    /// A chunk extension, skipped up to the line feed.
-    Ext { size: u64 },
-    /// The line feed after a chunk-size line's carriage return.
-    SizeLf { size: u64 },
-    /// Chunk data bytes still to come.
-    Data(u64),
-    /// The carriage return after chunk data.
-    DataCr,
-    /// The line feed after chunk data.
-    DataLf,
-    /// Trailer fields after the last chunk; ends at an empty line.
-    Trailer { line_len: usize, total: usize },
-}
-
 /// How the body of the current response is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Body {
     /// This many bytes still to come.
     Length(u64),
-    /// Chunked framing, in this phase.
-    Chunked(Chunk),
+    /// Chunked framing, decoded as it comes.
+    Chunked(ChunkedDecoder),
     /// Everything until the upstream closes.
     UntilClose,
 }
 
 /// Where the relay is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Reading {
     /// Waiting for a (further) response head.
     Head,
@@ -177,7 +159,7 @@ impl ResponseRelay {
         }
         let mut pos = 0;
         while pos < input.len() {
-            match self.reading {
+            match &mut self.reading {
                 Reading::Done => break,
                 Reading::Head => match self.handle_head(&input[pos..], out)? {
                     Some(n) => pos += n,
@@ -185,22 +167,41 @@ impl ResponseRelay {
                 },
                 Reading::Body(Body::UntilClose) => {
                     out.extend_from_slice(&input[pos..]);
-                    self.body_bytes += (input.len() - pos) as u64;
+                    self.body_bytes = self.body_bytes.saturating_add((input.len() - pos) as u64);
                     pos = input.len();
                 }
                 Reading::Body(Body::Length(remaining)) => {
-                    let take = remaining.min((input.len() - pos) as u64);
-                    out.extend_from_slice(&input[pos..pos + take as usize]);
-                    self.body_bytes += take;
-                    pos += take as usize;
-                    self.reading = if take == remaining {
-                        Reading::Done
-                    } else {
-                        Reading::Body(Body::Length(remaining - take))
-                    };
+                    // At most what is left of `input`, so it fits a usize and stays in bounds.
+                    let take = (*remaining).min((input.len() - pos) as u64) as usize;
+                    out.extend_from_slice(&input[pos..pos + take]);
+                    self.body_bytes = self.body_bytes.saturating_add(take as u64);
+                    pos += take;
+                    *remaining -= take as u64;
+                    if *remaining == 0 {
+                        self.reading = Reading::Done;
+                    }
                 }
-                Reading::Body(Body::Chunked(chunk)) => {
-                    pos += self.handle_chunked(chunk, &input[pos..], out)?;
+                Reading::Body(Body::Chunked(decoder)) => {
+                    let rest = &input[pos..];
+                    let dechunk = self.dechunk;
+                    let before = out.len();
+                    let used = decoder
+                        .feed(rest, |data| {
+                            if dechunk {
+                                out.extend_from_slice(data);
+                            }
+                        })
+                        .map_err(|_| ResponseError::BadChunk)?;
+                    let done = decoder.is_done();
+                    if !dechunk {
+                        // Passed through verbatim: the framing as received (it was just checked).
+                        out.extend_from_slice(&rest[..used]);
+                    }
+                    self.body_bytes = self.body_bytes.saturating_add((out.len() - before) as u64);
+                    pos += used;
+                    if done {
+                        self.reading = Reading::Done;
+                    }
                 }
             }
         }
@@ -210,7 +211,7 @@ impl ResponseRelay {
     /// The upstream closed its side. Completes a read-until-close body; anything else unfinished is an
     /// error.
     pub fn handle_eof(&mut self) -> Result<(), ResponseError> {
-        match self.reading {
+        match &self.reading {
             Reading::Done => Ok(()),
             Reading::Body(Body::UntilClose) => {
                 self.reading = Reading::Done;
@@ -258,7 +259,7 @@ impl ResponseRelay {
         if (100..200).contains(&status) {
             // We removed Expect and the client got its 100 from us; HTTP/1.0 clients get no 1xx.
             if status != 100 && self.client_minor >= 1 {
-                render_head(out, status, reason, headers, false, b"");
+                render_head(out, status, reason, headers, Omit::NONE, b"");
             }
             return Ok(Some(len));
         }
@@ -295,7 +296,7 @@ impl ResponseRelay {
         } else if let Some(te) = transfer_encoding {
             let last = te.rsplit(|&b| b == b',').next().unwrap_or(b"").trim_ascii();
             if te_count == 1 && last.eq_ignore_ascii_case(b"chunked") {
-                Some(Body::Chunked(Chunk::Size { size: 0, digits: 0 }))
+                Some(Body::Chunked(ChunkedDecoder::new(u64::MAX)))
             } else {
                 Some(Body::UntilClose)
             }
@@ -323,101 +324,18 @@ impl ResponseRelay {
         } else {
             b""
         };
-        render_head(out, status, reason, headers, self.dechunk, extra);
+        // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, which is not relayed.
+        let omit = Omit {
+            transfer_encoding: self.dechunk,
+            content_length: self.dechunk || transfer_encoding.is_some(),
+        };
+        render_head(out, status, reason, headers, omit, extra);
         self.final_head_relayed = true;
         self.reading = match body {
             None | Some(Body::Length(0)) => Reading::Done,
             Some(b) => Reading::Body(b),
         };
         Ok(Some(len))
-    }
-
-    /// Runs the chunked-body state machine over `input`; returns bytes consumed.
-    fn handle_chunked(
-        &mut self,
-        mut chunk: Chunk,
-        input: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<usize, ResponseError> {
-        let mut pos = 0;
-        let pass = !self.dechunk;
-        while pos < input.len() {
-            if let Chunk::Data(remaining) = chunk {
-                let take = remaining.min((input.len() - pos) as u64) as usize;
-                out.extend_from_slice(&input[pos..pos + take]);
-                self.body_bytes += take as u64;
-                pos += take;
-                chunk = if take as u64 == remaining {
-                    Chunk::DataCr
-                } else {
-                    Chunk::Data(remaining - take as u64)
-                };
-                continue;
-            }
-            let b = input[pos];
-            pos += 1;
-            if pass {
-                out.push(b);
-                self.body_bytes += 1;
-            }
-            chunk = match (chunk, b) {
-                (Chunk::Size { size, digits }, _) if b.is_ascii_hexdigit() => {
-                    if digits >= 15 {
-                        return Err(ResponseError::BadChunk);
-                    }
-                    let d = (b as char).to_digit(16).expect("invariant: hex digit") as u64;
-                    Chunk::Size {
-                        size: size << 4 | d,
-                        digits: digits + 1,
-                    }
-                }
-                (Chunk::Size { digits: 0, .. }, _) => return Err(ResponseError::BadChunk),
-                (Chunk::Size { size, .. }, b';' | b' ' | b'\t') => Chunk::Ext { size },
-                (Chunk::Size { size, .. }, b'\r') => Chunk::SizeLf { size },
-                (
-                    Chunk::Size { size, .. } | Chunk::Ext { size } | Chunk::SizeLf { size },
-                    b'\n',
-                ) => {
-                    if size == 0 {
-                        Chunk::Trailer {
-                            line_len: 0,
-                            total: 0,
-                        }
-                    } else {
-                        Chunk::Data(size)
-                    }
-                }
-                (Chunk::Size { .. } | Chunk::SizeLf { .. }, _) => {
-                    return Err(ResponseError::BadChunk)
-                }
-                (Chunk::Ext { size }, _) => Chunk::Ext { size },
-                (Chunk::DataCr, b'\r') => Chunk::DataLf,
-                (Chunk::DataCr | Chunk::DataLf, b'\n') => Chunk::Size { size: 0, digits: 0 },
-                (Chunk::DataCr | Chunk::DataLf, _) => return Err(ResponseError::BadChunk),
-                (Chunk::Trailer { total, .. }, _) if total >= MAX_TRAILER_BYTES => {
-                    return Err(ResponseError::BadChunk)
-                }
-                (Chunk::Trailer { line_len: 0, .. }, b'\n') => {
-                    self.reading = Reading::Done;
-                    return Ok(pos);
-                }
-                (Chunk::Trailer { total, .. }, b'\n') => Chunk::Trailer {
-                    line_len: 0,
-                    total: total + 1,
-                },
-                (Chunk::Trailer { line_len, total }, b'\r') => Chunk::Trailer {
-                    line_len,
-                    total: total + 1,
-                },
-                (Chunk::Trailer { line_len, total }, _) => Chunk::Trailer {
-                    line_len: line_len + 1,
-                    total: total + 1,
-                },
-                (Chunk::Data(_), _) => unreachable!("invariant: data is handled above"),
-            };
-        }
-        self.reading = Reading::Body(Body::Chunked(chunk));
-        Ok(pos)
     }
 }
 
@@ -440,14 +358,29 @@ fn error_name(e: httparse::Error) -> &'static str {
     }
 }
 
+/// Framing fields left out of a relayed head.
+#[derive(Debug, Clone, Copy)]
+struct Omit {
+    transfer_encoding: bool,
+    content_length: bool,
+}
+
+impl Omit {
+    /// Relay both.
+    const NONE: Omit = Omit {
+        transfer_encoding: false,
+        content_length: false,
+    };
+}
+
 /// Writes `HTTP/1.1 status reason`, the fields without connection-scoped ones (and without the
-/// framing fields if `skip_framing`), `extra`, CRLF.
+/// framing fields `omit` names), `extra`, CRLF.
 fn render_head(
     out: &mut Vec<u8>,
     status: u16,
     reason: &str,
     headers: &[httparse::Header<'_>],
-    skip_framing: bool,
+    omit: Omit,
     extra: &[u8],
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -467,9 +400,9 @@ fn render_head(
             || n.eq_ignore_ascii_case("keep-alive")
             || n.eq_ignore_ascii_case("proxy-connection")
             || named_by_connection(n);
-        let framing =
-            n.eq_ignore_ascii_case("transfer-encoding") || n.eq_ignore_ascii_case("content-length");
-        if connection_scoped || (skip_framing && framing) {
+        let dropped = (omit.transfer_encoding && n.eq_ignore_ascii_case("transfer-encoding"))
+            || (omit.content_length && n.eq_ignore_ascii_case("content-length"));
+        if connection_scoped || dropped {
             continue;
         }
         out.extend_from_slice(n.as_bytes());
@@ -724,6 +657,94 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(input)
             );
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_wins_over_content_length_which_is_not_relayed() {
+        // RFC 9112 §6.3: the chunked framing delimits the body; Content-Length is removed.
+        let input = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nLEFT";
+        let (out, left, outcome) = relay_all(get11(), input, false);
+        assert_eq!(
+            out.unwrap(),
+            "HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+        assert_eq!(left, b"LEFT");
+        let outcome = outcome.unwrap();
+        assert!(outcome.client_keep_alive, "the client got one framing");
+        assert!(
+            !outcome.upstream_reusable,
+            "an upstream that sends both is not trusted again"
+        );
+        // De-chunked for HTTP/1.0: neither field.
+        let (out, _, _) = relay_all(ResponseRelay::new(false, 0, true), input, false);
+        assert_eq!(
+            out.unwrap(),
+            "HTTP/1.1 200 OK\r\nX-A: 1\r\nconnection: close\r\n\r\nhello"
+        );
+        // A Transfer-Encoding read until close drops Content-Length too.
+        let input = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\nzzzz";
+        let (out, _, _) = relay_all(get11(), input, true);
+        assert_eq!(
+            out.unwrap(),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nconnection: close\r\n\r\nzzzz"
+        );
+    }
+
+    #[test]
+    fn chunked_responses_follow_the_strict_rules_and_sizes_cannot_overflow() {
+        let chunked =
+            |body: &str| format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+        for body in [
+            "5\nhello\r\n0\r\n\r\n",
+            "5;ext\nhello\r\n0\r\n\r\n",
+            "\r\n",
+            "5\r\nhello\n0\r\n\r\n",
+            "0\r\nX: 1\n\r\n",
+        ] {
+            let (out, _, _) = relay_all(get11(), chunked(body).as_bytes(), false);
+            assert_eq!(out.unwrap_err(), ResponseError::BadChunk, "{body:?}");
+        }
+        // 16 digits are accepted as a size, and the data that follows is relayed as it comes.
+        let input = chunked("FFFFFFFFFFFFFFFF\r\nabc");
+        let mut relay = get11();
+        let mut out = Vec::new();
+        assert_eq!(
+            relay.handle_bytes(input.as_bytes(), &mut out),
+            Ok(input.len())
+        );
+        assert!(out.ends_with(b"abc"));
+        assert_eq!(relay.handle_eof(), Err(ResponseError::Truncated));
+        // 17 digits are refused (a total past 2^64 - 1: see http1::chunked's tests).
+        let (out, _, _) = relay_all(get11(), chunked("00000000000000001\r\n").as_bytes(), false);
+        assert_eq!(out.unwrap_err(), ResponseError::BadChunk);
+        // A huge Content-Length relays what arrives, no more.
+        let input = b"HTTP/1.1 200 OK\r\nContent-Length: 9999999999999999999\r\n\r\nabc";
+        let mut relay = get11();
+        let mut out = Vec::new();
+        assert_eq!(relay.handle_bytes(input, &mut out), Ok(input.len()));
+        assert!(out.ends_with(b"\r\n\r\nabc"));
+        assert_eq!(relay.outcome(), None);
+    }
+
+    proptest::proptest! {
+        /// Any bytes after any head, in any pieces: relayed, waiting or an error; never a panic.
+        #[test]
+        fn arbitrary_responses_never_panic(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            head in 0usize..3,
+            split in 1usize..64,
+        ) {
+            let heads: [&[u8]; 3] = [
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\n",
+            ];
+            let mut input = heads[head].to_vec();
+            input.extend_from_slice(&body);
+            for client_minor in [0, 1] {
+                let _ = drive(ResponseRelay::new(false, client_minor, true), &input, split, true);
+            }
         }
     }
 

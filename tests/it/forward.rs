@@ -623,3 +623,23 @@ fn head_and_informational_responses_are_relayed_without_bodies_on_a_kept_connect
     assert_eq!(r.status, 200);
     assert_eq!(upstream.connections(), 1);
 }
+
+#[test]
+fn a_response_with_content_length_and_chunked_reaches_the_client_framed_by_chunked_only() {
+    // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and a proxy removes the latter.
+    let upstream = Upstream::start(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\nX-Up: 1\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        false,
+    );
+    let flows = recording();
+    let mode = format!("reverse:http://{}", upstream.addr);
+    let server = Server::start(&["-S", flows.arg(), "--mode", &mode, "--ignore-port"]);
+    let mut c = Client::new(&server);
+    let r = c.exchange(&get("/unrecorded"));
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
+    assert_eq!(r.header("x-up"), Some("1"));
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(r.header("content-length"), None, "{:?}", r.headers);
+    // The client connection carries on with one consistent framing.
+    assert_eq!(c.exchange(&get("/recorded")).body, b"recorded");
+}
