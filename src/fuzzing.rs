@@ -13,7 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use crate::config::{Order, ReplayOptions, Unmatched};
 use crate::flowfile::tnetstring::{self, Tag, Value};
 use crate::flowfile::{LoadEvent, LoadOptions, Recording};
-use crate::http1::request::{parse_body, parse_head, BodyAt};
+use crate::http1::request::{parse_body, parse_head, BodyAt, BodyState};
 use crate::http1::{header_slots, Conn, Limits, Step};
 use crate::replay::{Decision, LiveRequest, Replayer, RequestFacts};
 use crate::upstream::{ResponseError, ResponseRelay};
@@ -242,7 +242,13 @@ pub fn http1_request(data: &[u8]) {
         };
         assert!(head.head_len <= data.len() && head.head_len <= limits.max_head);
         let mut scratch = Vec::new();
-        if let Ok(Some((at, end))) = parse_body(data, &head, &mut scratch, &limits) {
+        if let Ok(Some((at, end))) = parse_body(
+            data,
+            &head,
+            &mut BodyState::default(),
+            &mut scratch,
+            &limits,
+        ) {
             assert!(head.head_len <= end && end <= data.len(), "end {end}");
             let body_len = match at {
                 BodyAt::Input(range) => {
