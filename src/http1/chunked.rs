@@ -119,7 +119,7 @@ impl ChunkedDecoder {
     /// rest belongs to what follows the body). After an error the decoder must not be fed again.
     pub fn feed(&mut self, input: &[u8], mut data: impl FnMut(&[u8])) -> Result<usize, ChunkError> {
         let mut pos = 0;
-        while pos < input.len() {
+        while pos < input.len() && self.state != State::Done {
             if let State::Data(remaining) = self.state {
                 let available = input.len() - pos;
                 // `take` is at most `available`, so it fits a usize and `pos + take <= input.len()`.
@@ -137,9 +137,6 @@ impl ChunkedDecoder {
             let b = input[pos];
             pos += 1;
             self.state = self.step(b)?;
-            if self.state == State::Done {
-                break;
-            }
         }
         Ok(pos)
     }
@@ -218,6 +215,7 @@ impl ChunkedDecoder {
                 }
                 self.trailer_step(b)?
             }
+            // `feed` copies data runs itself and stops at `Done`.
             State::Data(_) | State::Done => unreachable!("invariant: handled by feed"),
         })
     }
@@ -310,6 +308,11 @@ mod tests {
             String::from_utf8_lossy(input)
         );
         assert_eq!(d.decoded_len(), body.len() as u64);
+        assert_eq!(
+            d.feed(b"more", |_| ()),
+            Ok(0),
+            "nothing is consumed after the end"
+        );
         Ok((body, used))
     }
 

@@ -233,7 +233,7 @@ mod tests {
             // An empty chunk-size line read as the last chunk.
             &b"POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n\r\n\r\nGET /hidden HTTP/1.1\r\nHost: h\r\n\r\n"[..],
             // A bare LF ending a chunk extension: a front end sees one chunk line, we must not.
-            b"POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2;x\n0\r\n\r\nGET /hidden HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;x\nabc\r\nhello\r\n0\r\n\r\nGET /hidden HTTP/1.1\r\nHost: h\r\n\r\n",
             // Transfer-Encoding on HTTP/1.0 keep-alive.
             b"POST /a HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /hidden HTTP/1.1\r\nHost: h\r\n\r\n",
         ] {

@@ -160,6 +160,13 @@ fn an_explicit_reverse_mode_replays_and_regular_mode_takes_the_host_header() {
         "Content-Length covers the whole page: {body:?}"
     );
     assert_eq!(c.read_to_close(), b"", "closed after the 400");
+    // HTTP/1.1 requires a Host (RFC 9112 §3.2): refused by the parser, in every mode.
+    let mut c = Client::new(&server);
+    c.send(b"GET /hello HTTP/1.1\r\n\r\n");
+    let r = c.response(false);
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body, b"bad request: HTTP/1.1 request without Host\n");
+    assert_eq!(c.read_to_close(), b"", "closed after the 400");
 }
 
 #[test]
