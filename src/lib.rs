@@ -21,6 +21,7 @@
 //! - [`stats`]: counters, summary and report lines.
 //! - [`upstream`]: forwarding unmatched requests, sans-IO (routes, request writer, response relay, pool).
 //! - [`server`]: the I/O drivers (sockets, rings, threads, the counting allocator).
+//! - `fuzzing` (hidden): the fuzz targets, shared by `fuzz/` and `tests/fuzz_corpus.rs`.
 
 pub mod admin;
 pub mod capture;
@@ -28,6 +29,8 @@ pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod flowfile;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http1;
 pub mod http2;
 pub mod hugepages;

@@ -290,7 +290,9 @@ pub(crate) fn touch_lines(bytes: &[u8], offset: u64, lines: usize) {
     let start = usize::try_from(offset)
         .unwrap_or(usize::MAX)
         .min(bytes.len());
-    let end = start.saturating_add(lines * 64).min(bytes.len());
+    let end = start
+        .saturating_add(lines.saturating_mul(64))
+        .min(bytes.len());
     let mut sum = 0u8;
     for line in bytes[start..end].iter().step_by(64) {
         sum = sum.wrapping_add(*line);

@@ -533,7 +533,12 @@ impl Recording {
     /// If the span does not come from [`Recording::span_of`] on this recording.
     pub fn bytes(&self, span: Span) -> &[u8] {
         let all = self.files[span.file as usize].backing.bytes();
-        &all[span.start as usize..(span.start + span.len) as usize]
+        let start = usize::try_from(span.start).ok();
+        let end = span.start.checked_add(span.len).map(usize::try_from);
+        match (start, end) {
+            (Some(start), Some(Ok(end))) => &all[start..end],
+            _ => panic!("span {span:?} is not from this recording"),
+        }
     }
 
     /// Heap bytes this recording holds beyond its fixed parts (the per-flow entries); the file

@@ -199,7 +199,8 @@ pub fn parse_value<'a>(
 /// error messages); `None` if the bytes are not a value after all.
 #[inline]
 pub fn frame_accepted(input: &[u8]) -> Option<(Value<'_>, usize)> {
-    let mut length = 0usize;
+    // At most MAX_LENGTH_DIGITS digits: below 10^12, so the sum cannot overflow a u64.
+    let mut length = 0u64;
     let mut pos = 0;
     loop {
         let b = *input.get(pos)?;
@@ -209,11 +210,11 @@ pub fn frame_accepted(input: &[u8]) -> Option<(Value<'_>, usize)> {
         if !b.is_ascii_digit() || pos == MAX_LENGTH_DIGITS {
             return None;
         }
-        length = length * 10 + usize::from(b - b'0');
+        length = length * 10 + u64::from(b - b'0');
         pos += 1;
     }
     let start = pos + 1;
-    let end = start.checked_add(length)?;
+    let end = start.checked_add(usize::try_from(length).ok()?)?;
     let tag = Tag::from_byte(*input.get(end)?)?;
     let value = Value {
         tag,
@@ -234,6 +235,8 @@ pub fn parse_frame<'a>(
 ) -> Result<(Value<'a>, usize), TnetError> {
     let err = |kind| TnetError { offset: base, kind };
     let mut pos = 0;
+    // At most MAX_LENGTH_DIGITS digits: below 10^12, so neither this sum nor `length + 1` below
+    // can overflow a u64.
     let mut length: u64 = 0;
     while pos < input.len() && input[pos].is_ascii_digit() {
         if pos == MAX_LENGTH_DIGITS {
@@ -257,8 +260,12 @@ pub fn parse_frame<'a>(
     }
     pos += 1;
     let available = (input.len() - pos) as u64;
-    // The payload and the tag byte must both fit.
-    if length >= available {
+    // The payload and the tag byte must both fit: `len < input.len() - pos` from here on, so the
+    // slice bounds below cannot overflow.
+    let fits = usize::try_from(length)
+        .ok()
+        .filter(|&len| len < input.len() - pos);
+    let Some(len) = fits else {
         let kind = if length > available || container == "file" && length == available {
             if container == "file" {
                 // Inside a file, a prefix that runs off the end is what a killed writer leaves.
@@ -281,8 +288,7 @@ pub fn parse_frame<'a>(
             }
         };
         return Err(err(kind));
-    }
-    let len = length as usize;
+    };
     let payload = &input[pos..pos + len];
     let tag_byte = input[pos + len];
     let tag = Tag::from_byte(tag_byte).ok_or_else(|| {
@@ -295,7 +301,8 @@ pub fn parse_frame<'a>(
         tag,
         payload,
         offset: base,
-        payload_offset: base + pos as u64,
+        // Offsets only name positions in messages: past u64::MAX they stay at the maximum.
+        payload_offset: base.saturating_add(pos as u64),
     };
     Ok((value, pos + len + 1))
 }
@@ -318,8 +325,6 @@ impl<'a> Value<'a> {
             })
         };
         match self.tag {
-            // Keys and most texts are short ASCII: checking that is cheaper than a UTF-8 check.
-            Tag::Text if self.payload.is_ascii() => {}
             // Keys and most texts are short ASCII: checking that is cheaper than a UTF-8 check.
             Tag::Text if self.payload.is_ascii() => {}
             Tag::Text => {
@@ -491,7 +496,7 @@ impl<'a> Iterator for Items<'a> {
         match parsed {
             Ok((v, used)) => {
                 self.rest = &self.rest[used..];
-                self.offset += used as u64;
+                self.offset = self.offset.saturating_add(used as u64);
                 Some(Ok(v))
             }
             Err(e) => {
@@ -707,6 +712,43 @@ mod tests {
         let e = validate(&value).unwrap_err();
         assert_eq!(e.kind, TnetErrorKind::TooDeep);
         assert!(e.offset > 100);
+    }
+
+    #[test]
+    fn offsets_near_the_end_of_u64_saturate_instead_of_overflowing() {
+        // A caller's base offset can be anything: positions past u64::MAX stay at the maximum
+        // (they only name places in messages) instead of overflowing.
+        let base = u64::MAX - 2;
+        let (list, used) = parse_value(b"8:1:a,1:b,]", base, "file").unwrap();
+        assert_eq!(used, 11);
+        assert_eq!(list.payload_offset, u64::MAX);
+        let items: Vec<_> = list.items().map(|i| i.unwrap()).collect();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[1].as_bytes(), Some(&b"b"[..]));
+        assert_eq!(items[1].offset, u64::MAX);
+        let e = parse_value(b"8:1:a,9:b,]", base, "file")
+            .unwrap()
+            .0
+            .items()
+            .nth(1);
+        assert_eq!(e.unwrap().unwrap_err().offset, u64::MAX);
+    }
+
+    #[test]
+    fn both_framings_agree_at_the_length_digit_limit() {
+        for input in [
+            &b"999999999999:x,"[..],
+            b"0000000000001:x,",
+            b"9999999999999:x,",
+        ] {
+            assert!(parse_frame(input, 0, "file").is_err(), "{input:?}");
+            assert_eq!(frame_accepted(input), None, "{input:?}");
+        }
+        let twelve = b"000000000001:x,";
+        let (value, used) = parse_frame(twelve, 0, "file").unwrap();
+        assert_eq!((value.payload, used), (&b"x"[..], twelve.len()));
+        let (fast, fast_used) = frame_accepted(twelve).unwrap();
+        assert_eq!((fast.payload, fast_used), (&b"x"[..], twelve.len()));
     }
 
     #[test]

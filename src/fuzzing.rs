@@ -1,0 +1,369 @@
+//! Fuzz targets: one function per target, shared by `fuzz/` (cargo-fuzz, nightly) and by
+//! `tests/fuzz_corpus.rs` (stable, inside `cargo test`, over the committed corpus and generated
+//! inputs). Each takes arbitrary bytes, drives one part of the sans-IO core and panics only when
+//! an invariant breaks (a panic is the finding); errors on bad input are the expected outcome.
+//!
+//! Not part of the API: hidden from the docs, no stability promise.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::config::{Order, ReplayOptions, Unmatched};
+use crate::flowfile::tnetstring::{self, Tag, Value};
+use crate::flowfile::{LoadEvent, LoadOptions, Recording};
+use crate::http1::request::{parse_body, parse_head, BodyAt, BodyState};
+use crate::http1::{header_slots, Conn, Limits, Step};
+use crate::replay::{Decision, LiveRequest, Replayer, RequestFacts};
+use crate::upstream::{ResponseError, ResponseRelay};
+
+/// The names of the targets, as directories under `fuzz/corpus/` and binaries in `fuzz/`.
+pub const TARGETS: [&str; 5] = [
+    "tnetstring",
+    "flow_reader",
+    "http1_request",
+    "http1_conn",
+    "upstream_response",
+];
+
+/// Runs the target called `name` (one of [`TARGETS`]) on `data`.
+///
+/// # Panics
+/// If `name` is not a target, or the target finds a broken invariant.
+pub fn run(name: &str, data: &[u8]) {
+    match name {
+        "tnetstring" => tnetstring(data),
+        "flow_reader" => flow_reader(data),
+        "http1_request" => http1_request(data),
+        "http1_conn" => http1_conn(data),
+        "upstream_response" => upstream_response(data),
+        other => panic!("no fuzz target {other:?}"),
+    }
+}
+
+/// The tnetstring reader: frames every value at the start of `data` (at a large base offset, so
+/// offset arithmetic is exercised), validates it, walks and converts every nested value, and checks
+/// that the serve-time framing ([`tnetstring::frame_accepted`]) agrees with the checking one.
+pub fn tnetstring(data: &[u8]) {
+    let base = u64::MAX / 2;
+    let mut rest = data;
+    let mut offset = base;
+    // Every loop step consumes at least the tag byte, so this ends.
+    while let Ok((value, used)) = tnetstring::parse_value(rest, offset, "file") {
+        assert!(
+            used > 0 && used <= rest.len(),
+            "used {used} of {}",
+            rest.len()
+        );
+        assert_eq!(value.offset, offset);
+        let fast = tnetstring::frame_accepted(rest).expect("an accepted value frames again");
+        assert_eq!(
+            (fast.0.tag, fast.0.payload, fast.1),
+            (value.tag, value.payload, used)
+        );
+        if tnetstring::validate(&value).is_ok() {
+            walk(&value, 0);
+        }
+        rest = &rest[used..];
+        offset += used as u64;
+    }
+}
+
+/// Visits every value under a validated `value` with every accessor (bounded by the validated
+/// depth, so the recursion is too).
+fn walk(value: &Value<'_>, depth: usize) {
+    assert!(depth <= tnetstring::MAX_DEPTH);
+    let _ = (value.as_str(), value.as_bytes(), value.as_i64());
+    let _ = (value.as_f64(), value.as_bool(), value.is_null());
+    match value.tag {
+        Tag::List => {
+            for item in value.items() {
+                let item = item.expect("validated list items parse");
+                assert!(item.offset >= value.payload_offset);
+                walk(&item, depth + 1);
+            }
+        }
+        Tag::Dict => {
+            for entry in value.entries() {
+                let (key, item) = entry.expect("validated dict entries parse");
+                let _ = value.get(key.as_str().unwrap_or_default());
+                walk(&item, depth + 1);
+            }
+            let checked: Vec<_> = value.entries().map(|e| e.map(|(k, _)| k.payload)).collect();
+            let unchecked: Vec<_> = value
+                .entries_unchecked()
+                .map(|e| e.map(|(k, _)| k.payload))
+                .collect();
+            assert_eq!(checked, unchecked);
+        }
+        _ => {}
+    }
+}
+
+/// Replay options picked by one byte, so one input exercises one of several index variants.
+fn replay_options(selector: u8) -> ReplayOptions {
+    let mut options = ReplayOptions::default();
+    match selector % 4 {
+        0 => {}
+        1 => {
+            options.order = Order::First;
+            options.refresh = false;
+            options.use_headers = vec!["cookie".into(), "x-a".into()];
+        }
+        2 => {
+            options.order = Order::Cycle;
+            options.ignore_payload_params = vec!["a".into(), "b".into()];
+            options.ignore_params = vec!["q".into()];
+        }
+        _ => {
+            options.order = Order::Last;
+            options.ignore_content = true;
+            options.ignore_host = true;
+            options.ignore_port = true;
+            options.unmatched = Unmatched::Status(404);
+        }
+    }
+    options
+}
+
+/// The flow reader: loads `data` as a recording (strict, then with bad flows skipped), checks that
+/// the serve-time re-read of every flow gives the views the loader saw, builds a [`Replayer`] and
+/// answers a request made from every recorded flow at several clock values.
+pub fn flow_reader(data: &[u8]) {
+    let selector = data.len() as u8;
+    for skip_bad_flows in [false, true] {
+        let mut seen = Vec::new();
+        let options = replay_options(selector);
+        let mut builder = Replayer::builder(&options);
+        let loaded = Recording::from_bytes_observed(
+            vec![(PathBuf::from("fuzz.flows"), data.to_vec())],
+            LoadOptions { skip_bad_flows },
+            &mut |event| {
+                if let LoadEvent::HttpFlow { request, response } = &event {
+                    seen.push(format!("{request:?} {response:?}"));
+                }
+                builder.observe(&event);
+            },
+        );
+        let recording = match loaded {
+            Ok(recording) => recording,
+            Err(error) => {
+                // Errors are one sentence naming the file.
+                assert!(error.to_string().starts_with("fuzz.flows: "), "{error}");
+                assert!(!skip_bad_flows || error.flow_error().is_none(), "{error}");
+                continue;
+            }
+        };
+        assert_eq!(seen.len(), recording.len());
+        for (id, expected) in seen.iter().enumerate() {
+            let flow = recording.flow(id);
+            assert_eq!(&format!("{:?} {:?}", flow.request, flow.response), expected);
+            recording.touch_flow(id);
+            let _ = (recording.request(id), recording.response(id));
+            if let Some(body) = flow.response.and_then(|r| r.content) {
+                let span = recording
+                    .span_of(body)
+                    .expect("bodies lie in the recording");
+                assert_eq!(recording.bytes(span), body);
+            }
+        }
+        let recording = Arc::new(recording);
+        let replayer = builder.build(Arc::clone(&recording));
+        answer_every_flow(&replayer, &recording);
+    }
+}
+
+/// Asks `replayer` for a request built from each recorded flow and renders every replay.
+fn answer_every_flow(replayer: &Replayer, recording: &Recording) {
+    let mut out = Vec::new();
+    let nows = [
+        UNIX_EPOCH,
+        UNIX_EPOCH + Duration::from_secs(2_000_000_000),
+        UNIX_EPOCH + Duration::from_secs(400_000_000_000),
+    ];
+    for flow in recording.flows() {
+        let request = flow.request;
+        let names: Vec<String> = request
+            .headers
+            .iter()
+            .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        let headers: Vec<httparse::Header<'_>> = names
+            .iter()
+            .zip(request.headers.iter())
+            .map(|(name, (_, value))| httparse::Header { name, value })
+            .collect();
+        let live = LiveRequest {
+            scheme: request.scheme,
+            method: request.method,
+            target: request.path,
+            host: request.host,
+            port: request.port,
+            headers: &headers,
+            body: request.content.unwrap_or_default(),
+        };
+        match replayer.decide(&live) {
+            Decision::Replay(id) => {
+                assert!(recording.response(id.0 as usize).is_some());
+                for (i, now) in nows.iter().enumerate() {
+                    let facts = RequestFacts {
+                        is_head: i == 1,
+                        wants_close: i == 2,
+                    };
+                    out.clear();
+                    let reply = replayer.write_reply(id, *now, &facts, &mut out);
+                    // The recorded status line is written as recorded; it ends with CRLF.
+                    assert!(out.windows(2).any(|w| w == b"\r\n"), "{out:?}");
+                    assert!(!facts.wants_close || reply.close);
+                }
+            }
+            Decision::Status(code) => assert!(!Replayer::status_reply(code).is_empty()),
+            Decision::Forward | Decision::Kill => {}
+        }
+    }
+    let _ = (replayer.remaining(), replayer.keys(), replayer.heap_bytes());
+}
+
+/// Limits small enough that fuzzed inputs reach them.
+const SMALL: Limits = Limits {
+    max_head: 512,
+    max_body: 300,
+};
+
+/// The request parser: [`parse_head`] and [`parse_body`] on `data`, with the default limits and
+/// with small ones; a complete request's parts must lie inside the input.
+pub fn http1_request(data: &[u8]) {
+    for limits in [Limits::default(), SMALL] {
+        let mut headers = header_slots();
+        let head = match parse_head(data, &mut headers, &limits) {
+            Ok(Some(head)) => head,
+            Ok(None) | Err(_) => continue,
+        };
+        assert!(head.head_len <= data.len() && head.head_len <= limits.max_head);
+        let mut scratch = Vec::new();
+        if let Ok(Some((at, end))) = parse_body(
+            data,
+            &head,
+            &mut BodyState::default(),
+            &mut scratch,
+            &limits,
+        ) {
+            assert!(head.head_len <= end && end <= data.len(), "end {end}");
+            let body_len = match at {
+                BodyAt::Input(range) => {
+                    assert!(head.head_len <= range.start && range.end <= end);
+                    range.len()
+                }
+                BodyAt::Scratch => scratch.len(),
+            };
+            assert!(body_len as u64 <= limits.max_body);
+        }
+    }
+}
+
+/// What a connection made of its input: each request (method, target, body, close) and how it
+/// ended (`None`: waiting for more; `Some(status)`: rejected).
+type Parsed = (Vec<(Vec<u8>, Vec<u8>, Vec<u8>, bool)>, Option<u16>);
+
+/// Feeds `data` to a fresh [`Conn`] the way the driver does: each of `cuts` (ascending) is how
+/// much of `data` has arrived at one read; requests are consumed as they complete.
+fn drive_conn(data: &[u8], cuts: &[usize], limits: Limits) -> Parsed {
+    let mut conn = Conn::new(limits);
+    let (mut scratch, mut out) = (Vec::new(), Vec::new());
+    let mut requests = Vec::new();
+    let mut pos = 0;
+    for &cut in cuts {
+        // Each request consumes at least one byte, so this loop ends.
+        loop {
+            let mut headers = header_slots();
+            match conn.poll_request(&data[pos..cut], &mut headers, &mut scratch, &mut out) {
+                Step::Request(r) => {
+                    assert!(r.len > 0 && pos + r.len <= cut);
+                    let request = (r.method.to_vec(), r.target.to_vec(), r.body.to_vec());
+                    requests.push((request.0, request.1, request.2, r.wants_close));
+                    pos += r.len;
+                }
+                Step::NeedMore => break,
+                Step::Reject(e) => return (requests, Some(e.status())),
+            }
+        }
+    }
+    (requests, None)
+}
+
+/// The connection state machine: `data` fed whole, then split in two at every point (at most the
+/// first 1024), must give the same requests and the same ending. One difference is allowed: a
+/// read that ends past the head limit before the byte that makes the head malformed is a 431
+/// where the whole input is a 400 (both reject and close).
+pub fn http1_conn(data: &[u8]) {
+    for limits in [Limits::default(), SMALL] {
+        let whole = drive_conn(data, &[data.len()], limits);
+        for cut in 0..data.len().min(1024) {
+            let mut split = drive_conn(data, &[cut, data.len()], limits);
+            if split.1 == Some(431) && whole.1 == Some(400) {
+                split.1 = Some(400);
+            }
+            assert_eq!(split, whole, "split at {cut} differs");
+        }
+    }
+}
+
+/// What a relay gave the client: the bytes, the outcome or error, and the bytes left over.
+type Relayed = (
+    Vec<u8>,
+    Result<Option<crate::upstream::RelayOutcome>, ResponseError>,
+    Vec<u8>,
+);
+
+/// Feeds `input` to `relay` in pieces ending at `cuts` (ascending, the last = `input.len()`), as
+/// the driver does (unconsumed bytes are handed in again with the next piece), then the EOF.
+fn drive_relay(mut relay: ResponseRelay, input: &[u8], cuts: &[usize]) -> Relayed {
+    let mut out = Vec::new();
+    let mut consumed = 0;
+    for &cut in cuts {
+        if relay.outcome().is_some() {
+            break;
+        }
+        match relay.handle_bytes(&input[consumed..cut], &mut out) {
+            Ok(n) => {
+                assert!(n <= cut - consumed);
+                consumed += n;
+            }
+            // What was relayed before an error depends on where the reads ended; the error does not.
+            Err(e) => return (Vec::new(), Err(e), Vec::new()),
+        }
+    }
+    let ended = match relay.outcome() {
+        Some(outcome) => Ok(Some(outcome)),
+        None => relay.handle_eof().map(|()| relay.outcome()),
+    };
+    match ended {
+        Err(e) => (Vec::new(), Err(e), Vec::new()),
+        ended => (out, ended, input[consumed..].to_vec()),
+    }
+}
+
+/// The upstream response relay: the first byte picks the request (HEAD or not, the client's
+/// HTTP/1.0 or 1.1, keep-alive), the rest is the upstream's response. Relayed whole, split at
+/// every point (at most the first 512) and byte by byte, the client must get the same bytes and the
+/// same outcome.
+pub fn upstream_response(data: &[u8]) {
+    let Some((&flags, input)) = data.split_first() else {
+        return;
+    };
+    let relay = ResponseRelay::new(flags & 1 != 0, (flags >> 1) & 1, flags & 4 != 0);
+    // A status below 100 is relayed as received, as mitmproxy's reader (which only reads it as an
+    // integer) does: no check on it here.
+    let whole = drive_relay(relay.clone(), input, &[input.len()]);
+    for cut in 0..input.len().min(512) {
+        let split = drive_relay(relay.clone(), input, &[cut, input.len()]);
+        assert_eq!(split, whole, "split at {cut} differs");
+    }
+    let bytewise: Vec<usize> = (1..=input.len().min(4096)).chain([input.len()]).collect();
+    assert_eq!(
+        drive_relay(relay, input, &bytewise),
+        whole,
+        "byte by byte differs"
+    );
+}
