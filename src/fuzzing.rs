@@ -138,7 +138,10 @@ pub fn flow_reader(data: &[u8]) {
         let mut builder = Replayer::builder(&options);
         let loaded = Recording::from_bytes_observed(
             vec![(PathBuf::from("fuzz.flows"), data.to_vec())],
-            LoadOptions { skip_bad_flows },
+            LoadOptions {
+                skip_bad_flows,
+                ..LoadOptions::default()
+            },
             &mut |event| {
                 if let LoadEvent::HttpFlow { request, response } = &event {
                     seen.push(format!("{request:?} {response:?}"));
@@ -210,6 +213,7 @@ fn answer_every_flow(replayer: &Replayer, recording: &Recording) {
                     let facts = RequestFacts {
                         is_head: i == 1,
                         wants_close: i == 2,
+                        ..RequestFacts::default()
                     };
                     out.clear();
                     let reply = replayer.write_reply(id, *now, &facts, &mut out);
@@ -285,6 +289,11 @@ fn drive_conn(data: &[u8], cuts: &[usize], limits: Limits) -> Parsed {
                     pos += r.len;
                 }
                 Step::NeedMore => break,
+                // The driver writes its output here; the fuzz target only drops it.
+                Step::Flush => {
+                    out.clear();
+                    conn.flushed();
+                }
                 Step::Reject(e) => return (requests, Some(e.status())),
             }
         }
