@@ -3,7 +3,8 @@
 //!
 //! Most heads are rendered at serve time straight from the recorded fields into the caller's
 //! buffer ([`write_head`]): the status line, each field, and each `Date`/`Expires`/`Last-Modified`
-//! shifted, all without allocating and without any per-flow state kept at load. Heads that need
+//! shifted, all without allocating; the only per-flow state kept at load for them is the
+//! response's start time and its first date field, parsed ([`FirstDate`]). Heads that need
 //! more than that (a `Set-Cookie` that refresh re-serialises, or a date header repeated) are
 //! pre-rendered at load ([`Templates`]) with patch sites where refresh overwrites a 29-byte
 //! date; their dates are normalised to IMF-fixdate at load, which is what mitmproxy writes back on
