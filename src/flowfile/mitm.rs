@@ -837,18 +837,34 @@ fn parse_accepted(bytes: &[u8], offset: u64) -> Value<'_> {
 
 /// The (key, value) entries of a dict the loader checked, framed and nothing more (their
 /// offsets are not tracked: nothing re-read can fail).
-fn accepted_entries<'a>(dict: &Value<'a>) -> impl Iterator<Item = (Value<'a>, Value<'a>)> {
-    let mut rest = dict.payload;
-    let mut next = move || {
-        if rest.is_empty() {
+fn accepted_entries<'a>(dict: &Value<'a>) -> AcceptedEntries<'a> {
+    AcceptedEntries {
+        rest: dict.payload,
+    }
+}
+
+/// Iterator of [`accepted_entries`]: the key's bytes and the value, framed.
+struct AcceptedEntries<'a> {
+    /// The entries not read yet.
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for AcceptedEntries<'a> {
+    type Item = (Value<'a>, Value<'a>);
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
             return None;
         }
-        let (value, used) =
-            tnetstring::frame_accepted(rest).expect("invariant: the loader validated this dict");
-        rest = &rest[used..];
-        Some(value)
-    };
-    std::iter::from_fn(move || Some((next()?, next()?)))
+        let framed = tnetstring::frame_accepted(self.rest).and_then(|(key, used)| {
+            let (value, more) = tnetstring::frame_accepted(self.rest.get(used..)?)?;
+            Some((key, value, used + more))
+        });
+        let (key, value, used) = framed.expect("invariant: the loader validated this dict");
+        self.rest = &self.rest[used..];
+        Some((key, value))
+    }
 }
 
 /// The bytes of a string value the loader checked, or `b""` for null.

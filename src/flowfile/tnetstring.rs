@@ -197,7 +197,7 @@ pub fn parse_value<'a>(
 /// Frames the value at the start of `input`, which a checking read already accepted: the fast
 /// path for re-reading a recording at serve time. No offsets are tracked (they only matter for
 /// error messages); `None` if the bytes are not a value after all.
-#[inline]
+#[inline(always)]
 pub fn frame_accepted(input: &[u8]) -> Option<(Value<'_>, usize)> {
     let digit = |b: u8| b.is_ascii_digit().then(|| usize::from(b - b'0'));
     // Keys and most values have a length of one or two digits: read those without a loop.
