@@ -130,6 +130,11 @@ fn main() {
         ..ReplayOptions::default()
     };
     let replayer = Replayer::new(Arc::new(recording), &options);
+    let heap = replayer.heap_bytes() + replayer.recording().index_heap_bytes();
+    println!(
+        "heap: {heap} bytes, {:.1} bytes per flow (recording entries, index, load-time facts)",
+        heap as f64 / len.max(1) as f64
+    );
     let headers: Vec<Vec<httparse::Header<'_>>> = owned
         .iter()
         .map(|r| {

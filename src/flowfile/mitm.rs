@@ -838,9 +838,7 @@ fn parse_accepted(bytes: &[u8], offset: u64) -> Value<'_> {
 /// The (key, value) entries of a dict the loader checked, framed and nothing more (their
 /// offsets are not tracked: nothing re-read can fail).
 fn accepted_entries<'a>(dict: &Value<'a>) -> AcceptedEntries<'a> {
-    AcceptedEntries {
-        rest: dict.payload,
-    }
+    AcceptedEntries { rest: dict.payload }
 }
 
 /// Iterator of [`accepted_entries`]: the key's bytes and the value, framed.
