@@ -5,6 +5,7 @@
 #   ROUNDS=5 SECS=8 scripts/bench.sh      # longer
 #   CASES="small 16k" scripts/bench.sh    # some cases only (small c256 close 16k scale mitm)
 #   UR_ALT=/tmp/other-build scripts/bench.sh  # also measure another uringreplay binary (A/B)
+#   CEILING_DIR=/path/to/shared/bench/ceiling scripts/bench.sh  # where the ceiling responders are
 #
 # It builds uringreplay in release, installs wrk and nginx (Debian) and mitmproxy (PyPI, in a
 # virtualenv under ~/.cache/uringreplay-bench) when missing, generates the recordings, then runs
@@ -13,7 +14,10 @@
 # per server-CPU-second: requests completed ÷ (user + sys) CPU seconds of the server's processes
 # over the same window (from /proc/PID/stat). Servers alternate within each round; the table shows
 # medians over rounds. Compare figures only inside one run: this machine drifts by ±10 %.
-# Only 127.0.0.1 is used. Every load run is bounded by wrk's -d; the whole run takes ≈ 10 min.
+# The ceiling responders of ../shared/bench/ceiling (bare io_uring, monoio and epoll servers that
+# answer fixed bytes) run in the same rounds of the small, c256 and 16k cases when that directory
+# is there (built once, outside it, under ~/.cache/uringreplay-bench); every row then also gets its
+# ratio to the best responder of its case. Only 127.0.0.1 is used. Every load run is bounded by wrk's -d; the whole run takes ≈ 10 min.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-4}
@@ -84,6 +88,36 @@ log "building (release)"
 (cd "$ROOT" && cargo build --release --quiet --bin uringreplay --example bench_flows --example gen_flows)
 UR=$TARGET/release/uringreplay
 "$TARGET/release/examples/bench_flows" "$WORK/bench.flows"
+
+# The ceiling responders: ../shared/bench/ceiling beside the repository (CI, a clean clone), or
+# ../../shared for a worktree one level deeper; read-only, so built with a target dir of ours.
+CEILING_DIR=${CEILING_DIR:-}
+if [ -z "$CEILING_DIR" ]; then
+    for d in "$ROOT/../shared/bench/ceiling" "$ROOT/../../shared/bench/ceiling"; do
+        [ -f "$d/Cargo.toml" ] && { CEILING_DIR=$(cd "$d" && pwd); break; }
+    done
+fi
+CEILING=()      # the responders measured in the small and c256 cases
+CEILING16K=()   # and in the 16k case
+CEILING_NOTE=""
+if [ -n "$CEILING_DIR" ] && [ -f "$CEILING_DIR/Cargo.toml" ]; then
+    CEILING_TARGET=$CACHE/ceiling-target
+    log "building the ceiling responders of $CEILING_DIR (release, into $CEILING_TARGET)"
+    if CARGO_TARGET_DIR=$CEILING_TARGET cargo build --release --quiet --manifest-path "$CEILING_DIR/Cargo.toml"; then
+        CEILING_BIN=$CEILING_TARGET/release
+        for b in uring_basic uring_best monoio_min epoll_mio; do
+            [ -x "$CEILING_BIN/$b" ] && CEILING+=("$b")
+        done
+        for b in uring_basic uring_best; do
+            [ -x "$CEILING_BIN/$b" ] && CEILING16K+=("$b")
+        done
+    else
+        CEILING_NOTE="the ceiling responders of $CEILING_DIR did not build; measured without them"
+    fi
+else
+    CEILING_NOTE="no ../shared/bench/ceiling beside the repository (set CEILING_DIR): measured without the ceiling responders"
+fi
+[ -z "$CEILING_NOTE" ] || log "note: $CEILING_NOTE"
 
 # Recordings for the scale cases: flow i is GET /item/i with a 100-byte body. The consume
 # recording has one key (/item/0) recorded often enough that a round never exhausts it.
@@ -164,6 +198,8 @@ start() {
             cmd=("$MITMDUMP" -q -S "$WORK/bench.flows" --mode reverse:http://127.0.0.1:8080
                 --listen-host 127.0.0.1 -p "$port" --set server_replay_reuse=true
                 --set connection_strategy=lazy) ;;
+        uring_basic | uring_best | monoio_min | epoll_mio)
+            cmd=("$CEILING_BIN/$name" "$port" "${KIND:-small}") ;;
         ur-1) cmd=("$UR" -S "$WORK/gen1.flows" --reuse "${ur_common[@]}") ;;
         ur-10k) cmd=("$UR" -S "$WORK/gen10k.flows" --reuse "${ur_common[@]}") ;;
         ur-1m) cmd=("$UR" -S "$WORK/gen1m.flows" --reuse "${ur_common[@]}") ;;
@@ -289,10 +325,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "-" || b == "-" || b == 0) pr
 
 # ---------------------------------------------------------------------------------------------
 log "measuring: $ROUNDS rounds × ${SECS} s (+ ${WARM} s warm-up) per server and case"
-want small && run_case small "/small 64 $SECS 0 0" uringreplay nginx uringreplay-norefresh uringreplay-epoll ${UR_ALT:+uringreplay-alt}
-want c256 && run_case c256 "/small 256 $SECS 0 0" uringreplay nginx
+# KIND tells the ceiling responders which fixed answer to give (small or 16k).
+want small && KIND=small run_case small "/small 64 $SECS 0 0" uringreplay nginx uringreplay-norefresh uringreplay-epoll ${UR_ALT:+uringreplay-alt} "${CEILING[@]}"
+want c256 && KIND=small run_case c256 "/small 256 $SECS 0 0" uringreplay nginx "${CEILING[@]}"
 want close && run_case close "/close 64 $SECS 0 1" uringreplay nginx ${UR_ALT:+uringreplay-alt}
-want 16k && run_case 16k "/16k 64 $SECS 0 0" uringreplay nginx ${UR_ALT:+uringreplay-alt}
+want 16k && KIND=16k run_case 16k "/16k 64 $SECS 0 0" uringreplay nginx ${UR_ALT:+uringreplay-alt} "${CEILING16K[@]}"
 if want scale; then
     # Each server walks its own keys: /item/(i * 7919 mod keys).
     run_case scale "/ 64 $SECS auto 0" ur-1 ur-10k ur-1m ur-1m-cycle ur-1m-consume!
@@ -308,9 +345,20 @@ echo "- machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.
 echo "- tools: $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $(nginx -v 2>&1 | sed 's/.*: //')$(want mitm && echo ", mitmproxy $("$MITMDUMP" --version | awk '/^Mitmproxy/ {print $2}') on Python $("$MITMDUMP" --version | awk '/^Python/ {print $2}')$MITM_NOTE"), uringreplay $(grep -o 'on [a-z_]* ([^)]*)\|on epoll' "$WORK/uringreplay.err" 2>/dev/null | head -1 | sed 's/^on //')"
 echo "- servers on CPU $SERVER_CPU (one worker), wrk -t1 on CPU $LOAD_CPU; $ROUNDS alternating rounds of ${SECS} s after ${WARM} s warm-up (mitmdump case: ${MITM_SECS} s); medians"
 echo "- command: \`$COMMAND\`"
+if [ -n "$CEILING_NOTE" ]; then echo "- $CEILING_NOTE"; else echo "- ceiling responders: $CEILING_DIR (${CEILING[*]})"; fi
 echo
-echo "| case | server | req/s | p50 ms | p99 ms | p99.9 ms | req/server-CPU-s | ratio | req/core-CPU-s | ratio | errors | foreign CPU % |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| case | server | req/s | p50 ms | p99 ms | p99.9 ms | req/server-CPU-s | ratio | req/core-CPU-s | ratio | vs best | errors | foreign CPU % |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+# The best req/server-CPU-s median of a case among every server measured in it.
+best() {
+    local k b=0 v
+    for k in "${!RESULT[@]}"; do
+        [[ $k == "$1|"* ]] || continue
+        v=$(median "$k" 5)
+        if [ "$v" != "-" ] && awk -v v="$v" -v b="$b" 'BEGIN {exit !(v > b)}'; then b=$v; fi
+    done
+    echo "$b"
+}
 row() {
     local case=$1 label=$2 name=$3 ref=${4:-}
     local key="$case|$name"
@@ -322,23 +370,27 @@ row() {
         r1=$(ratio "$per" "$(median "$ref" 5)")
         r2=$(ratio "$core" "$(median "$ref" 8)")
     fi
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$name" \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$name" \
         "$(median "$key" 1)" "$(ms "$(median "$key" 2)")" "$(ms "$(median "$key" 3)")" \
-        "$(ms "$(median "$key" 4)")" "$per" "$r1" "$core" "$r2" "$(median "$key" 6)" "$(median "$key" 7)"
+        "$(ms "$(median "$key" 4)")" "$per" "$r1" "$core" "$r2" "$(ratio "$per" "$(best "$case")")" \
+        "$(median "$key" 6)" "$(median "$key" 7)"
 }
 row small "small, keep-alive, 64 conns" uringreplay "small|nginx"
 row small "small, keep-alive, 64 conns" uringreplay-norefresh "small|nginx"
 row small "small, keep-alive, 64 conns" uringreplay-epoll "small|nginx"
 row small "small, keep-alive, 64 conns" uringreplay-alt "small|nginx"
 row small "small, keep-alive, 64 conns" nginx
+for b in "${CEILING[@]}"; do row small "small, keep-alive, 64 conns (ceiling responder)" "$b" "small|nginx"; done
 row c256 "small, keep-alive, 256 conns" uringreplay "c256|nginx"
 row c256 "small, keep-alive, 256 conns" nginx
+for b in "${CEILING[@]}"; do row c256 "small, keep-alive, 256 conns (ceiling responder)" "$b" "c256|nginx"; done
 row close "small, new connection per request" uringreplay "close|nginx"
 row close "small, new connection per request" uringreplay-alt "close|nginx"
 row close "small, new connection per request" nginx
 row 16k "16 KiB, keep-alive, 64 conns" uringreplay "16k|nginx"
 row 16k "16 KiB, keep-alive, 64 conns" uringreplay-alt "16k|nginx"
 row 16k "16 KiB, keep-alive, 64 conns (nginx: static file)" nginx
+for b in "${CEILING16K[@]}"; do row 16k "16 KiB, keep-alive, 64 conns (ceiling responder)" "$b" "16k|nginx"; done
 row scale "1 flow, reuse" ur-1
 row scale "10 k flows, reuse (walk of 10 k keys)" ur-10k "scale|ur-1"
 row scale "1 M flows, reuse (walk of 1 M keys)" ur-1m "scale|ur-1"
@@ -350,6 +402,7 @@ echo
 echo "req/server-CPU-s: requests ÷ CPU seconds of the server's processes (/proc/PID/stat);"
 echo "req/core-CPU-s: requests ÷ busy seconds of the server's core (/proc/stat), which also counts kernel"
 echo "TCP work for the server done in interrupt context. ratio: against nginx in the same case;"
+echo "vs best: req/server-CPU-s against the best server of the same case (the ceiling responders included);"
 echo "scale rows against the 1-flow recording; the last uringreplay row against mitmdump -S."
 echo "errors: socket errors + non-2xx answers. foreign CPU: time other processes took on the server's core"
 echo "or elsewhere (% of one core over the window); medians leave out rounds above 10 % when any round is"

@@ -778,7 +778,7 @@ pub(crate) fn entry_views<'a>(
 ) -> (RequestView<'a>, Option<ResponseView<'a>>) {
     let request = entry_request(bytes, entry);
     let response = (entry.response != FlowEntry::NO_RESPONSE).then(|| {
-        accepted_response(&parse_accepted(bytes, entry.response), || {
+        accepted_response(&parse_accepted(bytes, entry.response), Timed::Yes, || {
             request.timestamp_end.unwrap_or(request.timestamp_start)
         })
     });
@@ -787,7 +787,30 @@ pub(crate) fn entry_views<'a>(
 
 /// Re-reads only the request of an entry the loader accepted.
 pub(crate) fn entry_request<'a>(bytes: &'a [u8], entry: &FlowEntry) -> RequestView<'a> {
-    accepted_request(&parse_accepted(bytes, entry.request))
+    accepted_request(&parse_accepted(bytes, entry.request), Timed::Yes)
+}
+
+/// Whether a re-read parses the timestamps (decimal floats, the dearest fields to read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timed {
+    /// Parse them.
+    Yes,
+    /// Leave them out: `timestamp_start` reads `0.0` and `timestamp_end` `None`.
+    No,
+}
+
+/// [`entry_request`] without the timestamps (`timestamp_start` `0.0`, `timestamp_end` `None`).
+pub(crate) fn entry_request_untimed<'a>(bytes: &'a [u8], entry: &FlowEntry) -> RequestView<'a> {
+    accepted_request(&parse_accepted(bytes, entry.request), Timed::No)
+}
+
+/// [`entry_response`] without the timestamps (`timestamp_start` `0.0`, `timestamp_end` `None`).
+pub(crate) fn entry_response_untimed<'a>(
+    bytes: &'a [u8],
+    entry: &FlowEntry,
+) -> Option<ResponseView<'a>> {
+    (entry.response != FlowEntry::NO_RESPONSE)
+        .then(|| accepted_response(&parse_accepted(bytes, entry.response), Timed::No, || 0.0))
 }
 
 /// Re-reads only the response of an entry the loader accepted (the request too, only when the
@@ -798,6 +821,7 @@ pub(crate) fn entry_response<'a>(bytes: &'a [u8], entry: &FlowEntry) -> Option<R
     }
     Some(accepted_response(
         &parse_accepted(bytes, entry.response),
+        Timed::Yes,
         || {
             let request = entry_request(bytes, entry);
             request.timestamp_end.unwrap_or(request.timestamp_start)
@@ -815,18 +839,32 @@ fn parse_accepted(bytes: &[u8], offset: u64) -> Value<'_> {
 
 /// The (key, value) entries of a dict the loader checked, framed and nothing more (their
 /// offsets are not tracked: nothing re-read can fail).
-fn accepted_entries<'a>(dict: &Value<'a>) -> impl Iterator<Item = (Value<'a>, Value<'a>)> {
-    let mut rest = dict.payload;
-    let mut next = move || {
-        if rest.is_empty() {
+fn accepted_entries<'a>(dict: &Value<'a>) -> AcceptedEntries<'a> {
+    AcceptedEntries { rest: dict.payload }
+}
+
+/// Iterator of [`accepted_entries`]: the key's bytes and the value, framed.
+struct AcceptedEntries<'a> {
+    /// The entries not read yet.
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for AcceptedEntries<'a> {
+    type Item = (Value<'a>, Value<'a>);
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
             return None;
         }
-        let (value, used) =
-            tnetstring::frame_accepted(rest).expect("invariant: the loader validated this dict");
-        rest = &rest[used..];
-        Some(value)
-    };
-    std::iter::from_fn(move || Some((next()?, next()?)))
+        let framed = tnetstring::frame_accepted(self.rest).and_then(|(key, used)| {
+            let (value, more) = tnetstring::frame_accepted(self.rest.get(used..)?)?;
+            Some((key, value, used + more))
+        });
+        let (key, value, used) = framed.expect("invariant: the loader validated this dict");
+        self.rest = &self.rest[used..];
+        Some((key, value))
+    }
 }
 
 /// The bytes of a string value the loader checked, or `b""` for null.
@@ -877,7 +915,7 @@ fn accepted_version<'a>(
 
 /// Re-reads a request dict the loader accepted with [`request_view`]: one pass over its fields,
 /// nothing checked again, the same view. This is the serve-time path.
-fn accepted_request<'a>(dict: &Value<'a>) -> RequestView<'a> {
+fn accepted_request<'a>(dict: &Value<'a>, timed: Timed) -> RequestView<'a> {
     let mut f: [Option<Value<'a>>; 14] = [None; 14];
     for (k, v) in accepted_entries(dict) {
         // The last occurrence of a name wins, as in `Fields::get`.
@@ -914,14 +952,24 @@ fn accepted_request<'a>(dict: &Value<'a>) -> RequestView<'a> {
         headers: accepted_headers(f[8]).unwrap_or(Headers::EMPTY),
         content: accepted_content(f[9], f[10]),
         trailers: accepted_headers(f[11]),
-        timestamp_start: accepted_float(f[12]).unwrap_or_default(),
-        timestamp_end: accepted_float(f[13]),
+        timestamp_start: match timed {
+            Timed::Yes => accepted_float(f[12]).unwrap_or_default(),
+            Timed::No => 0.0,
+        },
+        timestamp_end: match timed {
+            Timed::Yes => accepted_float(f[13]),
+            Timed::No => None,
+        },
     }
 }
 
 /// Re-reads a response dict the loader accepted with [`response_view`] (see
 /// [`accepted_request`]); `request_end` is asked for only when `timestamp_start` is missing.
-fn accepted_response<'a>(dict: &Value<'a>, request_end: impl FnOnce() -> f64) -> ResponseView<'a> {
+fn accepted_response<'a>(
+    dict: &Value<'a>,
+    timed: Timed,
+    request_end: impl FnOnce() -> f64,
+) -> ResponseView<'a> {
     let mut f: [Option<Value<'a>>; 12] = [None; 12];
     for (k, v) in accepted_entries(dict) {
         let slot = match k.payload {
@@ -941,8 +989,11 @@ fn accepted_response<'a>(dict: &Value<'a>, request_end: impl FnOnce() -> f64) ->
         };
         f[slot] = Some(v);
     }
-    let mut end = accepted_float(f[11]);
-    let timestamp_start = match accepted_float(f[10]) {
+    let (mut end, start) = match timed {
+        Timed::Yes => (accepted_float(f[11]), accepted_float(f[10])),
+        Timed::No => (None, Some(0.0)),
+    };
+    let timestamp_start = match start {
         Some(s) => s,
         None => {
             let request_end = request_end();

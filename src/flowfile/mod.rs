@@ -497,6 +497,28 @@ impl Recording {
         mitm::entry_response(self.files[entry.file as usize].backing.bytes(), entry)
     }
 
+    /// [`Recording::request`] without its timestamps (`timestamp_start` reads `0.0`,
+    /// `timestamp_end` `None`): what comparing a match key needs, without parsing two decimal
+    /// floats.
+    ///
+    /// # Panics
+    /// If `id >= len()`.
+    pub fn request_untimed(&self, id: usize) -> RequestView<'_> {
+        let entry = &self.flows[id];
+        mitm::entry_request_untimed(self.files[entry.file as usize].backing.bytes(), entry)
+    }
+
+    /// [`Recording::response`] without its timestamps (`timestamp_start` reads `0.0`,
+    /// `timestamp_end` `None`), for the replay path, which keeps each response's start from
+    /// load.
+    ///
+    /// # Panics
+    /// If `id >= len()`.
+    pub fn response_untimed(&self, id: usize) -> Option<ResponseView<'_>> {
+        let entry = &self.flows[id];
+        mitm::entry_response_untimed(self.files[entry.file as usize].backing.bytes(), entry)
+    }
+
     /// Every HTTP flow, in recording order.
     pub fn flows(&self) -> impl Iterator<Item = FlowView<'_>> + '_ {
         (0..self.flows.len()).map(|id| self.flow(id))

@@ -197,24 +197,34 @@ pub fn parse_value<'a>(
 /// Frames the value at the start of `input`, which a checking read already accepted: the fast
 /// path for re-reading a recording at serve time. No offsets are tracked (they only matter for
 /// error messages); `None` if the bytes are not a value after all.
-#[inline]
+#[inline(always)]
 pub fn frame_accepted(input: &[u8]) -> Option<(Value<'_>, usize)> {
-    // At most MAX_LENGTH_DIGITS digits: below 10^12, so the sum cannot overflow a u64.
-    let mut length = 0u64;
-    let mut pos = 0;
-    loop {
-        let b = *input.get(pos)?;
-        if b == b':' {
-            break;
+    let digit = |b: u8| b.is_ascii_digit().then(|| u64::from(b - b'0'));
+    // Keys and most values have a length of one or two digits: read those without a loop.
+    let (length, start) = match *input {
+        [d, b':', ..] if d.is_ascii_digit() => (usize::from(d - b'0'), 2),
+        [d, e, b':', ..] if d.is_ascii_digit() && e.is_ascii_digit() => {
+            (usize::from(d - b'0') * 10 + usize::from(e - b'0'), 3)
         }
-        if !b.is_ascii_digit() || pos == MAX_LENGTH_DIGITS {
-            return None;
+        _ => {
+            // At most MAX_LENGTH_DIGITS digits: below 10^12, so the sum cannot overflow a u64.
+            let mut length = 0u64;
+            let mut pos = 0;
+            loop {
+                let b = *input.get(pos)?;
+                if b == b':' {
+                    break;
+                }
+                if pos == MAX_LENGTH_DIGITS {
+                    return None;
+                }
+                length = length * 10 + digit(b)?;
+                pos += 1;
+            }
+            (usize::try_from(length).ok()?, pos + 1)
         }
-        length = length * 10 + u64::from(b - b'0');
-        pos += 1;
-    }
-    let start = pos + 1;
-    let end = start.checked_add(usize::try_from(length).ok()?)?;
+    };
+    let end = start.checked_add(length)?;
     let tag = Tag::from_byte(*input.get(end)?)?;
     let value = Value {
         tag,
@@ -585,6 +595,73 @@ mod tests {
 
     fn one(input: &[u8]) -> Result<Value<'_>, TnetError> {
         parse_value(input, 100, "file").map(|(v, _)| v)
+    }
+
+    /// `frame_accepted` as it was written first: one digit loop for every length.
+    fn frame_by_loop(input: &[u8]) -> Option<(Tag, &[u8], usize)> {
+        let mut length = 0usize;
+        let mut pos = 0;
+        loop {
+            let b = *input.get(pos)?;
+            if b == b':' {
+                break;
+            }
+            if !b.is_ascii_digit() || pos == MAX_LENGTH_DIGITS {
+                return None;
+            }
+            length = length * 10 + usize::from(b - b'0');
+            pos += 1;
+        }
+        let end = (pos + 1).checked_add(length)?;
+        let tag = Tag::from_byte(*input.get(end)?)?;
+        Some((tag, &input[pos + 1..end], end + 1))
+    }
+
+    #[test]
+    fn framing_with_short_lengths_reads_like_the_digit_loop() {
+        let mut inputs: Vec<Vec<u8>> = [
+            &b""[..],
+            b":",
+            b"::",
+            b":,",
+            b"0:,",
+            b"0:~rest",
+            b"1:a,",
+            b"1:a",
+            b"1:ab",
+            b"9:abcdefghi,",
+            b"10:abcdefghij,",
+            b"10:abcdefghi,",
+            b"12:abcdefghijkl]",
+            b"100:x,",
+            b"x:a,",
+            b"1x:a,",
+            b"00:,",
+            b"01:a;",
+            b"1:a?",
+            b"123456789012:x,",
+            b"1234567890123:x,",
+        ]
+        .iter()
+        .map(|i| i.to_vec())
+        .collect();
+        inputs.push(
+            b"100:"
+                .iter()
+                .chain(&[b'x'; 100])
+                .chain(b",")
+                .copied()
+                .collect(),
+        );
+        for input in &inputs {
+            let fast = frame_accepted(input).map(|(v, used)| (v.tag, v.payload, used));
+            assert_eq!(
+                fast,
+                frame_by_loop(input),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
     }
 
     #[test]

@@ -281,9 +281,61 @@ pub fn write_imf_fixdate(secs: i64, out: &mut [u8; IMF_FIXDATE_LEN]) -> bool {
     true
 }
 
+/// [`write_imf_fixdate`] through a one-entry cache per thread: refreshed dates are almost all
+/// "now", so within one second every replay of every flow writes the same 29 bytes, and only the
+/// first formats them.
+pub fn write_imf_fixdate_cached(secs: i64, out: &mut [u8; IMF_FIXDATE_LEN]) -> bool {
+    use std::cell::Cell;
+    thread_local! {
+        /// The last second formatted on this thread, and its text (`i64::MIN`: none yet).
+        static LAST: Cell<(i64, [u8; IMF_FIXDATE_LEN])> =
+            const { Cell::new((i64::MIN, [0; IMF_FIXDATE_LEN])) };
+    }
+    LAST.with(|last| {
+        let (cached, text) = last.get();
+        if cached == secs {
+            *out = text;
+            return true;
+        }
+        if !write_imf_fixdate(secs, out) {
+            return false;
+        }
+        last.set((secs, *out));
+        true
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cached_formatter_writes_what_the_formatter_writes() {
+        // Repeats, neighbours and unformattable seconds in between, in an order that makes the
+        // cache hit and miss.
+        let edge = *FORMATTABLE.end();
+        for secs in [
+            0,
+            0,
+            1,
+            0,
+            1_700_000_000,
+            1_700_000_000,
+            edge,
+            edge + 1,
+            edge,
+            -1,
+            -1,
+        ] {
+            let (mut a, mut b) = ([0; IMF_FIXDATE_LEN], [0; IMF_FIXDATE_LEN]);
+            assert_eq!(
+                write_imf_fixdate_cached(secs, &mut a),
+                write_imf_fixdate(secs, &mut b),
+                "{secs}"
+            );
+            assert_eq!(a, b, "{secs}");
+        }
+    }
 
     fn fmt(secs: i64) -> String {
         let mut out = [0; IMF_FIXDATE_LEN];

@@ -25,6 +25,9 @@ use crate::flowfile::{Recording, RequestView, Span};
 /// recording into a stack buffer; longer ones (large request bodies) are kept at load.
 pub const KEY_BUFFER: usize = 2048;
 
+/// The stack buffer tried first for re-deriving a recorded key (request lines of usual length).
+const SMALL_KEY_BUFFER: usize = 256;
+
 /// Recorded byte strings at least this long are kept as spans of the recording rather than
 /// copied into a stored key (request bodies, long paths).
 const SPAN_MIN: usize = 64;
@@ -188,7 +191,7 @@ impl Index {
             // The flow's request is re-read only when a slot's hash bits match (a duplicate key,
             // or a rare 32-bit coincidence).
             let found = self.probe(hash, |target| {
-                let request = recording.request(flow as usize);
+                let request = recording.request_untimed(flow as usize);
                 let key_request = KeyRequest::recorded(&request);
                 let key = RequestKey {
                     request: &key_request,
@@ -342,12 +345,18 @@ impl Index {
         }
         // The response is read next if the key matches: fetch both while the request is parsed.
         recording.touch_flow(flow as usize);
-        let request = recording.request(flow as usize);
+        let request = recording.request_untimed(flow as usize);
         let key_request = KeyRequest::recorded(&request);
         let recorded = RequestKey {
             request: &key_request,
             options: &self.options,
         };
+        // Most keys fit the small buffer (clearing 2 KiB would cost more than the comparison).
+        let mut small = [0u8; SMALL_KEY_BUFFER];
+        if let Some(len) = key::write_canonical_into(&recorded, &mut small) {
+            let mut once = Some(&small[..len]);
+            return key::equals_chunks(key, || once.take());
+        }
         let mut buffer = [0u8; KEY_BUFFER];
         match key::write_canonical_into(&recorded, &mut buffer) {
             Some(len) => {

@@ -121,7 +121,9 @@ impl<'a> KeyRequest<'a> {
         let host = if over_h2 && !request.authority.is_empty() {
             KeyHost::Single(pretty_host(request.authority))
         } else {
-            let mut hosts = headers.values(b"host");
+            // Straight over the recorded fields (not through `HeaderFields::values`, which
+            // chains the live and recorded cases): this runs on every lookup.
+            let mut hosts = request.headers.get_all(b"host");
             match (hosts.next(), hosts.next()) {
                 (Some(one), None) if !one.is_empty() => KeyHost::Single(pretty_host(one)),
                 (Some(_), Some(_)) => KeyHost::Joined(headers),

@@ -36,7 +36,7 @@ use crate::config::{Order, ReplayOptions, Unmatched};
 use crate::flowfile::{LoadEvent, Recording, RequestView, ResponseView};
 use index::{Index, IndexBuilder};
 use key::{HeaderFields, KeyHost, KeyOptions, KeyRequest};
-use template::{Framing, Shape, Templates};
+use template::{FirstDate, Framing, Shape, Templates};
 
 /// A live request as the matcher sees it (after reverse-mode rewriting by the caller).
 #[derive(Debug, Clone, Copy)]
@@ -104,6 +104,69 @@ fn closes(shape: &Shape<'_>, facts: &RequestFacts) -> bool {
     (!facts.is_head && shape.body_until_close) || facts.wants_close || shape.response_close
 }
 
+/// What serving a flow's response needs that is dear to read from the recording on every
+/// request, read once at load: the response's start time (a decimal float in the file) and its
+/// first date field, parsed. 12 bytes a flow, indexed by flow id.
+#[derive(Debug, Default)]
+struct ServeTimes {
+    /// `timestamp_start` of each flow's response (`0.0` without one).
+    starts: Vec<f64>,
+    /// Each flow's [`FirstDate`]: the instant minus the whole seconds of its start, or
+    /// [`DATE_UNKNOWN`] / [`DATE_NONE`].
+    first_dates: Vec<i32>,
+}
+
+/// [`ServeTimes::first_dates`]: parse at serve time (no date field, or too far from the start).
+const DATE_UNKNOWN: i32 = i32::MIN;
+/// [`ServeTimes::first_dates`]: the first date field holds no date refresh can shift.
+const DATE_NONE: i32 = i32::MIN + 1;
+
+impl ServeTimes {
+    /// Notes the next flow.
+    fn push(&mut self, response: Option<&ResponseView<'_>>) {
+        let Some(response) = response else {
+            self.starts.push(0.0);
+            self.first_dates.push(DATE_UNKNOWN);
+            return;
+        };
+        let start = response.timestamp_start;
+        let encoded = match template::first_date(response) {
+            FirstDate::Unknown => DATE_UNKNOWN,
+            FirstDate::NotADate => DATE_NONE,
+            FirstDate::Epoch(epoch) => epoch
+                .checked_sub(start.floor() as i64)
+                .and_then(|d| i32::try_from(d).ok())
+                .filter(|&d| d > DATE_NONE)
+                .unwrap_or(DATE_UNKNOWN),
+        };
+        self.starts.push(start);
+        self.first_dates.push(encoded);
+    }
+
+    /// The response start and first date of flow `flow`.
+    fn get(&self, flow: usize) -> (f64, FirstDate) {
+        let start = self.starts[flow];
+        let date = match self.first_dates[flow] {
+            DATE_UNKNOWN => FirstDate::Unknown,
+            DATE_NONE => FirstDate::NotADate,
+            d => FirstDate::Epoch(start.floor() as i64 + i64::from(d)),
+        };
+        (start, date)
+    }
+
+    /// Gives back spare capacity.
+    fn shrink(&mut self) {
+        self.starts.shrink_to_fit();
+        self.first_dates.shrink_to_fit();
+    }
+
+    /// Heap bytes held.
+    fn heap_bytes(&self) -> usize {
+        self.starts.capacity() * std::mem::size_of::<f64>()
+            + self.first_dates.capacity() * std::mem::size_of::<i32>()
+    }
+}
+
 /// The replay core, shared by every worker thread (Send + Sync), built once at start-up.
 #[derive(Debug)]
 pub struct Replayer {
@@ -113,6 +176,8 @@ pub struct Replayer {
     index: Index,
     /// Pre-rendered responses.
     templates: Templates,
+    /// Response starts and first dates, read at load.
+    times: ServeTimes,
     /// Which flow answers a repeated request.
     order: Order,
     /// Whether dates are shifted when serving.
@@ -137,6 +202,8 @@ pub struct ReplayerBuilder {
     keys: IndexBuilder,
     /// Flows whose head must be pre-rendered, ascending.
     templated: Vec<u32>,
+    /// Response starts and first dates so far.
+    times: ServeTimes,
     /// The options.
     options: ReplayOptions,
 }
@@ -146,6 +213,7 @@ impl ReplayerBuilder {
     pub fn add_flow(&mut self, request: &RequestView<'_>, response: Option<&ResponseView<'_>>) {
         let id = Index::added(&self.keys);
         self.index.add(&mut self.keys, request, response.is_some());
+        self.times.push(response);
         if response.is_some_and(|r| {
             template::needs_template(r, self.options.refresh, self.options.keep_alive)
         }) {
@@ -170,6 +238,7 @@ impl ReplayerBuilder {
             self.index = index;
             self.keys = keys;
             self.templated.clear();
+            self.times = ServeTimes::default();
             for flow in recording.flows() {
                 self.add_flow(&flow.request, flow.response.as_ref());
             }
@@ -178,8 +247,10 @@ impl ReplayerBuilder {
             mut index,
             keys,
             templated,
+            mut times,
             options,
         } = self;
+        times.shrink();
         index.finish(keys, &recording);
         let mut templates = Templates::new();
         for id in templated {
@@ -199,6 +270,7 @@ impl ReplayerBuilder {
             recording,
             index,
             templates,
+            times,
             order: options.order,
             refresh: options.refresh,
             unmatched: options.unmatched,
@@ -216,6 +288,7 @@ impl Replayer {
             index,
             keys,
             templated: Vec::new(),
+            times: ServeTimes::default(),
             options: options.clone(),
         }
     }
@@ -301,12 +374,11 @@ impl Replayer {
             None => {
                 let response = self
                     .recording
-                    .response(flow.0 as usize)
+                    .response_untimed(flow.0 as usize)
                     .expect("invariant: decide only replays flows with a response");
-                let delta = self
-                    .refresh
-                    .then(|| refresh::delta_seconds(now, response.timestamp_start));
-                let shape = template::write_head(out, &response, delta);
+                let (start, first_date) = self.times.get(flow.0 as usize);
+                let delta = self.refresh.then(|| refresh::delta_seconds(now, start));
+                let shape = template::write_head(out, &response, delta, first_date);
                 self.tell_http10_keep_alive(&shape, facts, out);
                 let body = shape.body.unwrap_or_default();
                 if shape.framing == Framing::Chunked && !body.is_empty() {
@@ -444,7 +516,7 @@ impl Replayer {
 
     /// Heap bytes of the index and templates (beyond the recording itself).
     pub fn heap_bytes(&self) -> usize {
-        self.index.heap_bytes() + self.templates.heap_bytes()
+        self.index.heap_bytes() + self.templates.heap_bytes() + self.times.heap_bytes()
     }
 }
 

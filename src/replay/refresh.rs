@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::date::{shift, write_imf_fixdate, IMF_FIXDATE_LEN};
+use super::date::{shift, write_imf_fixdate_cached, IMF_FIXDATE_LEN};
 use super::template::{CookieFallback, PatchSite, NO_FALLBACK};
 
 /// Seconds from the recorded response start to `now` (spec §d.1), negative if `now` is earlier.
@@ -19,7 +19,7 @@ pub fn delta_seconds(now: SystemTime, timestamp_start: f64) -> f64 {
 /// The shifted date of a site, or `None` when its year leaves 1–9999.
 fn shifted(site: &PatchSite, delta: f64) -> Option<[u8; IMF_FIXDATE_LEN]> {
     let mut date = [0; IMF_FIXDATE_LEN];
-    write_imf_fixdate(shift(site.epoch, delta), &mut date).then_some(date)
+    write_imf_fixdate_cached(shift(site.epoch, delta), &mut date).then_some(date)
 }
 
 /// Overwrites the patch sites of a head copied to `head` with the recorded dates shifted by

@@ -3,7 +3,8 @@
 //!
 //! Most heads are rendered at serve time straight from the recorded fields into the caller's
 //! buffer ([`write_head`]): the status line, each field, and each `Date`/`Expires`/`Last-Modified`
-//! shifted, all without allocating and without any per-flow state kept at load. Heads that need
+//! shifted, all without allocating; the only per-flow state kept at load for them is the
+//! response's start time and its first date field, parsed ([`FirstDate`]). Heads that need
 //! more than that (a `Set-Cookie` that refresh re-serialises, or a date header repeated) are
 //! pre-rendered at load ([`Templates`]) with patch sites where refresh overwrites a 29-byte
 //! date; their dates are normalised to IMF-fixdate at load, which is what mitmproxy writes back on
@@ -13,7 +14,9 @@
 use std::io::Write as _;
 
 use super::cookie::{prepare_set_cookie, CookieField};
-use super::date::{formattable, parse_lenient, shift, write_imf_fixdate, IMF_FIXDATE_LEN};
+use super::date::{
+    formattable, parse_lenient, shift, write_imf_fixdate, write_imf_fixdate_cached, IMF_FIXDATE_LEN,
+};
 use crate::flowfile::{Recording, ResponseView, Span};
 
 /// A place in a head where a refreshed date goes.
@@ -246,6 +249,7 @@ pub fn write_head<'a>(
     out: &mut Vec<u8>,
     response: &ResponseView<'a>,
     refresh_delta: Option<f64>,
+    mut first_date: FirstDate,
 ) -> Shape<'a> {
     write_status_line(out, response);
     let mut facts = FieldFacts::default();
@@ -254,10 +258,15 @@ pub fn write_head<'a>(
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         if let Some(delta) = refresh_delta.filter(|_| date_header(name).is_some()) {
-            if let Some(epoch) = parse_lenient(value).filter(|&e| formattable(e)) {
+            let epoch = match std::mem::replace(&mut first_date, FirstDate::Unknown) {
+                FirstDate::Epoch(epoch) => Some(epoch),
+                FirstDate::NotADate => None,
+                FirstDate::Unknown => parse_lenient(value).filter(|&e| formattable(e)),
+            };
+            if let Some(epoch) = epoch {
                 let mut date = [0; IMF_FIXDATE_LEN];
                 // A shift out of years 1–9999 keeps the recorded date (normalised).
-                if !write_imf_fixdate(shift(epoch, delta), &mut date) {
+                if !write_imf_fixdate_cached(shift(epoch, delta), &mut date) {
                     write_imf_fixdate(epoch, &mut date);
                 }
                 out.extend_from_slice(&date);
@@ -270,6 +279,33 @@ pub fn write_head<'a>(
     }
     out.extend_from_slice(b"\r\n");
     facts.shape(response)
+}
+
+/// The first `Date`, `Expires` or `Last-Modified` field of a response as read at load, so that
+/// [`write_head`] need not parse it on every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstDate {
+    /// Not known: parsed when written (no such field, or not kept at load).
+    Unknown,
+    /// The field does not hold a date refresh can shift: it goes out as recorded.
+    NotADate,
+    /// The field's instant (seconds since the Unix epoch), within years 1–9999.
+    Epoch(i64),
+}
+
+/// The [`FirstDate`] of `response`.
+pub fn first_date(response: &ResponseView<'_>) -> FirstDate {
+    match response
+        .headers
+        .iter()
+        .find(|(name, _)| date_header(name).is_some())
+    {
+        None => FirstDate::Unknown,
+        Some((_, value)) => match parse_lenient(value).filter(|&e| formattable(e)) {
+            Some(epoch) => FirstDate::Epoch(epoch),
+            None => FirstDate::NotADate,
+        },
+    }
 }
 
 /// Appends the chunk size line of a one-chunk body of `len` bytes.

@@ -576,6 +576,59 @@ fn norefresh_sends_the_stored_headers_verbatim() {
     );
 }
 
+/// The response start of `test_response` plus `secs`, as an IMF-fixdate.
+fn date_after_start(secs: i64) -> String {
+    let mut out = [0; date::IMF_FIXDATE_LEN];
+    assert!(date::write_imf_fixdate(946_681_202 + secs, &mut out));
+    String::from_utf8(out.to_vec()).unwrap()
+}
+
+// The first date field is read at load, kept relative to the response start, and the head must
+// come out exactly as when every date is parsed at serve time: near the start, before it, more
+// than 2^31 s away (kept unparsed), in another spelling, and not a date at all.
+#[test]
+fn dates_read_at_load_refresh_exactly_like_dates_read_per_request() {
+    let far = date_after_start(-3_200_000_000);
+    let near = date_after_start(-1);
+    let later = date_after_start(86_400 * 365);
+    let cases: [&[(&str, &str)]; 6] = [
+        &[("Date", &near), ("Expires", &later)],
+        &[("Last-Modified", &far), ("Date", &near)],
+        &[("Expires", "Sunday, 02-Jan-00 00:00:00 GMT")],
+        &[("Server", "x"), ("Date", "not a date"), ("Expires", &later)],
+        &[("Expires", "0")],
+        &[("Server", "no dates at all")],
+    ];
+    for headers in cases {
+        let flow = dated(headers);
+        let replayer = replayer(std::slice::from_ref(&flow), &options());
+        let id = replay_of(&replayer, &Live::of(&flow));
+        for now in [946_681_202.0, 946_681_262.25, 2e9, 253_402_300_000.0] {
+            let head = reply_text(&replayer, id, at(now), RequestFacts::default()).0;
+            let response = replayer.recording().response(id.0 as usize).unwrap();
+            let mut expected = Vec::new();
+            template::write_head(
+                &mut expected,
+                &response,
+                Some(refresh::delta_seconds(at(now), response.timestamp_start)),
+                template::FirstDate::Unknown,
+            );
+            assert_eq!(
+                head,
+                String::from_utf8(expected).unwrap(),
+                "{headers:?} at {now}"
+            );
+        }
+    }
+    // And one spelled out: the Date a second before the start, a minute later.
+    let flow = dated(&[("Date", &near)]);
+    let head = refreshed_head(flow, 946_681_262.0);
+    assert_eq!(
+        head,
+        format!("HTTP/1.1 200 OK\r\nDate: {}\r\n\r\n", date_after_start(59))
+    );
+}
+
 #[test]
 fn unparseable_dates_are_left_alone() {
     let head = refreshed_head(
@@ -1268,8 +1321,12 @@ fn heads_rendered_at_serve_time_equal_pre_rendered_heads() {
                     );
                     expected.extend_from_slice(templates.chunk_line(t));
                     let mut rendered = Vec::new();
-                    let shape =
-                        template::write_head(&mut rendered, &response, refresh.then_some(delta));
+                    let shape = template::write_head(
+                        &mut rendered,
+                        &response,
+                        refresh.then_some(delta),
+                        template::FirstDate::Unknown,
+                    );
                     if let (Framing::Chunked, Some(body)) = (shape.framing, shape.body) {
                         template::write_chunk_line(&mut rendered, body.len());
                     }
