@@ -415,6 +415,7 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
         "heap allocations while serving: {allocations} (replayed requests make none; \
          connections, forwarding and -v lines do)"
     );
+    let recorder = handle.shared.forward.recorder.clone();
     let (totals, gave_up) = handle.stop(grace, |wait| {
         wait_for_stop(&signals, wait).then(|| "a second stop signal came".to_string())
     });
@@ -429,6 +430,15 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
                 "their answers"
             },
         );
+    }
+    if let Some(recorder) = recorder {
+        // With every worker gone this is the last owner: finishing writes what is queued.
+        let path = recorder.path().display().to_string();
+        let stats = match Arc::try_unwrap(recorder) {
+            Ok(recorder) => recorder.finish(),
+            Err(shared) => shared.stats(),
+        };
+        eprintln!("{path}: {stats}");
     }
     Ok(totals)
 }
