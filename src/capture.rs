@@ -166,8 +166,7 @@ pub struct CaptureStats {
 }
 
 impl std::fmt::Display for CaptureStats {
-    /// `saved 12 forwarded flows (0 dropped: the writer fell behind; 0 not written; 0 with a
-    /// body over 16 MiB)`.
+    /// `12 forwarded flows saved, 0 dropped (the writer fell behind), …`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,

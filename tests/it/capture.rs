@@ -179,7 +179,7 @@ fn fields(rec: &Recording) -> Vec<String> {
 }
 
 /// `mitmdump`, if one is installed (`URINGREPLAY_MITMDUMP` or on `PATH`).
-fn mitmdump() -> Option<std::path::PathBuf> {
+pub fn mitmdump() -> Option<std::path::PathBuf> {
     let named = std::env::var_os("URINGREPLAY_MITMDUMP").map(std::path::PathBuf::from);
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
