@@ -9,7 +9,7 @@ use std::time::Instant;
 use uringreplay::flowfile::writer::FlowSpec;
 use uringreplay::flowfile::{LoadOptions, Recording};
 
-use crate::capture::mitmdump;
+use crate::capture::{mitmdump, mitmdump_replaying};
 use crate::forward::{read_request, TestUpstream};
 use crate::support::{get, temp_path, Client, FlowFile, Response, Server, PATIENCE};
 
@@ -289,14 +289,31 @@ fn real_mitmdump_lists_and_replays_what_record_mode_saved() {
         String::from_utf8_lossy(&listed.stderr)
     );
     assert_eq!(text.matches("<< ").count(), 4, "{text}");
-    for (path, status) in [("/json", 200), ("/chunked", 201), ("/echo", 200), ("/nothing", 404)] {
-        assert!(
-            text.lines()
-                .any(|l| l.contains(&format!("{path} ")) || l.contains(&format!("{path}\n")))
-                && text.contains(&format!("<< {status}")),
-            "{path} {status}: {text}"
-        );
+    let at = up.addr;
+    for line in [
+        format!("GET http://{at}/json\n              << 200 OK 11b"),
+        format!("GET http://{at}/chunked\n              << 201 Created 7b"),
+        format!("POST http://{at}/echo\n              << 200 OK 11b"),
+        format!("GET http://{at}/nothing\n              << 404 Not Found 9b"),
+    ] {
+        assert!(text.contains(&line), "{line}: {text}");
     }
+    // mitmdump -S answers from the file, with the origin gone.
+    up.close();
+    let (mut child, port) = mitmdump_replaying(&mitmdump, &file, &format!("reverse:http://{at}"));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(s, "GET /json HTTP/1.1\r\nHost: {at}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut s, &mut got).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let got = String::from_utf8_lossy(&got);
+    assert!(
+        got.starts_with("HTTP/1.1 200 OK\r\n") && got.contains("X-Alpha: two words\r\n"),
+        "{got}"
+    );
+    assert!(got.ends_with("\r\n\r\n{\"a\": true}"), "{got}");
     assert_eq!(live[0].body, b"{\"a\": true}");
     std::fs::remove_file(&file).unwrap();
 }
