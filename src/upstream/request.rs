@@ -188,6 +188,34 @@ mod tests {
     }
 
     #[test]
+    fn the_recorded_head_is_the_clients_with_host_rewritten_and_no_via() {
+        let route = Route {
+            origin: Origin {
+                scheme: Scheme::Http,
+                host: "up".into(),
+                port: 81,
+            },
+            path: b"/p?q",
+            host: HostAction::Set("up:81".into()),
+        };
+        let headers = [
+            h("Connection", "keep-alive"),
+            h("host", "client.example"),
+            h("Transfer-Encoding", "chunked"),
+        ];
+        let mut out = Vec::new();
+        write_recorded_head(&mut out, "POST", b"/p?q", &route, &headers, 0);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /p?q HTTP/1.0\r\nConnection: keep-alive\r\nhost: up:81\r\n\
+             Transfer-Encoding: chunked\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        write_recorded_head(&mut out, "GET", b"/", &route, &[], 1);
+        assert_eq!(out, b"GET / HTTP/1.1\r\nHost: up:81\r\n\r\n");
+    }
+
+    #[test]
     fn host_is_overwritten_in_place_and_hop_by_hop_fields_are_dropped() {
         let headers = [
             h("Accept", "*/*"),

@@ -552,6 +552,46 @@ mod tests {
     }
 
     #[test]
+    fn a_capturing_relay_keeps_the_final_head_as_received_and_the_body_dechunked() {
+        let input: &[u8] = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n\
+            HTTP/1.1 200 OK\r\nx-b: 1\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n\
+            3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        for split in [1, 5, input.len()] {
+            let (out, _, relay) = drive(get11().capturing(64), input, split, false);
+            assert!(out.is_ok());
+            let c = relay.captured().unwrap();
+            assert_eq!(
+                c.head,
+                &b"HTTP/1.1 200 OK\r\nx-b: 1\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+                "split {split}"
+            );
+            assert_eq!(c.body, b"abcde");
+            assert!(!c.over_limit());
+        }
+        let (_, _, relay) = drive(
+            get11().capturing(64),
+            b"HTTP/1.0 200 OK\r\n\r\nuntil close",
+            4,
+            true,
+        );
+        assert_eq!(relay.captured().unwrap().body, b"until close");
+        assert!(get11().captured().is_none(), "no copy unless asked");
+    }
+
+    #[test]
+    fn a_body_over_the_capture_limit_is_dropped_from_the_copy_not_from_the_relay() {
+        let input = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789";
+        let (out, _, relay) = drive(get11().capturing(9), input, 3, false);
+        assert!(out.unwrap().ends_with(b"\r\n\r\n0123456789"));
+        let c = relay.captured().unwrap();
+        assert!(c.over_limit());
+        assert!(c.body.is_empty());
+        let (_, _, relay) = drive(get11().capturing(10), input, 3, false);
+        assert!(!relay.captured().unwrap().over_limit());
+        assert_eq!(relay.captured().unwrap().body, b"0123456789");
+    }
+
+    #[test]
     fn content_length_response_is_relayed_without_connection_fields() {
         let input = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-A: 1\r\n\r\nhelloEXTRA";
         let (out, left, outcome) = relay_all(get11(), input, false);
