@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use monoio::net::TcpStream;
 
-pub use super::upstream_io::{ClientSide, ForwardSettings, Forwarded, Forwarder};
 use super::clock;
-use crate::capture::{Endpoint, Recorder, DEFAULT_QUEUE};
+pub use super::upstream_io::{ClientSide, ForwardSettings, Forwarded, Forwarder};
 use super::upstream_tls::UpstreamTls;
+use crate::capture::{Endpoint, Recorder, DEFAULT_QUEUE};
 use crate::config::ServeOptions;
 use crate::http1::{self, Request};
 use crate::upstream::{route, PoolLimits, Via};
@@ -126,10 +126,7 @@ pub async fn forward(
         client_minor: req.version_minor,
         client_keep_alive: !req.wants_close,
         target: req.target,
-        record: settings
-            .recorder
-            .as_ref()
-            .and_then(|_| client_side(client)),
+        record: settings.recorder.as_ref().and_then(|_| client_side(client)),
     };
     forwarder.forward(&outbound, client).await
 }

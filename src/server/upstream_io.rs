@@ -20,8 +20,8 @@ use super::clock;
 use super::upstream_tls::{TlsFailure, TlsStream, UpstreamTls};
 use crate::capture::{Endpoint, ForwardedExchange, Recorder, MAX_SAVED_BODY};
 use crate::upstream::{
-    write_recorded_head, write_request, ForwardError, ForwardErrorKind, Mode, Origin, Pool, PoolLimits, RelayOutcome,
-    ResponseRelay, Route, Scheme, Via,
+    write_recorded_head, write_request, ForwardError, ForwardErrorKind, Mode, Origin, Pool,
+    PoolLimits, RelayOutcome, ResponseRelay, Route, Scheme, Via,
 };
 
 /// Bytes read from an upstream at a time (and so the most relayed to the client per write).
@@ -338,7 +338,11 @@ impl Forwarder {
         seen: &mut Option<UpstreamSide>,
     ) -> Result<RelayOutcome, ExchangeError> {
         let capturing = relay.captured().is_some();
-        let opened = if capturing { clock::unix_seconds() } else { 0.0 };
+        let opened = if capturing {
+            clock::unix_seconds()
+        } else {
+            0.0
+        };
         let (mut conn, mut reused) = self.checkout(origin).await?;
         if let Err((e, unsent)) = conn.send(request).await {
             match unsent {

@@ -334,11 +334,7 @@ fn real_mitmdump_replays_a_file_convert_wrote_from_a_har() {
         |_| {},
     );
     assert!(stopped.status.success(), "{}", stopped.stderr);
-    let (mut child, port) = mitmdump_replaying(
-        &mitmdump,
-        &out,
-        "reverse:http://127.0.0.1:29411",
-    );
+    let (mut child, port) = mitmdump_replaying(&mitmdump, &out, "reverse:http://127.0.0.1:29411");
     let fetch = |path: &str| {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

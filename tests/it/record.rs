@@ -132,7 +132,9 @@ fn record_mode_saves_the_origins_answers_and_they_replay_with_the_origin_gone() 
     up.close();
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     let server = Server::start(&["-S", file_arg]);
-    server.wait_stderr(&format!("replaying as --mode reverse:http://127.0.0.1:{port}"));
+    server.wait_stderr(&format!(
+        "replaying as --mode reverse:http://127.0.0.1:{port}"
+    ));
     let mut c = Client::new(&server);
     let replayed: Vec<_> = requests().iter().map(|r| answer(&c.exchange(r))).collect();
     assert_eq!(replayed, live);
@@ -176,7 +178,11 @@ fn with_a_recording_only_forwarded_misses_are_saved_and_the_next_run_replays_the
     );
     let rec = load(&file);
     let paths: Vec<_> = rec.flows().map(|f| f.request.path.to_vec()).collect();
-    assert_eq!(paths, [b"/json".to_vec()], "the replayed request is not saved");
+    assert_eq!(
+        paths,
+        [b"/json".to_vec()],
+        "the replayed request is not saved"
+    );
 
     up.close();
     let server = Server::start(&["-S", flows.arg(), "-S", file_arg, "--mode", &mode]);
@@ -204,13 +210,23 @@ fn a_plus_before_the_file_appends_to_what_an_earlier_run_saved() {
         assert_eq!(c.exchange(&get(path)).status, 404);
         drop(c);
         let stopped = server.stop();
-        assert!(stopped.stderr.contains("1 forwarded flow saved"), "{}", stopped.stderr);
+        assert!(
+            stopped.stderr.contains("1 forwarded flow saved"),
+            "{}",
+            stopped.stderr
+        );
     };
     run(file.to_str().unwrap(), "/first", "-w");
     run(&plus, "/second", "--save-stream-file");
     run(&format!("save_stream_file={plus}"), "/third", "--set");
-    let paths: Vec<_> = load(&file).flows().map(|f| f.request.path.to_vec()).collect();
-    assert_eq!(paths, [b"/first".to_vec(), b"/second".to_vec(), b"/third".to_vec()]);
+    let paths: Vec<_> = load(&file)
+        .flows()
+        .map(|f| f.request.path.to_vec())
+        .collect();
+    assert_eq!(
+        paths,
+        [b"/first".to_vec(), b"/second".to_vec(), b"/third".to_vec()]
+    );
     // Without the `+` the file starts over.
     run(file.to_str().unwrap(), "/fourth", "-w");
     assert_eq!(load(&file).len(), 1);
@@ -222,7 +238,10 @@ fn a_recording_server_killed_with_sigkill_leaves_a_file_that_loads_to_the_last_w
     let body = "y".repeat(8 * 1024);
     let up = TestUpstream::plain(move |s| {
         while let Some((_, _)) = read_request(s) {
-            let r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            let r = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
             if s.write_all(r.as_bytes()).is_err() {
                 return;
             }
@@ -252,7 +271,11 @@ fn a_recording_server_killed_with_sigkill_leaves_a_file_that_loads_to_the_last_w
     let stopped = server.wait_exit();
     assert!(!stopped.status.success());
     let rec = load(&file);
-    assert!(!rec.is_empty() && rec.len() <= sent, "{} of {sent}", rec.len());
+    assert!(
+        !rec.is_empty() && rec.len() <= sent,
+        "{} of {sent}",
+        rec.len()
+    );
     for (i, f) in rec.flows().enumerate() {
         assert_eq!(f.request.path, format!("/item/{i}").as_bytes());
         assert_eq!(f.response.unwrap().content.map(<[u8]>::len), Some(8 * 1024));
@@ -303,7 +326,11 @@ fn real_mitmdump_lists_and_replays_what_record_mode_saved() {
     let (mut child, port) = mitmdump_replaying(&mitmdump, &file, &format!("reverse:http://{at}"));
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(PATIENCE)).unwrap();
-    write!(s, "GET /json HTTP/1.1\r\nHost: {at}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET /json HTTP/1.1\r\nHost: {at}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut got = Vec::new();
     std::io::Read::read_to_end(&mut s, &mut got).unwrap();
     child.kill().unwrap();
