@@ -359,6 +359,25 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
             None => "regular proxy mode".to_string(),
         }
     );
+    if let Some(save) = &options.save {
+        let path = save.path.display();
+        let how = if save.append { "appending" } else { "writing" };
+        match replayer.unmatched() {
+            Unmatched::Forward => eprintln!(
+                "recording: every forwarded exchange is saved to {path} ({how}; replayed \
+                 requests are not)"
+            ),
+            Unmatched::Kill | Unmatched::Status(_) => eprintln!(
+                "warning: -w {path}: unmatched requests are {}, so nothing is forwarded and \
+                 nothing will be saved; drop -k/--extra to record the misses",
+                if replayer.unmatched() == Unmatched::Kill {
+                    "killed (-k)"
+                } else {
+                    "answered with a status (--extra)"
+                }
+            ),
+        }
+    }
     drop(replayer);
     let allocations_at_start = heap::allocations();
     let mut last = handle.totals();

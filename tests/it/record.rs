@@ -80,6 +80,9 @@ fn record_mode_saves_the_origins_answers_and_they_replay_with_the_origin_gone() 
     let file_arg = file.to_str().unwrap();
     let mode = up.reverse("http");
     let server = Server::start(&["--mode", &mode, "-w", file_arg]);
+    server.wait_stderr(&format!(
+        "recording: every forwarded exchange is saved to {file_arg} (writing"
+    ));
     let mut c = Client::new(&server);
     let live: Vec<_> = requests().iter().map(|r| answer(&c.exchange(r))).collect();
     assert_eq!(live[0].0, 200);
@@ -342,5 +345,28 @@ fn real_mitmdump_lists_and_replays_what_record_mode_saved() {
     );
     assert!(got.ends_with("\r\n\r\n{\"a\": true}"), "{got}");
     assert_eq!(live[0].body, b"{\"a\": true}");
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[test]
+fn recording_with_kill_or_a_status_policy_warns_that_nothing_will_be_saved() {
+    let flows = FlowFile::new(&[FlowSpec::get("/recorded", 200, b"recorded")]);
+    let file = temp_path("never.flows");
+    for (policy, says) in [
+        (&["-k"][..], "unmatched requests are killed (-k)"),
+        (&["--extra", "404"][..], "answered with a status (--extra)"),
+    ] {
+        let mut args = vec!["-S", flows.arg(), "-w", file.to_str().unwrap()];
+        args.extend_from_slice(policy);
+        let server = Server::start(&args);
+        server.wait_stderr(says);
+        let stopped = server.stop();
+        assert!(
+            stopped.stderr.contains("nothing will be saved")
+                && stopped.stderr.contains("0 forwarded flows saved"),
+            "{}",
+            stopped.stderr
+        );
+    }
     std::fs::remove_file(&file).unwrap();
 }
