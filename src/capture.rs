@@ -24,6 +24,11 @@ use crate::http1::{split_absolute, MAX_HEADERS};
 /// Queue length used by the server: flows waiting for the writer thread.
 pub const DEFAULT_QUEUE: usize = 4096;
 
+/// The largest response body saved (`-w`): a forwarded response with a longer body is relayed
+/// whole but not saved, and counted ([`CaptureStats::too_large`]); a copy of it would hold that
+/// much memory per connection until the writer took it.
+pub const MAX_SAVED_BODY: usize = 16 * 1024 * 1024;
+
 /// Where flows go: mitmproxy's `save_stream_file` (`+FILE` appends, anything else truncates).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SaveTarget {
@@ -141,6 +146,7 @@ struct Counters {
     written: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
+    too_large: AtomicU64,
     /// Seconds since the recorder started at which the last "falling behind" line was printed,
     /// plus one (0: never).
     warned_at: AtomicU64,
@@ -155,6 +161,25 @@ pub struct CaptureStats {
     pub dropped: u64,
     /// Flows that could not be written (unreadable head, write error).
     pub failed: u64,
+    /// Flows not saved because the response body was over [`MAX_SAVED_BODY`].
+    pub too_large: u64,
+}
+
+impl std::fmt::Display for CaptureStats {
+    /// `12 forwarded flows saved, 0 dropped (the writer fell behind), …`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} forwarded flow{} saved, {} dropped (the writer fell behind), {} not written \
+             (write error or unreadable head), {} not saved (response body over {} MiB)",
+            self.written,
+            if self.written == 1 { "" } else { "s" },
+            self.dropped,
+            self.failed,
+            self.too_large,
+            MAX_SAVED_BODY >> 20
+        )
+    }
 }
 
 /// The recorder: a bounded queue in front of one writer thread appending flows to a file.
@@ -267,6 +292,25 @@ impl Recorder {
         }
     }
 
+    /// Counts a forwarded exchange not saved because its response body was over
+    /// [`MAX_SAVED_BODY`]; the first one gets a warning line naming the request.
+    pub fn skip_too_large(&self, method: &str, host: &str, target: &[u8]) {
+        if self.counters.too_large.fetch_add(1, Ordering::Relaxed) == 0 {
+            eprintln!(
+                "warning: {}: {method} {host}{}: the response body is over {} MiB, so this \
+                 flow is not saved (it was relayed whole); such flows are counted at exit",
+                self.path.display(),
+                String::from_utf8_lossy(target),
+                MAX_SAVED_BODY >> 20
+            );
+        }
+    }
+
+    /// The file flows are saved to.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     #[allow(clippy::disallowed_methods)] // only on the drop path
     fn warn_dropped(&self, dropped: u64) {
         let now = self.started.elapsed().as_secs() + 1;
@@ -292,6 +336,7 @@ impl Recorder {
             written: self.counters.written.load(Ordering::Relaxed),
             dropped: self.counters.dropped.load(Ordering::Relaxed),
             failed: self.counters.failed.load(Ordering::Relaxed),
+            too_large: self.counters.too_large.load(Ordering::Relaxed),
         }
     }
 
@@ -562,7 +607,8 @@ mod tests {
             CaptureStats {
                 written: 2,
                 dropped: 0,
-                failed: 0
+                failed: 0,
+                too_large: 0
             }
         );
         let rec = load(&target.path);
@@ -671,7 +717,8 @@ mod tests {
             CaptureStats {
                 written: 3,
                 dropped: 3,
-                failed: 0
+                failed: 0,
+                too_large: 0
             }
         );
         let bytes = out.lock().unwrap().clone();
@@ -695,7 +742,8 @@ mod tests {
             CaptureStats {
                 written: 1,
                 dropped: 0,
-                failed: 1
+                failed: 1,
+                too_large: 0
             }
         );
         assert_eq!(load(&target.path).len(), 1);

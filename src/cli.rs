@@ -515,8 +515,15 @@ impl ServeArgs {
                 self.upstream_timeout
             ));
         }
-        if files.is_empty() {
-            return Err("nothing to replay: give a recording with -S FILE".to_string());
+        let save = mitm
+            .str("save_stream_file")?
+            .filter(|(v, _)| !v.is_empty() && v != "+")
+            .map(|(v, _)| crate::capture::SaveTarget::parse(&v));
+        if files.is_empty() && save.is_none() {
+            return Err(
+                "nothing to replay: give a recording with -S FILE (or -w FILE to record one)"
+                    .to_string(),
+            );
         }
         let mode_given = mode.is_some();
         let https_mode = matches!(&mode, Some(ProxyMode::Reverse(t)) if t.scheme == crate::upstream::Scheme::Https);
@@ -552,6 +559,7 @@ impl ServeArgs {
                 keep_host_header,
                 reuse_port: self.reuse_port,
                 tls,
+                save,
             },
             mode_given,
             notes,

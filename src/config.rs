@@ -128,6 +128,9 @@ pub struct ServeOptions {
     pub reuse_port: bool,
     /// The listener's TLS: mitmproxy's `confdir` and `certs` (parsed; not yet served).
     pub tls: crate::tls::TlsOptions,
+    /// `-w FILE` / `--save-stream-file` (mitmproxy's `save_stream_file`): every forwarded
+    /// exchange is saved there as a flow.
+    pub save: Option<crate::capture::SaveTarget>,
 }
 
 impl Default for ServeOptions {
@@ -151,6 +154,7 @@ impl Default for ServeOptions {
             keep_host_header: false,
             reuse_port: false,
             tls: crate::tls::TlsOptions::default(),
+            save: None,
         }
     }
 }

@@ -117,6 +117,7 @@ pub const HONOURED: &[(&str, &str)] = &[
     ("keepserving", "false: --exit-when-done"),
     ("termlog_verbosity", "error or warn: -q"),
     ("flow_detail", "1 or more: -v"),
+    ("save_stream_file", "-w FILE"),
 ];
 
 /// Whether `name` has an effect here.

@@ -21,3 +21,11 @@ pub fn instant() -> Instant {
 pub fn since(start: Instant) -> Duration {
     instant().saturating_duration_since(start)
 }
+
+/// The wall-clock time now in Unix seconds (timestamps of saved flows, `-w`).
+#[inline]
+pub fn unix_seconds() -> f64 {
+    now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

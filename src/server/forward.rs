@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use monoio::net::TcpStream;
 
-pub use super::upstream_io::{ForwardSettings, Forwarded, Forwarder};
+use super::clock;
+pub use super::upstream_io::{ClientSide, ForwardSettings, Forwarded, Forwarder};
 use super::upstream_tls::UpstreamTls;
+use crate::capture::{Endpoint, Recorder, DEFAULT_QUEUE};
 use crate::config::ServeOptions;
 use crate::http1::{self, Request};
 use crate::upstream::{route, PoolLimits, Via};
@@ -35,6 +37,18 @@ pub fn settings(options: &ServeOptions) -> Result<Arc<ForwardSettings>, String> 
         None => e.to_string(),
     })?;
     let mode = options.mode.clone();
+    let recorder = match &options.save {
+        Some(target) => {
+            let proxy_mode = match &mode {
+                crate::upstream::Mode::Regular => "regular".to_string(),
+                crate::upstream::Mode::Reverse(origin) => format!("reverse:{}", origin.url()),
+            };
+            let recorder = Recorder::start(target, &proxy_mode, DEFAULT_QUEUE)
+                .map_err(|e| format!("{e} (-w FILE)"))?;
+            Some(Arc::new(recorder))
+        }
+        None => None,
+    };
     Ok(Arc::new(ForwardSettings {
         tls,
         timeout: options.upstream_timeout,
@@ -42,6 +56,7 @@ pub fn settings(options: &ServeOptions) -> Result<Arc<ForwardSettings>, String> 
         mode,
         keep_host_header: options.keep_host_header,
         via: Via::new(process_token()),
+        recorder,
     }))
 }
 
@@ -110,8 +125,29 @@ pub async fn forward(
         body: req.body,
         client_minor: req.version_minor,
         client_keep_alive: !req.wants_close,
+        target: req.target,
+        record: settings.recorder.as_ref().and_then(|_| client_side(client)),
     };
     forwarder.forward(&outbound, client).await
+}
+
+/// The client's side of an exchange to save (`-w`): its addresses (two syscalls, on the
+/// forward path only) and the time now. The connection's own open time is not known here: the
+/// request's time stands in for it.
+fn client_side(client: &TcpStream) -> Option<ClientSide> {
+    let peer = client.peer_addr().ok()?;
+    let local = client.local_addr().ok()?;
+    let now = clock::unix_seconds();
+    Some(ClientSide {
+        endpoint: Endpoint {
+            connection: super::upstream_io::connection_number(peer, local),
+            peer,
+            local,
+            opened: now,
+            established: None,
+        },
+        request_time: now,
+    })
 }
 
 #[cfg(test)]

@@ -359,6 +359,25 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
             None => "regular proxy mode".to_string(),
         }
     );
+    if let Some(save) = &options.save {
+        let path = save.path.display();
+        let how = if save.append { "appending" } else { "writing" };
+        match replayer.unmatched() {
+            Unmatched::Forward => eprintln!(
+                "recording: every forwarded exchange is saved to {path} ({how}; replayed \
+                 requests are not)"
+            ),
+            Unmatched::Kill | Unmatched::Status(_) => eprintln!(
+                "warning: -w {path}: unmatched requests are {}, so nothing is forwarded and \
+                 nothing will be saved; drop -k/--extra to record the misses",
+                if replayer.unmatched() == Unmatched::Kill {
+                    "killed (-k)"
+                } else {
+                    "answered with a status (--extra)"
+                }
+            ),
+        }
+    }
     drop(replayer);
     let allocations_at_start = heap::allocations();
     let mut last = handle.totals();
@@ -415,6 +434,7 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
         "heap allocations while serving: {allocations} (replayed requests make none; \
          connections, forwarding and -v lines do)"
     );
+    let recorder = handle.shared.forward.recorder.clone();
     let (totals, gave_up) = handle.stop(grace, |wait| {
         wait_for_stop(&signals, wait).then(|| "a second stop signal came".to_string())
     });
@@ -429,6 +449,15 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
                 "their answers"
             },
         );
+    }
+    if let Some(recorder) = recorder {
+        // With every worker gone this is the last owner: finishing writes what is queued.
+        let path = recorder.path().display().to_string();
+        let stats = match Arc::try_unwrap(recorder) {
+            Ok(recorder) => recorder.finish(),
+            Err(shared) => shared.stats(),
+        };
+        eprintln!("{path}: {stats}");
     }
     Ok(totals)
 }

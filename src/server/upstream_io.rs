@@ -18,9 +18,10 @@ use monoio::net::TcpStream;
 
 use super::clock;
 use super::upstream_tls::{TlsFailure, TlsStream, UpstreamTls};
+use crate::capture::{Endpoint, ForwardedExchange, Recorder, MAX_SAVED_BODY};
 use crate::upstream::{
-    write_request, ForwardError, ForwardErrorKind, Mode, Origin, Pool, PoolLimits, RelayOutcome,
-    ResponseRelay, Route, Scheme, Via,
+    write_recorded_head, write_request, ForwardError, ForwardErrorKind, Mode, Origin, Pool,
+    PoolLimits, RelayOutcome, ResponseRelay, Route, Scheme, Via,
 };
 
 /// Bytes read from an upstream at a time (and so the most relayed to the client per write).
@@ -41,6 +42,8 @@ pub struct ForwardSettings {
     pub keep_host_header: bool,
     /// This process's `Via` entry, added to every forwarded request (loop detection).
     pub via: Via,
+    /// `-w`: where forwarded exchanges are saved (shared by every worker).
+    pub recorder: Option<Arc<Recorder>>,
 }
 
 /// Counts of one worker's forwarding, for the per-run report.
@@ -71,6 +74,33 @@ pub struct Outbound<'a> {
     pub client_minor: u8,
     /// The client wants to keep its connection.
     pub client_keep_alive: bool,
+    /// The request target as the client sent it (what a saved flow records).
+    pub target: &'a [u8],
+    /// `-w`: the client's connection, for the saved flow (`None`: not saved).
+    pub record: Option<ClientSide>,
+}
+
+/// The client side of a forwarded exchange that is saved (`-w`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientSide {
+    /// The client's connection.
+    pub endpoint: Endpoint,
+    /// When the request was complete (Unix seconds).
+    pub request_time: f64,
+}
+
+/// What the exchange saw of the upstream, for a saved flow.
+#[derive(Debug, Clone, Copy)]
+struct UpstreamSide {
+    endpoint: Endpoint,
+    response_start: f64,
+}
+
+/// A number for a connection, the same for every exchange on it while it is open: its two
+/// addresses hashed.
+pub fn connection_number(a: SocketAddr, b: SocketAddr) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one((a, b))
 }
 
 /// How a forward ended.
@@ -250,9 +280,20 @@ impl Forwarder {
             request.client_minor,
             request.client_keep_alive,
         );
-        let kind = match self.exchange(origin, bytes, &mut relay, client).await {
+        let recorder = self.settings.recorder.as_deref().zip(request.record);
+        if recorder.is_some() {
+            relay = relay.capturing(MAX_SAVED_BODY);
+        }
+        let mut seen = None;
+        let kind = match self
+            .exchange(origin, bytes, &mut relay, client, &mut seen)
+            .await
+        {
             Ok(outcome) => {
                 self.count(|c| c.forwarded += 1);
+                if let (Some((recorder, side)), Some(seen)) = (recorder, seen) {
+                    save(recorder, request, side, seen, &relay);
+                }
                 return Forwarded::Relayed {
                     status: outcome.status,
                     close: !outcome.client_keep_alive,
@@ -286,20 +327,30 @@ impl Forwarder {
         }
     }
 
+    /// Sends `request` on a pooled or new connection and relays the response. When the relay is
+    /// capturing (`-w`), `seen` gets the upstream connection and when the response head came.
     async fn exchange<W: AsyncWriteRent>(
         &self,
         origin: &Origin,
         request: Vec<u8>,
         relay: &mut ResponseRelay,
         client: &mut W,
+        seen: &mut Option<UpstreamSide>,
     ) -> Result<RelayOutcome, ExchangeError> {
-        let (mut conn, reused) = self.checkout(origin).await?;
+        let capturing = relay.captured().is_some();
+        let opened = if capturing {
+            clock::unix_seconds()
+        } else {
+            0.0
+        };
+        let (mut conn, mut reused) = self.checkout(origin).await?;
         if let Err((e, unsent)) = conn.send(request).await {
             match unsent {
                 // The pooled connection took not one byte: the request provably never reached the
                 // server, so one retry on a fresh connection is safe for any method.
                 Some(again) if reused => {
                     conn = self.connect(origin).await?;
+                    reused = false;
                     conn.send(again)
                         .await
                         .map_err(|(e, _)| ForwardErrorKind::Io(e))?;
@@ -307,6 +358,22 @@ impl Forwarder {
                 _ => return Err(ForwardErrorKind::Io(e).into()),
             }
         }
+        let mut upstream = None;
+        if capturing {
+            // A reused connection's own open time is not kept: the request's time stands in.
+            let tcp = conn.tcp();
+            if let (Ok(peer), Ok(local)) = (tcp.peer_addr(), tcp.local_addr()) {
+                let now = clock::unix_seconds();
+                upstream = Some(Endpoint {
+                    connection: connection_number(local, peer),
+                    peer,
+                    local,
+                    opened,
+                    established: Some(if reused { opened } else { now }),
+                });
+            }
+        }
+        let mut response_start = None;
 
         let timeout = self.settings.timeout;
         let mut input: Vec<u8> = Vec::with_capacity(UPSTREAM_READ_BYTES);
@@ -330,6 +397,9 @@ impl Forwarder {
                 .handle_bytes(&input, &mut out)
                 .map_err(ForwardErrorKind::from)?;
             input.drain(..used);
+            if capturing && response_start.is_none() && relay.is_final_head_relayed() {
+                response_start = Some(clock::unix_seconds());
+            }
             if !out.is_empty() {
                 let (res, buf) = client.write_all(out).await;
                 out = buf;
@@ -342,6 +412,12 @@ impl Forwarder {
         let outcome = relay
             .outcome()
             .expect("invariant: the loop ends with a complete response");
+        if let Some(endpoint) = upstream {
+            *seen = Some(UpstreamSide {
+                endpoint,
+                response_start: response_start.unwrap_or_else(clock::unix_seconds),
+            });
+        }
         if outcome.upstream_reusable && input.is_empty() {
             let rejected = self.pool.borrow_mut().put(origin, conn, clock::instant());
             drop(rejected);
@@ -420,6 +496,52 @@ impl Forwarder {
     }
 }
 
+/// Hands a completed exchange to the recorder (its writer thread turns it into a flow), or counts
+/// it as too large to save.
+fn save(
+    recorder: &Recorder,
+    request: &Outbound<'_>,
+    client: ClientSide,
+    seen: UpstreamSide,
+    relay: &ResponseRelay,
+) {
+    let Some(captured) = relay.captured() else {
+        return;
+    };
+    let origin = &request.route.origin;
+    if captured.over_limit() {
+        recorder.skip_too_large(request.method, &origin.host_header(), request.target);
+        return;
+    }
+    let mut head = Vec::with_capacity(512);
+    write_recorded_head(
+        &mut head,
+        request.method,
+        request.target,
+        &request.route,
+        request.headers,
+        request.client_minor,
+    );
+    recorder.record(&ForwardedExchange {
+        request_head: &head,
+        request_body: request.body,
+        response_head: &captured.head,
+        response_body: &captured.body,
+        scheme: match origin.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        },
+        host: &origin.host,
+        port: origin.port,
+        request_start: client.request_time,
+        request_end: client.request_time,
+        response_start: seen.response_start,
+        response_end: clock::unix_seconds(),
+        client: client.endpoint,
+        upstream: seen.endpoint,
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
@@ -447,6 +569,7 @@ mod tests {
             mode: Mode::Regular,
             keep_host_header: false,
             via: Via::new(1),
+            recorder: None,
         })
     }
 
@@ -579,6 +702,8 @@ mod tests {
             body: b"",
             client_minor: 1,
             client_keep_alive: true,
+            target: path,
+            record: None,
         }
     }
 

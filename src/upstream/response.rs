@@ -48,6 +48,38 @@ pub enum ResponseError {
     Truncated,
 }
 
+/// A copy of the final response taken while it is relayed (`-w`): the head as received and the
+/// body de-chunked (Content-Encoding kept), as mitmproxy stores a response. Bounded: a body over
+/// the limit is dropped from the copy and the exchange marked [`over_limit`](Self::over_limit).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Captured {
+    /// The final response head, status line to the blank line, as the upstream sent it.
+    pub head: Vec<u8>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+    limit: usize,
+    over: bool,
+}
+
+impl Captured {
+    /// The body went over the capture limit: the copy is incomplete and must not be saved.
+    pub fn over_limit(&self) -> bool {
+        self.over
+    }
+
+    fn add(&mut self, data: &[u8]) {
+        if self.over {
+            return;
+        }
+        if data.len() > self.limit.saturating_sub(self.body.len()) {
+            self.over = true;
+            self.body = Vec::new();
+            return;
+        }
+        self.body.extend_from_slice(data);
+    }
+}
+
 /// How a relayed exchange ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelayOutcome {
@@ -102,6 +134,7 @@ pub struct ResponseRelay {
     upstream_keep_alive: bool,
     relay_keep_alive: bool,
     body_bytes: u64,
+    capture: Option<Box<Captured>>,
 }
 
 impl ResponseRelay {
@@ -121,7 +154,24 @@ impl ResponseRelay {
             upstream_keep_alive: false,
             relay_keep_alive: false,
             body_bytes: 0,
+            capture: None,
         }
+    }
+
+    /// Also keeps a copy of the final response (head as received, body de-chunked, at most
+    /// `body_limit` bytes of it) for saving (`-w`); only forwarded exchanges that are recorded pay
+    /// for it.
+    pub fn capturing(mut self, body_limit: usize) -> Self {
+        self.capture = Some(Box::new(Captured {
+            limit: body_limit,
+            ..Captured::default()
+        }));
+        self
+    }
+
+    /// The copy [`capturing`](Self::capturing) asked for, so far.
+    pub fn captured(&self) -> Option<&Captured> {
+        self.capture.as_deref()
     }
 
     /// Whether the final response head has gone to `out`. Before that, a failure can still be answered
@@ -166,6 +216,9 @@ impl ResponseRelay {
                     None => break,
                 },
                 Reading::Body(Body::UntilClose) => {
+                    if let Some(c) = &mut self.capture {
+                        c.add(&input[pos..]);
+                    }
                     out.extend_from_slice(&input[pos..]);
                     self.body_bytes = self.body_bytes.saturating_add((input.len() - pos) as u64);
                     pos = input.len();
@@ -173,6 +226,9 @@ impl ResponseRelay {
                 Reading::Body(Body::Length(remaining)) => {
                     // At most what is left of `input`, so it fits a usize and stays in bounds.
                     let take = (*remaining).min((input.len() - pos) as u64) as usize;
+                    if let Some(c) = &mut self.capture {
+                        c.add(&input[pos..pos + take]);
+                    }
                     out.extend_from_slice(&input[pos..pos + take]);
                     self.body_bytes = self.body_bytes.saturating_add(take as u64);
                     pos += take;
@@ -185,8 +241,12 @@ impl ResponseRelay {
                     let rest = &input[pos..];
                     let dechunk = self.dechunk;
                     let before = out.len();
+                    let mut capture = self.capture.as_deref_mut();
                     let used = decoder
                         .feed(rest, |data| {
+                            if let Some(c) = capture.as_mut() {
+                                c.add(data);
+                            }
                             if dechunk {
                                 out.extend_from_slice(data);
                             }
@@ -330,6 +390,9 @@ impl ResponseRelay {
             content_length: self.dechunk || transfer_encoding.is_some(),
         };
         render_head(out, status, reason, headers, omit, extra);
+        if let Some(c) = &mut self.capture {
+            c.head.extend_from_slice(&input[..len]);
+        }
         self.final_head_relayed = true;
         self.reading = match body {
             None | Some(Body::Length(0)) => Reading::Done,
@@ -486,6 +549,46 @@ mod tests {
 
     fn get11() -> ResponseRelay {
         ResponseRelay::new(false, 1, true)
+    }
+
+    #[test]
+    fn a_capturing_relay_keeps_the_final_head_as_received_and_the_body_dechunked() {
+        let input: &[u8] = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n\
+            HTTP/1.1 200 OK\r\nx-b: 1\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n\
+            3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        for split in [1, 5, input.len()] {
+            let (out, _, relay) = drive(get11().capturing(64), input, split, false);
+            assert!(out.is_ok());
+            let c = relay.captured().unwrap();
+            assert_eq!(
+                c.head,
+                &b"HTTP/1.1 200 OK\r\nx-b: 1\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+                "split {split}"
+            );
+            assert_eq!(c.body, b"abcde");
+            assert!(!c.over_limit());
+        }
+        let (_, _, relay) = drive(
+            get11().capturing(64),
+            b"HTTP/1.0 200 OK\r\n\r\nuntil close",
+            4,
+            true,
+        );
+        assert_eq!(relay.captured().unwrap().body, b"until close");
+        assert!(get11().captured().is_none(), "no copy unless asked");
+    }
+
+    #[test]
+    fn a_body_over_the_capture_limit_is_dropped_from_the_copy_not_from_the_relay() {
+        let input = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789";
+        let (out, _, relay) = drive(get11().capturing(9), input, 3, false);
+        assert!(out.unwrap().ends_with(b"\r\n\r\n0123456789"));
+        let c = relay.captured().unwrap();
+        assert!(c.over_limit());
+        assert!(c.body.is_empty());
+        let (_, _, relay) = drive(get11().capturing(10), input, 3, false);
+        assert!(!relay.captured().unwrap().over_limit());
+        assert_eq!(relay.captured().unwrap().body, b"0123456789");
     }
 
     #[test]

@@ -179,7 +179,7 @@ fn fields(rec: &Recording) -> Vec<String> {
 }
 
 /// `mitmdump`, if one is installed (`URINGREPLAY_MITMDUMP` or on `PATH`).
-fn mitmdump() -> Option<std::path::PathBuf> {
+pub fn mitmdump() -> Option<std::path::PathBuf> {
     let named = std::env::var_os("URINGREPLAY_MITMDUMP").map(std::path::PathBuf::from);
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -334,46 +334,7 @@ fn real_mitmdump_replays_a_file_convert_wrote_from_a_har() {
         |_| {},
     );
     assert!(stopped.status.success(), "{}", stopped.stderr);
-    let mut child = Command::new(mitmdump)
-        .args(["--listen-host", "127.0.0.1", "-p", "0"])
-        .args([
-            "--mode",
-            "reverse:http://127.0.0.1:29411",
-            "-S",
-            out.to_str().unwrap(),
-        ])
-        .args([
-            "--set",
-            "server_replay_extra=kill",
-            "--set",
-            "connection_strategy=lazy",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn mitmdump");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let port: u16 = loop {
-        let line = rx
-            .recv_timeout(PATIENCE)
-            .expect("mitmdump says where it listens");
-        if let Some(at) = line.split("listening at 127.0.0.1:").nth(1) {
-            break at.trim_end_matches('.').parse().expect("a port");
-        }
-    };
+    let (mut child, port) = mitmdump_replaying(&mitmdump, &out, "reverse:http://127.0.0.1:29411");
     let fetch = |path: &str| {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -399,4 +360,48 @@ fn real_mitmdump_replays_a_file_convert_wrote_from_a_har() {
     );
     assert!(first.ends_with("counter=1 path=/counter\n"), "{first}");
     assert!(second.ends_with("counter=2 path=/counter\n"), "{second}");
+}
+
+/// Starts real `mitmdump` replaying `file` (`-S`) in `mode` on 127.0.0.1, unmatched requests
+/// killed, and returns it with the port it listens on.
+pub fn mitmdump_replaying(
+    mitmdump: &std::path::Path,
+    file: &std::path::Path,
+    mode: &str,
+) -> (std::process::Child, u16) {
+    let mut child = Command::new(mitmdump)
+        .args(["--listen-host", "127.0.0.1", "-p", "0"])
+        .args(["--mode", mode, "-S", file.to_str().unwrap()])
+        .args([
+            "--set",
+            "server_replay_extra=kill",
+            "--set",
+            "connection_strategy=lazy",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn mitmdump");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            // Read on after the port is known: a closed pipe would stop mitmdump's logging.
+            let _ = tx.send(line);
+        }
+    });
+    let port: u16 = loop {
+        let line = rx
+            .recv_timeout(PATIENCE)
+            .expect("mitmdump says where it listens");
+        if let Some(at) = line.split("listening at 127.0.0.1:").nth(1) {
+            break at.trim_end_matches('.').parse().expect("a port");
+        }
+    };
+    (child, port)
 }

@@ -19,12 +19,26 @@ fn recording() -> FlowFile {
 
 /// A loopback upstream that runs `handler` on each connection in its own thread and counts
 /// connections.
-struct TestUpstream {
-    addr: SocketAddr,
+pub struct TestUpstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
     connections: Arc<AtomicUsize>,
+    closing: Arc<std::sync::atomic::AtomicBool>,
+    acceptor: Option<thread::JoinHandle<()>>,
 }
 
 impl TestUpstream {
+    /// Stops listening (the port refuses connections afterwards); connections already accepted
+    /// keep being served by their threads.
+    pub fn close(mut self) {
+        self.closing.store(true, Ordering::SeqCst);
+        // Wake the accept loop, which sees the flag and drops the listener.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(acceptor) = self.acceptor.take() {
+            acceptor.join().unwrap();
+        }
+    }
+
     fn start<S: Read + Write + 'static>(
         wrap: impl Fn(TcpStream) -> Option<S> + Send + Sync + 'static,
         handler: impl Fn(&mut S) + Send + Sync + 'static,
@@ -34,8 +48,13 @@ impl TestUpstream {
         let connections = Arc::new(AtomicUsize::new(0));
         let count = connections.clone();
         let (wrap, handler) = (Arc::new(wrap), Arc::new(handler));
-        thread::spawn(move || {
+        let closing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let closed = closing.clone();
+        let acceptor = thread::spawn(move || {
             for conn in listener.incoming() {
+                if closed.load(Ordering::SeqCst) {
+                    return;
+                }
                 let Ok(conn) = conn else { return };
                 conn.set_read_timeout(Some(PATIENCE)).unwrap();
                 count.fetch_add(1, Ordering::SeqCst);
@@ -47,10 +66,16 @@ impl TestUpstream {
                 });
             }
         });
-        TestUpstream { addr, connections }
+        TestUpstream {
+            addr,
+            connections,
+            closing,
+            acceptor: Some(acceptor),
+        }
     }
 
-    fn plain(handler: impl Fn(&mut TcpStream) + Send + Sync + 'static) -> TestUpstream {
+    /// A plain-HTTP upstream running `handler` on each connection.
+    pub fn plain(handler: impl Fn(&mut TcpStream) + Send + Sync + 'static) -> TestUpstream {
         TestUpstream::start(Some, handler)
     }
 
@@ -58,13 +83,14 @@ impl TestUpstream {
         self.connections.load(Ordering::SeqCst)
     }
 
-    fn reverse(&self, scheme: &str) -> String {
+    /// `reverse:SCHEME://ADDR`, the `--mode` that targets it.
+    pub fn reverse(&self, scheme: &str) -> String {
         format!("reverse:{scheme}://{}", self.addr)
     }
 }
 
 /// Reads one request (head, and a Content-Length body); `None` at EOF.
-fn read_request(s: &mut (impl Read + ?Sized)) -> Option<(String, Vec<u8>)> {
+pub fn read_request(s: &mut (impl Read + ?Sized)) -> Option<(String, Vec<u8>)> {
     let mut head = Vec::new();
     let mut byte = [0u8];
     while !head.ends_with(b"\r\n\r\n") {

@@ -10,6 +10,7 @@ mod forward;
 mod hostile;
 mod lifecycle;
 mod options;
+mod record;
 mod replay;
 mod support;
 mod words;
