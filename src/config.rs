@@ -128,6 +128,8 @@ pub struct ServeOptions {
     pub reuse_port: bool,
     /// The listener's TLS: mitmproxy's `confdir` and `certs` (parsed; not yet served).
     pub tls: crate::tls::TlsOptions,
+    /// `--admin HOST:PORT`: where the admin endpoints listen (`None`: nowhere).
+    pub admin: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -151,6 +153,7 @@ impl Default for ServeOptions {
             keep_host_header: false,
             reuse_port: false,
             tls: crate::tls::TlsOptions::default(),
+            admin: None,
         }
     }
 }
