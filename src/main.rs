@@ -118,7 +118,11 @@ fn serve(args: &ServeArgs) -> ExitCode {
         Ok((totals, admin_lines)) => {
             // On stderr with every other status line (stdout carries only `listening on` and
             // the -v lines); a closed stderr must not turn a clean stop into a panic.
-            let _ = writeln!(std::io::stderr().lock(), "{}\n{admin_lines}", Report(totals));
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "{}\n{admin_lines}",
+                Report(totals)
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

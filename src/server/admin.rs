@@ -162,6 +162,9 @@ pub fn start(spec: &str, admin: Arc<Admin>, engine: Engine) -> Result<SocketAddr
 /// How long an admin client may take to send its request, and to take the answer.
 const PATIENCE: Duration = Duration::from_secs(5);
 
+/// How long a closing admin connection waits for the client's FIN, at most.
+const LINGER: Duration = Duration::from_secs(1);
+
 /// Admin requests are small: a head and at most this much body (ignored).
 const MAX_BODY: u64 = 64 * 1024;
 
@@ -203,9 +206,12 @@ fn connection(mut stream: TcpStream, admin: &Admin, engine: &Engine) {
     }
     let _ = stream.write_all(&out);
     let _ = stream.shutdown(std::net::Shutdown::Write);
-    // Read what the client still sends (bounded) so the close is a FIN, not a reset.
+    // Read what the client still sends so the close is a FIN, not a reset; bounded (1 MiB,
+    // about a second) so one client cannot hold the admin port.
+    let _ = stream.set_read_timeout(Some(LINGER));
+    let until = clock::instant() + LINGER;
     let mut drained = 0;
-    while drained < 1024 * 1024 {
+    while drained < 1024 * 1024 && clock::instant() < until {
         match stream.read(&mut buf) {
             Ok(n) if n > 0 => drained += n,
             _ => break,

@@ -363,7 +363,9 @@ pub fn run(
     let admin = Arc::new(crate::admin::Admin::new(reloader));
     if let Some(spec) = &options.admin {
         let at = admin::start(spec, admin.clone(), engine.clone())?;
-        eprintln!("admin on http://{at} (GET /metrics /status /misses /unused, POST /reset /reload)");
+        eprintln!(
+            "admin on http://{at} (GET /metrics /status /misses /unused, POST /reset /reload)"
+        );
     }
     {
         let mut stdout = std::io::stdout().lock();
