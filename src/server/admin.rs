@@ -10,7 +10,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -83,9 +83,11 @@ pub fn missed(
     shared.misses[core].record(replayer, live, now);
 }
 
-/// Worker hook: a write carrying `answers` answers has ended; their requests were complete by
-/// `turn` (the turn's one clock reading, just after the read that brought them). Service time is
-/// that span, so it costs one more clock reading per written turn, none per request.
+/// Worker hook: `answers` answers are queued and their write is submitted next; their requests
+/// were complete by `turn` (the turn's one clock reading, just after the read that brought them;
+/// a forwarded answer is queued once relayed). Service time is that span: one more clock reading
+/// per written turn, none per request; counted before the write, so a client that has its answer
+/// finds it counted, as the other counters are.
 #[inline]
 pub fn served(counters: &Counters, answers: u64, turn: SystemTime) {
     if answers == 0 {
@@ -102,26 +104,37 @@ pub fn served(counters: &Counters, answers: u64, turn: SystemTime) {
 /// One reload at a time: a second `SIGHUP` or `POST /reload` while one runs waits its turn.
 static RELOADING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Whether a `SIGHUP` reload thread runs, and whether another `SIGHUP` came meanwhile.
+static HANGUPS: std::sync::Mutex<(bool, bool)> = std::sync::Mutex::new((false, false));
+
 /// Reloads on a thread of its own (`SIGHUP`: the main thread keeps watching for a stop) and says
-/// how it went on stderr.
+/// how it went on stderr. A `SIGHUP` that comes during a reload is not lost: one more reload
+/// follows (several such signals make one), since the files may have changed again.
 pub fn reload_in_background(admin: Arc<Admin>, engine: Engine) {
-    static BUSY: AtomicBool = AtomicBool::new(false);
-    if BUSY.swap(true, Ordering::SeqCst) {
-        eprintln!("SIGHUP: a reload is already running; this one is skipped");
-        return;
+    {
+        let mut state = HANGUPS.lock().unwrap_or_else(|p| p.into_inner());
+        if state.0 {
+            state.1 = true;
+            return;
+        }
+        *state = (true, false);
     }
     let spawned = std::thread::Builder::new()
         .name("uringreplay-reload".to_string())
-        .spawn(move || {
+        .spawn(move || loop {
             match reload(&admin, &engine) {
                 Ok(flows) => eprintln!("SIGHUP: reloaded the recording: {flows} flows"),
                 Err(sentence) => eprintln!("SIGHUP: {sentence}"),
             }
-            BUSY.store(false, Ordering::SeqCst);
+            let mut state = HANGUPS.lock().unwrap_or_else(|p| p.into_inner());
+            if !std::mem::take(&mut state.1) {
+                state.0 = false;
+                return;
+            }
         });
     if let Err(e) = spawned {
         eprintln!("SIGHUP: cannot start the reload thread: {e}");
-        BUSY.store(false, Ordering::SeqCst);
+        *HANGUPS.lock().unwrap_or_else(|p| p.into_inner()) = (false, false);
     }
 }
 

@@ -535,10 +535,10 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         if stopping && matches!(after, After::Continue) {
             after = After::Close;
         }
+        super::admin::served(counters, answered, now);
         if !outbox.is_empty() && outbox.flush(&mut stream).await.is_err() {
             return;
         }
-        super::admin::served(counters, answered, now);
         conn.flushed();
         match after {
             After::Continue => {}
