@@ -216,6 +216,10 @@ pub struct ServeArgs {
     /// HTTP/1.0 without keep-alive), dropping that field; for load tests.
     #[arg(long = "keep-alive")]
     pub keep_alive: bool,
+    /// Serve the admin endpoints (/metrics, /status, /misses, /unused, POST /reset, POST /reload)
+    /// over plain HTTP/1.1 on HOST:PORT, apart from the replay port (off by default).
+    #[arg(long = "admin", value_name = "HOST:PORT")]
+    pub admin: Option<String>,
     /// Set mitmproxy option NAME (any of mitmproxy's; those with an effect here are listed below).
     #[arg(long = "set", value_name = "NAME[=VALUE]")]
     pub set: Vec<String>,
@@ -560,6 +564,7 @@ impl ServeArgs {
                 reuse_port: self.reuse_port,
                 tls,
                 save,
+                admin: self.admin.clone(),
             },
             mode_given,
             notes,

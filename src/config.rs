@@ -131,6 +131,8 @@ pub struct ServeOptions {
     /// `-w FILE` / `--save-stream-file` (mitmproxy's `save_stream_file`): every forwarded
     /// exchange is saved there as a flow.
     pub save: Option<crate::capture::SaveTarget>,
+    /// `--admin HOST:PORT`: where the admin endpoints listen (`None`: nowhere).
+    pub admin: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -155,6 +157,7 @@ impl Default for ServeOptions {
             reuse_port: false,
             tls: crate::tls::TlsOptions::default(),
             save: None,
+            admin: None,
         }
     }
 }

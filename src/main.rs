@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use uringreplay::admin::reload::Reloader;
 use uringreplay::cli::{Cli, Command, ServeArgs, K_MEANS_KILL};
 use uringreplay::config::ProxyMode;
 use uringreplay::flowfile::{LoadEvent, LoadOptions};
@@ -108,11 +109,20 @@ fn serve(args: &ServeArgs) -> ExitCode {
             String::new()
         }
     );
-    match uringreplay::server::run(config.serve, replayer) {
-        Ok(totals) => {
+    let reloader = Reloader {
+        files: config.files.clone(),
+        load: options,
+        replay: config.replay.clone(),
+    };
+    match uringreplay::server::run(config.serve, replayer, reloader) {
+        Ok((totals, admin_lines)) => {
             // On stderr with every other status line (stdout carries only `listening on` and
             // the -v lines); a closed stderr must not turn a clean stop into a panic.
-            let _ = writeln!(std::io::stderr().lock(), "{}", Report(totals));
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "{}\n{admin_lines}",
+                Report(totals)
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -7,6 +7,7 @@
 //! gracefully: at most `--shutdown-timeout` seconds, or until a second signal, then it exits
 //! whatever is still open.
 
+pub mod admin;
 pub mod clock;
 pub mod forward;
 pub mod heap;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use crate::config::{IoDriver, ProxyMode, ServeOptions, Unmatched};
 use crate::http1::{Limits, Timeouts};
+use crate::replay::miss::MissLog;
 use crate::replay::Replayer;
 use crate::stats::{Counters, Summary, Totals};
 use crate::upstream::Origin;
@@ -128,19 +130,28 @@ fn stop_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         set
     }
 }
 
 /// Waits up to `timeout` for SIGINT/SIGTERM (blocked in every thread); true if one came.
 fn wait_for_stop(set: &libc::sigset_t, timeout: Duration) -> bool {
+    matches!(
+        wait_for_signal(set, timeout),
+        Some(libc::SIGINT | libc::SIGTERM)
+    )
+}
+
+/// Waits up to `timeout` for one of the signals of `set` (blocked in every thread); which came.
+fn wait_for_signal(set: &libc::sigset_t, timeout: Duration) -> Option<libc::c_int> {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
     // SAFETY: `set` is initialised, `ts` valid; a null siginfo pointer is allowed.
     let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
-    sig == libc::SIGINT || sig == libc::SIGTERM
+    (sig > 0).then_some(sig)
 }
 
 /// How often the main thread looks for a stop that did not come by signal (`--exit-when-done`).
@@ -204,6 +215,7 @@ impl Server {
             done: AtomicBool::new(false),
             counters: (0..options.threads).map(|_| Counters::default()).collect(),
             live: (0..options.threads).map(|_| Liveness::default()).collect(),
+            misses: (0..options.threads).map(|_| MissLog::new()).collect(),
             started: clock::instant(),
             fd_warning_at: AtomicU64::new(0),
             serve: options.clone(),
@@ -262,6 +274,11 @@ impl Handle {
     /// `--exit-when-done` and every recorded flow has been replayed: the owner should stop.
     pub fn is_done(&self) -> bool {
         self.shared.done.load(Ordering::Relaxed)
+    }
+
+    /// The engine as the admin endpoints see it; it stays valid after [`Handle::stop`].
+    pub fn engine(&self) -> admin::Engine {
+        admin::Engine(self.shared.clone())
     }
 
     /// Connections open now, over all workers.
@@ -327,8 +344,13 @@ impl Handle {
 }
 
 /// Serves `replayer` until SIGINT/SIGTERM (or, with `--exit-when-done`, until every flow is
-/// replayed); returns the final counts. Errors are one sentence.
-pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, String> {
+/// replayed), reloading from `reloader` on SIGHUP and serving `--admin`; returns the final
+/// counts and the report's admin lines ([`crate::admin::report_lines`]). Errors are one sentence.
+pub fn run(
+    options: ServeOptions,
+    replayer: Arc<Replayer>,
+    reloader: crate::admin::reload::Reloader,
+) -> Result<(Totals, String), String> {
     let signals = stop_signals();
     // SAFETY: blocking signals in this thread before spawning makes every worker inherit the
     // mask, so SIGINT/SIGTERM are only taken by sigtimedwait below.
@@ -337,11 +359,30 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
     }
     let handle = Server::start(options.clone(), replayer.clone())?;
     let bound = handle.local_addr();
+    let engine = handle.engine();
+    let admin = Arc::new(crate::admin::Admin::new(reloader));
+    if let Some(spec) = &options.admin {
+        let at = admin::start(spec, admin.clone(), engine.clone())?;
+        eprintln!(
+            "admin on http://{at} (GET /metrics /status /misses /unused, POST /reset /reload)"
+        );
+    }
     {
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "listening on http://{bound}");
         let _ = stdout.flush();
     }
+    // The nearest-flow index of the miss analysis, built off the serving threads so the first
+    // miss does not pay for it; the allocation count below starts once it is built.
+    let indexing = {
+        let replayer = replayer.clone();
+        std::thread::Builder::new()
+            .name("uringreplay-miss-index".to_string())
+            .spawn(move || {
+                replayer.miss_index();
+            })
+            .ok()
+    };
     let reverse = match &options.mode {
         ProxyMode::Regular => None,
         ProxyMode::Reverse(t) => Some(t),
@@ -379,12 +420,22 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
         }
     }
     drop(replayer);
-    let allocations_at_start = heap::allocations();
+    let mut allocations_at_start = heap::allocations();
+    let mut indexing = indexing.filter(|t| !t.is_finished());
     let mut last = handle.totals();
     let mut last_at = clock::instant();
     let mut watched_at = clock::instant();
     let mut watchdog = Watchdog::new(options.threads);
-    while !handle.is_done() && !wait_for_stop(&signals, DONE_EVERY) {
+    while !handle.is_done() {
+        match wait_for_signal(&signals, DONE_EVERY) {
+            Some(libc::SIGHUP) => admin::reload_in_background(admin.clone(), engine.clone()),
+            Some(_) => break,
+            None => {}
+        }
+        if indexing.as_ref().is_some_and(|t| t.is_finished()) {
+            indexing = None;
+            allocations_at_start = heap::allocations();
+        }
         if clock::since(watched_at) < WATCH_EVERY {
             continue;
         }
@@ -416,7 +467,7 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
                 rate,
                 open_connections: handle.open_connections(),
             };
-            eprintln!("{summary}");
+            eprintln!("{summary}{}", crate::admin::summary_suffix(&engine, &now));
         }
         last = now;
         last_at = clock::instant();
@@ -459,7 +510,7 @@ pub fn run(options: ServeOptions, replayer: Arc<Replayer>) -> Result<Totals, Str
         };
         eprintln!("{path}: {stats}");
     }
-    Ok(totals)
+    Ok((totals, crate::admin::report_lines(&engine)))
 }
 
 #[cfg(test)]

@@ -54,6 +54,8 @@ pub struct Shared {
     pub counters: Vec<Counters>,
     /// One liveness record per worker, read by the main thread.
     pub live: Vec<Liveness>,
+    /// One log of recent misses per worker (written by its worker on the miss path only).
+    pub misses: Vec<crate::replay::miss::MissLog>,
     /// When serving started (the origin of `fd_warning_at`).
     pub started: Instant,
     /// Milliseconds after `started` of the last out-of-descriptors warning plus one (0: never);
@@ -363,6 +365,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         let mut after = After::Continue;
         // The last request answered asked to close the connection.
         let mut client_done = false;
+        let mut answered = 0;
         loop {
             let mut headers = header_slots();
             let out = &mut outbox.bytes;
@@ -409,6 +412,10 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                 body: req.body,
             };
             let decision = replayer.decide(&live);
+            if !matches!(decision, Decision::Replay(_)) {
+                super::admin::missed(shared, worker.index, replayer, &live, now);
+            }
+            answered += 1;
             let mut outcome = Outcome::Killed;
             let mut failure = None;
             match decision {
@@ -528,6 +535,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         if stopping && matches!(after, After::Continue) {
             after = After::Close;
         }
+        super::admin::served(counters, answered, now);
         if !outbox.is_empty() && outbox.flush(&mut stream).await.is_err() {
             return;
         }

@@ -3,6 +3,7 @@
 // The tests are a driver: they read the clock for deadlines and to check refreshed dates.
 #![allow(clippy::disallowed_methods)]
 
+mod admin;
 mod capture;
 mod defaults;
 mod engine;

@@ -200,6 +200,47 @@ impl Server {
         }
     }
 
+    /// Sends SIGHUP (a reload of the recording).
+    pub fn hangup(&self) {
+        // SAFETY: kill(2) with the pid of our own child process.
+        unsafe {
+            libc::kill(self.pid(), libc::SIGHUP);
+        }
+    }
+
+    /// The `--admin` address, from its start-up line on stderr (`admin on http://ADDR (…)`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let text = self.wait_stderr("admin on http://");
+        let rest = text
+            .split("admin on http://")
+            .nth(1)
+            .expect("the admin line");
+        let addr = rest.split(' ').next().expect("an address");
+        addr.parse().expect("a socket address")
+    }
+
+    /// One admin request, `METHOD path` with an optional body, on a connection of its own.
+    pub fn admin(&self, method: &str, path: &str) -> Response {
+        let stream = TcpStream::connect(self.admin_addr()).expect("connect to the admin port");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_write_timeout(Some(PATIENCE)).unwrap();
+        let mut c = Client {
+            stream,
+            pending: Vec::new(),
+        };
+        c.send(
+            format!("{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n")
+                .as_bytes(),
+        );
+        let r = c.response(method == "HEAD");
+        assert_eq!(
+            c.read_to_close(),
+            b"",
+            "the admin port answers once, then closes"
+        );
+        r
+    }
+
     /// The server process id.
     pub fn pid(&self) -> libc::pid_t {
         self.child.as_ref().expect("a running child").id() as libc::pid_t

@@ -1,0 +1,297 @@
+//! The admin endpoints of issue 16 on a real `--admin 127.0.0.1:0` port: `/metrics` parsed by a
+//! Prometheus text parser, `/misses` explaining a miss, `/unused`, `POST /reset`,
+//! `POST /reload` (a changed file while a large body is sent, a broken one) and `SIGHUP`.
+
+use std::io::Read;
+
+use crate::support::{get, Client, FlowFile, Server};
+use uringreplay::flowfile::writer::{write_flow, FlowSpec};
+
+/// Writes `flows` as a new file renamed over `path` (a served recording is a mapping: it is
+/// replaced, never rewritten in place).
+fn replace(path: &std::path::Path, flows: &[FlowSpec]) {
+    let mut bytes = Vec::new();
+    for f in flows {
+        write_flow(&mut bytes, f);
+    }
+    replace_bytes(path, &bytes);
+}
+
+fn replace_bytes(path: &std::path::Path, bytes: &[u8]) {
+    let new = path.with_extension("new");
+    std::fs::write(&new, bytes).unwrap();
+    std::fs::rename(&new, path).unwrap();
+}
+
+fn json(r: &crate::support::Response) -> serde_json::Value {
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    serde_json::from_slice(&r.body).expect("a JSON body")
+}
+
+/// The samples of a scrape, parsed by `prometheus-parse`.
+fn scrape(server: &Server) -> prometheus_parse::Scrape {
+    let r = server.admin("GET", "/metrics");
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body).unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).expect("valid exposition text")
+}
+
+/// The value of `name` whose labels include `label` (`("", "")`: no label asked).
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, label: (&str, &str)) -> f64 {
+    let s = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == name && (label.0.is_empty() || s.labels.get(label.0) == Some(label.1))
+        })
+        .unwrap_or_else(|| panic!("no sample {name} {label:?}"));
+    match &s.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => *v,
+        prometheus_parse::Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+fn two_paths() -> FlowFile {
+    FlowFile::new(&[
+        FlowSpec::get("/a", 200, b"a"),
+        FlowSpec::get("/search?q=x&page=1", 200, b"search"),
+    ])
+}
+
+#[test]
+fn metrics_count_exactly_what_was_sent_and_hits_leave_the_miss_log_alone() {
+    let file = two_paths();
+    let server = Server::start(&[
+        "-S",
+        file.arg(),
+        "--reuse",
+        "--extra",
+        "404",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let mut c = Client::new(&server);
+    for _ in 0..3 {
+        assert_eq!(c.exchange(&get("/a")).status, 200);
+    }
+    // Hits only so far: the miss analysis has not run.
+    let s = scrape(&server);
+    assert_eq!(sample(&s, "uringreplay_misses_total", ("", "")), 0.0);
+    assert_eq!(json(&server.admin("GET", "/misses"))["seen"], 0);
+    for _ in 0..2 {
+        assert_eq!(c.exchange(&get("/nothing")).status, 404);
+    }
+    let s = scrape(&server);
+    let outcome = |o| sample(&s, "uringreplay_requests_total", ("outcome", o));
+    assert_eq!(outcome("replayed"), 3.0);
+    assert_eq!(outcome("status"), 2.0);
+    assert_eq!(outcome("forwarded"), 0.0);
+    assert_eq!(outcome("killed"), 0.0);
+    assert_eq!(outcome("rejected"), 0.0);
+    assert_eq!(sample(&s, "uringreplay_connections_open", ("", "")), 1.0);
+    assert_eq!(
+        sample(&s, "uringreplay_upstream_errors_total", ("", "")),
+        0.0
+    );
+    assert_eq!(sample(&s, "uringreplay_flows_remaining", ("", "")), 2.0);
+    assert_eq!(
+        sample(&s, "uringreplay_reloads_total", ("result", "ok")),
+        0.0
+    );
+    assert_eq!(sample(&s, "uringreplay_misses_total", ("", "")), 2.0);
+    // Every answer has its service time: the histogram's +Inf bucket holds all five.
+    assert_eq!(sample(&s, "uringreplay_service_seconds", ("", "")), 5.0);
+
+    let status = json(&server.admin("GET", "/status"));
+    assert_eq!(status["totals"]["replayed"], 3);
+    assert_eq!(status["recording"]["flows"], 2);
+    assert_eq!(status["options"]["order"], "first");
+    // HEAD: the head of the GET, no body; a wrong method is a 405 naming the right one.
+    let head = server.admin("HEAD", "/status");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    let wrong = server.admin("GET", "/reset");
+    assert_eq!((wrong.status, wrong.header("allow")), (405, Some("POST")));
+    assert_eq!(server.admin("GET", "/nope").status, 404);
+    drop(c);
+    server.stop();
+}
+
+#[test]
+fn a_miss_by_one_query_parameter_names_it_and_the_flag_that_fixes_it() {
+    let file = two_paths();
+    let server = Server::start(&["-S", file.arg(), "--extra", "404", "--admin", "127.0.0.1:0"]);
+    let mut c = Client::new(&server);
+    assert_eq!(c.exchange(&get("/search?q=x&page=2")).status, 404);
+    let misses = json(&server.admin("GET", "/misses"));
+    assert_eq!(misses["seen"], 1);
+    let m = &misses["misses"][0];
+    assert_eq!(m["url"], "http://127.0.0.1:8080/search?q=x&page=2");
+    assert_eq!(m["nearest"]["flow"], 1);
+    assert_eq!(m["nearest"]["query_params"], serde_json::json!(["page"]));
+    assert_eq!(m["nearest"]["fix"], "--ignore-param page");
+    drop(c);
+    let stopped = server.stop();
+    assert!(
+        stopped.stderr.contains(
+            "miss reason 1: query parameter page differs (1 times); to match: --ignore-param page"
+        ),
+        "{}",
+        stopped.stderr
+    );
+    assert!(
+        stopped.stderr.contains("unused flows 2 (never served"),
+        "{}",
+        stopped.stderr
+    );
+}
+
+#[test]
+fn unused_lists_the_flows_never_served_and_reset_serves_them_again() {
+    let file = two_paths();
+    let server = Server::start(&["-S", file.arg(), "--extra", "404", "--admin", "127.0.0.1:0"]);
+    let mut c = Client::new(&server);
+    assert_eq!(c.exchange(&get("/a")).status, 200);
+    assert_eq!(c.exchange(&get("/a")).status, 404, "consumed");
+    let unused = server.admin("GET", "/unused");
+    assert_eq!(unused.header("content-type"), Some("application/x-ndjson"));
+    let lines: Vec<serde_json::Value> = std::str::from_utf8(&unused.body)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            serde_json::json!({"flow": 1, "method": "GET", "url": "http://127.0.0.1:8080/search?q=x&page=1"})
+        ]
+    );
+    let reset = server.admin("POST", "/reset");
+    assert_eq!(reset.status, 200);
+    assert_eq!(json(&reset)["flows_remaining"], 2);
+    assert_eq!(
+        c.exchange(&get("/a")).status,
+        200,
+        "replayed again after the reset"
+    );
+    drop(c);
+    server.stop();
+}
+
+#[test]
+fn a_reload_during_a_large_body_keeps_it_whole_then_serves_the_new_file_and_a_broken_file_keeps_the_old(
+) {
+    // 16 MiB, more than the socket buffers hold: the answer is still being written at the reload.
+    let old_body: Vec<u8> = (0..16 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let file = FlowFile::new(&[FlowSpec::get("/big", 200, &old_body)]);
+    let server = Server::start(&[
+        "-S",
+        file.arg(),
+        "--reuse",
+        "--extra",
+        "404",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let mut c = Client::new(&server);
+    c.send(&get("/big"));
+    let mut got = vec![0u8; 64 * 1024];
+    let mut have = 0;
+    while have < 1024 {
+        match c.stream.read(&mut got[have..]) {
+            Ok(0) => panic!("closed early"),
+            Ok(n) => have += n,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    got.truncate(have);
+    c.pending = got;
+    replace(
+        &file.0,
+        &[
+            FlowSpec::get("/big", 200, b"new"),
+            FlowSpec::get("/fresh", 200, b"f"),
+        ],
+    );
+    let r = server.admin("POST", "/reload");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(json(&r)["flows"], 2);
+    let r = c.response(false);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body == old_body,
+        "the body in flight arrived byte-identical"
+    );
+    assert_eq!(
+        c.exchange(&get("/big")).body,
+        b"new",
+        "the next request: the new file"
+    );
+
+    replace_bytes(&file.0, b"12:not a flow!");
+    let r = server.admin("POST", "/reload");
+    assert_eq!(r.status, 422);
+    let sentence = String::from_utf8(r.body).unwrap();
+    assert!(
+        sentence.starts_with("reload failed, the current recording keeps serving: ")
+            && sentence.contains(file.arg()),
+        "{sentence}"
+    );
+    assert_eq!(
+        c.exchange(&get("/fresh")).body,
+        b"f",
+        "the last good recording serves"
+    );
+    let s = scrape(&server);
+    assert_eq!(
+        sample(&s, "uringreplay_reloads_total", ("result", "ok")),
+        1.0
+    );
+    assert_eq!(
+        sample(&s, "uringreplay_reloads_total", ("result", "failed")),
+        1.0
+    );
+    drop(c);
+    server.stop();
+}
+
+#[test]
+fn sighup_reloads_the_recording_and_a_failed_one_keeps_serving() {
+    let file = FlowFile::new(&[FlowSpec::get("/old", 200, b"old")]);
+    let server = Server::start(&["-S", file.arg(), "--reuse", "--extra", "404"]);
+    let mut c = Client::new(&server);
+    assert_eq!(c.exchange(&get("/old")).status, 200);
+    replace(&file.0, &[FlowSpec::get("/new", 200, b"new")]);
+    server.hangup();
+    server.wait_stderr("SIGHUP: reloaded the recording: 1 flows");
+    assert_eq!(c.exchange(&get("/new")).body, b"new");
+    assert_eq!(c.exchange(&get("/old")).status, 404);
+    replace_bytes(&file.0, b"not a flow file");
+    server.hangup();
+    server.wait_stderr("SIGHUP: reload failed, the current recording keeps serving: ");
+    assert_eq!(c.exchange(&get("/new")).body, b"new");
+    drop(c);
+    let stopped = server.stop();
+    assert!(stopped.status.success());
+}
+
+#[test]
+fn an_admin_address_that_cannot_be_bound_is_one_sentence() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let spec = taken.local_addr().unwrap().to_string();
+    let file = two_paths();
+    let stopped =
+        crate::support::run_to_exit(&["-S", file.arg(), "-p", "0", "--admin", &spec], |_| {});
+    assert_eq!(stopped.status.code(), Some(1));
+    assert!(
+        stopped
+            .stderr
+            .contains(&format!("error: --admin {spec}: cannot listen there")),
+        "{}",
+        stopped.stderr
+    );
+}
