@@ -422,6 +422,11 @@ impl Replayer {
         self.index.options()
     }
 
+    /// Whether recorded dates are shifted when serving (refresh on).
+    pub fn refresh(&self) -> bool {
+        self.refresh
+    }
+
     /// Whether `--keep-alive` is on.
     pub fn keep_alive(&self) -> bool {
         self.keep_alive
