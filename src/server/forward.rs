@@ -52,22 +52,6 @@ fn process_token() -> u64 {
     std::collections::hash_map::RandomState::new().hash_one(std::process::id())
 }
 
-/// Whether `req` already went through this process (it carries our `Via` entry): forwarding it
-/// again would loop. Only unmatched requests are checked, so replays never pay for it.
-pub fn came_back(forwarder: &Forwarder, req: &Request<'_>) -> bool {
-    forwarder.settings().via.seen_in(req.headers)
-}
-
-/// Appends the answer to a request that came back to us: `508 Loop Detected`, one line.
-pub fn write_loop_detected(forwarder: &Forwarder, close: bool, out: &mut Vec<u8>) {
-    let text = format!(
-        "request loop: this request already went through this server (Via: {}), so its \
-         destination is this server itself; it is not forwarded again",
-        forwarder.settings().via.received_by()
-    );
-    http1::write_plain(508, "Loop Detected", &text, close, out);
-}
-
 /// Forwards `req` (all earlier answers already written) and relays the upstream's response to
 /// `client`. A request whose destination cannot be used is answered 400/501 and closes.
 pub async fn forward(

@@ -154,6 +154,17 @@ impl Outbox {
     }
 }
 
+/// The HTTP/1 renderer writes into the outbox: heads as bytes, large bodies by reference.
+impl crate::exchange::Sink for Outbox {
+    fn bytes(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    fn push_body(&mut self, body: &[u8]) {
+        Outbox::push_body(self, body);
+    }
+}
+
 /// An iovec list handed to the runtime for one vectored write; owns what it points into.
 struct Gather {
     iovecs: Vec<libc::iovec>,
