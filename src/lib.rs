@@ -14,6 +14,7 @@
 //! - [`cli`]: the command line.
 //! - [`convert`]: `uringreplay convert`: one format-21 file from HAR and flow files.
 //! - [`inspect`]: the `uringreplay inspect` listing and summary.
+//! - [`launch`]: a serve run's start-up (load, infer the mode, report) for `main`.
 //! - [`exchange`]: one request to one answer for every protocol: route, decide, reply description.
 //! - [`replay`]: which recorded response answers a request (match key, index, consume order) and
 //!   the exact response bytes (pre-rendered heads, refresh by fixed-width date patches).
@@ -34,6 +35,7 @@ pub mod http1;
 pub mod http2;
 pub mod hugepages;
 pub mod inspect;
+pub mod launch;
 pub mod replay;
 pub mod server;
 pub mod stats;
