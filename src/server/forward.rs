@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use monoio::net::TcpStream;
+use monoio::io::AsyncWriteRent;
 
 pub use super::upstream_io::{ForwardSettings, Forwarded, Forwarder};
 use super::upstream_tls::UpstreamTls;
@@ -57,7 +57,7 @@ fn process_token() -> u64 {
 pub async fn forward(
     forwarder: &Forwarder,
     req: &Request<'_>,
-    client: &mut TcpStream,
+    client: &mut impl AsyncWriteRent,
 ) -> Forwarded {
     let settings = forwarder.settings();
     // httparse only accepts token characters in a method, so it is ASCII.

@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, Cache};
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent, Canceller};
-use monoio::net::{TcpListener, TcpStream};
+use monoio::io::{CancelHandle, Canceller};
+use monoio::net::TcpListener;
 
 use super::clock;
 use super::forward::{self, ForwardSettings, Forwarded, Forwarder};
 use super::outbox::Outbox;
+use super::transport::Transport;
 use crate::config::ServeOptions;
 use crate::http1::{self, header_slots, Conn, Expiry, Limits, Step, Timeouts};
 use crate::exchange::{self, After, Answer};
@@ -258,37 +259,9 @@ fn warn_out_of_descriptors(shared: &Shared, e: &std::io::Error) {
     );
 }
 
-/// Moves what has already arrived on `stream` into `input` without waiting (at most 1 MiB), so a
-/// stop answers the requests already received. Returns how many bytes it read.
-fn drain_arrived(stream: &TcpStream, input: &mut Vec<u8>) -> usize {
-    const MOST: usize = 1024 * 1024;
-    let start = input.len();
-    while input.len() - start < MOST {
-        if input.capacity() - input.len() < 4096 {
-            input.reserve(16 * 1024);
-        }
-        let spare = input.spare_capacity_mut();
-        // SAFETY: recv writes at most `spare.len()` bytes into `input`'s spare capacity, which
-        // nothing else borrows; the fd belongs to `stream`, alive for this call. MSG_DONTWAIT:
-        // it never blocks the worker.
-        let n = unsafe {
-            libc::recv(
-                stream.as_raw_fd(),
-                spare.as_mut_ptr().cast(),
-                spare.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        let Ok(n @ 1..) = usize::try_from(n) else {
-            break;
-        };
-        // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
-        unsafe { input.set_len(input.len() + n) };
-    }
-    input.len() - start
-}
-
-async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: SocketAddr) {
+/// Serves one client connection over any [`Transport`] (plain TCP today, TLS next): read, let
+/// the Conn find the requests, answer each through the exchange, write, until close.
+async fn connection<S: Transport>(worker: &Worker, slot: &Slot, mut stream: S, peer: SocketAddr) {
     let shared: &Shared = &worker.shared;
     let counters = worker.counters();
     let verbose = shared.serve.verbose;
@@ -461,7 +434,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         if worker.stopping.get() || slot.expired.get() {
             // The stop (or this connection's deadline) came while it was busy: answer what has
             // arrived, then close.
-            if drain_arrived(&stream, &mut input) > 0 {
+            if stream.drain_arrived(&mut input) > 0 {
                 continue;
             }
             if slot.expired.get() && !input.is_empty() {
@@ -494,7 +467,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
             // cancelled, not shut, so a request racing it is still in the socket): take what
             // has arrived and answer it, closing.
             Err(_) if worker.stopping.get() || slot.expired.get() => {
-                if drain_arrived(&stream, &mut input) == 0 {
+                if stream.drain_arrived(&mut input) == 0 {
                     if slot.expired.get() && !input.is_empty() {
                         return request_timeout(&mut conn, &mut outbox, stream, input, counters)
                             .await;
@@ -512,10 +485,10 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
 
 /// Answers a request that stopped arriving with 408 (an idle connection just closes), then
 /// closes.
-async fn request_timeout(
+async fn request_timeout<S: Transport>(
     conn: &mut Conn,
     outbox: &mut Outbox,
-    mut stream: TcpStream,
+    mut stream: S,
     input: Vec<u8>,
     counters: &Counters,
 ) {
@@ -534,12 +507,12 @@ const LINGER: Duration = Duration::from_secs(2);
 
 /// Closes after a final answer without losing it to a reset: shut the write side (FIN), then read
 /// and drop what the client still sends until its FIN (bounded: 1 MiB, [`LINGER`]).
-async fn linger_close(mut stream: TcpStream, buf: Vec<u8>) {
+async fn linger_close<S: Transport>(mut stream: S, buf: Vec<u8>) {
     let _ = stream.shutdown().await;
     let _ = monoio::time::timeout(LINGER, drain_until_eof(stream, buf)).await;
 }
 
-async fn drain_until_eof(mut stream: TcpStream, mut buf: Vec<u8>) {
+async fn drain_until_eof<S: Transport>(mut stream: S, mut buf: Vec<u8>) {
     let mut drained = 0usize;
     while drained < 1024 * 1024 {
         buf.clear();
