@@ -258,7 +258,7 @@ pub fn parse_head<'h, 'b>(
         head_len,
         framing,
         expect_continue,
-        wants_close: close || (!keep_alive && version_minor != 1),
+        wants_close: super::keep_alive::message_closes(version_minor == 1, close, keep_alive),
         http10_keep_alive: version_minor == 0 && keep_alive_any_case && !close_any_case,
     }))
 }

@@ -101,7 +101,12 @@ pub struct Reply<'a> {
 
 /// Whether the connection closes after replaying a response of `shape` (spec §f.5).
 fn closes(shape: &Shape<'_>, facts: &RequestFacts) -> bool {
-    (!facts.is_head && shape.body_until_close) || facts.wants_close || shape.response_close
+    crate::http1::keep_alive::response_closes(
+        shape.body_until_close,
+        facts.is_head,
+        facts.wants_close,
+        shape.response_close,
+    )
 }
 
 /// The replay core, shared by every worker thread (Send + Sync), built once at start-up.

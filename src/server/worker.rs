@@ -315,9 +315,8 @@ async fn connection<S: Transport>(worker: &Worker, slot: &Slot, mut stream: S, p
                 Step::Request(req) => req,
             };
             pos += req.len;
-            // `--keep-alive` keeps an HTTP/1.0 client that asked for keep-alive in any case (`ab
-            // -k` sends `Keep-Alive`, which spec §f.5 rule 2 reads as a close).
-            let wants_close = req.wants_close && !(keep_alive && req.http10_keep_alive);
+            let wants_close =
+                http1::keep_alive::client_closes(req.wants_close, req.http10_keep_alive, keep_alive);
             let facts = RequestFacts {
                 is_head: req.is_head,
                 wants_close,
