@@ -1,9 +1,9 @@
 //! Request parsing cost: one typical keep-alive request, and three pipelined requests, through
-//! `http1::Conn::poll_request` (what the worker does per request before deciding); and the whole
+//! `http1::Conn::poll_request` (what the worker does per request before deciding); the whole
 //! user-space work of one keep-alive request through the code the worker runs (`Conn`, then
-//! `exchange::decide` and `exchange::render_http1`: parse, Host rewrite, key + lookup, head copy
-//! + Date refresh, body copy); and the per-byte cost
-//! of a chunked upload received read by read (1, 4 and 16 MiB: flat when decoding is incremental).
+//! `exchange::decide` and `exchange::render_http1`: parse, Host rewrite, key and lookup, head
+//! copy with the Date refreshed, body copy); and the per-byte cost of a chunked upload received
+//! read by read (1, 4 and 16 MiB: flat when decoding is incremental).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,10 +12,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 use uringreplay::config::{Order, ReplayOptions};
+use uringreplay::exchange::{self, Answer, Routing};
 use uringreplay::flowfile::writer::{write_flow, FlowSpec};
 use uringreplay::flowfile::{LoadOptions, Recording};
 use uringreplay::http1::{header_slots, Conn, Limits, Step};
-use uringreplay::exchange::{self, Answer, Routing};
 use uringreplay::replay::{Replayer, RequestFacts};
 use uringreplay::upstream::{Origin, Via};
 

@@ -59,10 +59,7 @@ fn header<'a>(name: &'a str, value: &'a [u8]) -> httparse::Header<'a> {
     httparse::Header { name, value }
 }
 
-fn request<'r, 'h>(
-    target: &'r [u8],
-    headers: &'h mut [httparse::Header<'r>],
-) -> Request<'r, 'h> {
+fn request<'r, 'h>(target: &'r [u8], headers: &'h mut [httparse::Header<'r>]) -> Request<'r, 'h> {
     Request {
         method: b"GET",
         target,
@@ -85,7 +82,10 @@ fn a_recorded_request_is_replayed_through_the_pre_rendered_head() {
     let exchange = decide(&replayer, regular(), &via, request(b"/a", &mut headers));
     assert_eq!(exchange.answer, Answer::Replay(FlowId(0)));
     let route = exchange.route.unwrap();
-    assert_eq!((route.host, route.port, route.target), (&b"example.com"[..], 80, &b"/a"[..]));
+    assert_eq!(
+        (route.host, route.port, route.target),
+        (&b"example.com"[..], 80, &b"/a"[..])
+    );
     assert_eq!(
         exchange.url(b"GET").unwrap().to_string(),
         "http://example.com/a"
@@ -106,7 +106,10 @@ fn a_recorded_request_is_replayed_through_the_pre_rendered_head() {
 
     let counters = Counters::default();
     exchange.count(&counters);
-    assert_eq!(counters.replayed.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        counters.replayed.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }
 
 #[test]
@@ -142,7 +145,10 @@ fn regular_mode_without_a_host_is_a_400_that_closes() {
     assert!(out.starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
     let counters = Counters::default();
     exchange.count(&counters);
-    assert_eq!(counters.rejected.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        counters.rejected.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }
 
 #[test]
@@ -150,7 +156,10 @@ fn an_unmatched_request_that_came_back_is_a_508_not_a_forward() {
     let replayer = replayer(&ReplayOptions::default());
     let via = Via::new(7);
     let ours = format!("1.1 {}", via.received_by());
-    let mut headers = [header("Host", b"other.example"), header("Via", ours.as_bytes())];
+    let mut headers = [
+        header("Host", b"other.example"),
+        header("Via", ours.as_bytes()),
+    ];
     let exchange = decide(&replayer, regular(), &via, request(b"/b", &mut headers));
     assert_eq!(exchange.answer, Answer::LoopDetected);
     let mut out = Vec::new();

@@ -25,8 +25,8 @@ use super::forward::{self, ForwardSettings, Forwarded, Forwarder};
 use super::outbox::Outbox;
 use super::transport::Transport;
 use crate::config::ServeOptions;
-use crate::http1::{self, header_slots, Conn, Expiry, Limits, Step, Timeouts};
 use crate::exchange::{self, After, Answer};
+use crate::http1::{self, header_slots, Conn, Expiry, Limits, Step, Timeouts};
 use crate::replay::{Replayer, RequestFacts};
 use crate::stats::{self, Counters, Outcome};
 use crate::upstream::Origin;
@@ -315,8 +315,11 @@ async fn connection<S: Transport>(worker: &Worker, slot: &Slot, mut stream: S, p
                 Step::Request(req) => req,
             };
             pos += req.len;
-            let wants_close =
-                http1::keep_alive::client_closes(req.wants_close, req.http10_keep_alive, keep_alive);
+            let wants_close = http1::keep_alive::client_closes(
+                req.wants_close,
+                req.http10_keep_alive,
+                keep_alive,
+            );
             let facts = RequestFacts {
                 is_head: req.is_head,
                 wants_close,
