@@ -1,5 +1,5 @@
 //! The protocol-neutral exchange: one place turns a parsed request into an answer. Route
-//! ([`upstream::destination`], spec §b.1, §e) → decide (replay / forward / kill / status /
+//! ([`crate::upstream::destination`], spec §b.1, §e) → decide (replay / forward / kill / status /
 //! loop-508 / no-host) → a reply description ([`ReplyParts`]) any protocol can render. HTTP/1
 //! renders it with [`render_http1`] (the pre-rendered, zero-allocation head path); HTTP/2 will
 //! render the same description as HEADERS + DATA (`http2::reply::encode_head`). The counters
