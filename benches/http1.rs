@@ -1,8 +1,9 @@
 //! Request parsing cost: one typical keep-alive request, and three pipelined requests, through
-//! `http1::Conn::poll_request` (what the worker does per request before deciding); and the whole
-//! user-space work of one keep-alive request as the worker does it: connection state machine,
-//! parse, Host rewrite, key + lookup, head copy + Date refresh, body copy; and the per-byte cost
-//! of a chunked upload received read by read (1, 4 and 16 MiB: flat when decoding is incremental).
+//! `http1::Conn::poll_request` (what the worker does per request before deciding); the whole
+//! user-space work of one keep-alive request through the code the worker runs (`Conn`, then
+//! `exchange::decide` and `exchange::render_http1`: parse, Host rewrite, key and lookup, head
+//! copy with the Date refreshed, body copy); and the per-byte cost of a chunked upload received
+//! read by read (1, 4 and 16 MiB: flat when decoding is incremental).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,10 +12,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 use uringreplay::config::{Order, ReplayOptions};
+use uringreplay::exchange::{self, Answer, Routing};
 use uringreplay::flowfile::writer::{write_flow, FlowSpec};
 use uringreplay::flowfile::{LoadOptions, Recording};
 use uringreplay::http1::{header_slots, Conn, Limits, Step};
-use uringreplay::replay::{Decision, LiveRequest, Replayer, RequestFacts};
+use uringreplay::replay::{Replayer, RequestFacts};
+use uringreplay::upstream::{Origin, Via};
 
 const TYPICAL: &[u8] = b"GET /api/items/42?lang=en&page=2 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\
 User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\nAccept: application/json\r\n\
@@ -85,11 +88,39 @@ fn bench_recording() -> Recording {
     .expect("bench recording loads")
 }
 
-/// One request through the worker's per-request steps (reverse mode to 127.0.0.1:8080, as
-/// `uringreplay -S bench.flows --reuse` serves it); returns the reply's length.
+/// Reverse mode to 127.0.0.1:8080, as `uringreplay -S bench.flows --reuse` serves it: the
+/// origin and the Host value the server computes once at start-up.
+struct Reverse {
+    origin: Origin,
+    host_header: Vec<u8>,
+}
+
+impl Reverse {
+    fn new() -> Reverse {
+        let origin = Origin::parse_reverse_spec("http://127.0.0.1:8080").expect("a valid spec");
+        let host_header = origin.host_header().into_bytes();
+        Reverse {
+            origin,
+            host_header,
+        }
+    }
+
+    fn routing(&self) -> Routing<'_> {
+        Routing {
+            reverse: Some((&self.origin, &self.host_header)),
+            keep_host_header: false,
+        }
+    }
+}
+
+/// One request through the path the worker runs: `Conn::poll_request`, then the exchange
+/// (route, decide, HTTP/1 render); returns the reply's length. Only the socket calls are left
+/// out (the worker's outbox is the same `Sink` over a byte buffer for bodies this small).
 fn answer(
     conn: &mut Conn,
     replayer: &Replayer,
+    routing: Routing<'_>,
+    via: &Via,
     input: &[u8],
     scratch: &mut Vec<u8>,
     out: &mut Vec<u8>,
@@ -101,31 +132,27 @@ fn answer(
     let Step::Request(req) = conn.poll_request(input, &mut headers, scratch, out) else {
         return 0;
     };
-    for h in req.headers.iter_mut() {
-        if h.name.eq_ignore_ascii_case("host") {
-            h.value = b"127.0.0.1:8080";
-        }
-    }
-    let live = LiveRequest {
-        scheme: b"http",
-        method: req.method,
-        target: req.target,
-        host: b"127.0.0.1",
-        port: 8080,
-        headers: req.headers,
-        body: req.body,
-    };
-    let Decision::Replay(flow) = replayer.decide(&live) else {
-        return 0;
-    };
     let facts = RequestFacts {
         is_head: req.is_head,
         wants_close: req.wants_close,
         http10_keep_alive: req.http10_keep_alive,
     };
-    let reply = replayer.write_reply(flow, now, &facts, out);
-    out.extend_from_slice(reply.body);
-    out.extend_from_slice(reply.tail);
+    let ex = exchange::decide(
+        replayer,
+        routing,
+        via,
+        exchange::Request {
+            method: req.method,
+            target: req.target,
+            headers: req.headers,
+            body: req.body,
+            facts,
+        },
+    );
+    if !matches!(ex.answer, Answer::Replay(_)) {
+        return 0;
+    }
+    exchange::render_http1(&ex, replayer, via, now, false, out);
     out.len()
 }
 
@@ -143,13 +170,26 @@ fn per_request(c: &mut Criterion) {
         let mut conn = Conn::new(Limits::default());
         let (mut scratch, mut out) = (Vec::new(), Vec::with_capacity(16 * 1024));
         let input = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1:18100\r\n\r\n";
-        assert!(answer(&mut conn, &replayer, input, &mut scratch, &mut out) > 0);
+        let (reverse, via) = (Reverse::new(), Via::new(1));
+        let routing = reverse.routing();
+        let replies = answer(
+            &mut conn,
+            &replayer,
+            routing,
+            &via,
+            input,
+            &mut scratch,
+            &mut out,
+        );
+        assert!(replies > 0, "the bench request is replayed");
         group.bench_function(name, |b| {
             b.iter(|| {
                 out.clear();
                 answer(
                     &mut conn,
                     &replayer,
+                    routing,
+                    &via,
                     black_box(input),
                     &mut scratch,
                     &mut out,

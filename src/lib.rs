@@ -14,6 +14,8 @@
 //! - [`cli`]: the command line.
 //! - [`convert`]: `uringreplay convert`: one format-21 file from HAR and flow files.
 //! - [`inspect`]: the `uringreplay inspect` listing and summary.
+//! - [`launch`]: a serve run's start-up (load, infer the mode, report) for `main`.
+//! - [`exchange`]: one request to one answer for every protocol: route, decide, reply description.
 //! - [`replay`]: which recorded response answers a request (match key, index, consume order) and
 //!   the exact response bytes (pre-rendered heads, refresh by fixed-width date patches).
 //! - [`http1`]: the server side of HTTP/1.x, sans-IO (parsing, framing, keep-alive, limits).
@@ -28,6 +30,7 @@ pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod exchange;
 pub mod flowfile;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -35,6 +38,7 @@ pub mod http1;
 pub mod http2;
 pub mod hugepages;
 pub mod inspect;
+pub mod launch;
 pub mod replay;
 pub mod server;
 pub mod stats;

@@ -218,7 +218,7 @@ impl fmt::Display for Report {
 }
 
 /// What happened to one request, for the `-v` log line.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Answered from the recording with this status.
     Replayed(u16),

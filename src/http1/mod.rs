@@ -10,6 +10,7 @@
 pub mod chunked;
 pub mod conn;
 pub mod connect;
+pub mod keep_alive;
 pub mod request;
 
 pub use chunked::{ChunkError, ChunkedDecoder};

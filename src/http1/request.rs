@@ -258,7 +258,7 @@ pub fn parse_head<'h, 'b>(
         head_len,
         framing,
         expect_continue,
-        wants_close: close || (!keep_alive && version_minor != 1),
+        wants_close: super::keep_alive::message_closes(version_minor == 1, close, keep_alive),
         http10_keep_alive: version_minor == 0 && keep_alive_any_case && !close_any_case,
     }))
 }
@@ -385,22 +385,14 @@ pub(crate) fn valid_host(value: &[u8]) -> bool {
     let Some((host, port)) = split_authority(value) else {
         return false;
     };
-    let port_text = port.map(|_| {
-        let colon = value
-            .iter()
-            .rposition(|&b| b == b':')
-            .unwrap_or(value.len());
-        &value[colon + 1..]
-    });
-    if !port_text.is_none_or(|p| p.iter().all(u8::is_ascii_digit)) {
+    // mitmproxy's authority pattern wants digits after a colon (`Host: a:` is refused), stricter
+    // than RFC 3986's empty port.
+    if port.is_none() && value.ends_with(b":") {
         return false;
     }
     if value.starts_with(b"[") {
-        // split_authority ignores what follows `]` unless it is `:port`: nothing else may.
-        let after = 1 + host.len() + 1;
-        let rest = &value[after.min(value.len())..];
         let ip_literal = |b: &u8| b.is_ascii_alphanumeric() || b":._~%-".contains(b);
-        !host.is_empty() && host.iter().all(ip_literal) && (rest.is_empty() || port.is_some())
+        !host.is_empty() && host.iter().all(ip_literal)
     } else {
         let reg_name = |b: &u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+;=%".contains(b);
         !host.is_empty() && host.iter().all(reg_name)
@@ -445,21 +437,33 @@ pub fn split_absolute(target: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     Some((scheme, &rest[..end], path))
 }
 
-/// Splits an authority `host[:port]` or `[v6]:port` into host (no brackets) and port;
-/// `None` when the port is not a number.
+/// Splits an authority `host[:port]` or `[v6][:port]` into host (no brackets) and port, as
+/// RFC 3986 §3.2.2/§3.2.3 read it: the port is decimal digits only (no sign), an empty port
+/// (`h:`) is no port, an IPv6 literal must be bracketed and nothing but `:port` may follow its
+/// `]`. `None` for anything else. The one authority splitter: callers add what they need on top
+/// (a usable upstream wants a non-empty host and a port above 0).
 pub fn split_authority(authority: &[u8]) -> Option<(&[u8], Option<u16>)> {
     let (host, port) = if let Some(v6) = authority.strip_prefix(b"[") {
         let close = v6.iter().position(|&b| b == b']')?;
-        (&v6[..close], v6[close + 1..].strip_prefix(b":"))
+        let port = match &v6[close + 1..] {
+            [] => None,
+            [b':', p @ ..] => Some(p),
+            _ => return None,
+        };
+        (&v6[..close], port)
     } else {
-        match authority.iter().rposition(|&b| b == b':') {
+        // The first colon: an unbracketed IPv6 literal (`::1`) leaves a port that is not digits.
+        match authority.iter().position(|&b| b == b':') {
             Some(i) => (&authority[..i], Some(&authority[i + 1..])),
             None => (authority, None),
         }
     };
     let port = match port {
-        None => None,
-        Some(p) => Some(std::str::from_utf8(p).ok()?.parse::<u16>().ok()?),
+        None | Some([]) => None,
+        Some(p) if p.iter().all(u8::is_ascii_digit) => {
+            Some(std::str::from_utf8(p).ok()?.parse::<u16>().ok()?)
+        }
+        Some(_) => return None,
     };
     Some((host, port))
 }
@@ -624,6 +628,27 @@ mod tests {
         assert_eq!(split_authority(b"[::1]:8"), Some((&b"::1"[..], Some(8))));
         assert_eq!(split_authority(b"h"), Some((&b"h"[..], None)));
         assert_eq!(split_authority(b"h:x"), None);
+    }
+
+    #[test]
+    fn authorities_split_as_rfc_3986_reads_them() {
+        // An empty port is no port (§3.2.3: "port = *DIGIT").
+        assert_eq!(split_authority(b"h:"), Some((&b"h"[..], None)));
+        assert_eq!(split_authority(b"[::1]:"), Some((&b"::1"[..], None)));
+        // Digits only: no sign, no spaces, nothing above 65535.
+        assert_eq!(split_authority(b"h:+1"), None);
+        assert_eq!(split_authority(b"h:-1"), None);
+        assert_eq!(split_authority(b"h: 1"), None);
+        assert_eq!(split_authority(b"h:65536"), None);
+        assert_eq!(split_authority(b"h:065535"), Some((&b"h"[..], Some(65535))));
+        // An IPv6 literal must be bracketed; only `:port` may follow the bracket.
+        assert_eq!(split_authority(b"::1"), None);
+        assert_eq!(split_authority(b"fe80::1:80"), None);
+        assert_eq!(split_authority(b"a:b:80"), None);
+        assert_eq!(split_authority(b"[::1]x"), None);
+        assert_eq!(split_authority(b"[::1]80"), None);
+        assert_eq!(split_authority(b"[::1"), None);
+        assert_eq!(split_authority(b"[::1]"), Some((&b"::1"[..], None)));
     }
 
     #[test]

@@ -101,7 +101,12 @@ pub struct Reply<'a> {
 
 /// Whether the connection closes after replaying a response of `shape` (spec §f.5).
 fn closes(shape: &Shape<'_>, facts: &RequestFacts) -> bool {
-    (!facts.is_head && shape.body_until_close) || facts.wants_close || shape.response_close
+    crate::http1::keep_alive::response_closes(
+        shape.body_until_close,
+        facts.is_head,
+        facts.wants_close,
+        shape.response_close,
+    )
 }
 
 /// What serving a flow's response needs that is dear to read from the recording on every
@@ -492,6 +497,11 @@ impl Replayer {
     /// The key options the index was built with.
     pub fn key_options(&self) -> &KeyOptions {
         self.index.options()
+    }
+
+    /// Whether recorded dates are shifted when serving (refresh on).
+    pub fn refresh(&self) -> bool {
+        self.refresh
     }
 
     /// Whether `--keep-alive` is on.

@@ -146,9 +146,11 @@ impl FieldFacts {
         };
         // Spec §f.5 rule 3: `close` token → close; else `keep-alive` → keep; else close unless
         // the version is HTTP/1.1 or HTTP/2.0.
-        let response_close = self.connection_close
-            || !self.connection_keep_alive
-                && !matches!(response.http_version, b"HTTP/1.1" | b"HTTP/2.0");
+        let response_close = crate::http1::keep_alive::message_closes(
+            matches!(response.http_version, b"HTTP/1.1" | b"HTTP/2.0"),
+            self.connection_close,
+            self.connection_keep_alive,
+        );
         // Spec §f.5 rule 1 (for a non-HEAD request): no chunked final coding, no
         // Content-Length, and a status that has a body.
         let status = response.status_code;

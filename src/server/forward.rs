@@ -7,9 +7,8 @@
 
 use std::sync::Arc;
 
-use monoio::net::TcpStream;
-
 use super::clock;
+use super::transport::Transport;
 pub use super::upstream_io::{ClientSide, ForwardSettings, Forwarded, Forwarder};
 use super::upstream_tls::UpstreamTls;
 use crate::capture::{Endpoint, Recorder, DEFAULT_QUEUE};
@@ -67,28 +66,12 @@ fn process_token() -> u64 {
     std::collections::hash_map::RandomState::new().hash_one(std::process::id())
 }
 
-/// Whether `req` already went through this process (it carries our `Via` entry): forwarding it
-/// again would loop. Only unmatched requests are checked, so replays never pay for it.
-pub fn came_back(forwarder: &Forwarder, req: &Request<'_>) -> bool {
-    forwarder.settings().via.seen_in(req.headers)
-}
-
-/// Appends the answer to a request that came back to us: `508 Loop Detected`, one line.
-pub fn write_loop_detected(forwarder: &Forwarder, close: bool, out: &mut Vec<u8>) {
-    let text = format!(
-        "request loop: this request already went through this server (Via: {}), so its \
-         destination is this server itself; it is not forwarded again",
-        forwarder.settings().via.received_by()
-    );
-    http1::write_plain(508, "Loop Detected", &text, close, out);
-}
-
 /// Forwards `req` (all earlier answers already written) and relays the upstream's response to
 /// `client`. A request whose destination cannot be used is answered 400/501 and closes.
 pub async fn forward(
     forwarder: &Forwarder,
     req: &Request<'_>,
-    client: &mut TcpStream,
+    client: &mut impl Transport,
 ) -> Forwarded {
     let settings = forwarder.settings();
     // httparse only accepts token characters in a method, so it is ASCII.
@@ -134,9 +117,8 @@ pub async fn forward(
 /// The client's side of an exchange to save (`-w`): its addresses (two syscalls, on the
 /// forward path only) and the time now. The connection's own open time is not known here: the
 /// request's time stands in for it.
-fn client_side(client: &TcpStream) -> Option<ClientSide> {
-    let peer = client.peer_addr().ok()?;
-    let local = client.local_addr().ok()?;
+fn client_side(client: &impl Transport) -> Option<ClientSide> {
+    let (peer, local) = client.addresses()?;
     let now = clock::unix_seconds();
     Some(ClientSide {
         endpoint: Endpoint {

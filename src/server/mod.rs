@@ -14,6 +14,7 @@ pub mod heap;
 pub mod listen;
 pub mod outbox;
 pub mod runtime;
+pub mod transport;
 pub mod upstream_io;
 pub mod upstream_tls;
 pub mod worker;

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use monoio::buf::IoVecBuf;
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
 
 use crate::replay::Replayer;
 
@@ -96,7 +95,7 @@ impl Outbox {
 
     /// Writes everything pending to `stream` (one send, or one vectored send when bodies are
     /// referenced, repeated only on partial writes) and empties the outbox.
-    pub async fn flush(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+    pub async fn flush(&mut self, stream: &mut impl AsyncWriteRent) -> std::io::Result<()> {
         if self.segments.is_empty() {
             let bytes = std::mem::take(&mut self.bytes);
             let (res, mut bytes) = stream.write_all(bytes).await;
@@ -151,6 +150,17 @@ impl Outbox {
         self.segments.clear();
         self.run_start = 0;
         result
+    }
+}
+
+/// The HTTP/1 renderer writes into the outbox: heads as bytes, large bodies by reference.
+impl crate::exchange::Sink for Outbox {
+    fn bytes(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    fn push_body(&mut self, body: &[u8]) {
+        Outbox::push_body(self, body);
     }
 }
 

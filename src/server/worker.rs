@@ -17,17 +17,19 @@ use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, Cache};
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent, Canceller};
-use monoio::net::{TcpListener, TcpStream};
+use monoio::io::{CancelHandle, Canceller};
+use monoio::net::TcpListener;
 
 use super::clock;
 use super::forward::{self, ForwardSettings, Forwarded, Forwarder};
 use super::outbox::Outbox;
+use super::transport::Transport;
 use crate::config::ServeOptions;
+use crate::exchange::{self, After, Answer};
 use crate::http1::{self, header_slots, Conn, Expiry, Limits, Step, Timeouts};
-use crate::replay::{Decision, LiveRequest, Replayer, RequestFacts};
+use crate::replay::{Replayer, RequestFacts};
 use crate::stats::{self, Counters, Outcome};
-use crate::upstream::{destination, Destination, Origin};
+use crate::upstream::Origin;
 
 /// What every worker shares (read-only after start-up, except the stop flag and counters).
 #[derive(Debug)]
@@ -259,85 +261,9 @@ fn warn_out_of_descriptors(shared: &Shared, e: &std::io::Error) {
     );
 }
 
-/// Moves what has already arrived on `stream` into `input` without waiting (at most 1 MiB), so a
-/// stop answers the requests already received. Returns how many bytes it read.
-fn drain_arrived(stream: &TcpStream, input: &mut Vec<u8>) -> usize {
-    const MOST: usize = 1024 * 1024;
-    let start = input.len();
-    while input.len() - start < MOST {
-        if input.capacity() - input.len() < 4096 {
-            input.reserve(16 * 1024);
-        }
-        let spare = input.spare_capacity_mut();
-        // SAFETY: recv writes at most `spare.len()` bytes into `input`'s spare capacity, which
-        // nothing else borrows; the fd belongs to `stream`, alive for this call. MSG_DONTWAIT:
-        // it never blocks the worker.
-        let n = unsafe {
-            libc::recv(
-                stream.as_raw_fd(),
-                spare.as_mut_ptr().cast(),
-                spare.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        let Ok(n @ 1..) = usize::try_from(n) else {
-            break;
-        };
-        // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
-        unsafe { input.set_len(input.len() + n) };
-    }
-    input.len() - start
-}
-
-/// The URL for `-v` lines; a CONNECT's is its `host:port` target, as mitmdump shows it.
-struct Url<'a> {
-    route: &'a Destination<'a>,
-    connect: bool,
-}
-
-impl std::fmt::Display for Url<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let r = self.route;
-        if self.connect {
-            return f.write_str(&String::from_utf8_lossy(r.target));
-        }
-        let default = if r.scheme == b"https" { 443 } else { 80 };
-        write!(
-            f,
-            "{}://{}",
-            String::from_utf8_lossy(r.scheme),
-            String::from_utf8_lossy(r.host)
-        )?;
-        if r.port != default {
-            write!(f, ":{}", r.port)?;
-        }
-        f.write_str(&String::from_utf8_lossy(r.target))
-    }
-}
-
-/// Appends mitmproxy's answer to an origin-form request without a usable Host in regular mode
-/// (spec §e.2); the connection closes after it.
-fn write_no_host(out: &mut Vec<u8>) {
-    const PAGE: &str =
-        "<html><body>HTTP request has no host header, destination unknown.</body></html>\n";
-    out.extend_from_slice(
-        format!(
-            "HTTP/1.1 400 Bad Request\r\nServer: uringreplay\r\nConnection: close\r\n\
-             Content-Type: text/html\r\ncontent-length: {}\r\n\r\n{PAGE}",
-            PAGE.len()
-        )
-        .as_bytes(),
-    );
-}
-
-/// How a turn of the connection loop ended.
-enum After {
-    Continue,
-    Close,
-    Kill,
-}
-
-async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: SocketAddr) {
+/// Serves one client connection over any [`Transport`] (plain TCP today, TLS next): read, let
+/// the Conn find the requests, answer each through the exchange, write, until close.
+async fn connection<S: Transport>(worker: &Worker, slot: &Slot, mut stream: S, peer: SocketAddr) {
     let shared: &Shared = &worker.shared;
     let counters = worker.counters();
     let verbose = shared.serve.verbose;
@@ -349,6 +275,14 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
     let mut outbox = Outbox::new(current.load().clone());
     let mut scratch: Vec<u8> = Vec::new();
     let cancel: CancelHandle = slot.cancel.borrow().handle();
+    let via = &worker.forwarder.settings().via;
+    let routing = exchange::Routing {
+        reverse: shared
+            .reverse
+            .as_ref()
+            .map(|o| (o, &*shared.reverse_host_header)),
+        keep_host_header: shared.serve.keep_host_header,
+    };
     loop {
         // Answer every complete request in the input, in order, into the outbox. Once the
         // worker stops (or this connection's timer expired), each answer says `Connection:
@@ -384,140 +318,88 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
                 Step::Request(req) => req,
             };
             pos += req.len;
-            // `--keep-alive` keeps an HTTP/1.0 client that asked for keep-alive in any case (`ab
-            // -k` sends `Keep-Alive`, which spec §f.5 rule 2 reads as a close).
-            let wants_close = req.wants_close && !(keep_alive && req.http10_keep_alive);
-            let reverse = shared
-                .reverse
-                .as_ref()
-                .map(|o| (o, &*shared.reverse_host_header));
-            let Some(route) = destination(
-                reverse,
-                shared.serve.keep_host_header,
-                req.target,
-                req.headers,
-            ) else {
-                Counters::bump(&counters.rejected);
-                write_no_host(out);
-                after = After::Close;
-                break;
+            let wants_close = http1::keep_alive::client_closes(
+                req.wants_close,
+                req.http10_keep_alive,
+                keep_alive,
+            );
+            let facts = RequestFacts {
+                is_head: req.is_head,
+                wants_close,
+                http10_keep_alive: req.http10_keep_alive,
             };
-            let live = LiveRequest {
-                scheme: route.scheme,
-                method: req.method,
-                target: route.target,
-                host: route.host,
-                port: route.port,
-                headers: req.headers,
-                body: req.body,
-            };
-            let decision = replayer.decide(&live);
-            if !matches!(decision, Decision::Replay(_)) {
+            let ex = exchange::decide(
+                replayer,
+                routing,
+                via,
+                exchange::Request {
+                    method: req.method,
+                    target: req.target,
+                    headers: &mut *req.headers,
+                    body: req.body,
+                    facts,
+                },
+            );
+            ex.count(counters);
+            if let Some(live) = ex.missed(req.method, req.headers, req.body) {
                 super::admin::missed(shared, worker.index, replayer, &live, now);
             }
             answered += 1;
-            let mut outcome = Outcome::Killed;
             let mut failure = None;
-            match decision {
-                Decision::Replay(flow) => {
-                    Counters::bump(&counters.replayed);
-                    let facts = RequestFacts {
-                        is_head: req.is_head,
-                        wants_close: wants_close || stopping,
-                        http10_keep_alive: req.http10_keep_alive,
-                    };
-                    let head_at = out.len();
-                    let reply = replayer.write_reply(flow, now, &facts, out);
-                    if stopping {
-                        http1::add_connection_close(out, head_at);
-                    }
-                    outbox.push_body(reply.body);
-                    outbox.bytes.extend_from_slice(reply.tail);
-                    if reply.close {
-                        after = After::Close;
-                    }
-                    if verbose {
-                        let status = replayer
-                            .recording()
-                            .flow(flow.0 as usize)
-                            .response
-                            .map_or(0, |r| r.status_code);
-                        outcome = Outcome::Replayed(status);
-                    }
-                    if shared.serve.exit_when_done && replayer.remaining() == 0 {
-                        shared.done.store(true, Ordering::Relaxed);
-                    }
+            let outcome = if ex.answer == Answer::Forward {
+                if outbox.flush(&mut stream).await.is_err() {
+                    return;
                 }
-                Decision::Status(code) => {
-                    Counters::bump(&counters.status_answered);
-                    let head_at = out.len();
-                    out.extend_from_slice(Replayer::status_reply(code));
-                    if stopping {
-                        http1::add_connection_close(out, head_at);
-                    }
-                    outcome = Outcome::Status(code);
-                    if wants_close || stopping {
-                        after = After::Close;
-                    }
-                }
-                Decision::Kill => {
-                    Counters::bump(&counters.killed);
-                    after = After::Kill;
-                }
-                Decision::Forward if forward::came_back(&worker.forwarder, &req) => {
-                    Counters::bump(&counters.rejected);
-                    forward::write_loop_detected(&worker.forwarder, wants_close || stopping, out);
-                    outcome = Outcome::LoopDetected;
-                    if wants_close || stopping {
-                        after = After::Close;
-                    }
-                }
-                Decision::Forward => {
-                    // Counted from the start: a summary taken meanwhile shows it in flight.
-                    Counters::bump(&counters.forwarded);
-                    if outbox.flush(&mut stream).await.is_err() {
-                        return;
-                    }
-                    conn.flushed();
-                    match forward::forward(&worker.forwarder, &req, &mut stream).await {
-                        Forwarded::Relayed { status, close } => {
-                            outcome = Outcome::Forwarded(status);
-                            if close {
-                                after = After::Close;
-                            }
-                        }
-                        Forwarded::Failed {
-                            error,
-                            answered,
-                            close,
-                        } => {
-                            Counters::bump(&counters.upstream_errors);
-                            outcome = Outcome::UpstreamFailed(answered.then(|| error.status()));
-                            if verbose {
-                                failure = Some(error);
-                            }
-                            if close {
-                                after = After::Close;
-                            }
-                        }
-                        Forwarded::Rejected { status } => {
-                            // Refused before any upstream (a CONNECT, no usable destination):
-                            // rejected, not forwarded.
-                            Counters::take_back(&counters.forwarded);
-                            Counters::bump(&counters.rejected);
-                            outcome = Outcome::Refused(status);
+                conn.flushed();
+                match forward::forward(&worker.forwarder, &req, &mut stream).await {
+                    Forwarded::Relayed { status, close } => {
+                        if close {
                             after = After::Close;
                         }
-                        Forwarded::ClientGone => return,
+                        Outcome::Forwarded(status)
                     }
+                    Forwarded::Failed {
+                        error,
+                        answered,
+                        close,
+                    } => {
+                        Counters::bump(&counters.upstream_errors);
+                        if close {
+                            after = After::Close;
+                        }
+                        let outcome = Outcome::UpstreamFailed(answered.then(|| error.status()));
+                        if verbose {
+                            failure = Some(error);
+                        }
+                        outcome
+                    }
+                    Forwarded::Rejected { status } => {
+                        // Refused before any upstream (a CONNECT, no usable destination):
+                        // rejected, not forwarded.
+                        Counters::take_back(&counters.forwarded);
+                        Counters::bump(&counters.rejected);
+                        after = After::Close;
+                        Outcome::Refused(status)
+                    }
+                    Forwarded::ClientGone => return,
                 }
-            }
-            if verbose {
+            } else {
+                after = exchange::render_http1(&ex, replayer, via, now, stopping, &mut outbox);
+                if shared.serve.exit_when_done
+                    && matches!(ex.answer, Answer::Replay(_))
+                    && replayer.remaining() == 0
+                {
+                    shared.done.store(true, Ordering::Relaxed);
+                }
+                if verbose {
+                    ex.outcome(replayer)
+                } else {
+                    Outcome::Killed
+                }
+            };
+            // The no-host answer has no route and no -v line.
+            if let (true, Some(url)) = (verbose, ex.url(req.method)) {
                 // A closed stdout must not stop the server: the line is dropped.
-                let url = Url {
-                    route: &route,
-                    connect: req.method.eq_ignore_ascii_case(b"CONNECT"),
-                };
                 let line = stats::request_line(&peer, req.method, &url, outcome);
                 let _ = match failure {
                     Some(error) => writeln!(std::io::stdout().lock(), "{line}: {error}"),
@@ -562,7 +444,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
         if worker.stopping.get() || slot.expired.get() {
             // The stop (or this connection's deadline) came while it was busy: answer what has
             // arrived, then close.
-            if drain_arrived(&stream, &mut input) > 0 {
+            if stream.drain_arrived(&mut input) > 0 {
                 continue;
             }
             if slot.expired.get() && !input.is_empty() {
@@ -595,7 +477,7 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
             // cancelled, not shut, so a request racing it is still in the socket): take what
             // has arrived and answer it, closing.
             Err(_) if worker.stopping.get() || slot.expired.get() => {
-                if drain_arrived(&stream, &mut input) == 0 {
+                if stream.drain_arrived(&mut input) == 0 {
                     if slot.expired.get() && !input.is_empty() {
                         return request_timeout(&mut conn, &mut outbox, stream, input, counters)
                             .await;
@@ -613,10 +495,10 @@ async fn connection(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: S
 
 /// Answers a request that stopped arriving with 408 (an idle connection just closes), then
 /// closes.
-async fn request_timeout(
+async fn request_timeout<S: Transport>(
     conn: &mut Conn,
     outbox: &mut Outbox,
-    mut stream: TcpStream,
+    mut stream: S,
     input: Vec<u8>,
     counters: &Counters,
 ) {
@@ -635,12 +517,12 @@ const LINGER: Duration = Duration::from_secs(2);
 
 /// Closes after a final answer without losing it to a reset: shut the write side (FIN), then read
 /// and drop what the client still sends until its FIN (bounded: 1 MiB, [`LINGER`]).
-async fn linger_close(mut stream: TcpStream, buf: Vec<u8>) {
+async fn linger_close<S: Transport>(mut stream: S, buf: Vec<u8>) {
     let _ = stream.shutdown().await;
     let _ = monoio::time::timeout(LINGER, drain_until_eof(stream, buf)).await;
 }
 
-async fn drain_until_eof(mut stream: TcpStream, mut buf: Vec<u8>) {
+async fn drain_until_eof<S: Transport>(mut stream: S, mut buf: Vec<u8>) {
     let mut drained = 0usize;
     while drained < 1024 * 1024 {
         buf.clear();

@@ -30,7 +30,7 @@ pub fn client_wants_keep_alive(http_minor: u8, headers: &[httparse::Header<'_>])
         close |= has_token(h.value, "close");
         keep_alive |= has_token(h.value, "keep-alive");
     }
-    !close && (http_minor >= 1 || keep_alive)
+    !crate::http1::keep_alive::message_closes(http_minor >= 1, close, keep_alive)
 }
 
 /// Appends the request for the upstream to `out`: `METHOD path HTTP/1.1`, the client's fields in order

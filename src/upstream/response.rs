@@ -370,8 +370,11 @@ impl ResponseRelay {
         let framing_conflict = transfer_encoding.is_some() && cl_count > 0;
         self.upstream_keep_alive = !until_close
             && !framing_conflict
-            && !connection_close
-            && (minor >= 1 || connection_keep_alive);
+            && !crate::http1::keep_alive::message_closes(
+                minor >= 1,
+                connection_close,
+                connection_keep_alive,
+            );
         self.dechunk = self.client_minor == 0 && matches!(body, Some(Body::Chunked(_)));
         // A de-chunked body has no length any more: the close delimits it for the client.
         self.relay_keep_alive = self.client_keep_alive && !until_close && !self.dechunk;

@@ -357,49 +357,27 @@ fn parse_absolute(target: &[u8]) -> Option<Result<(Origin, &[u8]), RouteError>> 
     )))
 }
 
-/// Splits `host[:port]` / `[v6][:port]` into a host string and a port. `None` if unusable (empty host,
-/// userinfo, bad port, non-ASCII or whitespace).
+/// [`http1::split_authority`](crate::http1::split_authority) for an upstream to connect to:
+/// `host[:port]` / `[v6][:port]` as a host string and a port (`default_port` when none). `None`
+/// if unusable: empty host, userinfo, port 0, non-ASCII, whitespace or control bytes, or a
+/// bracketed host that is not an IPv6 literal.
 fn split_authority(authority: &[u8], default_port: u16) -> Option<(&str, u16)> {
-    let authority = std::str::from_utf8(authority).ok()?;
-    if authority.is_empty()
-        || authority.contains('@')
-        || authority
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || !b.is_ascii())
+    if authority
+        .iter()
+        .any(|&b| b == b'@' || b.is_ascii_whitespace() || b.is_ascii_control() || !b.is_ascii())
     {
         return None;
     }
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let close = rest.find(']')?;
-        let host = &rest[..close];
-        let after = &rest[close + 1..];
-        let port = match after {
-            "" => None,
-            p => Some(p.strip_prefix(':')?),
-        };
-        if host.is_empty() || !host.contains(':') {
-            return None;
-        }
-        (host, port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') => (h, Some(p)),
-            Some(_) => return None,
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
+    let (host, port) = crate::http1::split_authority(authority)?;
+    if host.is_empty() || (authority.starts_with(b"[") && !host.contains(&b':')) {
         return None;
     }
     let port = match port {
-        None | Some("") => default_port,
-        Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => match p.parse::<u16>() {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => n,
-        },
-        Some(_) => return None,
+        None => default_port,
+        Some(0) => return None,
+        Some(p) => p,
     };
-    Some((host, port))
+    Some((std::str::from_utf8(host).ok()?, port))
 }
 
 #[cfg(test)]
@@ -457,9 +435,22 @@ mod tests {
             "http://[::1",
             "http://::1",
             "http://u@h",
+            "http://h:+1",
+            "http://[h]:80",
+            "http://[::1]x",
+            "http://fe80::1:80",
         ] {
             assert!(Origin::parse_reverse_spec(bad).is_err(), "{bad} accepted");
         }
+        // An empty port is the scheme's default (RFC 3986 §3.2.3).
+        assert_eq!(
+            Origin::parse_reverse_spec("http://h:").unwrap(),
+            origin(Scheme::Http, "h", 80)
+        );
+        assert_eq!(
+            Origin::parse_reverse_spec("https://[::1]:").unwrap(),
+            origin(Scheme::Https, "::1", 443)
+        );
     }
 
     #[test]

@@ -1,0 +1,368 @@
+//! The protocol-neutral exchange: one place turns a parsed request into an answer. Route
+//! ([`crate::upstream::destination`], spec §b.1, §e) → decide (replay / forward / kill / status /
+//! loop-508 / no-host) → a reply description ([`ReplyParts`]) any protocol can render. HTTP/1
+//! renders it with [`render_http1`] (the pre-rendered, zero-allocation head path); HTTP/2 will
+//! render the same description as HEADERS + DATA (`http2::reply::encode_head`). The counters
+//! and the `-v` outcome of an answer come from here too ([`Exchange::count`],
+//! [`Exchange::outcome`]), so every protocol's driver reports the same way.
+//!
+//! Sans-IO: no socket, no clock (`now` is passed in). Forwarding is the one step that waits on
+//! the network, so [`Answer::Forward`] is handed back to the driver, which relays the upstream's
+//! response itself.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::time::SystemTime;
+
+use crate::flowfile::Headers;
+use crate::http1;
+use crate::replay::{refresh, Decision, FlowId, LiveRequest, Replayer, RequestFacts};
+use crate::stats::{Counters, Outcome};
+use crate::upstream::{destination, Destination, Origin, Via};
+
+/// How requests find their destination: reverse mode's origin and the Host value it writes
+/// (computed once at start-up), or regular mode (`reverse: None`).
+#[derive(Debug, Clone, Copy)]
+pub struct Routing<'a> {
+    /// Reverse mode's upstream and its Host header value.
+    pub reverse: Option<(&'a Origin, &'a [u8])>,
+    /// `--set keep_host_header`: leave the client's Host as it is.
+    pub keep_host_header: bool,
+}
+
+/// A parsed request as the exchange sees it, from any protocol.
+#[derive(Debug)]
+pub struct Request<'r, 'h> {
+    /// The method, as sent.
+    pub method: &'r [u8],
+    /// The request target, as sent (origin-form or absolute-form).
+    pub target: &'r [u8],
+    /// The header fields; reverse mode rewrites the Host value in place.
+    pub headers: &'h mut [httparse::Header<'r>],
+    /// The whole (decoded) body.
+    pub body: &'r [u8],
+    /// What the renderer must know about the request (HEAD, close wish, HTTP/1.0 keep-alive).
+    pub facts: RequestFacts,
+}
+
+/// What the exchange answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// This recorded flow's response.
+    Replay(FlowId),
+    /// An unmatched request in status mode: this code, empty body.
+    Status(u16),
+    /// Close the connection without a byte.
+    Kill,
+    /// Send the request upstream (the driver does: it is the one step that waits).
+    Forward,
+    /// Unmatched, and it carries our own `Via` entry: 508, never forwarded again.
+    LoopDetected,
+    /// Regular mode, and the request names no usable destination (spec §e.2): 400, then close.
+    NoHost,
+}
+
+/// One request's route and answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange<'r> {
+    /// Where the request goes (`None` only with [`Answer::NoHost`]).
+    pub route: Option<Destination<'r>>,
+    /// The answer.
+    pub answer: Answer,
+    /// The request facts the answer is rendered with.
+    pub facts: RequestFacts,
+}
+
+/// Routes and decides one request. `via` recognises a request that already went through this
+/// server (its forward would come back to us). Allocation-free: it runs for every request.
+pub fn decide<'r>(
+    replayer: &Replayer,
+    routing: Routing<'r>,
+    via: &Via,
+    request: Request<'r, '_>,
+) -> Exchange<'r> {
+    let facts = request.facts;
+    let Some(route) = destination(
+        routing.reverse,
+        routing.keep_host_header,
+        request.target,
+        request.headers,
+    ) else {
+        return Exchange {
+            route: None,
+            answer: Answer::NoHost,
+            facts,
+        };
+    };
+    let headers: &[httparse::Header<'r>] = request.headers;
+    let live = LiveRequest {
+        scheme: route.scheme,
+        method: request.method,
+        target: route.target,
+        host: route.host,
+        port: route.port,
+        headers,
+        body: request.body,
+    };
+    let answer = match replayer.decide(&live) {
+        Decision::Replay(flow) => Answer::Replay(flow),
+        Decision::Status(code) => Answer::Status(code),
+        Decision::Kill => Answer::Kill,
+        Decision::Forward if via.seen_in(headers) => Answer::LoopDetected,
+        Decision::Forward => Answer::Forward,
+    };
+    Exchange {
+        route: Some(route),
+        answer,
+        facts,
+    }
+}
+
+impl Exchange<'_> {
+    /// The request as the matcher saw it, when no recorded flow answered it (for the miss
+    /// analysis of the admin endpoints); `None` for a replay or a request without a route.
+    pub fn missed<'a>(
+        &'a self,
+        method: &'a [u8],
+        headers: &'a [httparse::Header<'a>],
+        body: &'a [u8],
+    ) -> Option<LiveRequest<'a>> {
+        let route = self.route.as_ref()?;
+        if matches!(self.answer, Answer::Replay(_)) {
+            return None;
+        }
+        Some(LiveRequest {
+            scheme: route.scheme,
+            method,
+            target: route.target,
+            host: route.host,
+            port: route.port,
+            headers,
+            body,
+        })
+    }
+
+    /// Bumps the answer's counter (a forward is counted when it starts: a summary taken
+    /// meanwhile shows it in flight; its result is the driver's to count).
+    pub fn count(&self, counters: &Counters) {
+        let field = match self.answer {
+            Answer::Replay(_) => &counters.replayed,
+            Answer::Status(_) => &counters.status_answered,
+            Answer::Kill => &counters.killed,
+            Answer::Forward => &counters.forwarded,
+            Answer::LoopDetected | Answer::NoHost => &counters.rejected,
+        };
+        Counters::bump(field);
+    }
+
+    /// The `-v` outcome of an answer that is not a forward (a forward's comes from the
+    /// upstream).
+    pub fn outcome(&self, replayer: &Replayer) -> Outcome {
+        match self.answer {
+            Answer::Replay(flow) => Outcome::Replayed(
+                replayer
+                    .recording()
+                    .flow(flow.0 as usize)
+                    .response
+                    .map_or(0, |r| r.status_code),
+            ),
+            Answer::Status(code) => Outcome::Status(code),
+            Answer::LoopDetected => Outcome::LoopDetected,
+            Answer::NoHost => Outcome::Refused(400),
+            Answer::Kill | Answer::Forward => Outcome::Killed,
+        }
+    }
+
+    /// The URL for `-v` lines (`None` without a route).
+    pub fn url<'e>(&'e self, method: &[u8]) -> Option<Url<'e>> {
+        Some(Url {
+            route: self.route.as_ref()?,
+            connect: method.eq_ignore_ascii_case(b"CONNECT"),
+        })
+    }
+}
+
+/// The URL of a request in `-v` lines; a CONNECT's is its `host:port` target, as mitmdump shows
+/// it.
+#[derive(Debug)]
+pub struct Url<'a> {
+    route: &'a Destination<'a>,
+    connect: bool,
+}
+
+impl fmt::Display for Url<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.route;
+        if self.connect {
+            return f.write_str(&String::from_utf8_lossy(r.target));
+        }
+        let default = if r.scheme == b"https" { 443 } else { 80 };
+        write!(
+            f,
+            "{}://{}",
+            String::from_utf8_lossy(r.scheme),
+            String::from_utf8_lossy(r.host)
+        )?;
+        if r.port != default {
+            write!(f, ":{}", r.port)?;
+        }
+        f.write_str(&String::from_utf8_lossy(r.target))
+    }
+}
+
+/// A reply as any protocol renders it: status, the recorded header fields (with the refresh
+/// shift to apply to their dates), the body slice of the mapping, trailers, close or not.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyParts<'a> {
+    /// The status code.
+    pub status: u16,
+    /// The recorded header fields, in wire order (`None`: no fields, e.g. a status answer).
+    pub headers: Option<Headers<'a>>,
+    /// Seconds to shift the recorded dates by (spec §d), or `None` with refresh off.
+    pub refresh_delta: Option<f64>,
+    /// The body, straight from the recording's mapping.
+    pub body: &'a [u8],
+    /// The recorded trailer fields, if any.
+    pub trailers: Option<Headers<'a>>,
+    /// Close the connection after it (spec §f.5; HTTP/2 ends the stream instead).
+    pub close: bool,
+}
+
+impl Exchange<'_> {
+    /// The reply description of a replay or status answer (`None` for kill, forward, loop and
+    /// no-host, whose answers are not recorded responses); `now` is a value the caller read.
+    pub fn describe<'a>(&self, replayer: &'a Replayer, now: SystemTime) -> Option<ReplyParts<'a>> {
+        match self.answer {
+            Answer::Replay(flow) => {
+                let response = replayer.recording().response(flow.0 as usize)?;
+                Some(ReplyParts {
+                    status: response.status_code,
+                    headers: Some(response.headers),
+                    refresh_delta: replayer
+                        .refresh()
+                        .then(|| refresh::delta_seconds(now, response.timestamp_start)),
+                    body: response.content.unwrap_or_default(),
+                    trailers: response.trailers,
+                    close: self.facts.wants_close,
+                })
+            }
+            Answer::Status(code) => Some(ReplyParts {
+                status: code,
+                headers: None,
+                refresh_delta: None,
+                body: b"",
+                trailers: None,
+                close: self.facts.wants_close,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Where an HTTP/1 answer is written: rendered bytes, plus bodies that a zero-copy sink may
+/// reference from the mapping instead of copying (the server's outbox does).
+pub trait Sink {
+    /// The rendered bytes so far; heads and tails are appended here.
+    fn bytes(&mut self) -> &mut Vec<u8>;
+    /// Appends a body from the recording.
+    fn push_body(&mut self, body: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn bytes(&mut self) -> &mut Vec<u8> {
+        self
+    }
+
+    fn push_body(&mut self, body: &[u8]) {
+        self.extend_from_slice(body);
+    }
+}
+
+/// What the HTTP/1 connection does after an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// Keep the connection for the next request.
+    Continue,
+    /// Close it once the answer is written (lingering for the client's FIN).
+    Close,
+    /// Close it at once, without writing anything more.
+    Kill,
+}
+
+/// Renders a non-forward answer as HTTP/1 into `out`: a replay through the pre-rendered head
+/// ([`Replayer::write_reply`], refresh patches applied in place), a status answer, 508, or the
+/// no-host 400. `stopping`: the server stops, so the answer says `Connection: close`. `via`
+/// names this server in the 508 text. Returns what the connection does next.
+///
+/// # Panics
+/// On [`Answer::Forward`]: the driver forwards.
+pub fn render_http1(
+    exchange: &Exchange<'_>,
+    replayer: &Replayer,
+    via: &Via,
+    now: SystemTime,
+    stopping: bool,
+    out: &mut impl Sink,
+) -> After {
+    let close = exchange.facts.wants_close || stopping;
+    let close_if = |c: bool| if c { After::Close } else { After::Continue };
+    match exchange.answer {
+        Answer::Replay(flow) => {
+            let facts = RequestFacts {
+                wants_close: close,
+                ..exchange.facts
+            };
+            let bytes = out.bytes();
+            let head_at = bytes.len();
+            let reply = replayer.write_reply(flow, now, &facts, bytes);
+            if stopping {
+                http1::add_connection_close(bytes, head_at);
+            }
+            out.push_body(reply.body);
+            out.bytes().extend_from_slice(reply.tail);
+            close_if(reply.close || close)
+        }
+        Answer::Status(code) => {
+            let bytes = out.bytes();
+            let head_at = bytes.len();
+            bytes.extend_from_slice(Replayer::status_reply(code));
+            if stopping {
+                http1::add_connection_close(bytes, head_at);
+            }
+            close_if(close)
+        }
+        Answer::Kill => After::Kill,
+        Answer::LoopDetected => {
+            let text = format!(
+                "request loop: this request already went through this server (Via: {}), so its \
+                 destination is this server itself; it is not forwarded again",
+                via.received_by()
+            );
+            http1::write_plain(508, "Loop Detected", &text, close, out.bytes());
+            close_if(close)
+        }
+        Answer::NoHost => {
+            write_no_host(out.bytes());
+            After::Close
+        }
+        Answer::Forward => panic!("invariant: the driver forwards, render_http1 never sees it"),
+    }
+}
+
+/// Appends mitmproxy's answer to an origin-form request without a usable Host in regular mode
+/// (spec §e.2); the connection closes after it.
+fn write_no_host(out: &mut Vec<u8>) {
+    const PAGE: &str =
+        "<html><body>HTTP request has no host header, destination unknown.</body></html>\n";
+    out.extend_from_slice(
+        format!(
+            "HTTP/1.1 400 Bad Request\r\nServer: uringreplay\r\nConnection: close\r\n\
+             Content-Type: text/html\r\ncontent-length: {}\r\n\r\n{PAGE}",
+            PAGE.len()
+        )
+        .as_bytes(),
+    );
+}
+
+#[cfg(test)]
+mod tests;

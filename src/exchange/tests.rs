@@ -1,0 +1,230 @@
+//! The exchange: route → decide → reply description, rendered as HTTP/1 and as HTTP/2 fields.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::*;
+use crate::config::ReplayOptions;
+use crate::flowfile::writer::{write_flow, FlowSpec, ResponseSpec};
+use crate::flowfile::{LoadOptions, Recording};
+use crate::http2::{hpack, reply};
+
+fn flow() -> FlowSpec {
+    FlowSpec {
+        id: "00000000-0000-4000-8000-000000000001".to_string(),
+        method: b"GET".to_vec(),
+        scheme: b"http".to_vec(),
+        host: "example.com".to_string(),
+        port: 80,
+        path: b"/a".to_vec(),
+        http_version: b"HTTP/1.1".to_vec(),
+        headers: vec![(b"Host".to_vec(), b"example.com".to_vec())],
+        content: Some(Vec::new()),
+        timestamp_start: 946_681_200.0,
+        response: Some(ResponseSpec {
+            status_code: 201,
+            reason: b"Created".to_vec(),
+            http_version: b"HTTP/1.1".to_vec(),
+            headers: vec![
+                (b"X-Kind".to_vec(), b"recorded".to_vec()),
+                (b"Connection".to_vec(), b"keep-alive".to_vec()),
+                (b"content-length".to_vec(), b"5".to_vec()),
+            ],
+            content: Some(b"hello".to_vec()),
+            timestamp_start: 946_681_202.0,
+        }),
+    }
+}
+
+fn replayer(options: &ReplayOptions) -> Replayer {
+    let mut bytes = Vec::new();
+    write_flow(&mut bytes, &flow());
+    let recording = Recording::from_bytes(
+        vec![(PathBuf::from("test.flows"), bytes)],
+        LoadOptions::default(),
+    )
+    .unwrap();
+    Replayer::new(Arc::new(recording), options)
+}
+
+fn regular() -> Routing<'static> {
+    Routing {
+        reverse: None,
+        keep_host_header: false,
+    }
+}
+
+fn header<'a>(name: &'a str, value: &'a [u8]) -> httparse::Header<'a> {
+    httparse::Header { name, value }
+}
+
+fn request<'r, 'h>(target: &'r [u8], headers: &'h mut [httparse::Header<'r>]) -> Request<'r, 'h> {
+    Request {
+        method: b"GET",
+        target,
+        headers,
+        body: b"",
+        facts: RequestFacts::default(),
+    }
+}
+
+fn now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(946_681_202)
+}
+
+#[test]
+fn a_recorded_request_is_replayed_through_the_pre_rendered_head() {
+    let options = ReplayOptions::default();
+    let replayer = replayer(&options);
+    let via = Via::new(1);
+    let mut headers = [header("Host", b"example.com")];
+    let exchange = decide(&replayer, regular(), &via, request(b"/a", &mut headers));
+    assert_eq!(exchange.answer, Answer::Replay(FlowId(0)));
+    let route = exchange.route.unwrap();
+    assert_eq!(
+        (route.host, route.port, route.target),
+        (&b"example.com"[..], 80, &b"/a"[..])
+    );
+    assert_eq!(
+        exchange.url(b"GET").unwrap().to_string(),
+        "http://example.com/a"
+    );
+    assert_eq!(exchange.outcome(&replayer), Outcome::Replayed(201));
+
+    let mut out = Vec::new();
+    let after = render_http1(&exchange, &replayer, &via, now(), false, &mut out);
+    // Exactly what the replayer's own renderer writes.
+    let mut expected = Vec::new();
+    let reply = replayer.write_reply(FlowId(0), now(), &RequestFacts::default(), &mut expected);
+    expected.extend_from_slice(reply.body);
+    expected.extend_from_slice(reply.tail);
+    assert_eq!(out, expected);
+    assert!(out.starts_with(b"HTTP/1.1 201 Created\r\n"), "{out:?}");
+    assert!(out.ends_with(b"\r\n\r\nhello"));
+    assert_eq!(after, After::Continue);
+
+    let counters = Counters::default();
+    exchange.count(&counters);
+    assert_eq!(
+        counters.replayed.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[test]
+fn a_stopping_server_says_close_on_a_replay() {
+    let options = ReplayOptions {
+        order: crate::config::Order::First,
+        ..ReplayOptions::default()
+    };
+    let replayer = replayer(&options);
+    let via = Via::new(1);
+    let mut headers = [header("Host", b"example.com")];
+    let exchange = decide(&replayer, regular(), &via, request(b"/a", &mut headers));
+    let mut out = Vec::new();
+    let after = render_http1(&exchange, &replayer, &via, now(), true, &mut out);
+    assert_eq!(after, After::Close);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+}
+
+#[test]
+fn regular_mode_without_a_host_is_a_400_that_closes() {
+    let replayer = replayer(&ReplayOptions::default());
+    let via = Via::new(1);
+    let mut headers = [];
+    let exchange = decide(&replayer, regular(), &via, request(b"/a", &mut headers));
+    assert_eq!(exchange.answer, Answer::NoHost);
+    assert!(exchange.route.is_none() && exchange.url(b"GET").is_none());
+    let mut out = Vec::new();
+    assert_eq!(
+        render_http1(&exchange, &replayer, &via, now(), false, &mut out),
+        After::Close
+    );
+    assert!(out.starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
+    let counters = Counters::default();
+    exchange.count(&counters);
+    assert_eq!(
+        counters.rejected.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[test]
+fn an_unmatched_request_that_came_back_is_a_508_not_a_forward() {
+    let replayer = replayer(&ReplayOptions::default());
+    let via = Via::new(7);
+    let ours = format!("1.1 {}", via.received_by());
+    let mut headers = [
+        header("Host", b"other.example"),
+        header("Via", ours.as_bytes()),
+    ];
+    let exchange = decide(&replayer, regular(), &via, request(b"/b", &mut headers));
+    assert_eq!(exchange.answer, Answer::LoopDetected);
+    let mut out = Vec::new();
+    render_http1(&exchange, &replayer, &via, now(), false, &mut out);
+    assert!(out.starts_with(b"HTTP/1.1 508 Loop Detected\r\n"));
+
+    let mut headers = [header("Host", b"other.example")];
+    let exchange = decide(&replayer, regular(), &via, request(b"/b", &mut headers));
+    assert_eq!(exchange.answer, Answer::Forward);
+}
+
+#[test]
+fn reverse_mode_rewrites_the_host_and_routes_to_its_origin() {
+    let replayer = replayer(&ReplayOptions::default());
+    let via = Via::new(1);
+    let origin = Origin::parse_reverse_spec("http://example.com").unwrap();
+    let host = origin.host_header().into_bytes();
+    let routing = Routing {
+        reverse: Some((&origin, &host)),
+        keep_host_header: false,
+    };
+    let mut headers = [header("Host", b"127.0.0.1:8080")];
+    let exchange = decide(&replayer, routing, &via, request(b"/a", &mut headers));
+    assert_eq!(exchange.answer, Answer::Replay(FlowId(0)));
+    assert_eq!(headers[0].value, b"example.com");
+}
+
+#[test]
+fn one_reply_description_renders_as_http2_headers_and_data() {
+    let replayer = replayer(&ReplayOptions::default());
+    let via = Via::new(1);
+    let mut headers = [header("Host", b"example.com")];
+    let exchange = decide(&replayer, regular(), &via, request(b"/a", &mut headers));
+    let parts = exchange.describe(&replayer, now()).unwrap();
+    assert_eq!(parts.status, 201);
+    assert_eq!(parts.body, b"hello");
+    assert_eq!(parts.refresh_delta, Some(0.0));
+    assert!(!parts.close);
+    // HEADERS: the recorded fields through http2::reply, connection-specific ones dropped.
+    let fields: Vec<(&[u8], &[u8])> = parts.headers.unwrap().iter().collect();
+    let mut block = Vec::new();
+    reply::encode_head(&mut block, parts.status, &fields);
+    let mut got = Vec::new();
+    hpack::Decoder::default()
+        .decode(&block, |n, v| got.push((n.to_vec(), v.to_vec())))
+        .unwrap();
+    let want: Vec<(Vec<u8>, Vec<u8>)> = [
+        (&b":status"[..], &b"201"[..]),
+        (b"x-kind", b"recorded"),
+        (b"content-length", b"5"),
+    ]
+    .iter()
+    .map(|(n, v)| (n.to_vec(), v.to_vec()))
+    .collect();
+    assert_eq!(got, want);
+    // DATA: the body slice of the mapping itself, not a copy.
+    assert!(replayer.recording().span_of(parts.body).is_some());
+
+    // A status answer describes as a bare status.
+    let status = Exchange {
+        route: None,
+        answer: Answer::Status(404),
+        facts: RequestFacts::default(),
+    };
+    let parts = status.describe(&replayer, now()).unwrap();
+    assert_eq!((parts.status, parts.body), (404, &b""[..]));
+    assert!(parts.headers.is_none());
+}
