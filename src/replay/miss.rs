@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use super::key::{self, HeaderFields, Item, Items, KeyHost, KeyOptions, KeyRequest, RequestKey};
+use super::key::{self, Item, Items, KeyOptions, KeyRequest, RequestKey};
 use super::text::TextMode;
 use super::{FlowId, LiveRequest, Replayer};
 use crate::config::Order;
@@ -252,15 +252,7 @@ impl Explanation {
 /// `None` when the recording has no flow with a response.
 pub fn explain(replayer: &Replayer, request: &LiveRequest<'_>) -> Option<Explanation> {
     let recording = replayer.recording();
-    let live = KeyRequest {
-        scheme: request.scheme,
-        method: request.method,
-        target: request.target,
-        host: KeyHost::Single(request.host),
-        port: request.port,
-        headers: HeaderFields::Live(request.headers),
-        body: Some(request.body),
-    };
+    let live = request.key_request();
     let options = replayer.key_options();
     let candidates = replayer
         .miss_index()

@@ -58,6 +58,21 @@ pub struct LiveRequest<'a> {
     pub body: &'a [u8],
 }
 
+impl<'a> LiveRequest<'a> {
+    /// The request's key parts as the match key reads them (spec §b).
+    pub(crate) fn key_request(&self) -> KeyRequest<'a> {
+        KeyRequest {
+            scheme: self.scheme,
+            method: self.method,
+            target: self.target,
+            host: KeyHost::Single(self.host),
+            port: self.port,
+            headers: HeaderFields::Live(self.headers),
+            body: Some(self.body),
+        }
+    }
+}
+
 /// Index of a flow in the Recording (same as `FlowView::id`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowId(pub u32);
@@ -305,15 +320,7 @@ impl Replayer {
 
     /// Decides how to answer `request`, consuming a recorded flow in consume order (spec §c.2).
     pub fn decide(&self, request: &LiveRequest<'_>) -> Decision {
-        let key_request = KeyRequest {
-            scheme: request.scheme,
-            method: request.method,
-            target: request.target,
-            host: KeyHost::Single(request.host),
-            port: request.port,
-            headers: HeaderFields::Live(request.headers),
-            body: Some(request.body),
-        };
+        let key_request = request.key_request();
         // Usual requests: collect the key items once on the stack, then hash and compare them.
         // Requests with very many query parameters or headers: produce the items twice instead.
         let options = self.index.options();
