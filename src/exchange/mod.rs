@@ -2,7 +2,8 @@
 //! ([`crate::upstream::destination`], spec §b.1, §e) → decide (replay / forward / kill / status /
 //! loop-508 / no-host) → a reply description ([`ReplyParts`]) any protocol can render. HTTP/1
 //! renders it with [`render_http1`] (the pre-rendered, zero-allocation head path); HTTP/2 will
-//! render the same description as HEADERS + DATA (`http2::reply::encode_head`). The counters
+//! render the same description as HEADERS + DATA (`http2::reply::encode_head`), its dates
+//! refreshed by the same code as HTTP/1's ([`ReplyFields::Rendered`]). The counters
 //! and the `-v` outcome of an answer come from here too ([`Exchange::count`],
 //! [`Exchange::outcome`]), so every protocol's driver reports the same way.
 //!
@@ -210,15 +211,15 @@ impl fmt::Display for Url<'_> {
     }
 }
 
-/// A reply as any protocol renders it: status, the recorded header fields (with the refresh
-/// shift to apply to their dates), the body slice of the mapping, trailers, close or not.
+/// A reply as any protocol renders it: status, the recorded header fields (their dates already
+/// shifted when refresh is on), the body slice of the mapping, trailers, close or not.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplyParts<'a> {
     /// The status code.
     pub status: u16,
-    /// The recorded header fields, in wire order (`None`: no fields, e.g. a status answer).
-    pub headers: Option<Headers<'a>>,
-    /// Seconds to shift the recorded dates by (spec §d), or `None` with refresh off.
+    /// The header fields, in wire order (`None`: no fields, e.g. a status answer).
+    pub headers: Option<ReplyFields<'a>>,
+    /// Seconds the recorded dates were shifted by (spec §d), or `None` with refresh off.
     pub refresh_delta: Option<f64>,
     /// The body, straight from the recording's mapping.
     pub body: &'a [u8],
@@ -228,19 +229,106 @@ pub struct ReplyParts<'a> {
     pub close: bool,
 }
 
+/// The header fields of a reply: as recorded, or (refresh on) the fields of the HTTP/1 head the
+/// replayer rendered into the caller's scratch buffer, so the one refresh implementation
+/// ([`Replayer::write_reply`], `replay::refresh`) shifts the dates for every protocol.
+#[derive(Debug, Clone, Copy)]
+pub enum ReplyFields<'a> {
+    /// The recorded fields, untouched.
+    Recorded(Headers<'a>),
+    /// The field lines of a rendered HTTP/1 head (status line and blank line excluded).
+    Rendered(&'a [u8]),
+}
+
+impl<'a> ReplyFields<'a> {
+    /// The fields as `(name, value)` pairs, in wire order. Allocation-free.
+    pub fn iter(&self) -> ReplyFieldIter<'a> {
+        match *self {
+            ReplyFields::Recorded(h) => ReplyFieldIter::Recorded(h.iter()),
+            ReplyFields::Rendered(lines) => ReplyFieldIter::Rendered(lines),
+        }
+    }
+}
+
+/// The iterator of [`ReplyFields::iter`].
+#[derive(Debug)]
+pub enum ReplyFieldIter<'a> {
+    /// Over recorded fields.
+    Recorded(crate::flowfile::HeaderIter<'a>),
+    /// Over the `name: value\r\n` lines of a rendered head not yet read.
+    Rendered(&'a [u8]),
+}
+
+impl<'a> Iterator for ReplyFieldIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            ReplyFieldIter::Recorded(it) => it.next(),
+            ReplyFieldIter::Rendered(rest) => loop {
+                if rest.is_empty() {
+                    return None;
+                }
+                let end = rest
+                    .windows(2)
+                    .position(|w| w == b"\r\n")
+                    .unwrap_or(rest.len());
+                let line = &rest[..end];
+                *rest = &rest[(end + 2).min(rest.len())..];
+                if let Some(colon) = line.iter().position(|&b| b == b':') {
+                    return Some((&line[..colon], http1::request::trim(&line[colon + 1..])));
+                }
+            },
+        }
+    }
+}
+
+/// The field lines of an HTTP/1 head (`head` starts with the status line): everything between
+/// the status line and the blank line.
+fn field_lines(head: &[u8]) -> &[u8] {
+    let after_status = head
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(head.len(), |p| p + 2);
+    let fields = &head[after_status..];
+    if fields.starts_with(b"\r\n") {
+        return &fields[..0];
+    }
+    let end = fields
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(fields.len(), |p| p + 2);
+    &fields[..end]
+}
+
 impl Exchange<'_> {
     /// The reply description of a replay or status answer (`None` for kill, forward, loop and
     /// no-host, whose answers are not recorded responses); `now` is a value the caller read.
-    pub fn describe<'a>(&self, replayer: &'a Replayer, now: SystemTime) -> Option<ReplyParts<'a>> {
+    /// With refresh on, the head is rendered into `scratch` (cleared first; reuse it across
+    /// requests and nothing is allocated once it has grown) and the fields point into it.
+    pub fn describe<'a>(
+        &self,
+        replayer: &'a Replayer,
+        now: SystemTime,
+        scratch: &'a mut Vec<u8>,
+    ) -> Option<ReplyParts<'a>> {
         match self.answer {
             Answer::Replay(flow) => {
                 let response = replayer.recording().response(flow.0 as usize)?;
+                let refresh_delta = replayer
+                    .refresh()
+                    .then(|| refresh::delta_seconds(now, response.timestamp_start));
+                let headers = if refresh_delta.is_some() {
+                    scratch.clear();
+                    replayer.write_reply(flow, now, &RequestFacts::default(), scratch);
+                    ReplyFields::Rendered(field_lines(scratch))
+                } else {
+                    ReplyFields::Recorded(response.headers)
+                };
                 Some(ReplyParts {
                     status: response.status_code,
-                    headers: Some(response.headers),
-                    refresh_delta: replayer
-                        .refresh()
-                        .then(|| refresh::delta_seconds(now, response.timestamp_start)),
+                    headers: Some(headers),
+                    refresh_delta,
                     body: response.content.unwrap_or_default(),
                     trailers: response.trailers,
                     close: self.facts.wants_close,

@@ -38,8 +38,12 @@ fn flow() -> FlowSpec {
 }
 
 fn replayer(options: &ReplayOptions) -> Replayer {
+    replayer_of(&flow(), options)
+}
+
+fn replayer_of(spec: &FlowSpec, options: &ReplayOptions) -> Replayer {
     let mut bytes = Vec::new();
-    write_flow(&mut bytes, &flow());
+    write_flow(&mut bytes, spec);
     let recording = Recording::from_bytes(
         vec![(PathBuf::from("test.flows"), bytes)],
         LoadOptions::default(),
@@ -193,7 +197,8 @@ fn one_reply_description_renders_as_http2_headers_and_data() {
     let via = Via::new(1);
     let mut headers = [header("Host", b"example.com")];
     let exchange = decide(&replayer, regular(), &via, request(b"/a", &mut headers));
-    let parts = exchange.describe(&replayer, now()).unwrap();
+    let mut scratch = Vec::new();
+    let parts = exchange.describe(&replayer, now(), &mut scratch).unwrap();
     assert_eq!(parts.status, 201);
     assert_eq!(parts.body, b"hello");
     assert_eq!(parts.refresh_delta, Some(0.0));
@@ -224,7 +229,92 @@ fn one_reply_description_renders_as_http2_headers_and_data() {
         answer: Answer::Status(404),
         facts: RequestFacts::default(),
     };
-    let parts = status.describe(&replayer, now()).unwrap();
+    let parts = status.describe(&replayer, now(), &mut scratch).unwrap();
     assert_eq!((parts.status, parts.body), (404, &b""[..]));
     assert!(parts.headers.is_none());
+}
+
+/// The HPACK-decoded fields of a description's HTTP/2 HEADERS block.
+fn h2_head(parts: &ReplyParts<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let fields: Vec<(&[u8], &[u8])> = parts.headers.unwrap().iter().collect();
+    let mut block = Vec::new();
+    reply::encode_head(&mut block, parts.status, &fields);
+    let mut got = Vec::new();
+    hpack::Decoder::default()
+        .decode(&block, |n, v| got.push((n.to_vec(), v.to_vec())))
+        .unwrap();
+    got
+}
+
+/// The value of field `name` (lowercase) in an HTTP/1 head.
+fn h1_field<'a>(head: &'a [u8], name: &str) -> Vec<&'a [u8]> {
+    head.split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let colon = line.iter().position(|&b| b == b':')?;
+            line[..colon]
+                .eq_ignore_ascii_case(name.as_bytes())
+                .then(|| crate::http1::request::trim(&line[colon + 1..]))
+        })
+        .collect()
+}
+
+fn h2_field<'a>(fields: &'a [(Vec<u8>, Vec<u8>)], name: &str) -> Vec<&'a [u8]> {
+    fields
+        .iter()
+        .filter(|(n, _)| n == name.as_bytes())
+        .map(|(_, v)| &v[..])
+        .collect()
+}
+
+#[test]
+fn http2_fields_carry_the_same_refreshed_dates_as_http1() {
+    // A dated response, served an hour and a day after it was recorded: both the simple path
+    // (only Date) and the pre-rendered one (a Set-Cookie expiry) must shift the same way.
+    for with_cookie in [false, true] {
+        let mut spec = flow();
+        let response = spec.response.as_mut().unwrap();
+        response
+            .headers
+            .push((b"Date".to_vec(), b"Sat, 01 Jan 2000 00:00:02 GMT".to_vec()));
+        response.headers.push((
+            b"Last-Modified".to_vec(),
+            b"Fri, 31 Dec 1999 00:00:02 GMT".to_vec(),
+        ));
+        if with_cookie {
+            response.headers.push((
+                b"Set-Cookie".to_vec(),
+                b"id=1; Expires=Sun, 02 Jan 2000 00:00:02 GMT; Path=/".to_vec(),
+            ));
+        }
+        let replayer = replayer_of(&spec, &ReplayOptions::default());
+        let via = Via::new(1);
+        let later = now() + Duration::from_secs(25 * 3600);
+        let mut headers = [header("Host", b"example.com")];
+        let exchange = decide(&replayer, regular(), &via, request(b"/a", &mut headers));
+        let mut h1 = Vec::new();
+        render_http1(&exchange, &replayer, &via, later, false, &mut h1);
+        let mut scratch = Vec::new();
+        let parts = exchange.describe(&replayer, later, &mut scratch).unwrap();
+        assert_eq!(parts.refresh_delta, Some(25.0 * 3600.0));
+        let h2 = h2_head(&parts);
+        assert_eq!(
+            h1_field(&h1, "date"),
+            [&b"Sun, 02 Jan 2000 01:00:02 GMT"[..]],
+            "{}",
+            String::from_utf8_lossy(&h1)
+        );
+        for name in ["date", "last-modified", "set-cookie", "x-kind"] {
+            assert_eq!(h2_field(&h2, name), h1_field(&h1, name), "{name}");
+        }
+        if with_cookie {
+            let cookie = h2_field(&h2, "set-cookie");
+            assert!(
+                String::from_utf8_lossy(cookie[0]).contains("03 Jan 2000 01:00:02 GMT"),
+                "{cookie:?}"
+            );
+        }
+        assert!(h2_field(&h2, "connection").is_empty());
+        assert_eq!(parts.body, b"hello");
+    }
 }

@@ -541,3 +541,173 @@ async fn drain_until_eof<S: Transport>(mut stream: S, mut buf: Vec<u8>) {
         }
     }
 }
+
+/// The connection driver over a transport that is not TCP: proof that it is generic.
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+    use monoio::net::UnixStream;
+
+    use super::*;
+    use crate::config::ReplayOptions;
+    use crate::flowfile::writer::{write_flow, FlowSpec, ResponseSpec};
+    use crate::flowfile::{LoadOptions, Recording};
+    use crate::replay::miss::MissLog;
+
+    /// A test-only transport: one end of a Unix socket pair (no TCP, no addresses).
+    impl Transport for UnixStream {
+        fn drain_arrived(&mut self, _input: &mut Vec<u8>) -> usize {
+            0
+        }
+
+        fn addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
+            None
+        }
+    }
+
+    fn flow(n: u8, path: &str, body: &[u8]) -> FlowSpec {
+        FlowSpec {
+            id: format!("00000000-0000-4000-8000-00000000000{n}"),
+            method: b"GET".to_vec(),
+            scheme: b"http".to_vec(),
+            host: "example.com".to_string(),
+            port: 80,
+            path: path.as_bytes().to_vec(),
+            http_version: b"HTTP/1.1".to_vec(),
+            headers: vec![(b"Host".to_vec(), b"example.com".to_vec())],
+            content: Some(Vec::new()),
+            timestamp_start: 946_681_200.0,
+            response: Some(ResponseSpec {
+                status_code: 200,
+                reason: b"OK".to_vec(),
+                http_version: b"HTTP/1.1".to_vec(),
+                headers: vec![(
+                    b"content-length".to_vec(),
+                    body.len().to_string().into_bytes(),
+                )],
+                content: Some(body.to_vec()),
+                timestamp_start: 946_681_202.0,
+            }),
+        }
+    }
+
+    /// A worker without a listener or sweeper, serving a three-flow recording.
+    fn worker() -> Worker {
+        let mut bytes = Vec::new();
+        for (n, path, body) in [
+            (1, "/a", &b"one"[..]),
+            (2, "/b", b"two"),
+            (3, "/c", b"three"),
+        ] {
+            write_flow(&mut bytes, &flow(n, path, body));
+        }
+        let recording = Recording::from_bytes(
+            vec![(PathBuf::from("test.flows"), bytes)],
+            LoadOptions::default(),
+        )
+        .unwrap();
+        let replayer = Replayer::new(Arc::new(recording), &ReplayOptions::default());
+        let serve = ServeOptions::default();
+        let forward = forward::settings(&serve).unwrap();
+        let shared = Arc::new(Shared {
+            replayer: ArcSwap::from_pointee(replayer),
+            reverse: None,
+            reverse_host_header: Box::default(),
+            forward: forward.clone(),
+            limits: Limits::default(),
+            timeouts: Timeouts {
+                head: Duration::from_secs(30),
+                body_progress: Duration::from_secs(30),
+                idle: Duration::from_secs(30),
+            },
+            stop: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            counters: vec![Counters::default()],
+            live: vec![Liveness::default()],
+            misses: vec![MissLog::new()],
+            started: clock::instant(),
+            fd_warning_at: AtomicU64::new(0),
+            serve,
+        });
+        Worker {
+            shared,
+            index: 0,
+            open: RefCell::new(HashMap::new()),
+            next_id: Cell::new(0),
+            ticks: Cell::new(0),
+            listener_fd: Cell::new(None),
+            forwarder: Forwarder::new(forward),
+            stopping: Cell::new(false),
+        }
+    }
+
+    /// Reads from `client` into `got` until `done(got)` or end of stream, within 10 s.
+    async fn read_until(client: &mut UnixStream, got: &mut Vec<u8>, done: impl Fn(&[u8]) -> bool) {
+        let deadline = Duration::from_secs(10);
+        let mut buf = vec![0u8; 4096];
+        for _ in 0..1000 {
+            if done(got) {
+                return;
+            }
+            let (res, b) = monoio::time::timeout(deadline, client.read(buf))
+                .await
+                .expect("the driver answered within 10 s");
+            buf = b;
+            match res.expect("read from the driver") {
+                0 => return,
+                n => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    #[test]
+    fn the_connection_driver_serves_a_replay_and_a_pipelined_pair_over_a_unix_socket() {
+        let worker = worker();
+        let slot = Slot {
+            deadline: Cell::new(u64::MAX),
+            expired: Cell::new(false),
+            cancel: RefCell::new(Canceller::new()),
+        };
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                // Created inside the runtime: monoio registers both ends with its driver.
+                let (server, mut client) = UnixStream::pair().unwrap();
+                let client_side = async {
+                    // One request, answered before the next is sent.
+                    let (res, _) = client
+                        .write_all(b"GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n".to_vec())
+                        .await;
+                    res.unwrap();
+                    let mut first = Vec::new();
+                    read_until(&mut client, &mut first, |g| g.ends_with(b"\r\n\r\none")).await;
+                    assert!(first.starts_with(b"HTTP/1.1 200 OK\r\n"), "{first:?}");
+                    assert!(first.ends_with(b"\r\n\r\none"), "{first:?}");
+                    // A pipelined pair in one write; the second closes the connection.
+                    let pair = b"GET /b HTTP/1.1\r\nHost: example.com\r\n\r\n\
+                                 GET /c HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n";
+                    let (res, _) = client.write_all(pair.to_vec()).await;
+                    res.unwrap();
+                    let mut rest = Vec::new();
+                    read_until(&mut client, &mut rest, |_| false).await;
+                    let text = String::from_utf8_lossy(&rest);
+                    assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{text}");
+                    let two = text.find("\r\n\r\ntwo").expect("the /b answer");
+                    let three = text.find("\r\n\r\nthree").expect("the /c answer");
+                    assert!(two < three, "answers in request order: {text}");
+                    assert!(text.ends_with("\r\n\r\nthree"), "{text}");
+                    // Our end closes too, so the driver's linger ends at once.
+                    drop(client);
+                };
+                let driver = connection(&worker, &slot, server, peer);
+                monoio::join!(driver, client_side);
+            });
+        let counters = &worker.shared.counters[0];
+        assert_eq!(counters.replayed.load(Ordering::Relaxed), 3);
+    }
+}
