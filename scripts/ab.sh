@@ -8,7 +8,10 @@
 #
 # Each run: the server pinned to CPU 0 with one worker, wrk -t1 pinned to CPU 1 on 127.0.0.1, one
 # second of warm-up, then SECS measured. Prints each pair's requests per server-CPU-second (from
-# /proc/PID/stat) and p99, their ratio B/A, and the median ratio. EXTRA adds server arguments.
+# /proc/PID/stat) and p99, their ratio B/A, and the median ratio. EXTRA adds server arguments to
+# both runs, EXTRA_B to B's only. SCRAPE_MS=100 with EXTRA_B=--admin gives B an admin listener on
+# 127.0.0.1 whose /metrics a curl loop (on CPU 1, bounded by the run) scrapes every SCRAPE_MS ms:
+#   SCRAPE_MS=100 EXTRA_B=--admin scripts/ab.sh BIN BIN   # issue 16's check, >= 0.98 wanted
 # Needs wrk and curl (scripts/bench.sh installs wrk); FLOWS defaults to the bench recording.
 set -euo pipefail
 
@@ -20,6 +23,8 @@ SECS=${SECS:-3}
 CONNS=${CONNS:-64}
 WALK=${WALK:-0}
 EXTRA=${EXTRA:-}
+EXTRA_B=${EXTRA_B:-}
+SCRAPE_MS=${SCRAPE_MS:-0}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/uringreplay-ab.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -31,11 +36,14 @@ fi
 PROBE=/small
 [ "$WALK" -gt 0 ] && PROBE=/item/0
 
-# One measured run of BINARY: prints "req/server-CPU-s p99".
+# One measured run of BINARY with extra ARGS: prints "req/server-CPU-s p99". An --admin in ARGS
+# gets a loopback port, scraped every SCRAPE_MS ms during the measured run when SCRAPE_MS > 0.
 run() {
     local port=$((19000 + RANDOM % 900))
+    local admin=$((port + 1000))
+    local args=${2//--admin/--admin 127.0.0.1:$admin}
     # shellcheck disable=SC2086
-    taskset -c 0 "$1" -S "$FLOWS" --reuse --threads 1 -q -p "$port" $EXTRA >/dev/null 2>&1 &
+    taskset -c 0 "$1" -S "$FLOWS" --reuse --threads 1 -q -p "$port" $EXTRA $args >/dev/null 2>&1 &
     local pid=$! i
     for i in $(seq 400); do
         curl -sf -o /dev/null "http://127.0.0.1:$port$PROBE" && break
@@ -45,9 +53,22 @@ run() {
     local url="http://127.0.0.1:$port$PROBE"
     WALK_N=$WALK taskset -c 1 wrk -t1 -c"$CONNS" -d1s -s "$ROOT/scripts/wrk.lua" "$url" >/dev/null
     local t0 t1 out
+    local scraper=""
+    if [ "$SCRAPE_MS" -gt 0 ] && [ "$args" != "$2" ]; then
+        curl -sf -o /dev/null "http://127.0.0.1:$admin/metrics" || { echo "no /metrics on $admin" >&2; exit 1; }
+        # Bounded: at most the run's length in scrapes, and killed when the run ends.
+        local n=$((SECS * 1000 / SCRAPE_MS + 10)) pause
+        pause=$(awk -v ms="$SCRAPE_MS" 'BEGIN {printf "%.3f", ms / 1000}')
+        (for _ in $(seq "$n"); do
+            curl -sf -o /dev/null "http://127.0.0.1:$admin/metrics" || break
+            sleep "$pause"
+        done) &
+        scraper=$!
+    fi
     t0=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')
     out=$(WALK_N=$WALK taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$ROOT/scripts/wrk.lua" "$url")
     t1=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')
+    [ -n "$scraper" ] && { kill "$scraper" 2>/dev/null || true; wait "$scraper" 2>/dev/null || true; }
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     local requests p99
@@ -57,8 +78,8 @@ run() {
 
 ratios=()
 for i in $(seq "$PAIRS"); do
-    read -r a a99 < <(run "$A")
-    read -r b b99 < <(run "$B")
+    read -r a a99 < <(run "$A" "")
+    read -r b b99 < <(run "$B" "$EXTRA_B")
     r=$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.3f", b / a}')
     printf 'pair %2d: A %7d req/CPU-s (p99 %s)  B %7d req/CPU-s (p99 %s)  B/A %s\n' "$i" "$a" "$a99" "$b" "$b99" "$r"
     ratios+=("$r")
