@@ -5,14 +5,20 @@
 #   scripts/ab.sh OLD_BINARY NEW_BINARY                 # small keep-alive response, 8 pairs of 3 s
 #   PAIRS=12 SECS=2 CONNS=256 scripts/ab.sh A B
 #   FLOWS=/tmp/gen1m.flows WALK=1000000 scripts/ab.sh A B   # walk /item/(i*7919 mod WALK)
+#   MISS=10 EXTRA_B='-w @WORK@/rec.flows' scripts/ab.sh UR UR  # 10 % misses, B records them
 #
 # Each run: the server pinned to CPU 0 with one worker, wrk -t1 pinned to CPU 1 on 127.0.0.1, one
 # second of warm-up, then SECS measured. Prints each pair's requests per server-CPU-second (from
 # /proc/PID/stat) and p99, their ratio B/A, and the median ratio. EXTRA adds server arguments to
-# both runs, EXTRA_B to B's only. SCRAPE_MS=100 with EXTRA_B=--admin gives B an admin listener on
-# 127.0.0.1 whose /metrics a curl loop (on CPU 1, bounded by the run) scrapes every SCRAPE_MS ms:
+# both, EXTRA_A and EXTRA_B to one side (@WORK@ in them is the run's scratch directory).
+# MISS=K sends one request in K to /miss/I, which no recording has: an nginx on 127.0.0.1 (pinned
+# to CPU 1 with wrk, its CPU not counted) answers them, and both servers get
+# --mode reverse:http://127.0.0.1:PORT so they forward the misses to it.
+# SCRAPE_MS=100 with EXTRA_B=--admin gives B an admin listener on 127.0.0.1 whose /metrics a curl
+# loop (on CPU 1, bounded by the run) scrapes every SCRAPE_MS ms:
 #   SCRAPE_MS=100 EXTRA_B=--admin scripts/ab.sh BIN BIN   # issue 16's check, >= 0.98 wanted
-# Needs wrk and curl (scripts/bench.sh installs wrk); FLOWS defaults to the bench recording.
+# Needs wrk and curl (scripts/bench.sh installs wrk, and nginx for MISS); FLOWS defaults to the
+# bench recording.
 set -euo pipefail
 
 [ $# -eq 2 ] || { echo "usage: $0 BINARY_A BINARY_B" >&2; exit 2; }
@@ -23,11 +29,20 @@ SECS=${SECS:-3}
 CONNS=${CONNS:-64}
 WALK=${WALK:-0}
 EXTRA=${EXTRA:-}
+EXTRA_A=${EXTRA_A:-}
 EXTRA_B=${EXTRA_B:-}
+MISS=${MISS:-0}
 SCRAPE_MS=${SCRAPE_MS:-0}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/uringreplay-ab.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+UPSTREAM_PID=""
+cleanup() {
+    if [ -n "$UPSTREAM_PID" ]; then kill "$UPSTREAM_PID" 2>/dev/null || true; wait "$UPSTREAM_PID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+EXTRA_A=${EXTRA_A//@WORK@/$WORK}
+EXTRA_B=${EXTRA_B//@WORK@/$WORK}
 if [ -z "${FLOWS:-}" ]; then
     (cd "$ROOT" && cargo build --release --quiet --example bench_flows)
     "${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bench_flows" "$WORK/bench.flows"
@@ -36,8 +51,48 @@ fi
 PROBE=/small
 [ "$WALK" -gt 0 ] && PROBE=/item/0
 
-# One measured run of BINARY with extra ARGS: prints "req/server-CPU-s p99". An --admin in ARGS
-# gets a loopback port, scraped every SCRAPE_MS ms during the measured run when SCRAPE_MS > 0.
+# The upstream for the misses: nginx with one worker answering every path (configured as
+# scripts/bench.sh does: temp paths in the scratch directory, readable by nginx's worker user).
+if [ "$MISS" -gt 0 ]; then
+    command -v nginx >/dev/null || { echo "MISS needs nginx (scripts/bench.sh installs it)" >&2; exit 1; }
+    UPORT=$((18000 + RANDOM % 900))
+    while curl -s -o /dev/null "http://127.0.0.1:$UPORT/" 2>/dev/null; do UPORT=$((UPORT + 1)); done
+    mkdir -p "$WORK/nginx"
+    chmod a+rx "$WORK" "$WORK/nginx"
+    cat >"$WORK/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 10000000;
+    server_tokens off;
+    client_body_temp_path $WORK/nginx;
+    proxy_temp_path $WORK/nginx;
+    fastcgi_temp_path $WORK/nginx;
+    uwsgi_temp_path $WORK/nginx;
+    scgi_temp_path $WORK/nginx;
+    server {
+        listen 127.0.0.1:$UPORT backlog=4096;
+        location / { default_type text/plain; return 200 "answered by the upstream\n"; }
+    }
+}
+NGINX
+    taskset -c 1 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" >/dev/null 2>&1 &
+    UPSTREAM_PID=$!
+    for i in $(seq 400); do
+        curl -sf -o /dev/null "http://127.0.0.1:$UPORT/miss/0" && break
+        kill -0 "$UPSTREAM_PID" 2>/dev/null || { echo "nginx did not start:" >&2; cat "$WORK/nginx/error.log" >&2; exit 1; }
+        sleep 0.05
+    done
+    EXTRA="$EXTRA --mode reverse:http://127.0.0.1:$UPORT"
+fi
+
+# One measured run of BINARY with side arguments ARGS: prints "req/server-CPU-s p99 errors". An
+# --admin in ARGS gets a loopback port, scraped every SCRAPE_MS ms during the measured run when
+# SCRAPE_MS > 0.
 run() {
     local port=$((19000 + RANDOM % 900))
     local admin=$((port + 1000))
@@ -51,7 +106,7 @@ run() {
         sleep 0.05
     done
     local url="http://127.0.0.1:$port$PROBE"
-    WALK_N=$WALK taskset -c 1 wrk -t1 -c"$CONNS" -d1s -s "$ROOT/scripts/wrk.lua" "$url" >/dev/null
+    MISS_EVERY=$MISS WALK_N=$WALK taskset -c 1 wrk -t1 -c"$CONNS" -d1s -s "$ROOT/scripts/wrk.lua" "$url" >/dev/null
     local t0 t1 out
     local scraper=""
     if [ "$SCRAPE_MS" -gt 0 ] && [ "$args" != "$2" ]; then
@@ -66,22 +121,23 @@ run() {
         scraper=$!
     fi
     t0=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')
-    out=$(WALK_N=$WALK taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$ROOT/scripts/wrk.lua" "$url")
+    out=$(MISS_EVERY=$MISS WALK_N=$WALK taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$ROOT/scripts/wrk.lua" "$url")
     t1=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')
     [ -n "$scraper" ] && { kill "$scraper" 2>/dev/null || true; wait "$scraper" 2>/dev/null || true; }
     kill "$pid"
     wait "$pid" 2>/dev/null || true
-    local requests p99
-    read -r _ requests _ _ _ p99 _ _ < <(grep '^RESULT' <<<"$out")
-    echo "$((requests * $(getconf CLK_TCK) / (t1 - t0 > 0 ? t1 - t0 : 1))) ${p99}us"
+    local requests errors p99
+    read -r _ requests _ errors _ p99 _ _ < <(grep '^RESULT' <<<"$out")
+    echo "$((requests * $(getconf CLK_TCK) / (t1 - t0 > 0 ? t1 - t0 : 1))) ${p99}us $errors"
 }
 
 ratios=()
 for i in $(seq "$PAIRS"); do
-    read -r a a99 < <(run "$A" "")
-    read -r b b99 < <(run "$B" "$EXTRA_B")
+    read -r a a99 ae < <(run "$A" "$EXTRA_A")
+    read -r b b99 be < <(run "$B" "$EXTRA_B")
     r=$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.3f", b / a}')
-    printf 'pair %2d: A %7d req/CPU-s (p99 %s)  B %7d req/CPU-s (p99 %s)  B/A %s\n' "$i" "$a" "$a99" "$b" "$b99" "$r"
+    printf 'pair %2d: A %7d req/CPU-s (p99 %s, %s errors)  B %7d req/CPU-s (p99 %s, %s errors)  B/A %s\n' \
+        "$i" "$a" "$a99" "$ae" "$b" "$b99" "$be" "$r"
     ratios+=("$r")
 done
 printf '%s\n' "${ratios[@]}" | sort -g |
