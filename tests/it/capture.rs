@@ -9,30 +9,6 @@ use uringreplay::flowfile::{LoadOptions, Recording};
 
 use crate::support::{fixture, run_to_exit, temp_path, Client, Server, PATIENCE};
 
-/// Loads a file a killed writer left, as a user would: with `--skip-bad-flows`, which leaves out a
-/// cut-off last flow (and only that: anything bad before it fails the test).
-fn load_skipping_a_cut_tail(path: &std::path::Path) -> Recording {
-    let mut skipped = Vec::new();
-    let rec = Recording::open(
-        &[path.to_path_buf()],
-        LoadOptions {
-            skip_bad_flows: true,
-            ..LoadOptions::default()
-        },
-        &mut |event| {
-            if let uringreplay::flowfile::LoadEvent::SkippedBadFlow { error, .. } = event {
-                skipped.push(error.to_string());
-            }
-        },
-    )
-    .expect("the cut file loads with --skip-bad-flows");
-    assert!(
-        skipped.len() <= 1,
-        "only a cut-off last flow may be left out: {skipped:?}"
-    );
-    rec
-}
-
 fn load(paths: &[std::path::PathBuf]) -> Recording {
     Recording::open(paths, LoadOptions::default(), &mut |_| {}).expect("the recording loads")
 }
@@ -330,7 +306,7 @@ fn a_conversion_cut_by_sigkill_leaves_a_file_that_loads_up_to_the_last_whole_flo
     assert!(!status.success(), "the kill landed after convert finished");
     // A SIGKILL can land inside the one write of a flow (the kernel stops a write between
     // pages), leaving part of the last flow: --skip-bad-flows loads up to the last whole one.
-    let rec = load_skipping_a_cut_tail(&out);
+    let rec = crate::support::load_skipping_a_cut_tail(&out);
     std::fs::remove_file(&input).unwrap();
     std::fs::remove_file(&out).unwrap();
     assert!(!rec.is_empty() && rec.len() < total, "{} flows", rec.len());

@@ -13,30 +13,6 @@ use crate::capture::{mitmdump, mitmdump_replaying};
 use crate::forward::{read_request, TestUpstream};
 use crate::support::{get, temp_path, Client, FlowFile, Response, Server, PATIENCE};
 
-/// Loads a file a killed writer left, as a user would: with `--skip-bad-flows`, which leaves out a
-/// cut-off last flow (and only that: anything bad before it fails the test).
-fn load_skipping_a_cut_tail(path: &std::path::Path) -> Recording {
-    let mut skipped = Vec::new();
-    let rec = Recording::open(
-        &[path.to_path_buf()],
-        LoadOptions {
-            skip_bad_flows: true,
-            ..LoadOptions::default()
-        },
-        &mut |event| {
-            if let uringreplay::flowfile::LoadEvent::SkippedBadFlow { error, .. } = event {
-                skipped.push(error.to_string());
-            }
-        },
-    )
-    .expect("the cut file loads with --skip-bad-flows");
-    assert!(
-        skipped.len() <= 1,
-        "only a cut-off last flow may be left out: {skipped:?}"
-    );
-    rec
-}
-
 fn load(path: &std::path::Path) -> Recording {
     Recording::open(&[path.to_path_buf()], LoadOptions::default(), &mut |_| {})
         .expect("the saved file loads")
@@ -299,7 +275,7 @@ fn a_recording_server_killed_with_sigkill_leaves_a_file_that_loads_to_the_last_w
     assert!(!stopped.status.success());
     // A SIGKILL can land inside the one write of a flow (the kernel stops a write between
     // pages), leaving part of the last flow: --skip-bad-flows loads up to the last whole one.
-    let rec = load_skipping_a_cut_tail(&file);
+    let rec = crate::support::load_skipping_a_cut_tail(&file);
     assert!(
         !rec.is_empty() && rec.len() <= sent,
         "{} of {sent}",

@@ -673,3 +673,27 @@ pub fn replayer(
     .expect("load the test recording");
     Arc::new(builder.build(Arc::new(recording)))
 }
+
+/// Loads a file a killed writer left, as a user would: with `--skip-bad-flows`, which leaves out a
+/// cut-off last flow (and only that: anything bad before it fails the test).
+pub fn load_skipping_a_cut_tail(path: &std::path::Path) -> uringreplay::flowfile::Recording {
+    let mut skipped = Vec::new();
+    let rec = uringreplay::flowfile::Recording::open(
+        &[path.to_path_buf()],
+        uringreplay::flowfile::LoadOptions {
+            skip_bad_flows: true,
+            ..uringreplay::flowfile::LoadOptions::default()
+        },
+        &mut |event| {
+            if let uringreplay::flowfile::LoadEvent::SkippedBadFlow { error, .. } = event {
+                skipped.push(error.to_string());
+            }
+        },
+    )
+    .expect("the cut file loads with --skip-bad-flows");
+    assert!(
+        skipped.len() <= 1,
+        "only a cut-off last flow may be left out: {skipped:?}"
+    );
+    rec
+}
