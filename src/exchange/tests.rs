@@ -56,6 +56,7 @@ fn regular() -> Routing<'static> {
     Routing {
         reverse: None,
         keep_host_header: false,
+        tls: false,
     }
 }
 
@@ -184,6 +185,7 @@ fn reverse_mode_rewrites_the_host_and_routes_to_its_origin() {
     let routing = Routing {
         reverse: Some((&origin, &host)),
         keep_host_header: false,
+        tls: false,
     };
     let mut headers = [header("Host", b"127.0.0.1:8080")];
     let exchange = decide(&replayer, routing, &via, request(b"/a", &mut headers));
