@@ -314,6 +314,11 @@ async fn first_bytes(
     let cancel = slot.cancel.borrow().handle();
     while detect(&input) == Detected::NeedMore {
         if worker.stopping.get() || slot.expired.get() {
+            // A stop still answers what has already arrived (with a close), as for any
+            // connection waiting to read.
+            if worker.stopping.get() && stream.drain_arrived(&mut input) > 0 {
+                continue;
+            }
             return None;
         }
         slot.deadline.set(ticks_until(deadline));
@@ -325,6 +330,8 @@ async fn first_bytes(
         input = slice.into_inner();
         match res {
             Ok(n) if n > 0 => {}
+            // Cancelled by the stop: the loop's top takes what has arrived.
+            Err(_) if worker.stopping.get() => {}
             _ => return None,
         }
     }
@@ -370,6 +377,10 @@ async fn detected(
     let done = stream.handshake(&input, cancel).await;
     slot.deadline.set(u64::MAX);
     if let Err(error) = done {
+        if worker.stopping.get() {
+            // The stop ended it: not the client's failure.
+            return;
+        }
         Counters::bump(&worker.counters().tls_failed);
         if shared.serve.verbose {
             let sni = stream.sni().unwrap_or("none");
@@ -387,9 +398,10 @@ async fn detected(
         port,
     });
     let leg = Leg { tls: true, tunnel };
-    // The one protocol dispatch after the handshake: ALPN `h2` (offered only once HTTP/2 is
-    // served, `TlsOptions::offer_h2`) would go to the HTTP/2 driver here; all else is HTTP/1.
-    let _alpn = stream.alpn();
+    // The one protocol dispatch after the handshake, on the agreed ALPN: `h2` is offered only
+    // once HTTP/2 is served (`TlsOptions::offer_h2`), and then goes to its driver here.
+    let h2 = stream.alpn() == Some(b"h2");
+    debug_assert!(!h2, "h2 is not offered yet");
     connection(worker, slot, stream, peer, leg, input_buffer(input)).await
 }
 

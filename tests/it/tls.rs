@@ -437,3 +437,29 @@ fn curl_through_the_proxy_gets_the_recorded_https_answer_when_curl_is_installed(
     );
     assert_eq!(out.stdout, b"hello over tls: /hello\n");
 }
+
+#[test]
+fn a_handshake_that_stalls_is_closed_after_the_header_timeout() {
+    let capture = fixture(CAPTURE).display().to_string();
+    let dir = confdir();
+    let server = Server::start(&[
+        "-S",
+        &capture,
+        "--set",
+        &format!("confdir={dir}"),
+        "--header-timeout",
+        "1",
+        "-v",
+    ]);
+    let mut stalled = server.connect();
+    stalled.set_read_timeout(Some(PATIENCE)).unwrap();
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    let mut rest = Vec::new();
+    stalled
+        .read_to_end(&mut rest)
+        .expect("the server closes the stalled handshake");
+    assert!(rest.is_empty(), "{rest:?}");
+    server.wait_stdout("TLS handshake failed (SNI none): the handshake did not finish in time");
+}
