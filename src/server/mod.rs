@@ -486,8 +486,8 @@ pub fn run(
         grace.as_secs()
     );
     eprintln!(
-        "heap allocations while serving: {allocations} (replayed requests make none; \
-         connections, forwarding and -v lines do)"
+        "heap allocations while serving: {allocations} (replayed requests make none, two over \
+         TLS; connections, forwarding and -v lines do)"
     );
     let recorder = handle.shared.forward.recorder.clone();
     let (totals, gave_up) = handle.stop(grace, |wait| {
