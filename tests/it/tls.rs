@@ -463,3 +463,39 @@ fn a_handshake_that_stalls_is_closed_after_the_header_timeout() {
     assert!(rest.is_empty(), "{rest:?}");
     server.wait_stdout("TLS handshake failed (SNI none): the handshake did not finish in time");
 }
+
+#[test]
+fn large_and_pipelined_answers_go_out_whole_over_tls() {
+    // 300 KiB: many TLS records from one gathered write of the mapping.
+    let big: Vec<u8> = (0..300 * 1024).map(|i| (i % 251) as u8).collect();
+    let flows = crate::support::FlowFile::new(&[
+        uringreplay::flowfile::writer::FlowSpec::get("/big", 200, &big),
+        uringreplay::flowfile::writer::FlowSpec::get("/small", 200, b"small"),
+    ]);
+    let dir = confdir();
+    let server = Server::start(&[
+        "-S",
+        flows.arg(),
+        "--mode",
+        "reverse:http://127.0.0.1:8080",
+        "--reuse",
+        "--set",
+        &format!("confdir={dir}"),
+    ]);
+    let mut c = tls_over(server.connect(), trusting_mitmproxy(), "127.0.0.1");
+    let r = c.exchange(&get("/big", "127.0.0.1:8080"));
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body == big,
+        "the 300 KiB body arrives whole ({} bytes)",
+        r.body.len()
+    );
+    // Three pipelined requests in one TLS record: three answers in order.
+    let mut three = get("/small", "a");
+    three.extend(get("/big", "a"));
+    three.extend(get("/small", "a"));
+    c.send(&three);
+    assert_eq!(c.response(false).body, b"small");
+    assert!(c.response(false).body == big);
+    assert_eq!(c.response(false).body, b"small");
+}
