@@ -17,7 +17,7 @@
 # The ceiling responders of ../shared/bench/ceiling (bare io_uring, monoio and epoll servers that
 # answer fixed bytes) run in the same rounds of the small, c256 and 16k cases when that directory
 # is there (built once, outside it, under ~/.cache/uringreplay-bench); every row then also gets its
-# ratio to the best responder of its case. Only 127.0.0.1 is used. Every load run is bounded by wrk's -d; the whole run takes ≈ 10 min.
+# ratio to the best responder of its case. Only 127.0.0.1 is used. Every load run is bounded by wrk's -d; the whole run takes ≈ 13 min.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-4}
