@@ -109,6 +109,7 @@ impl Reverse {
         Routing {
             reverse: Some((&self.origin, &self.host_header)),
             keep_host_header: false,
+            tls: false,
         }
     }
 }

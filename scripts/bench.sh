@@ -3,7 +3,7 @@
 #
 #   scripts/bench.sh                      # defaults: 4 alternating rounds, 5 s measured, 2 s warm-up
 #   ROUNDS=5 SECS=8 scripts/bench.sh      # longer
-#   CASES="small 16k" scripts/bench.sh    # some cases only (small c256 close 16k scale mitm)
+#   CASES="small 16k" scripts/bench.sh    # some cases only (small c256 close 16k tls tls16k tlsclose scale mitm)
 #   UR_ALT=/tmp/other-build scripts/bench.sh  # also measure another uringreplay binary (A/B)
 #   CEILING_DIR=/path/to/shared/bench/ceiling scripts/bench.sh  # where the ceiling responders are
 #
@@ -17,13 +17,13 @@
 # The ceiling responders of ../shared/bench/ceiling (bare io_uring, monoio and epoll servers that
 # answer fixed bytes) run in the same rounds of the small, c256 and 16k cases when that directory
 # is there (built once, outside it, under ~/.cache/uringreplay-bench); every row then also gets its
-# ratio to the best responder of its case. Only 127.0.0.1 is used. Every load run is bounded by wrk's -d; the whole run takes ≈ 10 min.
+# ratio to the best responder of its case. Only 127.0.0.1 is used. Every load run is bounded by wrk's -d; the whole run takes ≈ 13 min.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-4}
 SECS=${SECS:-5}
 WARM=${WARM:-2}
-CASES=${CASES:-"small c256 close 16k scale mitm"}
+CASES=${CASES:-"small c256 close 16k tls tls16k tlsclose scale mitm"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/uringreplay-bench
@@ -34,7 +34,7 @@ LOAD_CPU=1
 BASE_PORT=18100
 HZ=$(getconf CLK_TCK)
 
-declare -A PID PORT       # running servers by name
+declare -A PID PORT SCHEME # running servers by name (SCHEME: http, or https for NAME-tls)
 declare -A STARTUP        # seconds from spawn to the first answer, by server name
 declare -A RESULT         # "case|server" -> lines "rps p50 p99 p999 per_cpu errors foreign"
 
@@ -173,6 +173,21 @@ http {
 }
 EOF
 
+# TLS cases: one ECDSA P-256 certificate (for localhost and 127.0.0.1) served by both, uringreplay
+# with --certs (its CA created in a confdir of the run, unused), nginx with `ssl`; session
+# tickets on in both. The same nginx configuration, with `ssl` on its listener.
+mkdir -p "$WORK/tls"
+if want tls || want tls16k || want tlsclose; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" -subj /CN=localhost \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+    cat "$WORK/tls/cert.pem" "$WORK/tls/key.pem" >"$WORK/tls/both.pem"
+    chmod a+rx "$WORK/tls" && chmod a+r "$WORK/tls/"*.pem
+    sed -e "s|listen 127.0.0.1:@PORT@ reuseport|listen 127.0.0.1:@PORT@ ssl reuseport|" \
+        -e "s|    server {|    ssl_certificate $WORK/tls/cert.pem;\n    ssl_certificate_key $WORK/tls/key.pem;\n    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_tickets on;\n    server {|" \
+        "$WORK/nginx/nginx.conf" >"$WORK/nginx/nginx-tls.conf"
+fi
+
 # ---------------------------------------------------------------------------------------------
 # Servers: start NAME (pinned to the server CPU), stop NAME.
 NEXT_PORT=$BASE_PORT
@@ -194,6 +209,11 @@ start() {
         nginx)
             sed "s/@PORT@/$port/" "$WORK/nginx/nginx.conf" >"$WORK/nginx/$port.conf"
             cmd=(nginx -c "$WORK/nginx/$port.conf" -p "$WORK/nginx") ;;
+        uringreplay-tls) cmd=("$UR" -S "$WORK/bench.flows" --reuse --certs "$WORK/tls/both.pem"
+                --set "confdir=$WORK/tls/confdir" "${ur_common[@]}") ;;
+        nginx-tls)
+            sed "s/@PORT@/$port/" "$WORK/nginx/nginx-tls.conf" >"$WORK/nginx/$port.conf"
+            cmd=(nginx -c "$WORK/nginx/$port.conf" -p "$WORK/nginx") ;;
         mitmdump)
             cmd=("$MITMDUMP" -q -S "$WORK/bench.flows" --mode reverse:http://127.0.0.1:8080
                 --listen-host 127.0.0.1 -p "$port" --set server_replay_reuse=true
@@ -208,16 +228,19 @@ start() {
         *) log "unknown server $name"; exit 1 ;;
     esac
     [[ $name == ur-* ]] && probe=/item/0
+    local scheme=http
+    [[ $name == *-tls ]] && scheme=https
+    SCHEME[$name]=$scheme
     taskset -c $SERVER_CPU "${cmd[@]}" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     PID[$name]=$!
     PORT[$name]=$port
     local i
     for i in $(seq 600); do
-        curl -sf -o /dev/null "http://127.0.0.1:$port$probe" && break
+        curl -ksf -o /dev/null "$scheme://127.0.0.1:$port$probe" && break
         kill -0 "${PID[$name]}" 2>/dev/null || break
         sleep 0.05
     done
-    if ! curl -sf -o /dev/null "http://127.0.0.1:$port$probe"; then
+    if ! curl -ksf -o /dev/null "$scheme://127.0.0.1:$port$probe"; then
         log "$name did not start:"; cat "$WORK/$name.err" "$WORK/nginx/error.log" 2>/dev/null >&2 || true
         exit 1
     fi
@@ -254,7 +277,7 @@ all_ticks() { cat /proc/[0-9]*/stat 2>/dev/null | sed 's/.*) //' | awk '{s += $1
 # leave it out), but also any foreign process that ran there (see the foreign column).
 measure() {
     local name=$1 path=$2 conns=$3 secs=$4 walk=${5:-0} close=${6:-0}
-    local pid=${PID[$name]} url="http://127.0.0.1:${PORT[$name]}$path"
+    local pid=${PID[$name]} url="${SCHEME[$name]}://127.0.0.1:${PORT[$name]}$path"
     if [ "$walk" = auto ]; then
         case $name in ur-10k) walk=10000 ;; ur-1m | ur-1m-cycle) walk=1000000 ;; *) walk=1 ;; esac
     fi
@@ -334,6 +357,9 @@ if want scale; then
     # Each server walks its own keys: /item/(i * 7919 mod keys).
     run_case scale "/ 64 $SECS auto 0" ur-1 ur-10k ur-1m ur-1m-cycle ur-1m-consume!
 fi
+want tls && run_case tls "/small 64 $SECS 0 0" uringreplay-tls nginx-tls
+want tls16k && run_case tls16k "/16k 64 $SECS 0 0" uringreplay-tls nginx-tls
+want tlsclose && run_case tlsclose "/close 64 $SECS 0 1" uringreplay-tls nginx-tls
 MITM_SECS=$(( SECS < 5 ? SECS : 5 ))
 want mitm && run_case mitm "/small 64 $MITM_SECS 0 0" mitmdump uringreplay
 
@@ -391,6 +417,12 @@ row 16k "16 KiB, keep-alive, 64 conns" uringreplay "16k|nginx"
 row 16k "16 KiB, keep-alive, 64 conns" uringreplay-alt "16k|nginx"
 row 16k "16 KiB, keep-alive, 64 conns (nginx: static file)" nginx
 for b in "${CEILING16K[@]}"; do row 16k "16 KiB, keep-alive, 64 conns (ceiling responder)" "$b" "16k|nginx"; done
+row tls "TLS, small, keep-alive, 64 conns" uringreplay-tls "tls|nginx-tls"
+row tls "TLS, small, keep-alive, 64 conns" nginx-tls
+row tls16k "TLS, 16 KiB, keep-alive, 64 conns" uringreplay-tls "tls16k|nginx-tls"
+row tls16k "TLS, 16 KiB, keep-alive, 64 conns (nginx: static file)" nginx-tls
+row tlsclose "TLS, new connection (full handshake) per request" uringreplay-tls "tlsclose|nginx-tls"
+row tlsclose "TLS, new connection (full handshake) per request" nginx-tls
 row scale "1 flow, reuse" ur-1
 row scale "10 k flows, reuse (walk of 10 k keys)" ur-10k "scale|ur-1"
 row scale "1 M flows, reuse (walk of 1 M keys)" ur-1m "scale|ur-1"

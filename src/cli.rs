@@ -442,8 +442,7 @@ impl ServeArgs {
             given(self.keep_host_header, true, "--keep-host-header"),
             "keep_host_header",
         )?;
-        // Parsed for the listener's TLS (issue 14); not acted on until the listener serves TLS,
-        // so they are still warned about as options without effect.
+        // The listener's TLS: mitmproxy's CA in the confdir, the user's certificates.
         let tls = crate::tls::TlsOptions {
             confdir: mitm.str("confdir")?.map(|(dir, _)| expand_home(&dir)),
             certs: mitm

@@ -126,7 +126,7 @@ pub struct ServeOptions {
     pub keep_host_header: bool,
     /// Share the listen port with sockets already on it (`--reuse-port`), instead of refusing.
     pub reuse_port: bool,
-    /// The listener's TLS: mitmproxy's `confdir` and `certs` (parsed; not yet served).
+    /// The listener's TLS: mitmproxy's `confdir` and `certs`.
     pub tls: crate::tls::TlsOptions,
     /// `-w FILE` / `--save-stream-file` (mitmproxy's `save_stream_file`): every forwarded
     /// exchange is saved there as a flow.

@@ -25,6 +25,8 @@ pub struct Counters {
     pub rejected: AtomicU64,
     /// Connections accepted.
     pub connections: AtomicU64,
+    /// Client connections whose TLS handshake failed (closed; other connections go on).
+    pub tls_failed: AtomicU64,
     /// How long answers took, from the request's last byte to the answer handed to the kernel.
     pub service: ServiceTimes,
 }
@@ -128,6 +130,8 @@ pub struct Totals {
     pub rejected: u64,
     /// See [`Counters::connections`].
     pub connections: u64,
+    /// See [`Counters::tls_failed`].
+    pub tls_failed: u64,
     /// Recorded flows not yet replayed.
     pub flows_left: u64,
 }
@@ -147,6 +151,7 @@ impl Totals {
             t.status_answered += c.status_answered.load(Ordering::Relaxed);
             t.rejected += c.rejected.load(Ordering::Relaxed);
             t.connections += c.connections.load(Ordering::Relaxed);
+            t.tls_failed += c.tls_failed.load(Ordering::Relaxed);
         }
         t
     }

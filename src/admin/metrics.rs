@@ -96,6 +96,17 @@ pub fn render(scrape: &Scrape) -> String {
     let _ = writeln!(out, "uringreplay_connections_total {}", t.connections);
     family(
         &mut out,
+        "uringreplay_tls_handshake_failures_total",
+        "counter",
+        "Client connections whose TLS handshake failed.",
+    );
+    let _ = writeln!(
+        out,
+        "uringreplay_tls_handshake_failures_total {}",
+        t.tls_failed
+    );
+    family(
+        &mut out,
         "uringreplay_upstream_errors_total",
         "counter",
         "Forwarded requests that failed upstream (502/504 or cut off).",

@@ -229,6 +229,7 @@ impl Admin {
                 "upstream_errors": t.upstream_errors,
                 "connections_accepted": t.connections,
                 "connections_open": s.open_connections,
+                "tls_handshake_failures": t.tls_failed,
                 "flows_remaining": t.flows_left,
                 "service_answers": s.service.count(),
                 "misses_seen": s.misses_seen,
@@ -273,6 +274,7 @@ fn add_totals(a: &mut Totals, b: &Totals) {
     a.status_answered += b.status_answered;
     a.rejected += b.rejected;
     a.connections += b.connections;
+    a.tls_failed += b.tls_failed;
 }
 
 /// The `--reuse`/order name used in `/status`.

@@ -118,6 +118,8 @@ pub const HONOURED: &[(&str, &str)] = &[
     ("termlog_verbosity", "error or warn: -q"),
     ("flow_detail", "1 or more: -v"),
     ("save_stream_file", "-w FILE"),
+    ("confdir", "the CA for TLS towards clients"),
+    ("certs", "--certs [DOMAIN=]FILE"),
 ];
 
 /// Whether `name` has an effect here.

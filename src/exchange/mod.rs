@@ -29,6 +29,8 @@ pub struct Routing<'a> {
     pub reverse: Option<(&'a Origin, &'a [u8])>,
     /// `--set keep_host_header`: leave the client's Host as it is.
     pub keep_host_header: bool,
+    /// The client connection is TLS (regular mode: origin-form requests are `https`).
+    pub tls: bool,
 }
 
 /// A parsed request as the exchange sees it, from any protocol.
@@ -86,6 +88,7 @@ pub fn decide<'r>(
     let Some(route) = destination(
         routing.reverse,
         routing.keep_host_header,
+        routing.tls,
         request.target,
         request.headers,
     ) else {

@@ -56,6 +56,7 @@ fn regular() -> Routing<'static> {
     Routing {
         reverse: None,
         keep_host_header: false,
+        tls: false,
     }
 }
 
@@ -184,6 +185,7 @@ fn reverse_mode_rewrites_the_host_and_routes_to_its_origin() {
     let routing = Routing {
         reverse: Some((&origin, &host)),
         keep_host_header: false,
+        tls: false,
     };
     let mut headers = [header("Host", b"127.0.0.1:8080")];
     let exchange = decide(&replayer, routing, &via, request(b"/a", &mut headers));
@@ -317,4 +319,38 @@ fn http2_fields_carry_the_same_refreshed_dates_as_http1() {
         assert!(h2_field(&h2, "connection").is_empty());
         assert_eq!(parts.body, b"hello");
     }
+}
+
+#[test]
+fn tls_and_tunnel_routing_give_the_scheme_host_and_port_mitmproxy_records() {
+    let replayer = replayer(&ReplayOptions::default());
+    let via = Via::new(1);
+    // TLS straight to a regular-mode listener: origin-form is https, port 443 unless the Host says.
+    let tls = Routing {
+        tls: true,
+        ..regular()
+    };
+    let mut headers = [header("Host", b"example.com")];
+    let exchange = decide(&replayer, tls, &via, request(b"/a", &mut headers));
+    let route = exchange.route.unwrap();
+    assert_eq!((route.scheme, route.port), (&b"https"[..], 443));
+    // Inside a CONNECT tunnel: the tunnel's scheme and port, the Host's host, the Host kept.
+    let tunnel = Origin {
+        scheme: crate::upstream::Scheme::Https,
+        host: "10.0.0.1".into(),
+        port: 8443,
+    };
+    let routing = Routing {
+        reverse: Some((&tunnel, &[][..])),
+        keep_host_header: true,
+        tls: true,
+    };
+    let mut headers = [header("Host", b"Example.com:9999")];
+    let exchange = decide(&replayer, routing, &via, request(b"/a?x=1", &mut headers));
+    let route = exchange.route.unwrap();
+    assert_eq!(
+        (route.scheme, route.host, route.port, route.target),
+        (&b"https"[..], &b"Example.com"[..], 8443, &b"/a?x=1"[..])
+    );
+    assert_eq!(headers[0].value, b"Example.com:9999");
 }

@@ -14,7 +14,7 @@ use super::upstream_tls::UpstreamTls;
 use crate::capture::{Endpoint, Recorder, DEFAULT_QUEUE};
 use crate::config::ServeOptions;
 use crate::http1::{self, Request};
-use crate::upstream::{route, PoolLimits, Via};
+use crate::upstream::{route, Mode, Origin, PoolLimits, Via};
 
 /// Builds the forwarding settings from the serve options (reads `--upstream-ca`); the error is one
 /// sentence for the user.
@@ -68,22 +68,28 @@ fn process_token() -> u64 {
 
 /// Forwards `req` (all earlier answers already written) and relays the upstream's response to
 /// `client`. A request whose destination cannot be used is answered 400/501 and closes.
+/// `tunnel`: the request came through a CONNECT tunnel, so it goes to the tunnel's destination
+/// with its Host kept (as mitmproxy forwards it); `tls`: the client connection is TLS.
 pub async fn forward(
     forwarder: &Forwarder,
     req: &Request<'_>,
     client: &mut impl Transport,
+    tunnel: Option<&Origin>,
+    tls: bool,
 ) -> Forwarded {
     let settings = forwarder.settings();
     // httparse only accepts token characters in a method, so it is ASCII.
     let method = std::str::from_utf8(req.method).unwrap_or("GET");
     let headers: &[httparse::Header<'_>] = req.headers;
-    let route = match route(
-        &settings.mode,
-        settings.keep_host_header,
-        method,
-        req.target,
-        headers,
-    ) {
+    let tunnel_mode;
+    let (mode, keep_host_header) = match tunnel {
+        Some(origin) => {
+            tunnel_mode = Mode::Reverse(origin.clone());
+            (&tunnel_mode, true)
+        }
+        None => (&settings.mode, settings.keep_host_header),
+    };
+    let route = match route(mode, keep_host_header, tls, method, req.target, headers) {
         Ok(r) => r,
         Err(e) => {
             let status = e.status();

@@ -8,6 +8,7 @@
 //! whatever is still open.
 
 pub mod admin;
+pub mod client_tls;
 pub mod clock;
 pub mod forward;
 pub mod heap;
@@ -189,6 +190,7 @@ impl Server {
         // Before binding, so a bad --upstream-ca is reported without serving. Nothing connects
         // upstream here: connections are opened lazily, only for forwarded requests.
         let forward = forward::settings(&options)?;
+        let tls = client_tls::setup(&options.tls)?;
         let (bound, listeners) = listen::bind_all(&options).map_err(|e| e.to_string())?;
         if let Some(target) = reverse.as_ref() {
             if replayer.unmatched() == Unmatched::Forward {
@@ -202,6 +204,7 @@ impl Server {
                 .map_or_else(Box::default, |t| t.host_header().into_bytes().into()),
             reverse,
             forward,
+            tls,
             limits: Limits {
                 max_body: options.max_body,
                 ..Limits::default()
@@ -483,8 +486,8 @@ pub fn run(
         grace.as_secs()
     );
     eprintln!(
-        "heap allocations while serving: {allocations} (replayed requests make none; \
-         connections, forwarding and -v lines do)"
+        "heap allocations while serving: {allocations} (replayed requests make none, two over \
+         TLS; connections, forwarding and -v lines do)"
     );
     let recorder = handle.shared.forward.recorder.clone();
     let (totals, gave_up) = handle.stop(grace, |wait| {

@@ -1,8 +1,8 @@
 //! The client byte stream a connection driver runs over: any monoio stream that reads (with
 //! cancellation), writes and gathers, plus one non-blocking "take what has arrived" used when a
 //! stop or deadline cancels a pending read. Plain TCP implements it here (its vectored write
-//! sends bodies straight from the mapping); a TLS stream over `tls::TlsSession` will implement
-//! the same trait (its `drain_arrived` hands over decrypted bytes already buffered).
+//! sends bodies straight from the mapping); TLS towards the client (`super::client_tls`, over
+//! `tls::TlsSession`) implements the same trait (its `drain_arrived` hands over decrypted bytes).
 
 use std::os::fd::AsRawFd;
 
@@ -18,9 +18,27 @@ pub trait Transport: AsyncReadRent + AsyncWriteRent + CancelableAsyncReadRent {
     /// The connection's (peer, local) socket addresses, where it has them: what a saved flow
     /// (`-w`) records of the client side. Called on the forward path only.
     fn addresses(&self) -> Option<(std::net::SocketAddr, std::net::SocketAddr)>;
+
+    /// Whether a CONNECT on this stream can open a tunnel ([`Transport::into_tcp`] gives the
+    /// TCP stream back): plain TCP only; a CONNECT inside TLS or inside a tunnel is refused.
+    const TUNNELS: bool = false;
+
+    /// The TCP stream itself, for a tunnel (`None` unless [`Transport::TUNNELS`]).
+    fn into_tcp(self) -> Option<TcpStream>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 impl Transport for TcpStream {
+    const TUNNELS: bool = true;
+
+    fn into_tcp(self) -> Option<TcpStream> {
+        Some(self)
+    }
+
     fn addresses(&self) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
         Some((self.peer_addr().ok()?, self.local_addr().ok()?))
     }

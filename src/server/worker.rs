@@ -17,19 +17,23 @@ use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, Cache};
 use monoio::buf::IoBufMut;
+use monoio::io::{AsyncWriteRentExt, CancelableAsyncReadRent};
 use monoio::io::{CancelHandle, Canceller};
-use monoio::net::TcpListener;
+use monoio::net::{TcpListener, TcpStream};
 
+use super::client_tls::ClientTls;
 use super::clock;
 use super::forward::{self, ForwardSettings, Forwarded, Forwarder};
 use super::outbox::Outbox;
 use super::transport::Transport;
 use crate::config::ServeOptions;
 use crate::exchange::{self, After, Answer};
+use crate::http1::connect::Tunnel;
 use crate::http1::{self, header_slots, Conn, Expiry, Limits, Step, Timeouts};
 use crate::replay::{Replayer, RequestFacts};
 use crate::stats::{self, Counters, Outcome};
-use crate::upstream::Origin;
+use crate::tls::{detect, Detected, Identity, TlsServer, WorkerTls};
+use crate::upstream::{Origin, Scheme};
 
 /// What every worker shares (read-only after start-up, except the stop flag and counters).
 #[derive(Debug)]
@@ -38,6 +42,8 @@ pub struct Shared {
     pub replayer: ArcSwap<Replayer>,
     /// Serving options.
     pub serve: ServeOptions,
+    /// The listener's TLS (CA, certificates, tickets); `None`: plain HTTP only.
+    pub tls: Option<TlsServer>,
     /// Reverse mode's upstream, or `None` in regular mode.
     pub reverse: Option<Origin>,
     /// The Host value reverse mode writes into requests (empty in regular mode), computed once.
@@ -104,6 +110,8 @@ struct Worker {
     forwarder: Forwarder,
     /// Set once the worker stops: every answer from now on closes its connection.
     stopping: Cell<bool>,
+    /// This worker's TLS towards clients (its leaf cache), when the listener serves TLS.
+    tls: Option<WorkerTls>,
 }
 
 impl Worker {
@@ -170,7 +178,15 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: 
         }
     };
     let forwarder = Forwarder::new(shared.forward.clone());
+    let tls = shared.tls.as_ref().and_then(|t| match t.worker() {
+        Ok(tls) => Some(tls),
+        Err(e) => {
+            eprintln!("warning: worker {index}: no TLS towards clients: {e}");
+            None
+        }
+    });
     let worker = Rc::new(Worker {
+        tls,
         shared,
         index,
         open: RefCell::new(HashMap::new()),
@@ -200,7 +216,7 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: 
                 worker.open.borrow_mut().insert(id, slot.clone());
                 let w = worker.clone();
                 monoio::spawn(async move {
-                    connection(&w, &slot, stream, peer).await;
+                    opened(&w, &slot, stream, peer).await;
                     w.open.borrow_mut().remove(&id);
                     let open = &w.live().open;
                     open.store(open.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
@@ -261,9 +277,182 @@ fn warn_out_of_descriptors(shared: &Shared, e: &std::io::Error) {
     );
 }
 
-/// Serves one client connection over any [`Transport`] (plain TCP today, TLS next): read, let
-/// the Conn find the requests, answer each through the exchange, write, until close.
-async fn connection<S: Transport>(worker: &Worker, slot: &Slot, mut stream: S, peer: SocketAddr) {
+/// How a connection's requests reach us: over TLS or not, and inside which CONNECT tunnel (whose
+/// destination gives them scheme, host and port, as mitmproxy records them).
+#[derive(Debug, Default)]
+struct Leg {
+    /// The client speaks TLS to us.
+    tls: bool,
+    /// The CONNECT tunnel's destination (scheme from the tunnel's first bytes).
+    tunnel: Option<Origin>,
+}
+
+/// A new client connection: without TLS configured it is served as plain HTTP at once; else its
+/// first bytes decide, as mitmproxy decides, between TLS and plain HTTP on the same port.
+async fn opened(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: SocketAddr) {
+    let input = Vec::with_capacity(8 * 1024);
+    if worker.tls.is_none() {
+        return connection(worker, slot, stream, peer, Leg::default(), input).await;
+    }
+    // A connection that sends nothing gets the idle timeout, as it would waiting for a request.
+    let idle = since_start(worker) + worker.shared.timeouts.idle;
+    let Some(input) = first_bytes(worker, slot, &mut stream, input, idle).await else {
+        return;
+    };
+    detected(worker, slot, stream, peer, None, input).await
+}
+
+/// Reads until `input` holds enough to tell TLS from plain HTTP (or the client closes, or the
+/// deadline passes or the worker stops: `None`, close).
+async fn first_bytes(
+    worker: &Worker,
+    slot: &Slot,
+    stream: &mut TcpStream,
+    mut input: Vec<u8>,
+    deadline: Duration,
+) -> Option<Vec<u8>> {
+    let cancel = slot.cancel.borrow().handle();
+    while detect(&input) == Detected::NeedMore {
+        if worker.stopping.get() || slot.expired.get() {
+            // A stop still answers what has already arrived (with a close), as for any
+            // connection waiting to read.
+            if worker.stopping.get() && stream.drain_arrived(&mut input) > 0 {
+                continue;
+            }
+            return None;
+        }
+        slot.deadline.set(ticks_until(deadline));
+        let (len, cap) = (input.len(), input.capacity());
+        let (res, slice) = stream
+            .cancelable_read(input.slice_mut(len..cap), cancel.clone())
+            .await;
+        slot.deadline.set(u64::MAX);
+        input = slice.into_inner();
+        match res {
+            Ok(n) if n > 0 => {}
+            // Cancelled by the stop: the loop's top takes what has arrived.
+            Err(_) if worker.stopping.get() => {}
+            _ => return None,
+        }
+    }
+    Some(input)
+}
+
+/// Serves a connection (or a tunnel's inside) whose first bytes are in `input`: a TLS
+/// ClientHello gets the TLS handshake (a certificate for the SNI, else for the tunnel's host, the
+/// reverse target or the address connected to), then HTTP inside it; anything else is plain HTTP.
+async fn detected(
+    worker: &Worker,
+    slot: &Slot,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tunnel: Option<(String, u16)>,
+    input: Vec<u8>,
+) {
+    let shared: &Shared = &worker.shared;
+    let Some(tls) = worker
+        .tls
+        .as_ref()
+        .filter(|_| detect(&input) == Detected::Tls)
+    else {
+        let tunnel = tunnel.map(|(host, port)| Origin {
+            scheme: Scheme::Http,
+            host: host.into(),
+            port,
+        });
+        let leg = Leg { tls: false, tunnel };
+        return connection(worker, slot, stream, peer, leg, input).await;
+    };
+    let fallback = match (&tunnel, &shared.reverse) {
+        (Some((host, _)), _) => Identity::from_host(host),
+        (None, Some(origin)) => Identity::from_host(&origin.host),
+        (None, None) => None,
+    }
+    .or_else(|| stream.local_addr().ok().map(|a| Identity::Ip(a.ip())));
+    let mut stream = ClientTls::new(stream, tls, fallback);
+    // The handshake must end within the header timeout.
+    slot.deadline
+        .set(ticks_until(since_start(worker) + shared.timeouts.head));
+    let cancel = slot.cancel.borrow().handle();
+    let done = stream.handshake(&input, cancel).await;
+    slot.deadline.set(u64::MAX);
+    if let Err(error) = done {
+        if worker.stopping.get() {
+            // The stop ended it: not the client's failure.
+            return;
+        }
+        Counters::bump(&worker.counters().tls_failed);
+        if shared.serve.verbose {
+            let sni = stream.sni().unwrap_or("none");
+            // A closed stdout must not stop the server: the line is dropped.
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "{peer}: TLS handshake failed (SNI {sni}): {error}"
+            );
+        }
+        return;
+    }
+    let tunnel = tunnel.map(|(host, port)| Origin {
+        scheme: Scheme::Https,
+        host: host.into(),
+        port,
+    });
+    let leg = Leg { tls: true, tunnel };
+    // The one protocol dispatch after the handshake, on the agreed ALPN: `h2` is offered only
+    // once HTTP/2 is served (`TlsOptions::offer_h2`), and then goes to its driver here.
+    let h2 = stream.alpn() == Some(b"h2");
+    debug_assert!(!h2, "h2 is not offered yet");
+    connection(worker, slot, stream, peer, leg, input_buffer(input)).await
+}
+
+/// The input buffer for the HTTP inside a TLS connection (the ClientHello's buffer, emptied).
+fn input_buffer(mut input: Vec<u8>) -> Vec<u8> {
+    input.clear();
+    input
+}
+
+/// Answers a CONNECT (its earlier answers are written) with mitmproxy's `200 Connection
+/// established`, then serves the tunnel: `rest` holds what the client sent after the CONNECT.
+async fn tunnel(
+    worker: &Worker,
+    slot: &Slot,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    tunnel: Tunnel,
+    rest: Vec<u8>,
+) {
+    let mut answer = Vec::with_capacity(64);
+    tunnel.write_established(&mut answer);
+    let (res, _) = stream.write_all(answer).await;
+    if res.is_err() {
+        return;
+    }
+    let idle = since_start(worker) + worker.shared.timeouts.idle;
+    let Some(input) = first_bytes(worker, slot, &mut stream, rest, idle).await else {
+        return;
+    };
+    detected(
+        worker,
+        slot,
+        stream,
+        peer,
+        Some((tunnel.host, tunnel.port)),
+        input,
+    )
+    .await
+}
+
+/// Serves one client connection over any [`Transport`] (plain TCP or TLS): read, let the Conn
+/// find the requests, answer each through the exchange, write, until close. `input` holds bytes
+/// already read (the ones that told TLS from plain HTTP).
+async fn connection<S: Transport>(
+    worker: &Worker,
+    slot: &Slot,
+    mut stream: S,
+    peer: SocketAddr,
+    leg: Leg,
+    mut input: Vec<u8>,
+) {
     let shared: &Shared = &worker.shared;
     let counters = worker.counters();
     let verbose = shared.serve.verbose;
@@ -271,18 +460,30 @@ async fn connection<S: Transport>(worker: &Worker, slot: &Slot, mut stream: S, p
     // connection keeps the one its pending answers came from alive until they are written.
     let mut current = Cache::new(&shared.replayer);
     let mut conn = Conn::with_timeouts(shared.limits, shared.timeouts, since_start(worker));
-    let mut input: Vec<u8> = Vec::with_capacity(8 * 1024);
     let mut outbox = Outbox::new(current.load().clone());
     let mut scratch: Vec<u8> = Vec::new();
     let cancel: CancelHandle = slot.cancel.borrow().handle();
     let via = &worker.forwarder.settings().via;
-    let routing = exchange::Routing {
-        reverse: shared
-            .reverse
-            .as_ref()
-            .map(|o| (o, &*shared.reverse_host_header)),
-        keep_host_header: shared.serve.keep_host_header,
+    // Inside a CONNECT tunnel requests route as reverse mode to the tunnel's destination with
+    // their Host kept (scheme, host and port as mitmproxy records them; the Host's host matches).
+    let routing = match &leg.tunnel {
+        Some(origin) => exchange::Routing {
+            reverse: Some((origin, &[][..])),
+            keep_host_header: true,
+            tls: leg.tls,
+        },
+        None => exchange::Routing {
+            reverse: shared
+                .reverse
+                .as_ref()
+                .map(|o| (o, &*shared.reverse_host_header)),
+            keep_host_header: shared.serve.keep_host_header,
+            tls: leg.tls,
+        },
     };
+    // A CONNECT opens a tunnel in regular mode, on plain TCP only (not inside TLS or a tunnel).
+    let tunnels = S::TUNNELS && shared.reverse.is_none() && leg.tunnel.is_none();
+    let mut connect: Option<Tunnel> = None;
     loop {
         // Answer every complete request in the input, in order, into the outbox. Once the
         // worker stops (or this connection's timer expired), each answer says `Connection:
@@ -318,6 +519,17 @@ async fn connection<S: Transport>(worker: &Worker, slot: &Slot, mut stream: S, p
                 Step::Request(req) => req,
             };
             pos += req.len;
+            if tunnels && http1::connect::is_connect(req.method) {
+                match Tunnel::parse(req.target, req.version_minor) {
+                    Ok(t) => connect = Some(t),
+                    Err(e) => {
+                        Counters::bump(&counters.rejected);
+                        http1::write_plain(400, "Bad Request", &e.to_string(), true, out);
+                        after = After::Close;
+                    }
+                }
+                break;
+            }
             let wants_close = http1::keep_alive::client_closes(
                 req.wants_close,
                 req.http10_keep_alive,
@@ -351,7 +563,9 @@ async fn connection<S: Transport>(worker: &Worker, slot: &Slot, mut stream: S, p
                     return;
                 }
                 conn.flushed();
-                match forward::forward(&worker.forwarder, &req, &mut stream).await {
+                let tunnel = leg.tunnel.as_ref();
+                match forward::forward(&worker.forwarder, &req, &mut stream, tunnel, leg.tls).await
+                {
                     Forwarded::Relayed { status, close } => {
                         if close {
                             after = After::Close;
@@ -422,6 +636,16 @@ async fn connection<S: Transport>(worker: &Worker, slot: &Slot, mut stream: S, p
             return;
         }
         conn.flushed();
+        if let Some(t) = connect.take() {
+            input.drain(..pos);
+            if let Some(tcp) = stream.into_tcp() {
+                // Boxed: a tunnel's inside is served by this function again.
+                let inside: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>> =
+                    Box::pin(tunnel(worker, slot, tcp, peer, t, input));
+                inside.await;
+            }
+            return;
+        }
         match after {
             After::Continue => {}
             After::Kill => return,
@@ -616,6 +840,7 @@ mod tests {
             reverse: None,
             reverse_host_header: Box::default(),
             forward: forward.clone(),
+            tls: None,
             limits: Limits::default(),
             timeouts: Timeouts {
                 head: Duration::from_secs(30),
@@ -640,6 +865,7 @@ mod tests {
             listener_fd: Cell::new(None),
             forwarder: Forwarder::new(forward),
             stopping: Cell::new(false),
+            tls: None,
         }
     }
 
@@ -704,7 +930,7 @@ mod tests {
                     // Our end closes too, so the driver's linger ends at once.
                     drop(client);
                 };
-                let driver = connection(&worker, &slot, server, peer);
+                let driver = connection(&worker, &slot, server, peer, Leg::default(), Vec::new());
                 monoio::join!(driver, client_side);
             });
         let counters = &worker.shared.counters[0];

@@ -200,13 +200,20 @@ fn create_store(dir: &Path) -> Result<(), TlsSetupError> {
 /// Writes a new file with `mode` (before any byte is written, so a key is never readable by others).
 fn write_file(file: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
+    // Written aside and renamed into place, so a second process starting at the same moment
+    // never reads half a file.
+    let mut aside = file.as_os_str().to_owned();
+    aside.push(format!(".{}.tmp", std::process::id()));
+    let aside = std::path::PathBuf::from(aside);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(mode)
-        .open(file)?;
-    f.write_all(bytes)
+        .open(&aside)?;
+    f.write_all(bytes)?;
+    drop(f);
+    std::fs::rename(&aside, file)
 }
 
 /// A random positive 20-byte serial number, as `x509.random_serial_number()` makes (160 bits,

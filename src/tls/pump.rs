@@ -2,7 +2,7 @@
 //! TLS bytes in (`read_tls` + `process_new_packets`), plaintext out, plaintext in, TLS records out.
 //! Used by the listener's [`super::session::TlsSession`] and by `server::upstream_tls`.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 
 use rustls::ConnectionCommon;
 
@@ -53,17 +53,19 @@ pub fn take_plaintext<D>(
 ) -> io::Result<Option<usize>> {
     let mut total = 0;
     loop {
-        if out.capacity() - out.len() < 1024 {
-            out.reserve(16 * 1024);
-        }
-        let start = out.len();
-        out.resize(out.capacity(), 0);
-        let got = conn.reader().read(&mut out[start..]);
-        out.truncate(start + *got.as_ref().unwrap_or(&0));
+        // Chunk by chunk from rustls' own buffer: one copy, nothing zeroed first.
+        let mut reader = conn.reader();
+        let got = reader.fill_buf().map(|chunk| {
+            out.extend_from_slice(chunk);
+            chunk.len()
+        });
         match got {
             Ok(0) if total == 0 => return Ok(None),
             Ok(0) => return Ok(Some(total)),
-            Ok(n) => total += n,
+            Ok(n) => {
+                reader.consume(n);
+                total += n;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Some(total)),
             Err(e) if total > 0 && e.kind() == io::ErrorKind::UnexpectedEof => {
                 return Ok(Some(total))

@@ -50,6 +50,8 @@ pub struct TlsSession {
     alert: Vec<u8>,
     /// The client's close_notify has come (and all plaintext before it was read).
     peer_closed: bool,
+    /// The SNI of the ClientHello, kept for the log line of a handshake that then fails.
+    sni: Option<Box<str>>,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -69,6 +71,7 @@ impl TlsSession {
             fallback,
             alert: Vec::new(),
             peer_closed: false,
+            sni: None,
         }
     }
 
@@ -150,7 +153,8 @@ impl TlsSession {
         tls: &WorkerTls,
         accepted: Accepted,
     ) -> Result<ServerConnection, TlsSessionError> {
-        let has_sni = accepted.client_hello().server_name().is_some();
+        self.sni = accepted.client_hello().server_name().map(Box::from);
+        let has_sni = self.sni.is_some();
         let config = if has_sni {
             tls.config.clone()
         } else {
@@ -241,12 +245,9 @@ impl TlsSession {
         matches!(self.state, State::Failed)
     }
 
-    /// The SNI the client sent, once its ClientHello is read.
+    /// The SNI the client sent, once its ClientHello is read (also after a failure).
     pub fn sni(&self) -> Option<&str> {
-        match &self.state {
-            State::Open(conn) => conn.server_name(),
-            _ => None,
-        }
+        self.sni.as_deref()
     }
 
     /// The ALPN protocol agreed (`http/1.1`, or `h2` when offered), after the handshake.

@@ -193,10 +193,12 @@ impl RouteError {
 
 /// Finds the upstream of a request (spec §e.1/§e.2): in reverse mode the spec's origin, with Host
 /// rewritten to it unless `keep_host_header`; in regular mode the absolute-form target's authority, or
-/// else the Host header (port default 80, scheme http: our listener is plain TCP).
+/// else the Host header (scheme `https` with port default 443 when the client connection is `tls`,
+/// else `http` and 80).
 pub fn route<'a>(
     mode: &Mode,
     keep_host_header: bool,
+    tls: bool,
     method: &str,
     target: &'a [u8],
     headers: &[httparse::Header<'_>],
@@ -239,11 +241,12 @@ pub fn route<'a>(
                     .find(|h| h.name.eq_ignore_ascii_case("host"))
                     .map(|h| h.value.trim_ascii())
                     .ok_or(RouteError::NoHost)?;
-                let (host, port) = split_authority(value, Scheme::Http.default_port())
-                    .ok_or(RouteError::NoHost)?;
+                let scheme = if tls { Scheme::Https } else { Scheme::Http };
+                let (host, port) =
+                    split_authority(value, scheme.default_port()).ok_or(RouteError::NoHost)?;
                 Ok(Route {
                     origin: Origin {
-                        scheme: Scheme::Http,
+                        scheme,
                         host: host.into(),
                         port,
                     },
@@ -272,11 +275,14 @@ pub struct Destination<'b> {
 /// Where a request goes, by mode (spec §b.1, §e), for matching: `reverse` is reverse mode's
 /// origin and the Host value it writes (see [`Origin::host_header`]). Reverse mode rewrites the
 /// Host field in `headers` unless `keep_host_header`, in which case the matcher sees the
-/// client's Host host instead. `None`: regular mode without a usable destination (spec §e.2).
-/// Allocation-free: it runs for every replayed request.
+/// client's Host host instead (a CONNECT tunnel routes as reverse mode to its destination with
+/// the Host kept). `tls`: the client connection is TLS, so an origin-form request in regular mode
+/// is `https` on port 443 unless its Host names one. `None`: regular mode without a usable
+/// destination (spec §e.2). Allocation-free: it runs for every replayed request.
 pub fn destination<'b>(
     reverse: Option<(&'b Origin, &'b [u8])>,
     keep_host_header: bool,
+    tls: bool,
     target: &'b [u8],
     headers: &mut [httparse::Header<'b>],
 ) -> Option<Destination<'b>> {
@@ -312,6 +318,7 @@ pub fn destination<'b>(
             (Scheme::Https, authority)
         }
         Some((_, authority, _)) => (Scheme::Http, authority),
+        None if tls => (Scheme::Https, host_field?),
         None => (Scheme::Http, host_field?),
     };
     let (url_host, port) = split_any(authority)?;
@@ -469,18 +476,18 @@ mod tests {
     fn reverse_mode_rewrites_host_unless_kept() {
         let mode = Mode::Reverse(origin(Scheme::Http, "up.example", 8080));
         let headers = [h("Host", "client.example")];
-        let r = route(&mode, false, "GET", b"/a?b", &headers).unwrap();
+        let r = route(&mode, false, false, "GET", b"/a?b", &headers).unwrap();
         assert_eq!(r.origin, origin(Scheme::Http, "up.example", 8080));
         assert_eq!(r.path, b"/a?b");
         assert_eq!(r.host, HostAction::Set("up.example:8080".into()));
-        let r = route(&mode, true, "GET", b"/a", &headers).unwrap();
+        let r = route(&mode, true, false, "GET", b"/a", &headers).unwrap();
         assert_eq!(r.host, HostAction::Keep);
     }
 
     #[test]
     fn reverse_mode_sends_absolute_form_targets_as_origin_form() {
         let mode = Mode::Reverse(origin(Scheme::Https, "up", 443));
-        let r = route(&mode, false, "GET", b"http://other:81/p?q", &[]).unwrap();
+        let r = route(&mode, false, false, "GET", b"http://other:81/p?q", &[]).unwrap();
         assert_eq!(r.origin.host.as_ref(), "up");
         assert_eq!(r.path, b"/p?q");
         assert_eq!(r.host, HostAction::Set("up".into()));
@@ -491,6 +498,7 @@ mod tests {
         let r = route(
             &Mode::Regular,
             false,
+            false,
             "GET",
             b"https://x.test:8443/p",
             &[h("host", "x.test:8443")],
@@ -499,7 +507,7 @@ mod tests {
         assert_eq!(r.origin, origin(Scheme::Https, "x.test", 8443));
         assert_eq!(r.path, b"/p");
         assert_eq!(r.host, HostAction::Keep);
-        let r = route(&Mode::Regular, false, "GET", b"http://x.test", &[]).unwrap();
+        let r = route(&Mode::Regular, false, false, "GET", b"http://x.test", &[]).unwrap();
         assert_eq!(r.origin, origin(Scheme::Http, "x.test", 80));
         assert_eq!(r.path, b"/");
         assert_eq!(r.host, HostAction::Set("x.test".into()));
@@ -510,6 +518,7 @@ mod tests {
         let r = route(
             &Mode::Regular,
             false,
+            false,
             "GET",
             b"/x",
             &[h("HOST", " 127.0.0.1:9000 ")],
@@ -518,24 +527,43 @@ mod tests {
         assert_eq!(r.origin, origin(Scheme::Http, "127.0.0.1", 9000));
         assert_eq!(r.path, b"/x");
         assert_eq!(r.host, HostAction::Keep);
-        let r = route(&Mode::Regular, false, "GET", b"/x", &[h("host", "[::1]")]).unwrap();
+        // Over TLS (no CONNECT) an origin-form request is https, on 443 unless the Host says.
+        let r = route(
+            &Mode::Regular,
+            false,
+            true,
+            "GET",
+            b"/x",
+            &[h("host", "a.test")],
+        )
+        .unwrap();
+        assert_eq!(r.origin, origin(Scheme::Https, "a.test", 443));
+        let r = route(
+            &Mode::Regular,
+            false,
+            false,
+            "GET",
+            b"/x",
+            &[h("host", "[::1]")],
+        )
+        .unwrap();
         assert_eq!(r.origin, origin(Scheme::Http, "::1", 80));
     }
 
     #[test]
     fn regular_mode_without_host_is_a_400() {
-        let e = route(&Mode::Regular, false, "GET", b"/x", &[]).unwrap_err();
+        let e = route(&Mode::Regular, false, false, "GET", b"/x", &[]).unwrap_err();
         assert_eq!(e, RouteError::NoHost);
         assert_eq!(e.status(), 400);
         assert_eq!(
             e.to_string(),
             "HTTP request has no host header, destination unknown."
         );
-        let e = route(&Mode::Regular, false, "GET", b"/x", &[h("host", "")]).unwrap_err();
+        let e = route(&Mode::Regular, false, false, "GET", b"/x", &[h("host", "")]).unwrap_err();
         assert_eq!(e, RouteError::NoHost);
-        let e = route(&Mode::Regular, false, "GET", b"ftp://h/x", &[]).unwrap_err();
+        let e = route(&Mode::Regular, false, false, "GET", b"ftp://h/x", &[]).unwrap_err();
         assert_eq!(e, RouteError::BadTarget);
-        let e = route(&Mode::Regular, false, "CONNECT", b"h:443", &[]).unwrap_err();
+        let e = route(&Mode::Regular, false, false, "CONNECT", b"h:443", &[]).unwrap_err();
         assert_eq!(e.status(), 501);
     }
 }

@@ -439,9 +439,11 @@ fn a_request_that_asked_for_close_still_gets_its_502_then_the_close() {
 
 /// A CA certificate (PEM, written to a temporary file) and a TLS upstream whose `localhost`
 /// certificate it signed.
-struct TlsUpstream {
-    upstream: TestUpstream,
-    ca_file: std::path::PathBuf,
+pub struct TlsUpstream {
+    /// The upstream.
+    pub upstream: TestUpstream,
+    /// Its CA certificate's file.
+    pub ca_file: std::path::PathBuf,
 }
 
 impl Drop for TlsUpstream {
@@ -451,7 +453,7 @@ impl Drop for TlsUpstream {
 }
 
 /// An https upstream for `localhost` whose certificate is signed by a CA written to `ca_file`.
-fn tls_upstream(name: &'static str) -> TlsUpstream {
+pub fn tls_upstream(name: &'static str) -> TlsUpstream {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);

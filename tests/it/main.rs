@@ -14,4 +14,5 @@ mod options;
 mod record;
 mod replay;
 mod support;
+mod tls;
 mod words;

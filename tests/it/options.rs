@@ -18,6 +18,11 @@ fn demo() -> String {
 /// give the option without a value (valid for optional and bool options).
 fn valid_value(name: &str, recording: &str) -> Option<String> {
     let option = OPTIONS.iter().find(|o| o.name == name).unwrap();
+    if name == "certs" {
+        // A real certificate-and-key PEM: the file is read at start-up.
+        let pem = fixture("mitmproxy-confdir").join("mitmproxy-ca.pem");
+        return Some(pem.display().to_string());
+    }
     let special = match name {
         "server_replay" => Some(recording),
         "mode" => Some("reverse:http://127.0.0.1:29411"),

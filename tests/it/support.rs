@@ -36,6 +36,22 @@ pub fn temp_path(name: &str) -> PathBuf {
     ))
 }
 
+/// The `HOME` every spawned server gets: a directory of this test process whose `.mitmproxy` holds
+/// the fixture CA, so no test writes a CA into the real home (or races another to create one).
+pub fn test_home() -> &'static Path {
+    static HOME: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| {
+        let home = temp_path("home");
+        let confdir = home.join(".mitmproxy");
+        std::fs::create_dir_all(&confdir).expect("create the test home");
+        for name in ["mitmproxy-ca.pem", "mitmproxy-ca-cert.pem"] {
+            std::fs::copy(fixture("mitmproxy-confdir").join(name), confdir.join(name))
+                .expect("copy the fixture CA");
+        }
+        home
+    })
+}
+
 /// A path to a fixture file.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -283,6 +299,7 @@ impl Server {
 /// The binary with `args`, on this test thread's `--io` driver if one was chosen.
 fn command(args: &[&str], configure: impl FnOnce(&mut Command)) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_uringreplay"));
+    command.env("HOME", test_home());
     configure(&mut command);
     if let Some(io) = IO_DRIVER.with(std::cell::Cell::get) {
         if !args.contains(&"--io") {
@@ -340,7 +357,7 @@ impl Response {
 
 /// Reads bytes from `s` into `buf` until `done(buf)` says how many form a message.
 fn read_until(
-    s: &mut TcpStream,
+    s: &mut impl Read,
     buf: &mut Vec<u8>,
     mut done: impl FnMut(&[u8]) -> Option<usize>,
 ) -> usize {
@@ -359,19 +376,27 @@ fn read_until(
     }
 }
 
-/// A client connection that keeps bytes read past one response for the next.
-pub struct Client {
+/// A client connection that keeps bytes read past one response for the next (over TCP, or over
+/// any byte stream such as a TLS client's).
+pub struct Client<S = TcpStream> {
     /// The socket.
-    pub stream: TcpStream,
+    pub stream: S,
     /// Bytes read past the last response, the start of the next.
     pub pending: Vec<u8>,
 }
 
-impl Client {
+impl Client<TcpStream> {
     /// Connects to `server`.
     pub fn new(server: &Server) -> Client {
+        Client::over(server.connect())
+    }
+}
+
+impl<S: Read + Write> Client<S> {
+    /// A client over `stream`.
+    pub fn over(stream: S) -> Client<S> {
         Client {
-            stream: server.connect(),
+            stream,
             pending: Vec::new(),
         }
     }
@@ -630,6 +655,7 @@ pub fn limit_descriptors(n: u64) -> impl FnOnce(&mut Command) {
 /// Runs the binary with `args` (after `configure`) until it exits on its own (bounded).
 pub fn run_to_exit(args: &[&str], configure: impl FnOnce(&mut Command)) -> Stopped {
     let mut command = Command::new(env!("CARGO_BIN_EXE_uringreplay"));
+    command.env("HOME", test_home());
     configure(&mut command);
     let child = command
         .args(args)

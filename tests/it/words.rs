@@ -292,8 +292,9 @@ fn the_final_report_goes_to_stderr_and_stdout_holds_only_v_lines() {
         .find(|l| l.starts_with("heap allocations while serving: "))
         .expect("the allocation line");
     assert!(
-        allocations
-            .ends_with("(replayed requests make none; connections, forwarding and -v lines do)"),
+        allocations.ends_with(
+            "(replayed requests make none, two over TLS; connections, forwarding and -v lines do)"
+        ),
         "{allocations}"
     );
 }

@@ -1,0 +1,501 @@
+//! TLS towards clients (issue 14) with a real rustls client: a regular-mode HTTPS capture made by
+//! mitmproxy replayed through CONNECT, reverse mode over TLS with and without SNI, plain and TLS on
+//! one port, `--certs`, a CA created in an empty confdir then reused, failed handshakes.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+use crate::support::{fixture, run_to_exit, temp_path, Client, Server, PATIENCE};
+
+/// The capture: mitmdump 11.0.2 in regular mode, curl through it to a local HTTPS origin
+/// (`https://localhost:29443` and `https://127.0.0.1:29443`), see tests/fixtures/README.md.
+const CAPTURE: &str = "mitm-11.0.2-regular-https.flows";
+
+/// The fixture confdir (the CA the capture's client trusted).
+fn confdir() -> String {
+    fixture("mitmproxy-confdir").display().to_string()
+}
+
+/// A client configuration trusting the CA certificates in `ca_file`, offering `http/1.1`.
+fn trusting(ca_file: &Path) -> Arc<ClientConfig> {
+    let pem = std::fs::read(ca_file).expect("read the CA certificate");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.expect("a PEM certificate")).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// The client trusting the fixture confdir's CA.
+fn trusting_mitmproxy() -> Arc<ClientConfig> {
+    trusting(&fixture("mitmproxy-confdir").join("mitmproxy-ca-cert.pem"))
+}
+
+type TlsClient = Client<StreamOwned<ClientConnection, TcpStream>>;
+
+/// Runs the TLS handshake over `tcp` for `name` (a DNS name sends SNI; an IP address does not)
+/// and returns an HTTP client over it; panics if the certificate does not verify.
+fn tls_over(tcp: TcpStream, config: Arc<ClientConfig>, name: &str) -> TlsClient {
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    let name = ServerName::try_from(name.to_string()).expect("a server name");
+    let mut conn = ClientConnection::new(config, name).unwrap();
+    let mut tcp = tcp;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp)
+            .expect("the TLS handshake completes");
+    }
+    assert_eq!(conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    Client::over(StreamOwned::new(conn, tcp))
+}
+
+/// Sends `CONNECT authority` and checks mitmproxy's answer, byte for byte.
+fn connect(server: &Server, authority: &str) -> TcpStream {
+    let mut tcp = server.connect();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        tcp,
+        "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: tls-client/1\r\n\r\n"
+    )
+    .unwrap();
+    let expected = b"HTTP/1.1 200 Connection established\r\n\r\n";
+    let mut got = vec![0u8; expected.len()];
+    tcp.read_exact(&mut got).expect("the CONNECT answer");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expected)
+    );
+    tcp
+}
+
+fn get(path: &str, host: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: tls-client/1\r\nAccept: */*\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_regular_mode_https_capture_by_mitmproxy_replays_through_connect_to_a_client_trusting_its_ca() {
+    let capture = fixture(CAPTURE).display().to_string();
+    let dir = confdir();
+    let server = Server::start(&[
+        "-S",
+        &capture,
+        "--mode",
+        "regular",
+        "--set",
+        &format!("confdir={dir}"),
+        "-v",
+    ]);
+    // SNI localhost: a certificate minted for it, verified against mitmproxy's CA.
+    let tunnel = connect(&server, "localhost:29443");
+    let mut c = tls_over(tunnel, trusting_mitmproxy(), "localhost");
+    let r = c.exchange(&get("/hello", "localhost:29443"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"hello over tls: /hello\n");
+    assert!(
+        r.headers
+            .iter()
+            .any(|(n, v)| n == "Server" && v == "tls-origin/1"),
+        "{r:?}"
+    );
+    let form = b"POST /form HTTP/1.1\r\nHost: localhost:29443\r\nUser-Agent: tls-client/1\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 10\r\n\r\nuser=alice";
+    let r = c.exchange(form);
+    assert_eq!(r.body, br#"{"got": "user=alice"}"#);
+    // The same request twice: the recorded answers in order, on one keep-alive connection.
+    let r = c.exchange(&get("/counter", "localhost:29443"));
+    assert_eq!(r.body, b"counter=1\n");
+    let r = c.exchange(&get("/counter", "localhost:29443"));
+    assert_eq!(r.body, b"counter=2\n");
+    // An IP address: no SNI, so the certificate is for the CONNECT host, as an IP SAN.
+    let tunnel = connect(&server, "127.0.0.1:29443");
+    let mut c = tls_over(tunnel, trusting_mitmproxy(), "127.0.0.1");
+    let r = c.exchange(&get("/hello?ip=1", "127.0.0.1:29443"));
+    assert_eq!(r.body, b"hello over tls: /hello?ip=1\n");
+    // The -v lines name the requests as mitmproxy recorded them.
+    server.wait_stdout("GET https://127.0.0.1:29443/hello?ip=1 << [replay] 200");
+    let out = server.wait_stdout("GET https://localhost:29443/counter << [replay] 200");
+    assert!(
+        out.contains("POST https://localhost:29443/form << [replay] 200"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_plain_http_tunnel_serves_http_requests_and_tls_without_connect_in_regular_mode_is_https() {
+    let capture = fixture(CAPTURE).display().to_string();
+    let dir = confdir();
+    let server = Server::start(&[
+        "-S",
+        &capture,
+        "--mode",
+        "regular",
+        "--reuse",
+        "--extra",
+        "404",
+        "--set",
+        &format!("confdir={dir}"),
+    ]);
+    // Plain HTTP inside the tunnel is `http`: the https capture does not match it.
+    let tunnel = connect(&server, "localhost:29443");
+    let mut c = Client::over(tunnel);
+    let r = c.exchange(&get("/hello", "localhost:29443"));
+    assert_eq!(r.status, 404);
+    // TLS straight to the proxy (no CONNECT): origin-form requests are https to the Host.
+    let mut c = tls_over(server.connect(), trusting_mitmproxy(), "localhost");
+    let r = c.exchange(&get("/hello", "localhost:29443"));
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"hello over tls: /hello\n"[..])
+    );
+}
+
+#[test]
+fn reverse_mode_answers_tls_with_and_without_sni_and_plain_http_on_the_same_port() {
+    let capture = fixture(CAPTURE).display().to_string();
+    let dir = confdir();
+    let server = Server::start(&[
+        "-S",
+        &capture,
+        "--mode",
+        "reverse:https://127.0.0.1:29443",
+        "--reuse",
+        "--set",
+        &format!("confdir={dir}"),
+    ]);
+    let want = &b"hello over tls: /hello?ip=1\n"[..];
+    // With SNI: a certificate for the name the client asked for.
+    let mut c = tls_over(server.connect(), trusting_mitmproxy(), "api.example.test");
+    let r = c.exchange(&get("/hello?ip=1", "api.example.test"));
+    assert_eq!((r.status, r.body.as_slice()), (200, want));
+    // Without SNI (an IP address): the reverse target's address as an IP SAN.
+    let mut c = tls_over(server.connect(), trusting_mitmproxy(), "127.0.0.1");
+    let r = c.exchange(&get("/hello?ip=1", "127.0.0.1"));
+    assert_eq!((r.status, r.body.as_slice()), (200, want));
+    // Plain HTTP on the same port.
+    let mut c = Client::new(&server);
+    let r = c.exchange(&get("/hello?ip=1", "127.0.0.1"));
+    assert_eq!((r.status, r.body.as_slice()), (200, want));
+    // A second TLS connection resumes (rustls keeps the ticket in the client configuration).
+    let config = trusting_mitmproxy();
+    let mut first = tls_over(server.connect(), config.clone(), "api.example.test");
+    assert_eq!(first.exchange(&get("/hello?ip=1", "a")).status, 200);
+    let second = tls_over(server.connect(), config, "api.example.test");
+    assert_eq!(
+        second.stream.conn.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
+}
+
+/// A self-signed certificate for `names` and its key, in one PEM file (mitmproxy's `certs`).
+fn user_cert(names: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let both = temp_path("user-cert.pem");
+    std::fs::write(&both, format!("{}{}", cert.pem(), key.serialize_pem())).unwrap();
+    let cert_only = temp_path("user-cert-only.pem");
+    std::fs::write(&cert_only, cert.pem()).unwrap();
+    (both, cert_only)
+}
+
+#[test]
+fn certs_serves_the_users_certificate_for_matching_names_and_mints_for_others() {
+    let capture = fixture(CAPTURE).display().to_string();
+    let (pem, cert_only) = user_cert(&["mine.example.test"]);
+    let spec = format!("mine.example.test={}", pem.display());
+    let server = Server::start(&[
+        "-S",
+        &capture,
+        "--mode",
+        "reverse:https://127.0.0.1:29443",
+        "--reuse",
+        "--certs",
+        &spec,
+    ]);
+    let mut c = tls_over(server.connect(), trusting(&cert_only), "mine.example.test");
+    assert_eq!(c.exchange(&get("/hello?ip=1", "m")).status, 200);
+    // Another name gets a leaf signed by the CA of the confdir (here the test home's).
+    let mut c = tls_over(server.connect(), trusting_mitmproxy(), "other.example.test");
+    assert_eq!(c.exchange(&get("/hello?ip=1", "o")).status, 200);
+}
+
+#[test]
+fn an_empty_confdir_gets_a_ca_which_the_next_start_reuses() {
+    let capture = fixture(CAPTURE).display().to_string();
+    let dir = temp_path("confdir");
+    let set = format!("confdir={}", dir.display());
+    let args = [
+        "-S",
+        &capture,
+        "--mode",
+        "reverse:https://127.0.0.1:29443",
+        "--reuse",
+        "--set",
+        &set,
+    ];
+    let server = Server::start(&args);
+    let said = server.wait_stderr("clients must trust");
+    assert!(said.contains(&dir.display().to_string()), "{said}");
+    let ca_cert = dir.join("mitmproxy-ca-cert.pem");
+    let before = std::fs::read(dir.join("mitmproxy-ca.pem")).unwrap();
+    let mut c = tls_over(server.connect(), trusting(&ca_cert), "api.example.test");
+    assert_eq!(c.exchange(&get("/hello?ip=1", "a")).status, 200);
+    let stopped = server.stop();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    // The second start loads it: no new CA, and the same trust works.
+    let server = Server::start(&args);
+    let mut c = tls_over(server.connect(), trusting(&ca_cert), "api.example.test");
+    assert_eq!(c.exchange(&get("/hello?ip=1", "a")).status, 200);
+    let stopped = server.stop();
+    assert!(
+        !stopped.stderr.contains("clients must trust"),
+        "{}",
+        stopped.stderr
+    );
+    assert_eq!(std::fs::read(dir.join("mitmproxy-ca.pem")).unwrap(), before);
+}
+
+#[test]
+fn a_client_aborting_its_handshake_is_logged_and_counted_and_other_connections_go_on() {
+    let capture = fixture(CAPTURE).display().to_string();
+    let dir = confdir();
+    let server = Server::start(&[
+        "-S",
+        &capture,
+        "--mode",
+        "reverse:https://127.0.0.1:29443",
+        "--reuse",
+        "--set",
+        &format!("confdir={dir}"),
+        "--admin",
+        "127.0.0.1:0",
+        "-v",
+    ]);
+    // An established TLS connection, before and after the others fail.
+    let mut kept = tls_over(server.connect(), trusting_mitmproxy(), "api.example.test");
+    assert_eq!(kept.exchange(&get("/hello?ip=1", "a")).status, 200);
+    // Half a ClientHello, then the client goes away.
+    let mut half = server.connect();
+    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01])
+        .unwrap();
+    drop(half);
+    server.wait_stdout("TLS handshake failed (SNI none): the client closed the connection");
+    // A record header of TLS and garbage after it: the server closes (FIN, at once).
+    let mut garbage = server.connect();
+    garbage.set_read_timeout(Some(PATIENCE)).unwrap();
+    garbage
+        .write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, b'h', b'e', b'l', b'l', b'o'])
+        .unwrap();
+    let mut answer = Vec::new();
+    garbage.read_to_end(&mut answer).expect("the server closes");
+    server.wait_stdout("HandshakePayloadTooLarge");
+    // A client that does not trust the certificate aborts the handshake with an alert.
+    let untrusting = trusting(&user_cert(&["x.test"]).1);
+    let name = ServerName::try_from("api.example.test").unwrap();
+    let mut conn = ClientConnection::new(untrusting, name).unwrap();
+    let mut tcp = server.connect();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut failed = false;
+    while conn.is_handshaking() {
+        if conn.complete_io(&mut tcp).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(
+        failed,
+        "an untrusted certificate fails the client's handshake"
+    );
+    // The client's alert goes out before the close.
+    let _ = conn.complete_io(&mut tcp);
+    drop(tcp);
+    server.wait_stdout("TLS handshake failed (SNI api.example.test)");
+    assert_eq!(kept.exchange(&get("/hello?ip=1", "a")).status, 200);
+    let metrics = server.admin("GET", "/metrics");
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("uringreplay_tls_handshake_failures_total 3"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bad_certs_file_or_confdir_stops_start_up_naming_the_file() {
+    let capture = fixture(CAPTURE).display().to_string();
+    let missing = temp_path("no-such-cert.pem");
+    let stopped = run_to_exit(
+        &[
+            "-S",
+            &capture,
+            "-p",
+            "0",
+            "--certs",
+            &missing.display().to_string(),
+        ],
+        |_| {},
+    );
+    assert!(!stopped.status.success());
+    assert!(
+        stopped
+            .stderr
+            .contains(&format!("cannot read {}", missing.display())),
+        "{}",
+        stopped.stderr
+    );
+    let dir = temp_path("bad-confdir");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("mitmproxy-ca.pem"), "not a CA\n").unwrap();
+    let set = format!("confdir={}", dir.display());
+    let stopped = run_to_exit(&["-S", &capture, "-p", "0", "--set", &set], |_| {});
+    assert!(!stopped.status.success());
+    let file = dir.join("mitmproxy-ca.pem").display().to_string();
+    assert!(
+        stopped.stderr.contains(&format!("{file} cannot be used")),
+        "{}",
+        stopped.stderr
+    );
+}
+
+#[test]
+fn an_unmatched_request_in_a_tls_tunnel_is_forwarded_to_https_host_port_with_its_host_kept() {
+    let tls = crate::forward::tls_upstream("tunnel");
+    let port = tls.upstream.addr.port();
+    let capture = fixture(CAPTURE).display().to_string();
+    let dir = confdir();
+    let ca = tls.ca_file.display().to_string();
+    let server = Server::start(&[
+        "-S",
+        &capture,
+        "--mode",
+        "regular",
+        "--upstream-ca",
+        &ca,
+        "--set",
+        &format!("confdir={dir}"),
+    ]);
+    let authority = format!("localhost:{port}");
+    let tunnel = connect(&server, &authority);
+    let mut c = tls_over(tunnel, trusting_mitmproxy(), "localhost");
+    let r = c.exchange(&get("/not/recorded", &authority));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        format!("tunnel|GET /not/recorded HTTP/1.1|{authority}|")
+    );
+}
+
+#[test]
+fn curl_through_the_proxy_gets_the_recorded_https_answer_when_curl_is_installed() {
+    let Ok(version) = std::process::Command::new("curl").arg("--version").output() else {
+        eprintln!("curl is not installed: skipped");
+        return;
+    };
+    assert!(version.status.success());
+    let capture = fixture(CAPTURE).display().to_string();
+    let dir = confdir();
+    let server = Server::start(&[
+        "-S",
+        &capture,
+        "--mode",
+        "regular",
+        "--set",
+        &format!("confdir={dir}"),
+    ]);
+    let proxy = format!("http://{}", server.addr);
+    let ca = fixture("mitmproxy-confdir").join("mitmproxy-ca-cert.pem");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-x", &proxy, "--cacert"])
+        .arg(&ca)
+        .args([
+            "-H",
+            "User-Agent: tls-client/1",
+            "https://localhost:29443/hello",
+        ])
+        .output()
+        .expect("run curl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"hello over tls: /hello\n");
+}
+
+#[test]
+fn a_handshake_that_stalls_is_closed_after_the_header_timeout() {
+    let capture = fixture(CAPTURE).display().to_string();
+    let dir = confdir();
+    let server = Server::start(&[
+        "-S",
+        &capture,
+        "--set",
+        &format!("confdir={dir}"),
+        "--header-timeout",
+        "1",
+        "-v",
+    ]);
+    let mut stalled = server.connect();
+    stalled.set_read_timeout(Some(PATIENCE)).unwrap();
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    let mut rest = Vec::new();
+    stalled
+        .read_to_end(&mut rest)
+        .expect("the server closes the stalled handshake");
+    assert!(rest.is_empty(), "{rest:?}");
+    server.wait_stdout("TLS handshake failed (SNI none): the handshake did not finish in time");
+}
+
+#[test]
+fn large_and_pipelined_answers_go_out_whole_over_tls() {
+    // 300 KiB: many TLS records from one gathered write of the mapping.
+    let big: Vec<u8> = (0..300 * 1024).map(|i| (i % 251) as u8).collect();
+    let flows = crate::support::FlowFile::new(&[
+        uringreplay::flowfile::writer::FlowSpec::get("/big", 200, &big),
+        uringreplay::flowfile::writer::FlowSpec::get("/small", 200, b"small"),
+    ]);
+    let dir = confdir();
+    let server = Server::start(&[
+        "-S",
+        flows.arg(),
+        "--mode",
+        "reverse:http://127.0.0.1:8080",
+        "--reuse",
+        "--set",
+        &format!("confdir={dir}"),
+    ]);
+    let mut c = tls_over(server.connect(), trusting_mitmproxy(), "127.0.0.1");
+    let r = c.exchange(&get("/big", "127.0.0.1:8080"));
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body == big,
+        "the 300 KiB body arrives whole ({} bytes)",
+        r.body.len()
+    );
+    // Three pipelined requests in one TLS record: three answers in order.
+    let mut three = get("/small", "a");
+    three.extend(get("/big", "a"));
+    three.extend(get("/small", "a"));
+    c.send(&three);
+    assert_eq!(c.response(false).body, b"small");
+    assert!(c.response(false).body == big);
+    assert_eq!(c.response(false).body, b"small");
+}
