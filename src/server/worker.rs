@@ -31,6 +31,10 @@ use crate::replay::{Replayer, RequestFacts};
 use crate::stats::{self, Counters, Outcome};
 use crate::upstream::Origin;
 
+// HTTP/2's driver: a child module so it shares this module's connection bookkeeping.
+#[path = "h2.rs"]
+mod h2;
+
 /// What every worker shares (read-only after start-up, except the stop flag and counters).
 #[derive(Debug)]
 pub struct Shared {
@@ -283,7 +287,18 @@ async fn connection<S: Transport>(worker: &Worker, slot: &Slot, mut stream: S, p
             .map(|o| (o, &*shared.reverse_host_header)),
         keep_host_header: shared.serve.keep_host_header,
     };
+    // Until the first bytes tell HTTP/1 from h2c with prior knowledge (its client preface).
+    let mut sniff = true;
     loop {
+        if sniff {
+            match crate::http2::preface(&input) {
+                crate::http2::Preface::Yes => {
+                    return h2::serve(worker, slot, stream, peer, input).await
+                }
+                crate::http2::Preface::No => sniff = false,
+                crate::http2::Preface::NeedMore => {}
+            }
+        }
         // Answer every complete request in the input, in order, into the outbox. Once the
         // worker stops (or this connection's timer expired), each answer says `Connection:
         // close` and the connection closes after.
@@ -301,6 +316,10 @@ async fn connection<S: Transport>(worker: &Worker, slot: &Slot, mut stream: S, p
         let mut client_done = false;
         let mut answered = 0;
         loop {
+            // A partial preface: parse nothing, read more.
+            if sniff {
+                break;
+            }
             let mut headers = header_slots();
             let out = &mut outbox.bytes;
             let req = match conn.poll_request(&input[pos..], &mut headers, &mut scratch, out) {
