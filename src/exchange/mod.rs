@@ -1,8 +1,8 @@
 //! The protocol-neutral exchange: one place turns a parsed request into an answer. Route
 //! ([`crate::upstream::destination`], spec §b.1, §e) → decide (replay / forward / kill / status /
 //! loop-508 / no-host) → a reply description ([`ReplyParts`]) any protocol can render. HTTP/1
-//! renders it with [`render_http1`] (the pre-rendered, zero-allocation head path); HTTP/2 will
-//! render the same description as HEADERS + DATA (`http2::reply::encode_head`), its dates
+//! renders it with [`render_http1`] (the pre-rendered, zero-allocation head path); HTTP/2
+//! (`server::h2`) renders the same description as HEADERS + DATA, its dates
 //! refreshed by the same code as HTTP/1's ([`ReplyFields::Rendered`]). The counters
 //! and the `-v` outcome of an answer come from here too ([`Exchange::count`],
 //! [`Exchange::outcome`]), so every protocol's driver reports the same way.
