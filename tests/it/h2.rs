@@ -397,3 +397,35 @@ fn an_unmatched_h2_request_is_forwarded_and_the_chunked_http1_answer_reframed() 
     let stopped = server.stop();
     assert!(stopped.stderr.contains("forwarded 1"), "{}", stopped.stderr);
 }
+
+#[test]
+fn refresh_shifts_recorded_dates_over_h2_and_a_head_gets_no_body() {
+    let mut flow = FlowSpec::get("/dated", 200, b"old");
+    flow.timestamp_start = 1_600_000_000.0;
+    let response = flow.response.as_mut().unwrap();
+    response.timestamp_start = 1_600_000_000.0;
+    response
+        .headers
+        .push((b"Date".to_vec(), b"Sun, 13 Sep 2020 12:26:40 GMT".to_vec()));
+    let mut head = FlowSpec::get("/resource", 200, b"");
+    head.method = b"HEAD".to_vec();
+    head.response.as_mut().unwrap().headers[1].1 = b"100".to_vec();
+    let file = FlowFile::new(&[flow, head]);
+    let server = Server::start(&["-S", file.arg(), "--reuse"]);
+    runtime().block_on(async {
+        let mut h2 = connect(&server, 65_535).await;
+        let resp = send_get(&mut h2, "/dated").await.await.unwrap();
+        let date = resp.headers()["date"].to_str().unwrap().to_string();
+        assert_ne!(date, "Sun, 13 Sep 2020 12:26:40 GMT", "refreshed");
+        assert!(date.ends_with(" GMT") && !date.contains("2020"), "{date}");
+        assert_eq!(body_of(resp).await.0, b"old");
+        let req = http::Request::head("http://127.0.0.1:8080/resource")
+            .body(())
+            .unwrap();
+        let mut ready = h2.ready().await.unwrap();
+        let (resp, _) = ready.send_request(req, true).unwrap();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.headers()["content-length"], "100");
+        assert!(resp.body().is_end_stream(), "the head ends the stream");
+    });
+}
