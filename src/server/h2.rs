@@ -266,7 +266,12 @@ impl<S: Transport> Driver<'_, S> {
         let mut failure = None;
         let outcome = match ex.answer {
             Answer::Replay(_) | Answer::Status(_) => {
-                let outcome = ex.outcome(replayer);
+                // The outcome reads the recorded flow: for `-v` only, as HTTP/1 does.
+                let outcome = if verbose {
+                    ex.outcome(replayer)
+                } else {
+                    Outcome::Killed
+                };
                 if let Some(parts) = ex.describe(replayer, now, &mut self.scratch) {
                     let fields: SmallVec<[(&[u8], &[u8]); 32]> = match parts.headers {
                         Some(h) => h.iter().collect(),
