@@ -429,3 +429,25 @@ fn refresh_shifts_recorded_dates_over_h2_and_a_head_gets_no_body() {
         assert!(resp.body().is_end_stream(), "the head ends the stream");
     });
 }
+
+#[test]
+fn an_idle_h2c_connection_gets_goaway_then_closes() {
+    let file = FlowFile::new(&[FlowSpec::get("/a", 200, b"alpha")]);
+    let server = Server::start(&["-S", file.arg(), "--reuse", "--idle-timeout", "1"]);
+    let mut s = server.connect();
+    let mut out = Vec::new();
+    out.extend_from_slice(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    frame(&mut out, SETTINGS, 0, 0, &[]);
+    s.write_all(&out).unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let frames = read_frames(&mut s, &mut buf, |k, _, _, _| k == GOAWAY);
+    let goaway = &frames.last().unwrap().3;
+    assert_eq!(&goaway[4..8], &0u32.to_be_bytes(), "NO_ERROR");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "not before the idle timeout"
+    );
+    let mut tail = Vec::new();
+    s.read_to_end(&mut tail).expect("a clean close");
+}
