@@ -287,6 +287,10 @@ impl<S: Transport> Driver<'_, S> {
                         Some(body_of(&self.replayer, parts.body))
                     };
                     let _ = self.conn.answer(id, parts.status, &fields, body, &trailers);
+                } else {
+                    // No reply description (a recorded head without a status code): the stream
+                    // must still end.
+                    let _ = self.conn.kill(id);
                 }
                 if shared.serve.exit_when_done && replay && replayer.remaining() == 0 {
                     shared.done.store(true, Ordering::Relaxed);
