@@ -3,7 +3,7 @@
 #
 #   scripts/bench.sh                      # defaults: 4 alternating rounds, 5 s measured, 2 s warm-up
 #   ROUNDS=5 SECS=8 scripts/bench.sh      # longer
-#   CASES="small 16k" scripts/bench.sh    # some cases only (small c256 close 16k tls tls16k tlsclose scale mitm)
+#   CASES="small 16k" scripts/bench.sh    # some cases only (small c256 close 16k tls tls16k tlsclose h2 scale mitm)
 #   UR_ALT=/tmp/other-build scripts/bench.sh  # also measure another uringreplay binary (A/B)
 #   CEILING_DIR=/path/to/shared/bench/ceiling scripts/bench.sh  # where the ceiling responders are
 #
@@ -23,7 +23,7 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-4}
 SECS=${SECS:-5}
 WARM=${WARM:-2}
-CASES=${CASES:-"small c256 close 16k tls tls16k tlsclose scale mitm"}
+CASES=${CASES:-"small c256 close 16k tls tls16k tlsclose h2 scale mitm"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/uringreplay-bench
@@ -56,6 +56,10 @@ need() { command -v "$1" >/dev/null 2>&1; }
 if ! need wrk || ! need nginx; then
     log "installing wrk and nginx-light (apt-get)"
     apt-get update -qq && apt-get install -y -qq wrk nginx-light >/dev/null
+fi
+if want h2 && ! need h2load; then
+    log "installing h2load (apt-get nghttp2-client)"
+    apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null
 fi
 
 # mitmproxy 12 needs Python >= 3.12: the first such interpreter on PATH or in pyenv, else python3
@@ -214,6 +218,11 @@ start() {
         nginx-tls)
             sed "s/@PORT@/$port/" "$WORK/nginx/nginx-tls.conf" >"$WORK/nginx/$port.conf"
             cmd=(nginx -c "$WORK/nginx/$port.conf" -p "$WORK/nginx") ;;
+        nginx-h2)
+            # h2c with prior knowledge (nginx >= 1.19: `listen ... http2` on a plain listener).
+            sed "s/@PORT@/$port/; s/ reuseport backlog/ http2 reuseport backlog/" \
+                "$WORK/nginx/nginx.conf" >"$WORK/nginx/$port.conf"
+            cmd=(nginx -c "$WORK/nginx/$port.conf" -p "$WORK/nginx") ;;
         mitmdump)
             cmd=("$MITMDUMP" -q -S "$WORK/bench.flows" --mode reverse:http://127.0.0.1:8080
                 --listen-host 127.0.0.1 -p "$port" --set server_replay_reuse=true
@@ -231,16 +240,18 @@ start() {
     local scheme=http
     [[ $name == *-tls ]] && scheme=https
     SCHEME[$name]=$scheme
+    local probe_opts=()
+    [[ $name == nginx-h2 ]] && probe_opts=(--http2-prior-knowledge)
     taskset -c $SERVER_CPU "${cmd[@]}" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     PID[$name]=$!
     PORT[$name]=$port
     local i
     for i in $(seq 600); do
-        curl -ksf -o /dev/null "$scheme://127.0.0.1:$port$probe" && break
+        curl -ksf "${probe_opts[@]}" -o /dev/null "$scheme://127.0.0.1:$port$probe" && break
         kill -0 "${PID[$name]}" 2>/dev/null || break
         sleep 0.05
     done
-    if ! curl -ksf -o /dev/null "$scheme://127.0.0.1:$port$probe"; then
+    if ! curl -ksf "${probe_opts[@]}" -o /dev/null "$scheme://127.0.0.1:$port$probe"; then
         log "$name did not start:"; cat "$WORK/$name.err" "$WORK/nginx/error.log" 2>/dev/null >&2 || true
         exit 1
     fi
@@ -270,6 +281,22 @@ KSOFTIRQD=$(pgrep -x "ksoftirqd/$SERVER_CPU" || true)
 all_ticks() { cat /proc/[0-9]*/stat 2>/dev/null | sed 's/.*) //' | awk '{s += $12 + $13} END {print s + 0}'; }
 
 
+# One load run: wrk (HTTP/1.1), or h2load over h2c with prior knowledge when H2_STREAMS is set
+# (streams per connection); either way the output ends in wrk.lua's RESULT line (h2load reports
+# no percentiles: "-").
+load() {
+    local url=$1 conns=$2 secs=$3 walk=$4 close=$5 out=$6
+    if [ -z "${H2_STREAMS:-}" ]; then
+        WALK_N=$walk CLOSE=$close taskset -c $LOAD_CPU wrk -t1 -c"$conns" -d"${secs}s" -s "$ROOT/scripts/wrk.lua" "$url" >"$out"
+        return
+    fi
+    taskset -c $LOAD_CPU h2load -t1 -c"$conns" -m"$H2_STREAMS" -D"$secs" "$url" >"$WORK/h2load.out" 2>&1 || true
+    awk '/^finished in/ {d = $3; sub(/s,$/, "", d); rps = $4}
+         /^requests:/ {ok = $8; bad = $10 + $12 + $14}
+         /^status codes:/ {bad += $5 + $7 + $9}
+         END {printf "RESULT %d %.0f %d - - - %d\n", ok, rps, bad, d * 1000000}' "$WORK/h2load.out" >"$out"
+}
+
 # One measured run against server NAME: warm-up, then SECS measured.
 # Prints "rps p50 p99 p999 per_cpu errors foreign per_core" (latencies in µs): per_cpu counts the
 # server's processes' CPU time; per_core all busy time of the server's core, which also holds the
@@ -281,13 +308,13 @@ measure() {
     if [ "$walk" = auto ]; then
         case $name in ur-10k) walk=10000 ;; ur-1m | ur-1m-cycle) walk=1000000 ;; *) walk=1 ;; esac
     fi
-    WALK_N=$walk CLOSE=$close taskset -c $LOAD_CPU wrk -t1 -c"$conns" -d"${WARM}s" -s "$ROOT/scripts/wrk.lua" "$url" >/dev/null
+    load "$url" "$conns" "$WARM" "$walk" "$close" /dev/null
     local m0 t0 k0 a0
     a0=$(all_ticks)
     m0=$(busy $SERVER_CPU)
     t0=$(ticks "$pid")
     k0=$( [ -n "$KSOFTIRQD" ] && ticks "$KSOFTIRQD" || echo 0)
-    WALK_N=$walk CLOSE=$close taskset -c $LOAD_CPU wrk -t1 -c"$conns" -d"${secs}s" -s "$ROOT/scripts/wrk.lua" "$url" >"$WORK/wrk.out"
+    load "$url" "$conns" "$secs" "$walk" "$close" "$WORK/wrk.out"
     local t1 m1 k1
     t1=$(ticks "$pid")
     k1=$( [ -n "$KSOFTIRQD" ] && ticks "$KSOFTIRQD" || echo 0)
@@ -360,6 +387,11 @@ fi
 want tls && run_case tls "/small 64 $SECS 0 0" uringreplay-tls nginx-tls
 want tls16k && run_case tls16k "/16k 64 $SECS 0 0" uringreplay-tls nginx-tls
 want tlsclose && run_case tlsclose "/close 64 $SECS 0 1" uringreplay-tls nginx-tls
+if want h2; then
+    # HTTP/2 over h2c with prior knowledge: uringreplay on its one port, nginx on `listen http2`.
+    H2_STREAMS=16 run_case h2c16 "/small 16 $SECS 0 0" uringreplay nginx-h2
+    H2_STREAMS=1 run_case h2c64 "/small 64 $SECS 0 0" uringreplay nginx-h2
+fi
 MITM_SECS=$(( SECS < 5 ? SECS : 5 ))
 want mitm && run_case mitm "/small 64 $MITM_SECS 0 0" mitmdump uringreplay
 
@@ -423,6 +455,10 @@ row tls16k "TLS, 16 KiB, keep-alive, 64 conns" uringreplay-tls "tls16k|nginx-tls
 row tls16k "TLS, 16 KiB, keep-alive, 64 conns (nginx: static file)" nginx-tls
 row tlsclose "TLS, new connection (full handshake) per request" uringreplay-tls "tlsclose|nginx-tls"
 row tlsclose "TLS, new connection (full handshake) per request" nginx-tls
+row h2c16 "small, h2c, 16 conns × 16 streams (h2load)" uringreplay "h2c16|nginx-h2"
+row h2c16 "small, h2c, 16 conns × 16 streams (h2load)" nginx-h2
+row h2c64 "small, h2c, 64 conns × 1 stream (h2load)" uringreplay "h2c64|nginx-h2"
+row h2c64 "small, h2c, 64 conns × 1 stream (h2load)" nginx-h2
 row scale "1 flow, reuse" ur-1
 row scale "10 k flows, reuse (walk of 10 k keys)" ur-10k "scale|ur-1"
 row scale "1 M flows, reuse (walk of 1 M keys)" ur-1m "scale|ur-1"

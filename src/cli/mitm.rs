@@ -120,6 +120,10 @@ pub const HONOURED: &[(&str, &str)] = &[
     ("save_stream_file", "-w FILE"),
     ("confdir", "the CA for TLS towards clients"),
     ("certs", "--certs [DOMAIN=]FILE"),
+    (
+        "http2",
+        "HTTP/2 towards clients: ALPN h2 and h2c (--no-http2: HTTP/1 only)",
+    ),
 ];
 
 /// Whether `name` has an effect here.

@@ -1,8 +1,8 @@
 //! The protocol-neutral exchange: one place turns a parsed request into an answer. Route
 //! ([`crate::upstream::destination`], spec §b.1, §e) → decide (replay / forward / kill / status /
 //! loop-508 / no-host) → a reply description ([`ReplyParts`]) any protocol can render. HTTP/1
-//! renders it with [`render_http1`] (the pre-rendered, zero-allocation head path); HTTP/2 will
-//! render the same description as HEADERS + DATA (`http2::reply::encode_head`), its dates
+//! renders it with [`render_http1`] (the pre-rendered, zero-allocation head path); HTTP/2
+//! (`server::h2`) renders the same description as HEADERS + DATA, its dates
 //! refreshed by the same code as HTTP/1's ([`ReplyFields::Rendered`]). The counters
 //! and the `-v` outcome of an answer come from here too ([`Exchange::count`],
 //! [`Exchange::outcome`]), so every protocol's driver reports the same way.
@@ -286,6 +286,16 @@ impl<'a> Iterator for ReplyFieldIter<'a> {
     }
 }
 
+/// The status code of an HTTP/1 head (`HTTP/1.1 200 OK…`): the three digits after the first
+/// space.
+fn status_code(head: &[u8]) -> Option<u16> {
+    let space = head.iter().position(|&b| b == b' ')?;
+    let digits = head.get(space + 1..space + 4)?;
+    digits.iter().try_fold(0u16, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u16::from(d - b'0'))
+    })
+}
+
 /// The field lines of an HTTP/1 head (`head` starts with the status line): everything between
 /// the status line and the blank line.
 fn field_lines(head: &[u8]) -> &[u8] {
@@ -317,23 +327,32 @@ impl Exchange<'_> {
     ) -> Option<ReplyParts<'a>> {
         match self.answer {
             Answer::Replay(flow) => {
-                let response = replayer.recording().response(flow.0 as usize)?;
+                // The head the replayer renders for HTTP/1 (pre-rendered, dates shifted in place
+                // with refresh on): its fields, and the body and status it gives, so that no
+                // flow is parsed per request; trailers (noted at load) are read only where there
+                // are some.
+                scratch.clear();
+                let body = replayer
+                    .write_reply(flow, now, &RequestFacts::default(), scratch)
+                    .body;
+                let status = status_code(scratch)?;
+                let trailers = if replayer.has_trailers(flow) {
+                    replayer
+                        .recording()
+                        .response_untimed(flow.0 as usize)
+                        .and_then(|r| r.trailers)
+                } else {
+                    None
+                };
                 let refresh_delta = replayer
                     .refresh()
-                    .then(|| refresh::delta_seconds(now, response.timestamp_start));
-                let headers = if refresh_delta.is_some() {
-                    scratch.clear();
-                    replayer.write_reply(flow, now, &RequestFacts::default(), scratch);
-                    ReplyFields::Rendered(field_lines(scratch))
-                } else {
-                    ReplyFields::Recorded(response.headers)
-                };
+                    .then(|| refresh::delta_seconds(now, replayer.response_start(flow)));
                 Some(ReplyParts {
-                    status: response.status_code,
-                    headers: Some(headers),
+                    status,
+                    headers: Some(ReplyFields::Rendered(field_lines(scratch))),
                     refresh_delta,
-                    body: response.content.unwrap_or_default(),
-                    trailers: response.trailers,
+                    body,
+                    trailers,
                     close: self.facts.wants_close,
                 })
             }

@@ -392,7 +392,6 @@ pub struct Conn<B> {
     block: Vec<u8>,
     pending: Option<Pending>,
     goaway_sent: bool,
-    goaway_received: bool,
     fatal: bool,
     /// Set while [`Conn::answer`] submits its parts: DATA is scheduled after.
     hold: bool,
@@ -428,7 +427,6 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
             block: Vec::new(),
             pending: None,
             goaway_sent: false,
-            goaway_received: false,
             fatal: false,
             hold: false,
             settings_deadline: Some(now + limits.settings_timeout),
@@ -715,9 +713,7 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
 
     /// True when the connection has nothing more to do: close the socket.
     pub fn is_done(&self) -> bool {
-        self.pieces.is_empty()
-            && (self.fatal
-                || ((self.goaway_sent || self.goaway_received) && self.streams.is_empty()))
+        self.pieces.is_empty() && (self.fatal || (self.goaway_sent && self.streams.is_empty()))
     }
 
     /// Number of open streams.
@@ -1175,7 +1171,8 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
                 if p.len() < 8 {
                     return Err((FrameSizeError, "GOAWAY shorter than 8 bytes"));
                 }
-                self.goaway_received = true;
+                // The client opens no more streams; the connection stays until it closes (RFC
+                // 9113 §6.8: a GOAWAY alone ends nothing, the client may still PING).
                 Ok(())
             }
             kind::WINDOW_UPDATE => {
@@ -1614,6 +1611,17 @@ fn validate_pseudo<B>(s: &Stream<B>) -> Option<&'static str> {
     }
     if !present(s.path) {
         return Some("a request without :path (or an empty one)");
+    }
+    // §8.3.1: a Host field naming another entity than :authority makes the request malformed.
+    if present(s.authority) {
+        let authority = s.slice(s.authority);
+        let other_host = s.fields[..s.trailers_from]
+            .iter()
+            .map(|f| f.get(&s.arena))
+            .any(|(n, v)| n == b"host" && !v.eq_ignore_ascii_case(authority));
+        if other_host {
+            return Some("a Host field that differs from :authority");
+        }
     }
     None
 }

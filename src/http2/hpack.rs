@@ -158,13 +158,18 @@ pub struct DecodeError(loona_hpack::decoder::DecoderError);
 /// The request-side HPACK decoder of one connection.
 pub struct Decoder {
     inner: loona_hpack::Decoder<'static>,
+    /// The block with its Huffman strings decoded ([`super::huffman::unhuffman`]), reused.
+    raw: Vec<u8>,
 }
 
 impl Default for Decoder {
     fn default() -> Decoder {
         let mut inner = loona_hpack::Decoder::new();
         inner.set_max_allowed_table_size(TABLE_SIZE);
-        Decoder { inner }
+        Decoder {
+            inner,
+            raw: Vec::new(),
+        }
     }
 }
 
@@ -176,6 +181,13 @@ impl Decoder {
         block: &[u8],
         mut field: impl FnMut(&[u8], &[u8]),
     ) -> Result<(), DecodeError> {
+        // Huffman strings are decoded first, by our code tree: loona-hpack's own Huffman decoder
+        // builds its tables for every string (the block it then sees has raw strings only).
+        let block = if super::huffman::unhuffman(block, &mut self.raw) {
+            &self.raw[..]
+        } else {
+            block
+        };
         self.inner
             .decode_with_cb(block, |n: Cow<'_, [u8]>, v: Cow<'_, [u8]>| field(&n, &v))
             .map_err(DecodeError)

@@ -2,6 +2,7 @@
 //!
 //! It knows nothing about sockets, clocks or flows. [`frame`] is the wire layout; [`hpack`] the
 //! header compression (decoder from `loona-hpack`, bounded; encoder ours, allocation-free);
+//! [`huffman`] the Huffman code (decoded before loona sees a block);
 //! [`reply`] turns a recorded response's header list into what mitmproxy sends an HTTP/2 client;
 //! [`conn`] is one connection's state machine (preface, SETTINGS, streams, flow control, limits).
 #![forbid(unsafe_code)]
@@ -9,6 +10,7 @@
 pub mod conn;
 pub mod frame;
 pub mod hpack;
+pub mod huffman;
 pub mod reply;
 
 #[cfg(test)]

@@ -728,6 +728,7 @@ fn malformed_requests_are_reset_with_protocol_error() {
         head("GET", "/", &[(":path", "/again")]),
         head("GET", "/", &[("content-length", "5")]), // END_STREAM with no data
         head("GET", "/", &[("content-length", "x")]),
+        head("GET", "/", &[("host", "example.com.different")]),
     ];
     for (i, block) in cases.iter().enumerate() {
         let mut c = Client::new();
@@ -758,6 +759,31 @@ fn malformed_requests_are_reset_with_protocol_error() {
         &block,
     ));
     assert_eq!(c.events, vec![Event::Request(1)]);
+    // A Host that names the same authority (any case) is fine.
+    let mut c = Client::new();
+    let block = head("GET", "/", &[("host", "Example.com")]);
+    c.send(&frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block,
+    ));
+    assert_eq!(c.events, vec![Event::Request(1)]);
+}
+
+#[test]
+fn a_client_goaway_ends_nothing_by_itself() {
+    let mut c = Client::new();
+    let mut goaway = 0u32.to_be_bytes().to_vec();
+    goaway.extend_from_slice(&0xffu32.to_be_bytes()); // an unknown code
+    c.send(&frame(kind::GOAWAY, 0, 0, &goaway));
+    assert!(!c.conn.is_done(), "still open after the client's GOAWAY");
+    c.send(&frame(kind::PING, 0, 0, b"12345678"));
+    let out = c.frames();
+    assert!(out
+        .iter()
+        .any(|f| f.kind == kind::PING && f.flags == flag::ACK));
+    assert!(!c.conn.is_done());
 }
 
 #[test]

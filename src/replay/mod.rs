@@ -134,6 +134,9 @@ struct ServeTimes {
     /// Each flow's [`FirstDate`]: the instant minus the whole seconds of its start, or
     /// [`DATE_UNKNOWN`] / [`DATE_NONE`].
     first_dates: Vec<i32>,
+    /// Ids of the flows whose response has trailers, ascending (usually none), so that serving
+    /// knows without reading the flow.
+    trailers: Vec<u32>,
 }
 
 /// [`ServeTimes::first_dates`]: parse at serve time (no date field, or too far from the start).
@@ -149,6 +152,9 @@ impl ServeTimes {
             self.first_dates.push(DATE_UNKNOWN);
             return;
         };
+        if response.trailers.is_some_and(|t| t.iter().next().is_some()) {
+            self.trailers.push(self.starts.len() as u32);
+        }
         let start = response.timestamp_start;
         let encoded = match template::first_date(response) {
             FirstDate::Unknown => DATE_UNKNOWN,
@@ -178,12 +184,14 @@ impl ServeTimes {
     fn shrink(&mut self) {
         self.starts.shrink_to_fit();
         self.first_dates.shrink_to_fit();
+        self.trailers.shrink_to_fit();
     }
 
     /// Heap bytes held.
     fn heap_bytes(&self) -> usize {
         self.starts.capacity() * std::mem::size_of::<f64>()
             + self.first_dates.capacity() * std::mem::size_of::<i32>()
+            + self.trailers.capacity() * std::mem::size_of::<u32>()
     }
 }
 
@@ -344,6 +352,20 @@ impl Replayer {
                 Unmatched::Status(code) => Decision::Status(code),
             },
         }
+    }
+
+    /// Whether `flow`'s recorded response has trailers (noted at load: nothing is read).
+    pub fn has_trailers(&self, flow: FlowId) -> bool {
+        self.times.trailers.binary_search(&flow.0).is_ok()
+    }
+
+    /// `timestamp_start` of `flow`'s recorded response (noted at load; `0.0` without one).
+    pub fn response_start(&self, flow: FlowId) -> f64 {
+        self.times
+            .starts
+            .get(flow.0 as usize)
+            .copied()
+            .unwrap_or(0.0)
     }
 
     /// Appends the head of `flow`'s response (refreshed unless refresh is off) to `out` and

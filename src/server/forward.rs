@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use monoio::io::AsyncWriteRent;
+
 use super::clock;
 use super::transport::Transport;
 pub use super::upstream_io::{ClientSide, ForwardSettings, Forwarded, Forwarder};
@@ -66,6 +68,28 @@ fn process_token() -> u64 {
     std::collections::hash_map::RandomState::new().hash_one(std::process::id())
 }
 
+/// A request to forward, from any protocol (HTTP/1 passes its parsed request, HTTP/2 a stream's).
+#[derive(Debug, Clone, Copy)]
+pub struct Parts<'r> {
+    /// The method, as sent.
+    pub method: &'r [u8],
+    /// The request target (origin-form or absolute-form).
+    pub target: &'r [u8],
+    /// The header fields, Host included.
+    pub headers: &'r [httparse::Header<'r>],
+    /// The complete, decoded body.
+    pub body: &'r [u8],
+    /// The client's HTTP/1.x minor version (HTTP/2 passes 1).
+    pub version_minor: u8,
+    /// The client will close its connection after this exchange.
+    pub wants_close: bool,
+    /// The request came through a CONNECT tunnel to this destination: it goes there with its
+    /// Host kept, as mitmproxy forwards it.
+    pub tunnel: Option<&'r Origin>,
+    /// The client connection is TLS.
+    pub tls: bool,
+}
+
 /// Forwards `req` (all earlier answers already written) and relays the upstream's response to
 /// `client`. A request whose destination cannot be used is answered 400/501 and closes.
 /// `tunnel`: the request came through a CONNECT tunnel, so it goes to the tunnel's destination
@@ -77,19 +101,51 @@ pub async fn forward(
     tunnel: Option<&Origin>,
     tls: bool,
 ) -> Forwarded {
+    let record = saved_side(forwarder, client);
+    let parts = Parts {
+        method: req.method,
+        target: req.target,
+        headers: req.headers,
+        body: req.body,
+        version_minor: req.version_minor,
+        wants_close: req.wants_close,
+        tunnel,
+        tls,
+    };
+    forward_parts(forwarder, &parts, record, client).await
+}
+
+/// The client side to save with a forwarded exchange (`-w`), or `None` when nothing is saved.
+pub fn saved_side(forwarder: &Forwarder, client: &impl Transport) -> Option<ClientSide> {
+    forwarder
+        .settings()
+        .recorder
+        .as_ref()
+        .and_then(|_| client_side(client))
+}
+
+/// [`forward`] for a request of any protocol: the upstream's response goes to `client` as
+/// HTTP/1.1 bytes (HTTP/2 captures them and re-frames them); `record` is [`saved_side`]'s.
+pub async fn forward_parts(
+    forwarder: &Forwarder,
+    req: &Parts<'_>,
+    record: Option<ClientSide>,
+    client: &mut impl AsyncWriteRent,
+) -> Forwarded {
     let settings = forwarder.settings();
-    // httparse only accepts token characters in a method, so it is ASCII.
+    // httparse only accepts token characters in a method, so it is ASCII (HTTP/2 methods are
+    // checked tokens too).
     let method = std::str::from_utf8(req.method).unwrap_or("GET");
     let headers: &[httparse::Header<'_>] = req.headers;
     let tunnel_mode;
-    let (mode, keep_host_header) = match tunnel {
+    let (mode, keep_host_header) = match req.tunnel {
         Some(origin) => {
             tunnel_mode = Mode::Reverse(origin.clone());
             (&tunnel_mode, true)
         }
         None => (&settings.mode, settings.keep_host_header),
     };
-    let route = match route(mode, keep_host_header, tls, method, req.target, headers) {
+    let route = match route(mode, keep_host_header, req.tls, method, req.target, headers) {
         Ok(r) => r,
         Err(e) => {
             let status = e.status();
@@ -115,7 +171,7 @@ pub async fn forward(
         client_minor: req.version_minor,
         client_keep_alive: !req.wants_close,
         target: req.target,
-        record: settings.recorder.as_ref().and_then(|_| client_side(client)),
+        record,
     };
     forwarder.forward(&outbound, client).await
 }

@@ -35,6 +35,10 @@ use crate::stats::{self, Counters, Outcome};
 use crate::tls::{detect, Detected, Identity, TlsServer, WorkerTls};
 use crate::upstream::{Origin, Scheme};
 
+// HTTP/2's driver: a child module so it shares this module's connection bookkeeping.
+#[path = "h2.rs"]
+mod h2;
+
 /// What every worker shares (read-only after start-up, except the stop flag and counters).
 #[derive(Debug)]
 pub struct Shared {
@@ -287,6 +291,29 @@ struct Leg {
     tunnel: Option<Origin>,
 }
 
+impl Leg {
+    /// How this connection's requests are routed, for either protocol. Inside a CONNECT tunnel
+    /// requests route as reverse mode to the tunnel's destination with their Host kept (scheme,
+    /// host and port as mitmproxy records them; the Host's host matches).
+    fn routing<'a>(&'a self, shared: &'a Shared) -> exchange::Routing<'a> {
+        match &self.tunnel {
+            Some(origin) => exchange::Routing {
+                reverse: Some((origin, &[][..])),
+                keep_host_header: true,
+                tls: self.tls,
+            },
+            None => exchange::Routing {
+                reverse: shared
+                    .reverse
+                    .as_ref()
+                    .map(|o| (o, &*shared.reverse_host_header)),
+                keep_host_header: shared.serve.keep_host_header,
+                tls: self.tls,
+            },
+        }
+    }
+}
+
 /// A new client connection: without TLS configured it is served as plain HTTP at once; else its
 /// first bytes decide, as mitmproxy decides, between TLS and plain HTTP on the same port.
 async fn opened(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: SocketAddr) {
@@ -398,10 +425,11 @@ async fn detected(
         port,
     });
     let leg = Leg { tls: true, tunnel };
-    // The one protocol dispatch after the handshake, on the agreed ALPN: `h2` is offered only
-    // once HTTP/2 is served (`TlsOptions::offer_h2`), and then goes to its driver here.
-    let h2 = stream.alpn() == Some(b"h2");
-    debug_assert!(!h2, "h2 is not offered yet");
+    // The one protocol dispatch after the handshake, on the agreed ALPN (`h2` is offered unless
+    // `--no-http2`).
+    if stream.alpn() == Some(b"h2") {
+        return h2::serve(worker, slot, stream, peer, leg, input_buffer(input)).await;
+    }
     connection(worker, slot, stream, peer, leg, input_buffer(input)).await
 }
 
@@ -464,27 +492,23 @@ async fn connection<S: Transport>(
     let mut scratch: Vec<u8> = Vec::new();
     let cancel: CancelHandle = slot.cancel.borrow().handle();
     let via = &worker.forwarder.settings().via;
-    // Inside a CONNECT tunnel requests route as reverse mode to the tunnel's destination with
-    // their Host kept (scheme, host and port as mitmproxy records them; the Host's host matches).
-    let routing = match &leg.tunnel {
-        Some(origin) => exchange::Routing {
-            reverse: Some((origin, &[][..])),
-            keep_host_header: true,
-            tls: leg.tls,
-        },
-        None => exchange::Routing {
-            reverse: shared
-                .reverse
-                .as_ref()
-                .map(|o| (o, &*shared.reverse_host_header)),
-            keep_host_header: shared.serve.keep_host_header,
-            tls: leg.tls,
-        },
-    };
+    let routing = leg.routing(shared);
     // A CONNECT opens a tunnel in regular mode, on plain TCP only (not inside TLS or a tunnel).
     let tunnels = S::TUNNELS && shared.reverse.is_none() && leg.tunnel.is_none();
     let mut connect: Option<Tunnel> = None;
+    // Until the first bytes tell HTTP/1 from h2c with prior knowledge (its client preface), on
+    // a plain connection outside a tunnel, unless `--no-http2`.
+    let mut sniff = !leg.tls && leg.tunnel.is_none() && shared.serve.tls.offer_h2;
     loop {
+        if sniff {
+            match crate::http2::preface(&input) {
+                crate::http2::Preface::Yes => {
+                    return h2::serve(worker, slot, stream, peer, leg, input).await
+                }
+                crate::http2::Preface::No => sniff = false,
+                crate::http2::Preface::NeedMore => {}
+            }
+        }
         // Answer every complete request in the input, in order, into the outbox. Once the
         // worker stops (or this connection's timer expired), each answer says `Connection:
         // close` and the connection closes after.
@@ -502,6 +526,10 @@ async fn connection<S: Transport>(
         let mut client_done = false;
         let mut answered = 0;
         loop {
+            // A partial preface: parse nothing, read more.
+            if sniff {
+                break;
+            }
             let mut headers = header_slots();
             let out = &mut outbox.bytes;
             let req = match conn.poll_request(&input[pos..], &mut headers, &mut scratch, out) {

@@ -8,6 +8,7 @@ mod capture;
 mod defaults;
 mod engine;
 mod forward;
+mod h2;
 mod hostile;
 mod lifecycle;
 mod options;

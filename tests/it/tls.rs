@@ -49,6 +49,18 @@ type TlsClient = Client<StreamOwned<ClientConnection, TcpStream>>;
 /// Runs the TLS handshake over `tcp` for `name` (a DNS name sends SNI; an IP address does not)
 /// and returns an HTTP client over it; panics if the certificate does not verify.
 fn tls_over(tcp: TcpStream, config: Arc<ClientConfig>, name: &str) -> TlsClient {
+    let stream = handshake(tcp, config, name);
+    assert_eq!(stream.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    Client::over(stream)
+}
+
+/// Runs the TLS handshake over `tcp` for `name` (a DNS name sends SNI; an IP address does not);
+/// panics if the certificate does not verify.
+fn handshake(
+    tcp: TcpStream,
+    config: Arc<ClientConfig>,
+    name: &str,
+) -> StreamOwned<ClientConnection, TcpStream> {
     tcp.set_read_timeout(Some(PATIENCE)).unwrap();
     let name = ServerName::try_from(name.to_string()).expect("a server name");
     let mut conn = ClientConnection::new(config, name).unwrap();
@@ -57,8 +69,7 @@ fn tls_over(tcp: TcpStream, config: Arc<ClientConfig>, name: &str) -> TlsClient 
         conn.complete_io(&mut tcp)
             .expect("the TLS handshake completes");
     }
-    assert_eq!(conn.alpn_protocol(), Some(&b"http/1.1"[..]));
-    Client::over(StreamOwned::new(conn, tcp))
+    StreamOwned::new(conn, tcp)
 }
 
 /// Sends `CONNECT authority` and checks mitmproxy's answer, byte for byte.
@@ -498,4 +509,71 @@ fn large_and_pipelined_answers_go_out_whole_over_tls() {
     assert_eq!(c.response(false).body, b"small");
     assert!(c.response(false).body == big);
     assert_eq!(c.response(false).body, b"small");
+}
+
+/// A client trusting the fixture CA that offers `h2` before `http/1.1`, as browsers do.
+fn offering_h2() -> Arc<ClientConfig> {
+    let mut config = (*trusting_mitmproxy()).clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// Sends one HTTP/2 GET over `stream` (preface, SETTINGS, HEADERS) and returns the DATA bytes
+/// of stream 1 once it ends.
+fn h2_get<S: Read + Write>(stream: &mut S, path: &str, authority: &str) -> Vec<u8> {
+    use super::h2::{block, frame, read_frames, DATA, END_HEADERS, END_STREAM, HEADERS, SETTINGS};
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    frame(&mut out, SETTINGS, 0, 0, &[]);
+    let fields = [
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":authority", authority),
+        (":path", path),
+    ];
+    frame(
+        &mut out,
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &block(&fields),
+    );
+    stream.write_all(&out).unwrap();
+    let mut buf = Vec::new();
+    let frames = read_frames(stream, &mut buf, |kind, flags, id, _| {
+        id == 1 && flags & END_STREAM != 0 && (kind == DATA || kind == HEADERS)
+    });
+    frames
+        .iter()
+        .filter(|f| f.0 == DATA && f.2 == 1)
+        .flat_map(|f| f.3.iter().copied())
+        .collect()
+}
+
+#[test]
+fn alpn_h2_over_tls_replays_over_http2_and_no_http2_keeps_http1() {
+    let capture = fixture(CAPTURE).display().to_string();
+    let dir = confdir();
+    let args = [
+        "-S",
+        capture.as_str(),
+        "--mode",
+        "reverse:https://127.0.0.1:29443",
+        "--reuse",
+        "--set",
+        &format!("confdir={dir}"),
+    ];
+    let want = &b"hello over tls: /hello?ip=1\n"[..];
+    let server = Server::start(&args);
+    let mut stream = handshake(server.connect(), offering_h2(), "api.example.test");
+    assert_eq!(stream.conn.alpn_protocol(), Some(&b"h2"[..]));
+    assert_eq!(h2_get(&mut stream, "/hello?ip=1", "api.example.test"), want);
+    // The same client offering h2 gets HTTP/1.1 from a server told --no-http2.
+    let mut args = args.to_vec();
+    args.push("--no-http2");
+    let server = Server::start(&args);
+    let stream = handshake(server.connect(), offering_h2(), "api.example.test");
+    assert_eq!(stream.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let mut c = Client::over(stream);
+    let r = c.exchange(&get("/hello?ip=1", "api.example.test"));
+    assert_eq!((r.status, r.body.as_slice()), (200, want));
 }
