@@ -450,8 +450,6 @@ impl ServeArgs {
                 .iter()
                 .map(|(spec, _)| crate::tls::CertSpec::parse(spec))
                 .collect(),
-            // mitmproxy's `http2` (default true; `--no-http2`): ALPN h2 and h2c prior knowledge.
-            offer_h2: mitm.bool("http2")?.is_none_or(|(on, _)| on),
         };
         // mitmdump exits once replay is done unless keepserving; we keep serving unless told.
         let exit_when_done = agree([
@@ -563,6 +561,8 @@ impl ServeArgs {
                 keep_host_header,
                 reuse_port: self.reuse_port,
                 tls,
+                // mitmproxy's `http2` (default true; `--no-http2`): ALPN h2 and h2c.
+                http2: mitm.bool("http2")?.is_none_or(|(on, _)| on),
                 save,
                 admin: self.admin.clone(),
             },

@@ -128,6 +128,8 @@ pub struct ServeOptions {
     pub reuse_port: bool,
     /// The listener's TLS: mitmproxy's `confdir` and `certs`.
     pub tls: crate::tls::TlsOptions,
+    /// HTTP/2 towards clients (mitmproxy's `http2`): ALPN `h2` on TLS, h2c with prior knowledge.
+    pub http2: bool,
     /// `-w FILE` / `--save-stream-file` (mitmproxy's `save_stream_file`): every forwarded
     /// exchange is saved there as a flow.
     pub save: Option<crate::capture::SaveTarget>,
@@ -156,6 +158,7 @@ impl Default for ServeOptions {
             keep_host_header: false,
             reuse_port: false,
             tls: crate::tls::TlsOptions::default(),
+            http2: true,
             save: None,
             admin: None,
         }

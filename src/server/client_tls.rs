@@ -44,8 +44,8 @@ pub enum HandshakeError {
 /// stderr) and the `--certs` files read. A bad file in a confdir or `--certs` the user gave stops
 /// start-up with a sentence naming it; when the default `~/.mitmproxy` cannot be used, a warning
 /// says so and only plain HTTP is served.
-pub fn setup(options: &TlsOptions) -> Result<Option<TlsServer>, String> {
-    match TlsServer::new(options) {
+pub fn setup(options: &TlsOptions, offer_h2: bool) -> Result<Option<TlsServer>, String> {
+    match TlsServer::new(options, offer_h2) {
         Ok(server) => {
             if server.ca_origin() == CaOrigin::Created {
                 eprintln!("{}", server.ca_line());

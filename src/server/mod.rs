@@ -190,7 +190,7 @@ impl Server {
         // Before binding, so a bad --upstream-ca is reported without serving. Nothing connects
         // upstream here: connections are opened lazily, only for forwarded requests.
         let forward = forward::settings(&options)?;
-        let tls = client_tls::setup(&options.tls)?;
+        let tls = client_tls::setup(&options.tls, options.http2)?;
         let (bound, listeners) = listen::bind_all(&options).map_err(|e| e.to_string())?;
         if let Some(target) = reverse.as_ref() {
             if replayer.unmatched() == Unmatched::Forward {

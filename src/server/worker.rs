@@ -498,7 +498,7 @@ async fn connection<S: Transport>(
     let mut connect: Option<Tunnel> = None;
     // Until the first bytes tell HTTP/1 from h2c with prior knowledge (its client preface), on
     // a plain connection outside a tunnel, unless `--no-http2`.
-    let mut sniff = !leg.tls && leg.tunnel.is_none() && shared.serve.tls.offer_h2;
+    let mut sniff = !leg.tls && leg.tunnel.is_none() && shared.serve.http2;
     loop {
         if sniff {
             match crate::http2::preface(&input) {

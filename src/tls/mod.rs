@@ -74,8 +74,6 @@ pub struct TlsOptions {
     pub confdir: Option<PathBuf>,
     /// mitmproxy's `certs` (`--certs [DOMAIN=]FILE`).
     pub certs: Vec<CertSpec>,
-    /// Offer ALPN `h2` before `http/1.1` (for when HTTP/2 is served).
-    pub offer_h2: bool,
 }
 
 /// mitmproxy's default confdir, `~/.mitmproxy` (`$HOME`; the current directory without one).
@@ -108,8 +106,9 @@ impl std::fmt::Debug for TlsServer {
 }
 
 impl TlsServer {
-    /// Loads (or creates) the CA in the confdir and reads every `--certs` file.
-    pub fn new(options: &TlsOptions) -> Result<TlsServer, TlsSetupError> {
+    /// Loads (or creates) the CA in the confdir and reads every `--certs` file; `offer_h2`:
+    /// ALPN offers `h2` before `http/1.1` (HTTP/2 is served).
+    pub fn new(options: &TlsOptions, offer_h2: bool) -> Result<TlsServer, TlsSetupError> {
         let dir = options.confdir.clone().unwrap_or_else(default_confdir);
         let (ca, origin) = CertAuthority::load_or_create(&dir)?;
         let mut pems = Vec::new();
@@ -121,7 +120,7 @@ impl TlsServer {
             })?;
             pems.push((spec.clone(), pem));
         }
-        let mut server = TlsServer::from_parts(ca, &pems, options.offer_h2)?;
+        let mut server = TlsServer::from_parts(ca, &pems, offer_h2)?;
         server.origin = origin;
         Ok(server)
     }

@@ -285,7 +285,7 @@ fn an_empty_confdir_gets_a_ca_as_mitmproxy_creates_it_which_is_then_reused() {
         confdir: Some(confdir.clone()),
         ..TlsOptions::default()
     };
-    let created = TlsServer::new(&options).unwrap();
+    let created = TlsServer::new(&options, false).unwrap();
     assert_eq!(created.ca_origin(), CaOrigin::Created);
     assert_eq!(created.ca_file(), confdir.join("mitmproxy-ca.pem"));
     assert_eq!(
@@ -347,7 +347,7 @@ fn an_empty_confdir_gets_a_ca_as_mitmproxy_creates_it_which_is_then_reused() {
     assert!(!client.is_handshaking());
 
     // The second start loads it, unchanged.
-    let loaded = TlsServer::new(&options).unwrap();
+    let loaded = TlsServer::new(&options, false).unwrap();
     assert_eq!(loaded.ca_origin(), CaOrigin::Loaded);
     assert_eq!(
         loaded.ca_line(),
@@ -369,10 +369,13 @@ fn a_bad_ca_file_is_an_error_naming_the_file_and_the_fault() {
     let file = dir.path().join("mitmproxy-ca.pem");
     let check = |contents: &[u8], fault: &str| {
         std::fs::write(&file, contents).unwrap();
-        let err = TlsServer::new(&TlsOptions {
-            confdir: Some(dir.path().into()),
-            ..TlsOptions::default()
-        })
+        let err = TlsServer::new(
+            &TlsOptions {
+                confdir: Some(dir.path().into()),
+                ..TlsOptions::default()
+            },
+            false,
+        )
         .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -397,10 +400,13 @@ fn a_bad_ca_file_is_an_error_naming_the_file_and_the_fault() {
         "its private key does not belong to its certificate",
     );
     // A directory that cannot be created.
-    let err = TlsServer::new(&TlsOptions {
-        confdir: Some(file.join("sub")),
-        ..TlsOptions::default()
-    })
+    let err = TlsServer::new(
+        &TlsOptions {
+            confdir: Some(file.join("sub")),
+            ..TlsOptions::default()
+        },
+        false,
+    )
     .unwrap_err();
     assert!(
         err.to_string()
@@ -497,11 +503,13 @@ fn a_bad_certs_file_is_an_error_naming_the_file_and_the_fault() {
         false
     )
     .is_ok());
-    let err = TlsServer::new(&TlsOptions {
-        confdir: Some(fixture_dir()),
-        certs: vec![CertSpec::parse("/nonexistent/mine.pem")],
-        offer_h2: false,
-    })
+    let err = TlsServer::new(
+        &TlsOptions {
+            confdir: Some(fixture_dir()),
+            certs: vec![CertSpec::parse("/nonexistent/mine.pem")],
+        },
+        false,
+    )
     .unwrap_err();
     assert!(
         err.to_string()

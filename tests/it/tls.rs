@@ -576,4 +576,17 @@ fn alpn_h2_over_tls_replays_over_http2_and_no_http2_keeps_http1() {
     let mut c = Client::over(stream);
     let r = c.exchange(&get("/hello?ip=1", "api.example.test"));
     assert_eq!((r.status, r.body.as_slice()), (200, want));
+    // And h2c's preface on a plain connection is read as HTTP/1 (a request it rejects).
+    let mut plain = server.connect();
+    plain.set_read_timeout(Some(PATIENCE)).unwrap();
+    plain
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 4"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
 }
