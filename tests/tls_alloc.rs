@@ -76,17 +76,17 @@ impl Pair {
             if !pair.client.is_handshaking() && !pair.server.is_handshaking() {
                 break;
             }
-            pair.to_server();
-            pair.to_client();
+            pair.client_to_server();
+            pair.server_to_client();
         }
         assert!(!pair.server.is_handshaking(), "the handshake settled");
         // The session tickets the server sends after the handshake.
-        pair.to_client();
+        pair.server_to_client();
         pair
     }
 
     /// Moves the client's TLS bytes into the server (counted: the server's receive).
-    fn to_server(&mut self) {
+    fn client_to_server(&mut self) {
         let mut bytes = Vec::new();
         while self.client.wants_write() {
             self.client.write_tls(&mut bytes).unwrap();
@@ -104,7 +104,7 @@ impl Pair {
     }
 
     /// Moves the server's TLS bytes to the client (the server's write counted).
-    fn to_client(&mut self) {
+    fn server_to_client(&mut self) {
         self.wire.clear();
         let before = heap::thread_allocations();
         self.server.write_tls(&mut self.wire);
@@ -122,7 +122,7 @@ impl Pair {
             .writer()
             .write_all(b"GET /small HTTP/1.1\r\nHost: api.example\r\n\r\n")
             .unwrap();
-        self.to_server();
+        self.client_to_server();
         assert_eq!(
             &self.plain[..],
             b"GET /small HTTP/1.1\r\nHost: api.example\r\n\r\n"
@@ -130,7 +130,7 @@ impl Pair {
         let before = heap::thread_allocations();
         self.server.write_plaintext(answer).unwrap();
         self.allocations += heap::thread_allocations() - before;
-        self.to_client();
+        self.server_to_client();
         let mut got = vec![0; answer.len()];
         self.client.reader().read_exact(&mut got).unwrap();
         got
