@@ -75,8 +75,11 @@ pub struct Shared {
     pub fd_warning_at: AtomicU64,
 }
 
-/// What the main thread can see of a worker while it runs and stops.
+/// What the main thread can see of a worker while it runs and stops. Each worker's record has
+/// cache lines of its own (128 bytes: the adjacent-line prefetcher pairs 64-byte lines), so one
+/// worker's accepts and closes never invalidate another worker's line.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub struct Liveness {
     /// Sweeper ticks so far: stops advancing when the worker's event loop is wedged.
     pub beats: AtomicU64,
