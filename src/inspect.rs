@@ -69,7 +69,7 @@ fn decimal_size(n: u64) -> String {
 }
 
 /// Physical memory in bytes: the bound on what a compressed file may decompress to.
-fn physical_memory() -> Option<u64> {
+pub(crate) fn physical_memory() -> Option<u64> {
     // SAFETY: sysconf only reads system configuration values.
     let (pages, size) = unsafe {
         (
@@ -151,6 +151,13 @@ pub fn load(
                 bytes,
             } => eprintln!(
                 "{}: {compression}-compressed ({}): decompressing it into memory once",
+                path.display(),
+                decimal_size(bytes)
+            ),
+            LoadEvent::Mapped { path, bytes } => eprintln!(
+                "{}: {} is more than half this machine's memory, so it is served from a mapping \
+                 of the file: to change it while serving, rename a new file over it (writing \
+                 into it changes what is being served)",
                 path.display(),
                 decimal_size(bytes)
             ),

@@ -41,6 +41,9 @@ pub fn serve(args: &ServeArgs) -> Result<(Totals, String), Failure> {
     }
     let options = LoadOptions {
         skip_bad_flows: args.skip_bad_flows,
+        // A private copy of each file, so that writing a new recording over the served one
+        // cannot change or fault what is served; files over half the memory stay mapped.
+        private_copy_up_to: Some(crate::inspect::physical_memory().map_or(u64::MAX, |m| m / 2)),
         ..LoadOptions::default()
     };
     // The replayer derives what it needs from each flow as it is read (one pass over the bytes).
@@ -76,8 +79,8 @@ pub fn serve(args: &ServeArgs) -> Result<(Totals, String), Failure> {
     let replayer = Arc::new(builder.build(Arc::new(recording)));
     let loaded_in = clock::since(started);
     let flows = replayer.recording().len();
-    // The one heap figure: what loading and indexing kept, less the decompressed copy of a
-    // compressed file (named apart: it stands in for the mapping a plain file has).
+    // The one heap figure: what loading and indexing kept, less the files' own bytes held in
+    // memory (private copies, decompressed files: named apart, they stand in for a mapping).
     let decompressed = replayer.recording().summary().in_memory_file_bytes();
     let heap_kept = heap::live_bytes()
         .unwrap_or(0)
@@ -93,7 +96,7 @@ pub fn serve(args: &ServeArgs) -> Result<(Totals, String), Failure> {
         heap_kept as f64 / flows.max(1) as f64,
         if decompressed > 0 {
             format!(
-                " (plus {:.1} MB of decompressed recording)",
+                " (plus {:.1} MB of recording held in memory)",
                 decompressed as f64 / 1e6
             )
         } else {

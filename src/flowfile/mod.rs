@@ -28,10 +28,11 @@ pub use view::{FlowView, HeaderIter, Headers, RequestView, ResponseView};
 
 use mitm::{FileContents, FlowEntry, ReadEvent};
 
-/// The bytes of one file: a read-only mapping, or owned bytes (a decompressed file, tests,
-/// generated data).
+/// The bytes of one file: a read-only mapping, a private copy of the file, or owned bytes (a
+/// decompressed file, tests, generated data).
 enum Backing {
     Mapped(memmap2::Mmap),
+    Copied(Vec<u8>),
     Owned(Vec<u8>),
     Empty,
 }
@@ -40,7 +41,7 @@ impl Backing {
     fn bytes(&self) -> &[u8] {
         match self {
             Backing::Mapped(m) => m,
-            Backing::Owned(v) => v,
+            Backing::Copied(v) | Backing::Owned(v) => v,
             Backing::Empty => &[],
         }
     }
@@ -66,6 +67,11 @@ pub struct LoadOptions {
     /// The most bytes a compressed file may decompress to (`None`: no bound); the drivers pass
     /// the machine's physical memory.
     pub max_decompressed: Option<u64>,
+    /// Files up to this many bytes are read into private memory, so that rewriting or truncating
+    /// one while it is served changes nothing that is served; larger ones are mapped
+    /// ([`LoadEvent::Mapped`] says so). `None`: every file is mapped (inspect and convert, which
+    /// read a file once and exit). The server passes half the machine's physical memory.
+    pub private_copy_up_to: Option<u64>,
 }
 
 /// Counts describing what was loaded.
@@ -87,15 +93,18 @@ pub struct LoadSummary {
     pub decompressed_bytes: u64,
     /// Bytes of format-21 flows made in memory from HAR files (heap, not a mapping).
     pub har_bytes: u64,
+    /// Bytes of plain files read into private memory instead of mapped
+    /// ([`LoadOptions::private_copy_up_to`]).
+    pub copied_bytes: u64,
     /// Number of files.
     pub files: usize,
 }
 
 impl LoadSummary {
-    /// Heap bytes holding file contents in place of a mapping (decompressed files, HAR
-    /// conversions): left out of "heap per flow" figures.
+    /// Heap bytes holding file contents in place of a mapping (private copies, decompressed
+    /// files, HAR conversions): left out of "heap per flow" figures.
     pub fn in_memory_file_bytes(&self) -> u64 {
-        self.decompressed_bytes + self.har_bytes
+        self.copied_bytes + self.decompressed_bytes + self.har_bytes
     }
 }
 
@@ -223,6 +232,15 @@ pub enum LoadEvent<'e> {
         /// Its compressed size in bytes.
         bytes: u64,
     },
+    /// A file larger than [`LoadOptions::private_copy_up_to`] is served from a mapping of it
+    /// instead of a private copy: rewriting it in place would change, or with a truncation
+    /// fault, what is being served.
+    Mapped {
+        /// The file.
+        path: &'e Path,
+        /// Its size in bytes.
+        bytes: u64,
+    },
     /// A bad flow was skipped (with `skip_bad_flows`).
     SkippedBadFlow {
         /// The file.
@@ -288,7 +306,7 @@ impl Recording {
     ) -> Result<Recording, LoadError> {
         let mut files = Vec::with_capacity(paths.len());
         for path in paths {
-            let mut backing = map_file(path)?;
+            let mut backing = open_file(path, options.private_copy_up_to)?;
             let compression = Compression::sniff(backing.bytes());
             if let Some(compression) = compression {
                 let compressed = backing.bytes();
@@ -306,6 +324,12 @@ impl Recording {
                     }
                 })?;
                 backing = Backing::Owned(bytes);
+            }
+            if let (Backing::Mapped(map), Some(_)) = (&backing, options.private_copy_up_to) {
+                on_event(LoadEvent::Mapped {
+                    path,
+                    bytes: map.len() as u64,
+                });
             }
             files.push(SourceFile {
                 path: path.clone(),
@@ -375,6 +399,11 @@ impl Recording {
         summary.decompressed_bytes = files
             .iter()
             .filter(|f| f.compression.is_some())
+            .map(|f| f.backing.bytes().len() as u64)
+            .sum();
+        summary.copied_bytes = files
+            .iter()
+            .filter(|f| matches!(f.backing, Backing::Copied(_)))
             .map(|f| f.backing.bytes().len() as u64)
             .sum();
         for (index, file) in files.iter().enumerate() {
@@ -588,10 +617,11 @@ fn merge(summary: &mut LoadSummary, flows: &mut Vec<FlowEntry>, contents: FileCo
 /// `/dev/null`'s device number: the one device read (as an empty recording).
 const DEV_NULL: libc::dev_t = libc::makedev(1, 3);
 
-/// Opens a recording file and maps it read-only (an empty file needs no mapping). It must be a
-/// regular file, or `/dev/null`: it is opened non-blocking (so a FIFO without a writer cannot
-/// hold start-up in `open`) and then checked with `fstat`.
-fn map_file(path: &Path) -> Result<Backing, LoadError> {
+/// Opens a recording file and reads it into private memory when it is at most `copy_up_to`
+/// bytes, else maps it read-only (an empty file needs neither). It must be a regular file, or
+/// `/dev/null`: it is opened non-blocking (so a FIFO without a writer cannot hold start-up in
+/// `open`) and then checked with `fstat`.
+fn open_file(path: &Path, copy_up_to: Option<u64>) -> Result<Backing, LoadError> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
     let io = |source| LoadError::Io {
         path: path.to_path_buf(),
@@ -641,12 +671,29 @@ fn map_file(path: &Path) -> Result<Backing, LoadError> {
     if len == 0 {
         return Ok(Backing::Empty);
     }
+    if copy_up_to.is_some_and(|limit| len <= limit) {
+        // One copy at load, into memory advised for huge pages: what is served can no longer be
+        // changed (or, by a truncation, turned into a fault) by another process writing the
+        // file; `-w` of a new recording over the served one, or `cp` over it, is common. A file
+        // that grows while it is read is taken as it was at `fstat`; one that shrinks, as far
+        // as it reaches (the loader then names the cut flow).
+        use std::io::Read;
+        let size = usize::try_from(len).map_err(|_| io(std::io::ErrorKind::OutOfMemory.into()))?;
+        let mut bytes = crate::hugepages::empty_vec(size);
+        (&file).take(len).read_to_end(&mut bytes).map_err(io)?;
+        return Ok(if bytes.is_empty() {
+            Backing::Empty
+        } else {
+            Backing::Copied(bytes)
+        });
+    }
     // MAP_POPULATE faults the whole (page-cached) file in with one call instead of one page fault
     // per 4 KiB while reading: 400 MB loaded in 0.68 s without it (0.66 s of it system time).
     // SAFETY: the mapping is read-only and private to this process. If another process truncates
     // or rewrites the file while we serve from it, reads may see new bytes or fault; that is the
-    // documented contract of replaying from a file (README: do not modify a recording while it is
-    // being replayed), the same one ripgrep's mmap path accepts.
+    // documented contract of a mapped file (the server maps only files over `copy_up_to`, says so
+    // at start-up, and the README says to rename a new file over it instead), the same one
+    // ripgrep's mmap path accepts.
     #[allow(unsafe_code)]
     let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(io)?;
     Ok(Backing::Mapped(map))

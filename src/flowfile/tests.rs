@@ -781,3 +781,44 @@ fn a_gzip_compressed_har_is_decompressed_then_read_as_har() {
         assert_eq!(flow_fields(&rec, id), flow_fields(&plain, id));
     }
 }
+
+#[test]
+fn a_file_within_the_copy_limit_is_read_into_memory_and_a_larger_one_mapped_and_said() {
+    let (bytes, _) = two_flows();
+    let dir = std::env::temp_dir().join(format!("uringreplay-copy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("t.flows");
+    std::fs::write(&path, &bytes).unwrap();
+    let len = bytes.len() as u64;
+    let open = |limit: Option<u64>| {
+        let mut mapped = Vec::new();
+        let rec = Recording::open(
+            std::slice::from_ref(&path),
+            LoadOptions {
+                private_copy_up_to: limit,
+                ..LoadOptions::default()
+            },
+            &mut |e| {
+                if let LoadEvent::Mapped { path, bytes } = e {
+                    mapped.push((path.to_path_buf(), bytes));
+                }
+            },
+        )
+        .unwrap();
+        (rec, mapped)
+    };
+    let (copied, mapped) = open(Some(len));
+    assert_eq!((copied.summary().copied_bytes, mapped), (len, vec![]));
+    // The copy is the file's: rewriting the file changes nothing in the loaded recording.
+    std::fs::write(&path, vec![b'0'; bytes.len()]).unwrap();
+    assert_eq!(copied.flow(0).request.path, b"/a");
+    std::fs::write(&path, &bytes).unwrap();
+    let (over, mapped) = open(Some(len - 1));
+    assert_eq!(over.summary().copied_bytes, 0);
+    assert_eq!(mapped, vec![(path.clone(), len)]);
+    // inspect and convert map without saying so.
+    let (plain, mapped) = open(None);
+    assert_eq!((plain.summary().copied_bytes, mapped), (0, vec![]));
+    assert_eq!(plain.len(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -7,8 +7,8 @@ use std::io::Read;
 use crate::support::{get, Client, FlowFile, Server};
 use uringreplay::flowfile::writer::{write_flow, FlowSpec};
 
-/// Writes `flows` as a new file renamed over `path` (a served recording is a mapping: it is
-/// replaced, never rewritten in place).
+/// Writes `flows` as a new file renamed over `path` (the way to replace a recording too large
+/// for a private copy, which is then served from a mapping).
 fn replace(path: &std::path::Path, flows: &[FlowSpec]) {
     let mut bytes = Vec::new();
     for f in flows {
@@ -277,6 +277,47 @@ fn sighup_reloads_the_recording_and_a_failed_one_keeps_serving() {
     drop(c);
     let stopped = server.stop();
     assert!(stopped.status.success());
+}
+
+#[test]
+fn a_recording_rewritten_in_place_or_truncated_while_served_changes_nothing_until_a_reload() {
+    // `cp new.flows served.flows` or `mitmdump -w served.flows` write into the served file: the
+    // server serves its own copy, so neither garbage nor a truncation reaches a client (on a
+    // mapping, the first panicked the worker and the second faulted the process).
+    let body = vec![b'x'; 100_000];
+    let flows = [
+        FlowSpec::get("/a", 200, b"first"),
+        FlowSpec::get("/big", 200, &body),
+    ];
+    let file = FlowFile::new(&flows);
+    let server = Server::start(&["-S", file.arg(), "--reuse", "--extra", "404"]);
+    let mut c = Client::new(&server);
+    assert_eq!(c.exchange(&get("/a")).body, b"first");
+    let mut garbage = std::fs::read(&file.0).unwrap();
+    garbage.reverse();
+    std::fs::write(&file.0, &garbage).unwrap(); // truncates, then writes: in place
+    assert_eq!(c.exchange(&get("/a")).body, b"first");
+    assert_eq!(c.exchange(&get("/big")).body, body);
+    std::fs::File::options()
+        .write(true)
+        .open(&file.0)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    assert_eq!(c.exchange(&get("/big")).body, body);
+    assert_eq!(c.exchange(&get("/a")).body, b"first");
+    // A reload takes the file as it is now.
+    let mut new = Vec::new();
+    write_flow(&mut new, &FlowSpec::get("/b", 200, b"second"));
+    std::fs::write(&file.0, &new).unwrap();
+    server.hangup();
+    server.wait_stderr("SIGHUP: reloaded the recording: 1 flows");
+    assert_eq!(c.exchange(&get("/b")).body, b"second");
+    assert_eq!(c.exchange(&get("/a")).status, 404);
+    drop(c);
+    let stopped = server.stop();
+    assert!(stopped.status.success());
+    assert!(!stopped.stderr.contains("panicked"), "{}", stopped.stderr);
 }
 
 #[test]
