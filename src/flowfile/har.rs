@@ -23,15 +23,18 @@ pub struct HarError {
     pub message: String,
 }
 
-/// The document: only `log.entries` matters; each entry is read on its own so an error names it.
+/// The document: only `log.entries` matters; each entry is kept as its raw JSON text (a slice of
+/// the file, no parsed tree of the whole document) and read on its own, so an error names it.
 #[derive(Deserialize)]
-struct Document {
-    log: Log,
+struct Document<'a> {
+    #[serde(borrow)]
+    log: Log<'a>,
 }
 
 #[derive(Deserialize)]
-struct Log {
-    entries: Vec<serde_json::Value>,
+struct Log<'a> {
+    #[serde(borrow)]
+    entries: Vec<&'a serde_json::value::RawValue>,
 }
 
 /// One entry; fields the HAR spec calls required but exports leave out default (Firefox).
@@ -134,7 +137,7 @@ pub fn to_flows(bytes: &[u8], file: u32) -> Result<Vec<u8>, HarError> {
         })?
     };
     let mut out = Vec::with_capacity(json.len());
-    for (index, value) in doc.log.entries.into_iter().enumerate() {
+    for (index, raw) in doc.log.entries.into_iter().enumerate() {
         let at = |path: &str, message: String| HarError {
             entry: Some(index),
             path: format!(
@@ -143,11 +146,12 @@ pub fn to_flows(bytes: &[u8], file: u32) -> Result<Vec<u8>, HarError> {
             ),
             message,
         };
-        let entry: Entry = serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        let entry: Entry = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             at(
                 if path == "." { "" } else { &path },
-                e.into_inner().to_string(),
+                in_file(&e.into_inner(), json, raw.get()),
             )
         })?;
         let flow =
@@ -156,6 +160,35 @@ pub fn to_flows(bytes: &[u8], file: u32) -> Result<Vec<u8>, HarError> {
     }
     out.shrink_to_fit();
     Ok(out)
+}
+
+/// The message of an error inside an entry with its position in the file: serde_json counts
+/// lines and columns from the entry's first byte (`entry` is a slice of `json`).
+fn in_file(error: &serde_json::Error, json: &[u8], entry: &str) -> String {
+    let text = error.to_string();
+    let suffix = format!(" at line {} column {}", error.line(), error.column());
+    let (Some(message), Some(start)) = (
+        text.strip_suffix(&suffix),
+        (entry.as_ptr() as usize)
+            .checked_sub(json.as_ptr() as usize)
+            .filter(|&start| start <= json.len()),
+    ) else {
+        return text;
+    };
+    let before = &json[..start];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + error.line();
+    let column = match error.line() {
+        1 => {
+            start
+                - before
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |p| p + 1)
+                + error.column()
+        }
+        _ => error.column(),
+    };
+    format!("{message} at line {line} column {column}")
 }
 
 /// `(JSON path inside the entry, message)`.
@@ -611,6 +644,31 @@ mod tests {
         );
         set(&mut h, b"content-length", b"0".to_vec());
         assert_eq!(h[2], (b"content-length".to_vec(), b"0".to_vec()));
+    }
+
+    #[test]
+    fn an_error_inside_an_entry_gives_the_files_line_and_column() {
+        let har = b"{\"log\": {\"entries\": [\n  {\"startedDateTime\": \"2024-01-01T00:00:00Z\",\n   \"request\": {\"method\": \"GET\", \"url\": \"http://a/\"},\n   \"response\": {\"status\": \"x\"}}]}}";
+        let err = to_flows(har, 0).unwrap_err();
+        assert_eq!(err.path, "log.entries[0].response.status");
+        // serde_json reports the position just after the bad value.
+        let text = std::str::from_utf8(har).unwrap();
+        let line = text.lines().nth(3).unwrap();
+        let column = line.find("\"x\"").unwrap() + 3;
+        assert_eq!(
+            err.message,
+            format!("invalid type: string \"x\", expected u16 at line 4 column {column}")
+        );
+        // On the entry's first line the entry's own column counts too.
+        let one_line = b"{\"log\": {\"entries\": [{\"startedDateTime\": 5}]}}";
+        let err = to_flows(one_line, 0).unwrap_err();
+        let column = one_line.iter().position(|&b| b == b'5').unwrap() + 1;
+        assert!(
+            err.message
+                .ends_with(&format!(" at line 1 column {column}")),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
