@@ -277,3 +277,42 @@ fn log_sample_needs_log_json_and_a_positive_n() {
         assert!(stopped.stderr.contains(says), "{}", stopped.stderr);
     }
 }
+
+#[test]
+fn a_failing_log_write_is_one_sentence_and_serving_goes_on() {
+    let demo = fixture("demo.flows");
+    // Opens like a file; every write fails with ENOSPC.
+    let server = Server::start(&[
+        "-S",
+        demo.to_str().unwrap(),
+        "--reuse",
+        "--log-json",
+        "/dev/full",
+    ]);
+    let mut c = Client::new(&server);
+    assert_eq!(c.exchange(&get("/hello")).status, 200);
+    // The worker's flush tick hands the line over within 100 ms; the writer fails on it.
+    server.wait_stderr(
+        "error: --log-json /dev/full: cannot write to the file (No space left on device",
+    );
+    for _ in 0..20 {
+        assert_eq!(c.exchange(&get("/hello")).status, 200);
+    }
+    let stopped = server.stop();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("replayed 21"), "{}", stopped.stderr);
+    assert_eq!(
+        stopped.stderr.matches("cannot write to the file").count(),
+        1,
+        "said once: {}",
+        stopped.stderr
+    );
+    assert!(
+        stopped
+            .stderr
+            .contains("request log /dev/full: 0 lines written, ")
+            && stopped.stderr.contains("; a write failed, logging stopped"),
+        "{}",
+        stopped.stderr
+    );
+}
