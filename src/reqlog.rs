@@ -56,9 +56,7 @@ pub fn write_record(record: &Record<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"time\":\"");
     write_time(record.unix_micros, out);
     out.extend_from_slice(b"\",\"peer\":\"");
-    // A socket address prints as digits, dots, colons and brackets: nothing to escape. Writing
-    // into a Vec cannot fail, and std formats an address on the stack.
-    let _ = write!(out, "{}", record.peer);
+    write_peer(record.peer, out);
     out.extend_from_slice(b"\",\"method\":");
     write_string(record.method, out);
     out.extend_from_slice(b",\"url\":");
@@ -79,6 +77,27 @@ pub fn write_record(record: &Record<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"service_us\":");
     write_u64(record.service_micros, out);
     out.extend_from_slice(b"}\n");
+}
+
+/// `ip:port` (`[ip]:port` for IPv6): digits, dots, colons and brackets, nothing to escape.
+fn write_peer(peer: SocketAddr, out: &mut Vec<u8>) {
+    match peer {
+        // By hand: std's formatting machinery costs about as much as the rest of the line.
+        SocketAddr::V4(v4) => {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                write_u64(u64::from(octet), out);
+            }
+            out.push(b':');
+            write_u64(u64::from(v4.port()), out);
+        }
+        // Writing into a Vec cannot fail; std formats an address on the stack.
+        SocketAddr::V6(_) => {
+            let _ = write!(out, "{peer}");
+        }
+    }
 }
 
 /// `pretty_url` as a JSON string.
@@ -167,54 +186,103 @@ pub fn write_string(bytes: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// Bytes that need an escape (`"`, `\\`, control characters) or are not ASCII.
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = b < 0x20 || b == b'"' as usize || b == b'\\' as usize || b >= 0x80;
+        b += 1;
+    }
+    t
+};
+
+/// How many leading bytes of `bytes` are plain ASCII that JSON takes as they are: eight at a
+/// time while no byte of a word is special (the usual case for a URL), then byte by byte.
+fn plain_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // A byte of `w` is zero: the classic "has a zero byte" test (a false hit can only follow a
+    // true one in the same word, and either way the word is then looked at byte by byte).
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    let mut pos = 0;
+    while let Some(chunk) = bytes.get(pos..pos + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_ne_bytes(word);
+        // Non-ASCII bytes have their high bit set; with none, `w - 0x20…` borrows exactly in
+        // the bytes below 0x20.
+        let special = (w & HIGH)
+            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
+            | has_zero(w ^ (ONES * u64::from(b'"')))
+            | has_zero(w ^ (ONES * u64::from(b'\\')));
+        if special != 0 {
+            break;
+        }
+        pos += 8;
+    }
+    while pos < bytes.len() && !SPECIAL[usize::from(bytes[pos])] {
+        pos += 1;
+    }
+    pos
+}
+
 /// The escaped contents of a JSON string, without the quotes.
 fn escape_into(mut bytes: &[u8], out: &mut Vec<u8>) {
     loop {
-        match std::str::from_utf8(bytes) {
-            Ok(text) => return escape_str(text, out),
+        let plain = plain_prefix(bytes);
+        out.extend_from_slice(&bytes[..plain]);
+        bytes = &bytes[plain..];
+        let Some(&b) = bytes.first() else {
+            return;
+        };
+        if b < 0x80 {
+            escape_ascii(b, out);
+            bytes = &bytes[1..];
+            continue;
+        }
+        // A UTF-8 sequence, as its first byte announces it (RFC 3629 §4), or not one.
+        let width = match b {
+            0xc2..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf4 => 4,
+            _ => 1,
+        };
+        let sequence = &bytes[..width.min(bytes.len())];
+        match std::str::from_utf8(sequence) {
+            Ok(_) => {
+                out.extend_from_slice(sequence);
+                bytes = &bytes[sequence.len()..];
+            }
             Err(e) => {
-                let (valid, rest) = bytes.split_at(e.valid_up_to());
-                // The prefix was just checked: it is UTF-8.
-                escape_str(std::str::from_utf8(valid).unwrap_or_default(), out);
+                // As from_utf8_lossy: one replacement per maximal invalid part; a sequence cut
+                // short by the end of the input is one.
                 out.extend_from_slice(b"\\ufffd");
-                match e.error_len() {
-                    Some(n) => bytes = &rest[n..],
-                    // A sequence cut short by the end: one replacement for all of it.
-                    None => return,
-                }
+                bytes = &bytes[e.error_len().unwrap_or(sequence.len())..];
             }
         }
     }
 }
 
-/// Escapes valid UTF-8: runs that need nothing are copied whole.
-fn escape_str(text: &str, out: &mut Vec<u8>) {
-    let bytes = text.as_bytes();
-    let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[run..i]);
-        run = i + 1;
-        if escape.is_empty() {
+/// The escape of an ASCII byte that needs one.
+fn escape_ascii(b: u8, out: &mut Vec<u8>) {
+    let short: &[u8] = match b {
+        b'"' => b"\\\"",
+        b'\\' => b"\\\\",
+        b'\n' => b"\\n",
+        b'\r' => b"\\r",
+        b'\t' => b"\\t",
+        0x08 => b"\\b",
+        0x0c => b"\\f",
+        _ => {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(b"\\u00");
             out.push(HEX[usize::from(b >> 4)]);
             out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.extend_from_slice(escape);
+            return;
         }
-    }
-    out.extend_from_slice(&bytes[run..]);
+    };
+    out.extend_from_slice(short);
 }
 
 #[cfg(test)]
@@ -373,6 +441,33 @@ mod tests {
         let (_, v) = line(&record(b"G\x01T", Some(url)));
         assert_eq!(v["url"], "http://h\"/\u{fffd}\n");
         assert_eq!(v["method"], "G\u{1}T");
+    }
+
+    #[test]
+    fn every_byte_at_every_place_of_a_long_string_parses_back_as_from_utf8_lossy() {
+        // Longer than a word, so the eight-at-a-time scan meets each byte in every lane.
+        for b in 0..=255u8 {
+            for at in 0..24 {
+                let mut raw = vec![b'a'; 24];
+                raw[at] = b;
+                let (text, parsed) = round_trip(&raw);
+                assert_eq!(
+                    parsed,
+                    String::from_utf8_lossy(&raw),
+                    "{b:#x} at {at}: {text}"
+                );
+                let plain = (0x20..0x80).contains(&b) && b != b'"' && b != b'\\';
+                assert_eq!(text.len() == raw.len() + 2, plain, "{b:#x} at {at}: {text}");
+            }
+        }
+        for raw in [
+            "/päth/✓/😀?q=日本語&x=1".as_bytes(),
+            b"/abcdefgh\xe2\x9c\x93abcdefg\xf0\x9f\x98",
+            b"0123456\"89abcdef\\hijklmn\x7f",
+        ] {
+            let (_, parsed) = round_trip(raw);
+            assert_eq!(parsed, String::from_utf8_lossy(raw));
+        }
     }
 
     #[test]
