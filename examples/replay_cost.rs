@@ -10,16 +10,22 @@
 //! `--flows N` generates N flows in memory shaped as `gen_flows` writes them (`GET /item/N`,
 //! Server, Date and Content-Length, 100-byte body); `--file F` loads a recording written by
 //! `gen_flows` instead (the 1 M-flow case). Requests cycle over up to 4096 flows spread evenly over
-//! the recording. `--norefresh` turns date refresh off.
+//! the recording. `--norefresh` turns date refresh off. `--log-json FILE` also writes each
+//! request's `--log-json` line as a worker does (sampled with `--log-sample N`): the line is
+//! formatted into the core's batch inside the loop, the writer thread writes it outside.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use uringreplay::config::{Order, ReplayOptions};
+use uringreplay::exchange::Url;
 use uringreplay::flowfile::writer::{write_flow, FlowSpec};
 use uringreplay::flowfile::{LoadOptions, Recording};
 use uringreplay::replay::{key, Decision, LiveRequest, Replayer, RequestFacts};
+use uringreplay::server::reqlog::{self, Answered, CoreLog};
+use uringreplay::stats::{Counters, Outcome};
+use uringreplay::upstream::Destination;
 
 /// A recorded request, owned, to replay.
 struct Request {
@@ -76,13 +82,21 @@ fn request_of(recording: &Recording, id: usize) -> Request {
     }
 }
 
-/// The measured loop: `requests` replays cycling over `lives`; returns the bytes written.
+/// The measured loop: `requests` replays cycling over `lives` (each logged into `log` when
+/// given, as the worker's hook does); returns the bytes written.
 #[inline(never)]
-fn replay_loop(replayer: &Replayer, lives: &[LiveRequest<'_>], requests: usize) -> usize {
+fn replay_loop(
+    replayer: &Replayer,
+    lives: &[LiveRequest<'_>],
+    requests: usize,
+    mut log: Option<&mut CoreLog>,
+    counters: &Counters,
+) -> usize {
     let now = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
     let facts = RequestFacts::default();
     let mut out = Vec::with_capacity(4096);
     let mut total = 0;
+    let peer = "127.0.0.1:50312".parse().expect("an address");
     for i in 0..requests {
         let live = std::hint::black_box(&lives[i % lives.len()]);
         let Decision::Replay(flow) = replayer.decide(live) else {
@@ -91,6 +105,32 @@ fn replay_loop(replayer: &Replayer, lives: &[LiveRequest<'_>], requests: usize) 
         out.clear();
         let reply = replayer.write_reply(flow, now, &facts, &mut out);
         total += out.len() + reply.body.len();
+        if let Some(log) = log.as_deref_mut() {
+            if log.sampled() {
+                let route = Destination {
+                    scheme: live.scheme,
+                    host: live.host,
+                    port: live.port,
+                    target: live.target,
+                };
+                log.answered(
+                    &Answered {
+                        peer,
+                        method: live.method,
+                        url: Some(Url {
+                            route: &route,
+                            connect: false,
+                        }),
+                        http_version: "HTTP/1.1",
+                        outcome: Outcome::Replayed(200),
+                        flow: Some(flow.0),
+                        body_bytes: reply.body.len() as u64,
+                        turn: now,
+                    },
+                    counters,
+                );
+            }
+        }
     }
     total
 }
@@ -100,6 +140,8 @@ fn main() {
     let mut file = None;
     let mut requests = 100_000usize;
     let mut refresh = true;
+    let mut log_json = None;
+    let mut log_sample = 1u64;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().expect("flag needs a value");
@@ -108,6 +150,8 @@ fn main() {
             "--file" => file = Some(PathBuf::from(value())),
             "--requests" => requests = value().parse().expect("--requests N"),
             "--norefresh" => refresh = false,
+            "--log-json" => log_json = Some(PathBuf::from(value())),
+            "--log-sample" => log_sample = value().parse().expect("--log-sample N"),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -157,9 +201,23 @@ fn main() {
             body: b"",
         })
         .collect();
-    let total = replay_loop(&replayer, &lives, requests);
+    let counters = Counters::default();
+    let mut log = log_json
+        .as_deref()
+        .map(|path| reqlog::start(path, log_sample, 1).expect("the log file opens"));
+    let mut core = log.as_mut().and_then(|(_, cores)| cores.pop());
+    let total = replay_loop(&replayer, &lives, requests, core.as_mut(), &counters);
     println!(
         "{len} flows, {requests} requests over {} flows, {total} bytes",
         lives.len()
     );
+    if let Some((writer, _)) = log {
+        if let Some(core) = core {
+            core.finish(&counters);
+        }
+        let dropped = counters
+            .log_dropped
+            .load(std::sync::atomic::Ordering::Relaxed);
+        println!("{}", writer.finish(dropped));
+    }
 }

@@ -14,10 +14,14 @@
 # MISS=K sends one request in K to /miss/I, which no recording has: an nginx on 127.0.0.1 (pinned
 # to CPU 1 with wrk, its CPU not counted) answers them, and both servers get
 # --mode reverse:http://127.0.0.1:PORT so they forward the misses to it.
-# SCRAPE_MS=100 with EXTRA_B=--admin gives B an admin listener on 127.0.0.1 whose /metrics a curl
-# loop (on CPU 1, bounded by the run) scrapes every SCRAPE_MS ms:
+# SCRAPE_MS=100 with EXTRA_B=--admin gives B an admin listener on 127.0.0.1 whose /metrics one
+# python3 process (pinned to CPU 1 with wrk, bounded by the run) scrapes every SCRAPE_MS ms with
+# http.client: one process for the whole run, no fork per scrape (the admin port answers once per
+# connection, so it reconnects each time). SCRAPER=curl keeps the old loop of one curl process per
+# scrape, whose fork/exec storm on the client core slows wrk itself:
 #   SCRAPE_MS=100 EXTRA_B=--admin scripts/ab.sh BIN BIN   # issue 16's check, >= 0.98 wanted
-# Needs wrk and curl (scripts/bench.sh installs wrk, and nginx for MISS); FLOWS defaults to the
+# The server's own cost of a scrape, without wrk: scripts/scrape-cost.sh BIN.
+# Needs wrk, curl and python3 (scripts/bench.sh installs wrk, and nginx for MISS); FLOWS defaults to the
 # bench recording.
 set -euo pipefail
 
@@ -33,6 +37,7 @@ EXTRA_A=${EXTRA_A:-}
 EXTRA_B=${EXTRA_B:-}
 MISS=${MISS:-0}
 SCRAPE_MS=${SCRAPE_MS:-0}
+SCRAPER=${SCRAPER:-python}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/uringreplay-ab.XXXXXX)
 UPSTREAM_PID=""
@@ -114,10 +119,14 @@ run() {
         # Bounded: at most the run's length in scrapes, and killed when the run ends.
         local n=$((SECS * 1000 / SCRAPE_MS + 10)) pause
         pause=$(awk -v ms="$SCRAPE_MS" 'BEGIN {printf "%.3f", ms / 1000}')
-        (for _ in $(seq "$n"); do
-            curl -sf -o /dev/null "http://127.0.0.1:$admin/metrics" || break
-            sleep "$pause"
-        done) &
+        if [ "$SCRAPER" = curl ]; then
+            (for _ in $(seq "$n"); do
+                curl -sf -o /dev/null "http://127.0.0.1:$admin/metrics" || break
+                sleep "$pause"
+            done) &
+        else
+            taskset -c 1 python3 "$ROOT/scripts/scrape.py" "127.0.0.1:$admin" "$SCRAPE_MS" "$n" &
+        fi
         scraper=$!
     fi
     t0=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')

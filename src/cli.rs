@@ -220,6 +220,19 @@ pub struct ServeArgs {
     /// over plain HTTP/1.1 on HOST:PORT, apart from the replay port (off by default).
     #[arg(long = "admin", value_name = "HOST:PORT")]
     pub admin: Option<String>,
+    /// Write one JSON object per request to FILE, one a line (time, peer, method, URL, HTTP
+    /// version, outcome, flow index, status, body bytes, service time); truncates FILE.
+    #[arg(long = "log-json", value_name = "FILE")]
+    pub log_json: Option<PathBuf>,
+    /// With --log-json: log one request in N (counted per worker thread, so deterministic).
+    #[arg(
+        long = "log-sample",
+        value_name = "N",
+        default_value_t = 1,
+        requires = "log_json",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub log_sample: u64,
     /// Set mitmproxy option NAME (any of mitmproxy's; those with an effect here are listed below).
     #[arg(long = "set", value_name = "NAME[=VALUE]")]
     pub set: Vec<String>,
@@ -565,6 +578,8 @@ impl ServeArgs {
                 http2: mitm.bool("http2")?.is_none_or(|(on, _)| on),
                 save,
                 admin: self.admin.clone(),
+                log_json: self.log_json.clone(),
+                log_sample: self.log_sample,
             },
             mode_given,
             notes,

@@ -135,6 +135,10 @@ pub struct ServeOptions {
     pub save: Option<crate::capture::SaveTarget>,
     /// `--admin HOST:PORT`: where the admin endpoints listen (`None`: nowhere).
     pub admin: Option<String>,
+    /// `--log-json FILE`: one JSON line per request goes there (`None`: no request log).
+    pub log_json: Option<std::path::PathBuf>,
+    /// `--log-sample N`: each worker logs one request in N (1: every request).
+    pub log_sample: u64,
 }
 
 impl Default for ServeOptions {
@@ -161,6 +165,8 @@ impl Default for ServeOptions {
             http2: true,
             save: None,
             admin: None,
+            log_json: None,
+            log_sample: 1,
         }
     }
 }

@@ -20,6 +20,7 @@
 //!   the exact response bytes (pre-rendered heads, refresh by fixed-width date patches).
 //! - [`http1`]: the server side of HTTP/1.x, sans-IO (parsing, framing, keep-alive, limits).
 //! - [`http2`]: the server side of HTTP/2, sans-IO (frames, HPACK, streams, flow control, limits).
+//! - [`reqlog`]: `--log-json` lines: one JSON object per request, formatted into a buffer.
 //! - [`stats`]: counters, summary and report lines.
 //! - [`upstream`]: forwarding unmatched requests, sans-IO (routes, request writer, response relay, pool).
 //! - [`server`]: the I/O drivers (sockets, rings, threads, the counting allocator).
@@ -40,6 +41,7 @@ pub mod hugepages;
 pub mod inspect;
 pub mod launch;
 pub mod replay;
+pub mod reqlog;
 pub mod server;
 pub mod stats;
 pub mod tls;

@@ -27,6 +27,8 @@ pub struct Counters {
     pub connections: AtomicU64,
     /// Client connections whose TLS handshake failed (closed; other connections go on).
     pub tls_failed: AtomicU64,
+    /// `--log-json` lines dropped: their batch found the writer thread behind (or gone).
+    pub log_dropped: AtomicU64,
     /// How long answers took, from the request's last byte to the answer handed to the kernel.
     pub service: ServiceTimes,
 }
@@ -132,6 +134,8 @@ pub struct Totals {
     pub connections: u64,
     /// See [`Counters::tls_failed`].
     pub tls_failed: u64,
+    /// See [`Counters::log_dropped`].
+    pub log_dropped: u64,
     /// Recorded flows not yet replayed.
     pub flows_left: u64,
 }
@@ -152,6 +156,7 @@ impl Totals {
             t.rejected += c.rejected.load(Ordering::Relaxed);
             t.connections += c.connections.load(Ordering::Relaxed);
             t.tls_failed += c.tls_failed.load(Ordering::Relaxed);
+            t.log_dropped += c.log_dropped.load(Ordering::Relaxed);
         }
         t
     }
@@ -241,6 +246,33 @@ pub enum Outcome {
     Status(u16),
     /// Unmatched, but it carried our own `Via` entry: answered 508, not forwarded.
     LoopDetected,
+}
+
+impl Outcome {
+    /// The word of the `outcome` label of `/metrics` (and of `--log-json` lines) this outcome is
+    /// counted under: `replayed`, `forwarded`, `killed`, `status` or `rejected`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Replayed(_) => "replayed",
+            Outcome::Forwarded(_) | Outcome::UpstreamFailed(_) => "forwarded",
+            Outcome::Killed => "killed",
+            Outcome::Status(_) => "status",
+            Outcome::Refused(_) | Outcome::LoopDetected => "rejected",
+        }
+    }
+
+    /// The status the client was answered with (`None`: the connection was closed instead).
+    pub fn status(self) -> Option<u16> {
+        match self {
+            Outcome::Replayed(code)
+            | Outcome::Forwarded(code)
+            | Outcome::Refused(code)
+            | Outcome::Status(code) => Some(code),
+            Outcome::UpstreamFailed(code) => code,
+            Outcome::LoopDetected => Some(508),
+            Outcome::Killed => None,
+        }
+    }
 }
 
 /// The mitmdump-style line for one request: `PEER: METHOD URL << OUTCOME`.

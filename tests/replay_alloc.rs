@@ -1,15 +1,20 @@
-//! The replay path (`decide` + `write_reply`) makes no heap allocation, shown with the counting
-//! allocator installed for this test binary.
+//! The replay path (`decide` + `write_reply`) makes no heap allocation, nor does a `--log-json`
+//! line (formatted into the core's batch, batches handed to the writer thread and recycled),
+//! shown with the counting allocator installed for this test binary.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use uringreplay::config::{Order, ReplayOptions};
+use uringreplay::exchange::Url;
 use uringreplay::flowfile::writer::{write_flow, FlowSpec};
 use uringreplay::flowfile::{LoadOptions, Recording};
 use uringreplay::replay::{key, Decision, LiveRequest, Replayer, RequestFacts};
 use uringreplay::server::heap;
+use uringreplay::server::reqlog::{self, Answered};
+use uringreplay::stats::{Counters, Outcome};
+use uringreplay::upstream::Destination;
 
 #[global_allocator]
 static ALLOCATOR: heap::CountingAllocator = heap::CountingAllocator;
@@ -165,4 +170,64 @@ fn deciding_and_writing_replies_never_allocates() {
         replay_everything(fixture(), options);
         replay_everything(generated(), options);
     }
+}
+
+#[test]
+fn logging_requests_as_json_lines_never_allocates_once_the_batches_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.jsonl");
+    let (writer, mut cores) = reqlog::start(&path, 1, 1).unwrap();
+    let mut log = cores.pop().unwrap();
+    let counters = Counters::default();
+    let route = Destination {
+        scheme: b"http",
+        host: b"example.com",
+        port: 8080,
+        target: b"/item/42?q=\"quoted\"&bad=\xff",
+    };
+    let now = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+    let mut logged = 0u64;
+    let mut run = |n: usize| {
+        for i in 0..n {
+            assert!(log.sampled());
+            log.answered(
+                &Answered {
+                    peer: "127.0.0.1:50312".parse().unwrap(),
+                    method: b"GET",
+                    url: Some(Url {
+                        route: &route,
+                        connect: false,
+                    }),
+                    http_version: "HTTP/1.1",
+                    outcome: Outcome::Replayed(200),
+                    flow: Some(i as u32),
+                    body_bytes: 100,
+                    turn: now,
+                },
+                &counters,
+            );
+            logged += 1;
+            // A quiet core's flush tick now and then: partial batches too.
+            if i % 997 == 0 {
+                log.tick(&counters);
+            }
+        }
+    };
+    // Warm: every buffer of the core has been made (several full batches went out).
+    run(20_000);
+    let before = heap::thread_allocations();
+    run(50_000);
+    let allocations = heap::thread_allocations() - before;
+    assert_eq!(allocations, 0, "logging allocated {allocations} times");
+    log.finish(&counters);
+    let dropped = counters
+        .log_dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    writer.finish(dropped);
+    let lines = std::fs::read_to_string(&path).unwrap().lines().count() as u64;
+    assert_eq!(
+        lines + dropped,
+        logged,
+        "every line written or counted as dropped"
+    );
 }

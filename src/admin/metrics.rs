@@ -139,6 +139,13 @@ pub fn render(scrape: &Scrape) -> String {
         "Unmatched requests noted for /misses (explained or only counted).",
     );
     let _ = writeln!(out, "uringreplay_misses_total {}", scrape.misses_seen);
+    family(
+        &mut out,
+        "uringreplay_log_dropped_total",
+        "counter",
+        "--log-json lines dropped because the log writer fell behind.",
+    );
+    let _ = writeln!(out, "uringreplay_log_dropped_total {}", t.log_dropped);
     let name = "uringreplay_service_seconds";
     family(
         &mut out,

@@ -233,6 +233,7 @@ impl Admin {
                 "flows_remaining": t.flows_left,
                 "service_answers": s.service.count(),
                 "misses_seen": s.misses_seen,
+                "log_dropped": t.log_dropped,
             },
             "hit_rate": hit_rate(t),
             "recording": {
@@ -275,6 +276,7 @@ fn add_totals(a: &mut Totals, b: &Totals) {
     a.rejected += b.rejected;
     a.connections += b.connections;
     a.tls_failed += b.tls_failed;
+    a.log_dropped += b.log_dropped;
 }
 
 /// The `--reuse`/order name used in `/status`.
@@ -345,7 +347,8 @@ pub fn unused_lines(replayer: &Replayer) -> Vec<u8> {
     out
 }
 
-/// What the periodic summary line adds: `; hit rate 97.5%; top miss: REASON (FIX)`.
+/// What the periodic summary line adds: `; hit rate 97.5%; top miss: REASON (FIX)`, and
+/// `; 120 log lines dropped` once `--log-json` lines were dropped.
 pub fn summary_suffix(control: &dyn Control, totals: &Totals) -> String {
     let mut out = String::new();
     if let Some(rate) = hit_rate(totals) {
@@ -356,6 +359,9 @@ pub fn summary_suffix(control: &dyn Control, totals: &Totals) -> String {
         if let Some(fix) = &r.fix {
             out.push_str(&format!(" ({fix})"));
         }
+    }
+    if totals.log_dropped > 0 {
+        out.push_str(&format!("; {} log lines dropped", totals.log_dropped));
     }
     out
 }

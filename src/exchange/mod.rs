@@ -177,6 +177,18 @@ impl Exchange<'_> {
         }
     }
 
+    /// The outcome of an answer that is not a forward, from what [`render_http1`] wrote (or,
+    /// for HTTP/2, the status of the reply description): nothing is read from the recording.
+    pub fn answered(&self, status: Option<u16>) -> Outcome {
+        match (self.answer, status) {
+            (Answer::Replay(_), code) => Outcome::Replayed(code.unwrap_or(0)),
+            (Answer::Status(code), _) => Outcome::Status(code),
+            (Answer::LoopDetected, _) => Outcome::LoopDetected,
+            (Answer::NoHost, _) => Outcome::Refused(400),
+            (Answer::Kill | Answer::Forward, _) => Outcome::Killed,
+        }
+    }
+
     /// The URL for `-v` lines (`None` without a route).
     pub fn url<'e>(&'e self, method: &[u8]) -> Option<Url<'e>> {
         Some(Url {
@@ -186,12 +198,14 @@ impl Exchange<'_> {
     }
 }
 
-/// The URL of a request in `-v` lines; a CONNECT's is its `host:port` target, as mitmdump shows
+/// The URL of a request in `-v` and `--log-json` lines; a CONNECT's is its `host:port` target, as mitmdump shows
 /// it.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Url<'a> {
-    route: &'a Destination<'a>,
-    connect: bool,
+    /// Where the request goes.
+    pub route: &'a Destination<'a>,
+    /// A CONNECT: the URL is its authority-form target.
+    pub connect: bool,
 }
 
 impl fmt::Display for Url<'_> {
@@ -399,10 +413,23 @@ pub enum After {
     Kill,
 }
 
+/// What [`render_http1`] wrote, for the counters and log lines of the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rendered {
+    /// What the connection does next.
+    pub after: After,
+    /// The status written (`None`: a kill, nothing written).
+    pub status: Option<u16>,
+    /// Body bytes queued (a recorded body; 0 for a HEAD request and for the answers this
+    /// server makes itself).
+    pub body_bytes: u64,
+}
+
 /// Renders a non-forward answer as HTTP/1 into `out`: a replay through the pre-rendered head
 /// ([`Replayer::write_reply`], refresh patches applied in place), a status answer, 508, or the
 /// no-host 400. `stopping`: the server stops, so the answer says `Connection: close`. `via`
-/// names this server in the 508 text. Returns what the connection does next.
+/// names this server in the 508 text. Returns what the connection does next, with the status
+/// and body size written.
 ///
 /// # Panics
 /// On [`Answer::Forward`]: the driver forwards.
@@ -413,9 +440,14 @@ pub fn render_http1(
     now: SystemTime,
     stopping: bool,
     out: &mut impl Sink,
-) -> After {
+) -> Rendered {
     let close = exchange.facts.wants_close || stopping;
     let close_if = |c: bool| if c { After::Close } else { After::Continue };
+    let made = |after, status| Rendered {
+        after,
+        status: Some(status),
+        body_bytes: 0,
+    };
     match exchange.answer {
         Answer::Replay(flow) => {
             let facts = RequestFacts {
@@ -425,12 +457,17 @@ pub fn render_http1(
             let bytes = out.bytes();
             let head_at = bytes.len();
             let reply = replayer.write_reply(flow, now, &facts, bytes);
+            let status = status_of(&bytes[head_at..]);
             if stopping {
                 http1::add_connection_close(bytes, head_at);
             }
             out.push_body(reply.body);
             out.bytes().extend_from_slice(reply.tail);
-            close_if(reply.close || close)
+            Rendered {
+                after: close_if(reply.close || close),
+                status,
+                body_bytes: reply.body.len() as u64,
+            }
         }
         Answer::Status(code) => {
             let bytes = out.bytes();
@@ -439,9 +476,13 @@ pub fn render_http1(
             if stopping {
                 http1::add_connection_close(bytes, head_at);
             }
-            close_if(close)
+            made(close_if(close), code)
         }
-        Answer::Kill => After::Kill,
+        Answer::Kill => Rendered {
+            after: After::Kill,
+            status: None,
+            body_bytes: 0,
+        },
         Answer::LoopDetected => {
             let text = format!(
                 "request loop: this request already went through this server (Via: {}), so its \
@@ -449,14 +490,24 @@ pub fn render_http1(
                 via.received_by()
             );
             http1::write_plain(508, "Loop Detected", &text, close, out.bytes());
-            close_if(close)
+            made(close_if(close), 508)
         }
         Answer::NoHost => {
             write_no_host(out.bytes());
-            After::Close
+            made(After::Close, 400)
         }
         Answer::Forward => panic!("invariant: the driver forwards, render_http1 never sees it"),
     }
+}
+
+/// The status code of an HTTP/1 head (`HTTP/1.1 200 OK`): the three digits after the first
+/// space.
+fn status_of(head: &[u8]) -> Option<u16> {
+    let space = head.iter().take(16).position(|&b| b == b' ')?;
+    let digits = head.get(space + 1..space + 4)?;
+    digits.iter().try_fold(0u16, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u16::from(d - b'0'))
+    })
 }
 
 /// Appends mitmproxy's answer to an origin-form request without a usable Host in regular mode

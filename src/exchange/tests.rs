@@ -98,7 +98,10 @@ fn a_recorded_request_is_replayed_through_the_pre_rendered_head() {
     assert_eq!(exchange.outcome(&replayer), Outcome::Replayed(201));
 
     let mut out = Vec::new();
-    let after = render_http1(&exchange, &replayer, &via, now(), false, &mut out);
+    let rendered = render_http1(&exchange, &replayer, &via, now(), false, &mut out);
+    let after = rendered.after;
+    assert_eq!((rendered.status, rendered.body_bytes), (Some(201), 5));
+    assert_eq!(exchange.answered(rendered.status), Outcome::Replayed(201));
     // Exactly what the replayer's own renderer writes.
     let mut expected = Vec::new();
     let reply = replayer.write_reply(FlowId(0), now(), &RequestFacts::default(), &mut expected);
@@ -128,7 +131,7 @@ fn a_stopping_server_says_close_on_a_replay() {
     let mut headers = [header("Host", b"example.com")];
     let exchange = decide(&replayer, regular(), &via, request(b"/a", &mut headers));
     let mut out = Vec::new();
-    let after = render_http1(&exchange, &replayer, &via, now(), true, &mut out);
+    let after = render_http1(&exchange, &replayer, &via, now(), true, &mut out).after;
     assert_eq!(after, After::Close);
     let text = String::from_utf8_lossy(&out);
     assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
@@ -144,7 +147,7 @@ fn regular_mode_without_a_host_is_a_400_that_closes() {
     assert!(exchange.route.is_none() && exchange.url(b"GET").is_none());
     let mut out = Vec::new();
     assert_eq!(
-        render_http1(&exchange, &replayer, &via, now(), false, &mut out),
+        render_http1(&exchange, &replayer, &via, now(), false, &mut out).after,
         After::Close
     );
     assert!(out.starts_with(b"HTTP/1.1 400 Bad Request\r\n"));

@@ -23,7 +23,7 @@ use monoio::buf::{IoBuf, IoBufMut, IoVecBuf};
 use monoio::io::AsyncWriteRent;
 use smallvec::SmallVec;
 
-use super::{linger_close, since_start, ticks_until, Leg, Slot, Worker};
+use super::{linger_close, since_start, ticks_until, Answered, Leg, Slot, Worker};
 use crate::exchange::{self, Answer};
 use crate::flowfile::Span;
 use crate::http1::{self, request::MAX_HEADERS, ChunkedDecoder};
@@ -248,6 +248,7 @@ impl<S: Transport> Driver<'_, S> {
             },
         );
         ex.count(counters);
+        let log = worker.log_sampled();
         let headers = &slots[..n];
         if let Some(live) = ex.missed(req.method, headers, req.body) {
             super::super::admin::missed(shared, worker.index, replayer, &live, now);
@@ -264,13 +265,9 @@ impl<S: Transport> Driver<'_, S> {
         let mut failure = None;
         let outcome = match ex.answer {
             Answer::Replay(_) | Answer::Status(_) => {
-                // The outcome reads the recorded flow: for `-v` only, as HTTP/1 does.
-                let outcome = if verbose {
-                    ex.outcome(replayer)
-                } else {
-                    Outcome::Killed
-                };
+                let mut outcome = ex.answered(None);
                 if let Some(parts) = ex.describe(replayer, now, &mut self.scratch) {
+                    outcome = ex.answered(Some(parts.status));
                     let fields: SmallVec<[(&[u8], &[u8]); 32]> = match parts.headers {
                         Some(h) => h.iter().collect(),
                         None => [(&b"content-length"[..], &b"0"[..])].into_iter().collect(),
@@ -284,10 +281,17 @@ impl<S: Transport> Driver<'_, S> {
                     } else {
                         Some(body_of(&self.replayer, parts.body))
                     };
+                    if log {
+                        let bytes = body.as_ref().map_or(0, |b| b.as_ref().len() as u64);
+                        log_answer(worker, self.peer, &ex, method, outcome, bytes, now);
+                    }
                     let _ = self.conn.answer(id, parts.status, &fields, body, &trailers);
                 } else {
                     // No reply description (a recorded head without a status code): the stream
                     // must still end.
+                    if log {
+                        log_answer(worker, self.peer, &ex, method, Outcome::Killed, 0, now);
+                    }
                     let _ = self.conn.kill(id);
                 }
                 if shared.serve.exit_when_done && replay && replayer.remaining() == 0 {
@@ -296,13 +300,20 @@ impl<S: Transport> Driver<'_, S> {
                 outcome
             }
             Answer::Kill => {
+                if log {
+                    log_answer(worker, self.peer, &ex, method, Outcome::Killed, 0, now);
+                }
                 let _ = self.conn.kill(id);
                 Outcome::Killed
             }
             Answer::LoopDetected | Answer::NoHost => {
-                let outcome = ex.outcome(replayer);
                 self.http1.clear();
-                exchange::render_http1(&ex, replayer, via, now, false, &mut self.http1);
+                let rendered =
+                    exchange::render_http1(&ex, replayer, via, now, false, &mut self.http1);
+                let outcome = ex.answered(rendered.status);
+                if log {
+                    log_answer(worker, self.peer, &ex, method, outcome, 0, now);
+                }
                 answer_http1(&mut self.conn, id, &self.http1, false);
                 outcome
             }
@@ -325,8 +336,16 @@ impl<S: Transport> Driver<'_, S> {
                 let forwarded =
                     forward::forward_parts(&worker.forwarder, &parts, record, &mut capture).await;
                 self.http1 = capture.bytes;
+                let mut body_bytes = 0;
                 let (outcome, complete) = match forwarded {
-                    Forwarded::Relayed { status, .. } => (Outcome::Forwarded(status), true),
+                    Forwarded::Relayed {
+                        status,
+                        body_bytes: relayed,
+                        ..
+                    } => {
+                        body_bytes = relayed;
+                        (Outcome::Forwarded(status), true)
+                    }
                     Forwarded::Failed {
                         error, answered, ..
                     } => {
@@ -348,6 +367,9 @@ impl<S: Transport> Driver<'_, S> {
                         (Outcome::UpstreamFailed(None), false)
                     }
                 };
+                if log {
+                    log_answer(worker, self.peer, &ex, method, outcome, body_bytes, now);
+                }
                 if !complete || !answer_http1(&mut self.conn, id, &self.http1, facts.is_head) {
                     let _ = self.conn.kill(id);
                 }
@@ -368,6 +390,32 @@ impl<S: Transport> Driver<'_, S> {
             };
         }
     }
+}
+
+/// Writes a sampled HTTP/2 request's `--log-json` line (before its stream is answered: the
+/// request's bytes live in the Conn until then).
+fn log_answer(
+    worker: &Worker,
+    peer: SocketAddr,
+    ex: &exchange::Exchange<'_>,
+    method: &[u8],
+    outcome: Outcome,
+    body_bytes: u64,
+    turn: std::time::SystemTime,
+) {
+    worker.log_answer(&Answered {
+        peer,
+        method,
+        url: ex.url(method),
+        http_version: "HTTP/2.0",
+        outcome,
+        flow: match ex.answer {
+            Answer::Replay(flow) => Some(flow.0),
+            _ => None,
+        },
+        body_bytes,
+        turn,
+    });
 }
 
 /// Fills `slots` with the request's fields as the exchange and the forwarder see them: the

@@ -14,6 +14,7 @@ pub mod forward;
 pub mod heap;
 pub mod listen;
 pub mod outbox;
+pub mod reqlog;
 pub mod runtime;
 pub mod transport;
 pub mod upstream_io;
@@ -172,6 +173,8 @@ pub struct Handle {
     bound: std::net::SocketAddr,
     driver: runtime::Driver,
     pinned: bool,
+    /// The `--log-json` writer thread, until [`Handle::take_log`].
+    log: Option<reqlog::LogWriter>,
 }
 
 impl Server {
@@ -192,6 +195,15 @@ impl Server {
         let forward = forward::settings(&options)?;
         let tls = client_tls::setup(&options.tls, options.http2)?;
         let (bound, listeners) = listen::bind_all(&options).map_err(|e| e.to_string())?;
+        // After binding, so a port in use does not truncate the log of the server using it.
+        let (log, mut core_logs) = match &options.log_json {
+            Some(path) => {
+                let (writer, cores) = reqlog::start(path, options.log_sample, options.threads)?;
+                (Some(writer), cores.into_iter().map(Some).collect())
+            }
+            None => (None, Vec::new()),
+        };
+        core_logs.resize_with(options.threads, || None);
         if let Some(target) = reverse.as_ref() {
             if replayer.unmatched() == Unmatched::Forward {
                 refuse_forwarding_to_self(target, bound, &listeners[0])?;
@@ -232,13 +244,16 @@ impl Server {
         for (index, l) in listeners.into_iter().enumerate() {
             let shared = shared.clone();
             let cpu = cpus.get(index).copied().filter(|_| pinned);
+            let core_log = core_logs[index].take();
             let handle = std::thread::Builder::new()
                 .name(format!("uringreplay-{index}"))
                 .spawn(move || {
                     if let Some(cpu) = cpu {
                         pin_to(cpu);
                     }
-                    runtime::block_on(driver, may_fall_back, || worker::serve(l, shared, index))
+                    runtime::block_on(driver, may_fall_back, || {
+                        worker::serve(l, shared, index, core_log)
+                    })
                 })
                 .map_err(|e| format!("cannot start worker thread: {e}"))?;
             workers.push(handle);
@@ -249,6 +264,7 @@ impl Server {
             bound,
             driver,
             pinned,
+            log,
         })
     }
 }
@@ -278,6 +294,11 @@ impl Handle {
     /// `--exit-when-done` and every recorded flow has been replayed: the owner should stop.
     pub fn is_done(&self) -> bool {
         self.shared.done.load(Ordering::Relaxed)
+    }
+
+    /// The `--log-json` writer (once): finish it after [`Handle::stop`] to flush the log.
+    pub fn take_log(&mut self) -> Option<reqlog::LogWriter> {
+        self.log.take()
     }
 
     /// The engine as the admin endpoints see it; it stays valid after [`Handle::stop`].
@@ -361,7 +382,8 @@ pub fn run(
     unsafe {
         libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut());
     }
-    let handle = Server::start(options.clone(), replayer.clone())?;
+    let mut handle = Server::start(options.clone(), replayer.clone())?;
+    let log = handle.take_log();
     let bound = handle.local_addr();
     let engine = handle.engine();
     let admin = Arc::new(crate::admin::Admin::new(reloader));
@@ -493,6 +515,15 @@ pub fn run(
     let (totals, gave_up) = handle.stop(grace, |wait| {
         wait_for_stop(&signals, wait).then(|| "a second stop signal came".to_string())
     });
+    if let Some(log) = log {
+        // Every worker handed its last batch over when it ended; one still running (the stop
+        // gave up on it) may be writing, so then the figure is the one so far.
+        let line = match gave_up {
+            None => log.finish(totals.log_dropped),
+            Some(_) => log.report(totals.log_dropped),
+        };
+        eprintln!("{line}");
+    }
     if let Some((why, open)) = gave_up {
         eprintln!(
             "exiting: {why}; {open} connection{} still open {} closed without waiting for {}",

@@ -112,6 +112,8 @@ pub enum Forwarded {
         status: u16,
         /// The client connection must be closed.
         close: bool,
+        /// Body bytes relayed (framing included when passed through).
+        body_bytes: u64,
     },
     /// The forward failed. If `answered`, a 502/504 naming the upstream went to the client (and the
     /// connection may stay unless `close`); otherwise part of a response went out and the client
@@ -297,6 +299,7 @@ impl Forwarder {
                 return Forwarded::Relayed {
                     status: outcome.status,
                     close: !outcome.client_keep_alive,
+                    body_bytes: outcome.body_bytes,
                 };
             }
             Err(ExchangeError::ClientGone) => return Forwarded::ClientGone,
@@ -722,7 +725,8 @@ mod tests {
                         r,
                         Forwarded::Relayed {
                             status: 200,
-                            close: false
+                            close: false,
+                            ..
                         }
                     ),
                     "{r:?}"
@@ -742,7 +746,8 @@ mod tests {
                     r,
                     Forwarded::Relayed {
                         status: 200,
-                        close: false
+                        close: false,
+                        ..
                     }
                 ),
                 "{r:?}"
@@ -799,7 +804,8 @@ mod tests {
                     r,
                     Forwarded::Relayed {
                         status: 200,
-                        close: false
+                        close: false,
+                        ..
                     }
                 ),
                 "{r:?}"
@@ -811,7 +817,8 @@ mod tests {
                     r,
                     Forwarded::Relayed {
                         status: 200,
-                        close: false
+                        close: false,
+                        ..
                     }
                 ),
                 "{r:?}"
@@ -825,7 +832,8 @@ mod tests {
                     r,
                     Forwarded::Relayed {
                         status: 200,
-                        close: true
+                        close: true,
+                        ..
                     }
                 ),
                 "{r:?}"
@@ -869,7 +877,8 @@ mod tests {
                     r,
                     Forwarded::Relayed {
                         status: 200,
-                        close: false
+                        close: false,
+                        ..
                     }
                 ),
                 "{r:?}"
@@ -1096,7 +1105,8 @@ mod tests {
                             r,
                             Forwarded::Relayed {
                                 status: 200,
-                                close: false
+                                close: false,
+                                ..
                             }
                         ),
                         "{r:?}"

@@ -25,6 +25,7 @@ use super::client_tls::ClientTls;
 use super::clock;
 use super::forward::{self, ForwardSettings, Forwarded, Forwarder};
 use super::outbox::Outbox;
+use super::reqlog::{self, Answered, CoreLog};
 use super::transport::Transport;
 use crate::config::ServeOptions;
 use crate::exchange::{self, After, Answer};
@@ -119,6 +120,8 @@ struct Worker {
     stopping: Cell<bool>,
     /// This worker's TLS towards clients (its leaf cache), when the listener serves TLS.
     tls: Option<WorkerTls>,
+    /// This worker's `--log-json` batch (`None`: no request log, or the worker has stopped).
+    log: RefCell<Option<CoreLog>>,
 }
 
 impl Worker {
@@ -128,6 +131,20 @@ impl Worker {
 
     fn live(&self) -> &Liveness {
         &self.shared.live[self.index]
+    }
+
+    /// `--log-json`: counts a request for the sampling; true when its line is to be written.
+    #[inline]
+    fn log_sampled(&self) -> bool {
+        self.log.borrow_mut().as_mut().is_some_and(CoreLog::sampled)
+    }
+
+    /// Writes a sampled request's log line: the one hook of every protocol's driver, called
+    /// once the request's outcome is known (answer rendered, or forward relayed).
+    fn log_answer(&self, answered: &Answered<'_>) {
+        if let Some(log) = self.log.borrow_mut().as_mut() {
+            log.answered(answered, self.counters());
+        }
     }
 
     /// Cancels the pending read of `slot` (it fails with ECANCELED), as the stop does: the
@@ -175,8 +192,25 @@ async fn sweep(worker: Rc<Worker>) {
     }
 }
 
-/// Runs worker `index` on `listener` until a stop, then waits (bounded) for its connections.
-pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: usize) {
+/// Hands the worker's `--log-json` batch to the writer every [`reqlog::FLUSH_EVERY`] (a quiet
+/// core's lines reach the file within it), until the stop.
+async fn flush_log(worker: Rc<Worker>) {
+    while !worker.shared.stop.load(Ordering::Relaxed) {
+        monoio::time::sleep(reqlog::FLUSH_EVERY).await;
+        if let Some(log) = worker.log.borrow_mut().as_mut() {
+            log.tick(worker.counters());
+        }
+    }
+}
+
+/// Runs worker `index` on `listener` until a stop, then waits (bounded) for its connections;
+/// `log` is its `--log-json` batch, flushed at the end.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    index: usize,
+    log: Option<CoreLog>,
+) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -202,8 +236,12 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: 
         listener_fd: Cell::new(Some(listener.as_raw_fd())),
         forwarder,
         stopping: Cell::new(false),
+        log: RefCell::new(log),
     });
     monoio::spawn(sweep(worker.clone()));
+    if worker.log.borrow().is_some() {
+        monoio::spawn(flush_log(worker.clone()));
+    }
     loop {
         let accepted = listener.accept().await;
         if worker.shared.stop.load(Ordering::Relaxed) {
@@ -254,6 +292,10 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, index: 
     let started = clock::instant();
     while !worker.open.borrow().is_empty() && clock::since(started) < grace {
         monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let log = worker.log.borrow_mut().take();
+    if let Some(log) = log {
+        log.finish(worker.counters());
     }
 }
 
@@ -588,7 +630,9 @@ async fn connection<S: Transport>(
                 super::admin::missed(shared, worker.index, replayer, &live, now);
             }
             answered += 1;
+            let log = worker.log_sampled();
             let mut failure = None;
+            let mut body_bytes = 0;
             let outcome = if ex.answer == Answer::Forward {
                 if outbox.flush(&mut stream).await.is_err() {
                     return;
@@ -597,10 +641,15 @@ async fn connection<S: Transport>(
                 let tunnel = leg.tunnel.as_ref();
                 match forward::forward(&worker.forwarder, &req, &mut stream, tunnel, leg.tls).await
                 {
-                    Forwarded::Relayed { status, close } => {
+                    Forwarded::Relayed {
+                        status,
+                        close,
+                        body_bytes: relayed,
+                    } => {
                         if close {
                             after = After::Close;
                         }
+                        body_bytes = relayed;
                         Outcome::Forwarded(status)
                     }
                     Forwarded::Failed {
@@ -626,22 +675,36 @@ async fn connection<S: Transport>(
                         after = After::Close;
                         Outcome::Refused(status)
                     }
-                    Forwarded::ClientGone => return,
+                    Forwarded::ClientGone => {
+                        if log {
+                            worker.log_answer(&answered_line(
+                                &ex,
+                                &req,
+                                peer,
+                                Outcome::UpstreamFailed(None),
+                                0,
+                                now,
+                            ));
+                        }
+                        return;
+                    }
                 }
             } else {
-                after = exchange::render_http1(&ex, replayer, via, now, stopping, &mut outbox);
+                let rendered =
+                    exchange::render_http1(&ex, replayer, via, now, stopping, &mut outbox);
+                after = rendered.after;
+                body_bytes = rendered.body_bytes;
                 if shared.serve.exit_when_done
                     && matches!(ex.answer, Answer::Replay(_))
                     && replayer.remaining() == 0
                 {
                     shared.done.store(true, Ordering::Relaxed);
                 }
-                if verbose {
-                    ex.outcome(replayer)
-                } else {
-                    Outcome::Killed
-                }
+                ex.answered(rendered.status)
             };
+            if log {
+                worker.log_answer(&answered_line(&ex, &req, peer, outcome, body_bytes, now));
+            }
             // The no-host answer has no route and no -v line.
             if let (true, Some(url)) = (verbose, ex.url(req.method)) {
                 // A closed stdout must not stop the server: the line is dropped.
@@ -745,6 +808,34 @@ async fn connection<S: Transport>(
             }
             Ok(_) | Err(_) => return,
         }
+    }
+}
+
+/// An HTTP/1 request's log line parts.
+fn answered_line<'a>(
+    ex: &'a exchange::Exchange<'_>,
+    req: &http1::Request<'a>,
+    peer: SocketAddr,
+    outcome: Outcome,
+    body_bytes: u64,
+    turn: std::time::SystemTime,
+) -> Answered<'a> {
+    Answered {
+        peer,
+        method: req.method,
+        url: ex.url(req.method),
+        http_version: if req.version_minor == 0 {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        },
+        outcome,
+        flow: match ex.answer {
+            Answer::Replay(flow) => Some(flow.0),
+            _ => None,
+        },
+        body_bytes,
+        turn,
     }
 }
 
@@ -897,6 +988,7 @@ mod tests {
             forwarder: Forwarder::new(forward),
             stopping: Cell::new(false),
             tls: None,
+            log: RefCell::new(None),
         }
     }
 

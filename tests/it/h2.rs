@@ -12,7 +12,7 @@ use uringreplay::flowfile::writer::{
 use super::support::{get, Client, FlowFile, Server};
 
 /// A current-thread tokio runtime for the h2 client.
-fn runtime() -> tokio::runtime::Runtime {
+pub(super) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -20,7 +20,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// An h2c connection to `server` with `window` as the client's stream window.
-async fn connect(server: &Server, window: u32) -> h2::client::SendRequest<Bytes> {
+pub(super) async fn connect(server: &Server, window: u32) -> h2::client::SendRequest<Bytes> {
     let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let (h2, connection) = h2::client::Builder::new()
         .initial_window_size(window)
@@ -32,7 +32,7 @@ async fn connect(server: &Server, window: u32) -> h2::client::SendRequest<Bytes>
 }
 
 /// Sends `GET path` (authority 127.0.0.1:8080, as the recordings) and returns the response.
-async fn send_get(
+pub(super) async fn send_get(
     h2: &mut h2::client::SendRequest<Bytes>,
     path: &str,
 ) -> h2::client::ResponseFuture {
@@ -46,7 +46,9 @@ async fn send_get(
 }
 
 /// The whole body of `resp`, releasing window as it arrives; with the trailers.
-async fn body_of(resp: http::Response<h2::RecvStream>) -> (Vec<u8>, Option<http::HeaderMap>) {
+pub(super) async fn body_of(
+    resp: http::Response<h2::RecvStream>,
+) -> (Vec<u8>, Option<http::HeaderMap>) {
     let mut body = resp.into_body();
     let mut got = Vec::new();
     while let Some(chunk) = body.data().await {

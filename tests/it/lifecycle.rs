@@ -101,13 +101,15 @@ fn a_mitmdump_command_line_runs_unchanged() {
     assert_eq!(c.exchange(&get("/other")).status, 404);
 }
 
-#[test]
-fn replaying_on_a_keep_alive_connection_allocates_nothing_per_request() {
+/// Serves 2000 replays on one keep-alive connection with `extra` options; the heap allocations
+/// the server counted while serving.
+fn allocations_for_2000_replays(extra: &[&str]) -> (u64, crate::support::Stopped) {
     let path = fixture("demo.flows");
-    let server = Server::start(&["-S", path.to_str().unwrap(), "--reuse", "-q"]);
+    let mut args = vec!["-S", path.to_str().unwrap(), "--reuse", "-q"];
+    args.extend_from_slice(extra);
+    let server = Server::start(&args);
     let mut c = Client::new(&server);
-    let requests = 2000;
-    for _ in 0..requests {
+    for _ in 0..2000 {
         assert_eq!(c.exchange(&get("/session-dates")).status, 200);
     }
     let stopped = server.stop();
@@ -119,10 +121,34 @@ fn replaying_on_a_keep_alive_connection_allocates_nothing_per_request() {
         .expect("the allocation line")
         .parse()
         .unwrap();
+    (allocations, stopped)
+}
+
+#[test]
+fn replaying_on_a_keep_alive_connection_allocates_nothing_per_request() {
+    let (allocations, _) = allocations_for_2000_replays(&[]);
     assert!(
         allocations < 100,
-        "{allocations} allocations for {requests} requests on one connection"
+        "{allocations} allocations for 2000 requests on one connection"
     );
+}
+
+#[test]
+fn logging_every_replay_as_json_allocates_nothing_per_request() {
+    let log = crate::support::temp_path("alloc.jsonl");
+    let (allocations, stopped) =
+        allocations_for_2000_replays(&["--log-json", log.to_str().unwrap()]);
+    // The batches: at most four buffers per worker, made on first need, then recycled.
+    assert!(
+        allocations < 100,
+        "{allocations} allocations for 2000 logged requests on one connection"
+    );
+    assert!(
+        stopped.stderr.contains("2000 lines written"),
+        "{}",
+        stopped.stderr
+    );
+    let _ = std::fs::remove_file(&log);
 }
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]

@@ -14,6 +14,7 @@ mod lifecycle;
 mod options;
 mod record;
 mod replay;
+mod reqlog;
 mod support;
 mod tls;
 mod words;

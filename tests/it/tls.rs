@@ -590,3 +590,36 @@ fn alpn_h2_over_tls_replays_over_http2_and_no_http2_keeps_http1() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+#[test]
+fn a_request_over_tls_gets_its_log_line_with_the_https_url() {
+    let capture = fixture(CAPTURE).display().to_string();
+    let dir = confdir();
+    let log = crate::support::temp_path("tls.jsonl");
+    let server = Server::start(&[
+        "-S",
+        &capture,
+        "--mode",
+        "reverse:https://127.0.0.1:29443",
+        "--reuse",
+        "--set",
+        &format!("confdir={dir}"),
+        "--log-json",
+        log.to_str().unwrap(),
+    ]);
+    let mut c = tls_over(server.connect(), trusting_mitmproxy(), "127.0.0.1");
+    let r = c.exchange(&get("/hello?ip=1", "127.0.0.1"));
+    assert_eq!(r.status, 200);
+    assert!(server.stop().status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!(lines[0]["url"], "https://127.0.0.1:29443/hello?ip=1");
+    assert_eq!(lines[0]["outcome"], "replayed");
+    assert_eq!(lines[0]["http_version"], "HTTP/1.1");
+    assert_eq!(lines[0]["bytes"], r.body.len());
+    let _ = std::fs::remove_file(&log);
+}
