@@ -716,6 +716,21 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
         self.pieces.is_empty() && (self.fatal || (self.goaway_sent && self.streams.is_empty()))
     }
 
+    /// Body bytes submitted on `stream` that wait for window (not yet in [`Conn::transmit`]),
+    /// or `None` when the stream is not open: what a driver relaying a body bounds its memory by.
+    pub fn unsent(&self, stream: u32) -> Option<usize> {
+        let s = &self.streams[self.index(stream)?];
+        Some(
+            s.queue
+                .iter()
+                .map(|c| match c {
+                    Chunk::Body(_, p, e) => e - p,
+                    Chunk::Static(t) => t.len(),
+                })
+                .sum(),
+        )
+    }
+
     /// Number of open streams.
     pub fn open_streams(&self) -> usize {
         self.streams.len()
