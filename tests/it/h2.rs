@@ -591,3 +591,56 @@ async fn send_get_url(
 ) -> h2::client::ResponseFuture {
     send_with_cookies(h2, url, &[]).await
 }
+
+#[test]
+fn sigterm_sends_goaway_and_a_forward_in_flight_still_completes() {
+    let upstream =
+        super::support::Upstream::start(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlater", true);
+    let file = FlowFile::new(&[FlowSpec::get("/a", 200, b"alpha")]);
+    let server = Server::start(&["-S", file.arg(), "--mode", "regular"]);
+    let mut s = server.connect();
+    let mut out = Vec::new();
+    out.extend_from_slice(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    frame(&mut out, SETTINGS, 0, 0, &[]);
+    let authority = upstream.addr.to_string();
+    let get = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", authority.as_str()),
+        (":path", "/pending"),
+    ];
+    frame(&mut out, HEADERS, END_HEADERS | END_STREAM, 1, &block(&get));
+    s.write_all(&out).unwrap();
+    // The upstream holds the request: stop the server, and see GOAWAY before it answers.
+    let seen = upstream
+        .requests
+        .recv_timeout(super::support::PATIENCE)
+        .unwrap();
+    assert!(seen.starts_with(b"GET /pending HTTP/1.1\r\n"));
+    server.terminate();
+    let mut buf = Vec::new();
+    let frames = read_frames(&mut s, &mut buf, |k, _, _, _| k == GOAWAY);
+    let goaway = &frames.last().unwrap().3;
+    assert_eq!(
+        &goaway[..8],
+        &[0, 0, 0, 1, 0, 0, 0, 0],
+        "last stream 1, NO_ERROR"
+    );
+    upstream.release();
+    let frames = read_frames(&mut s, &mut buf, |k, f, id, _| {
+        id == 1 && k == DATA && f & END_STREAM != 0
+    });
+    assert!(frames.iter().any(|f| f.0 == HEADERS && f.2 == 1));
+    let body: Vec<u8> = frames
+        .iter()
+        .filter(|f| f.0 == DATA && f.2 == 1)
+        .flat_map(|f| f.3.clone())
+        .collect();
+    assert_eq!(body, b"later");
+    let mut tail = Vec::new();
+    s.read_to_end(&mut tail)
+        .expect("the connection ends cleanly");
+    let stopped = server.wait_exit();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("forwarded 1"), "{}", stopped.stderr);
+}
