@@ -30,7 +30,7 @@ use monoio::io::AsyncWriteRent;
 use smallvec::SmallVec;
 
 use super::{linger_close, since_start, ticks_until, Leg, Slot, Worker};
-use crate::exchange::{self, Answer};
+use crate::exchange::{self, Answer, ReplyFields};
 use crate::flowfile::Span;
 use crate::http1::{self, request::MAX_HEADERS, ChunkedDecoder};
 use crate::http2::{self, Conn, Event};
@@ -99,6 +99,8 @@ struct Driver<'w, S> {
     scratch: Vec<u8>,
     /// Reused for HTTP/1 answers re-framed as HTTP/2 (508, 400).
     http1: Vec<u8>,
+    /// The HPACK block of the last replayed head, reused while heads repeat.
+    head: HeadCache,
     /// Reused for a request's split cookie fields joined.
     cookies: Vec<u8>,
     /// The forwards in flight.
@@ -134,6 +136,7 @@ pub(super) async fn serve<S: Transport>(
         scratch: Vec::new(),
         http1: Vec::new(),
         cookies: Vec::new(),
+        head: HeadCache::default(),
         tasks: Vec::new(),
         relays: Vec::new(),
         going_away: false,
@@ -311,10 +314,6 @@ impl<S: Transport> Driver<'_, S> {
                     Outcome::Killed
                 };
                 if let Some(parts) = ex.describe(replayer, now, &mut self.scratch) {
-                    let fields: SmallVec<[(&[u8], &[u8]); 32]> = match parts.headers {
-                        Some(h) => h.iter().collect(),
-                        None => [(&b"content-length"[..], &b"0"[..])].into_iter().collect(),
-                    };
                     let trailers: SmallVec<[(&[u8], &[u8]); 4]> = parts
                         .trailers
                         .map(|t| t.iter().collect())
@@ -324,7 +323,15 @@ impl<S: Transport> Driver<'_, S> {
                     } else {
                         Some(body_of(&self.replayer, parts.body))
                     };
-                    let _ = self.conn.answer(id, parts.status, &fields, body, &trailers);
+                    let head = &mut self.head;
+                    if !head.is(parts.status, parts.headers.as_ref()) {
+                        let fields: SmallVec<[(&[u8], &[u8]); 32]> = match &parts.headers {
+                            Some(h) => h.iter().collect(),
+                            None => [(&b"content-length"[..], &b"0"[..])].into_iter().collect(),
+                        };
+                        head.encode(parts.status, parts.headers.as_ref(), &fields);
+                    }
+                    let _ = self.conn.answer_block(id, &head.block, body, &trailers);
                 } else {
                     // No reply description (a recorded head without a status code): the stream
                     // must still end.
@@ -476,6 +483,45 @@ async fn read_beside<F: Future>(
         read.as_mut().poll(cx)
     })
     .await
+}
+
+/// The last reply head a connection encoded: a head rendered byte for byte as the one before
+/// (the same flow within the same second of refreshed dates, which a load test asks for again
+/// and again) is sent as the same HPACK block, without taking its fields apart and encoding
+/// them again. The encoding is stateless ([`reply::encode_head`]), so the block is valid on any
+/// stream. A different head costs one comparison of its field lines.
+#[derive(Default)]
+struct HeadCache {
+    /// The status and rendered field lines the block encodes; `None`: the block encodes no
+    /// rendered head (a status answer's, or nothing yet), so it never matches.
+    key: Option<(u16, Vec<u8>)>,
+    /// The HPACK block.
+    block: Vec<u8>,
+}
+
+impl HeadCache {
+    /// Whether the block encodes a reply with `status` and `fields`.
+    fn is(&self, status: u16, fields: Option<&ReplyFields<'_>>) -> bool {
+        match (&self.key, fields) {
+            (Some((s, lines)), Some(ReplyFields::Rendered(now))) => *s == status && lines == now,
+            _ => false,
+        }
+    }
+
+    /// Encodes a reply with `status` and `pairs` (the pairs of `fields`) as the block.
+    fn encode(&mut self, status: u16, fields: Option<&ReplyFields<'_>>, pairs: &[(&[u8], &[u8])]) {
+        self.block.clear();
+        http2::reply::encode_head(&mut self.block, status, pairs);
+        match fields {
+            Some(ReplyFields::Rendered(lines)) => {
+                let (s, key) = self.key.get_or_insert_with(|| (status, Vec::new()));
+                *s = status;
+                key.clear();
+                key.extend_from_slice(lines);
+            }
+            _ => self.key = None,
+        }
+    }
 }
 
 /// Fills `slots` with the request's fields as the exchange and the forwarder see them, as
@@ -901,6 +947,27 @@ fn framing_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_head_cache_matches_only_the_same_status_and_rendered_fields() {
+        let lines = ReplyFields::Rendered(b"content-length: 5\r\ndate: x\r\n");
+        let other = ReplyFields::Rendered(b"content-length: 5\r\ndate: y\r\n");
+        let pairs: Vec<(&[u8], &[u8])> = lines.iter().collect();
+        let mut cache = HeadCache::default();
+        assert!(!cache.is(200, Some(&lines)));
+        cache.encode(200, Some(&lines), &pairs);
+        let mut expected = Vec::new();
+        http2::reply::encode_head(&mut expected, 200, &pairs);
+        assert_eq!(cache.block, expected);
+        assert!(cache.is(200, Some(&lines)));
+        assert!(!cache.is(201, Some(&lines)));
+        assert!(!cache.is(200, Some(&other)));
+        assert!(!cache.is(200, None));
+        // A head that is not rendered (a status answer) is encoded but never reused.
+        cache.encode(404, None, &[(b"content-length", b"0")]);
+        assert!(!cache.is(404, None));
+        assert!(!cache.is(200, Some(&lines)));
+    }
 
     #[test]
     fn a_chunked_http1_response_becomes_one_h2_answer_without_framing_fields() {
