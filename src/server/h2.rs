@@ -948,6 +948,109 @@ fn framing_of(
 mod tests {
     use super::*;
 
+    /// A connection past the preface with stream 1 (`GET /`) delivered, output drained.
+    fn with_stream_one() -> Conn<Body> {
+        let now = clock::instant();
+        let mut conn: Conn<Body> = Conn::new(http2::Limits::default(), now);
+        let mut input = http2::PREFACE.to_vec();
+        input.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        let mut block = Vec::new();
+        for (n, v) in [
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":authority", "a"),
+            (":path", "/"),
+        ] {
+            block.extend_from_slice(&[0, n.len() as u8]);
+            block.extend_from_slice(n.as_bytes());
+            block.push(v.len() as u8);
+            block.extend_from_slice(v.as_bytes());
+        }
+        // HEADERS, END_STREAM | END_HEADERS, stream 1.
+        input.extend_from_slice(&[0, 0, block.len() as u8, 1, 5, 0, 0, 0, 1]);
+        input.extend_from_slice(&block);
+        assert_eq!(conn.recv(&input, now), input.len());
+        assert_eq!(conn.poll_event(), Some(Event::Request(1)));
+        let n = conn.pending_bytes();
+        conn.advance(n);
+        conn
+    }
+
+    fn relay(bytes: &[u8]) -> Relay {
+        let pipe = Rc::new(Pipe::default());
+        pipe.bytes.borrow_mut().extend_from_slice(bytes);
+        Relay {
+            stream: 1,
+            pipe,
+            head_request: false,
+            body: None,
+            line: None,
+        }
+    }
+
+    fn output(conn: &mut Conn<Body>) -> Vec<u8> {
+        let out: Vec<u8> = conn.transmit().flatten().copied().collect();
+        conn.advance(out.len());
+        out
+    }
+
+    #[test]
+    fn a_relayed_chunked_response_ends_its_stream_once_the_forward_returns() {
+        let mut conn = with_stream_one();
+        let mut r = relay(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel");
+        assert_eq!(r.step(&mut conn), (true, RelayState::Going));
+        r.pipe
+            .bytes
+            .borrow_mut()
+            .extend_from_slice(b"lo\r\n0\r\n\r\n");
+        assert_eq!(r.step(&mut conn), (true, RelayState::Going));
+        let out = output(&mut conn);
+        // HEADERS, then DATA "hel", DATA "lo", and an empty DATA with END_STREAM.
+        assert_eq!(out[3], 1, "HEADERS first");
+        assert!(out.windows(3).any(|w| w == b"hel"));
+        assert!(out.ends_with(&[0, 0, 0, 0, 1, 0, 0, 0, 1]), "{out:?}");
+        assert_eq!(conn.open_streams(), 0);
+        // The stream is done; the relay ends with the forward's result.
+        *r.pipe.result.borrow_mut() = Some(Forwarded::Relayed {
+            status: 200,
+            close: false,
+        });
+        assert_eq!(r.step(&mut conn), (false, RelayState::Complete));
+    }
+
+    #[test]
+    fn a_relay_whose_forward_returns_before_the_body_ends_is_broken() {
+        let mut conn = with_stream_one();
+        let mut r = relay(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello");
+        *r.pipe.result.borrow_mut() = Some(Forwarded::Relayed {
+            status: 200,
+            close: false,
+        });
+        assert_eq!(r.step(&mut conn), (true, RelayState::Broken));
+        // An incomplete head is broken as well.
+        let mut conn = with_stream_one();
+        let mut r = relay(b"HTTP/1.1 200 OK\r\nContent-Le");
+        *r.pipe.result.borrow_mut() = Some(Forwarded::ClientGone);
+        assert_eq!(r.step(&mut conn), (false, RelayState::Broken));
+    }
+
+    #[test]
+    fn a_relay_takes_no_more_than_its_queue_allows_while_the_window_is_shut() {
+        let mut conn = with_stream_one();
+        let mut head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n".to_vec();
+        head.resize(head.len() + 1_000_000, b'x');
+        let mut r = relay(&head);
+        while r.step(&mut conn) == (true, RelayState::Going) {}
+        // The client's 65,535-byte window is scheduled; of the rest, QUEUED_BYTES wait in the
+        // Conn and the remainder stays in the pipe (the forward waits while it is full).
+        assert_eq!(conn.unsent(1), Some(QUEUED_BYTES));
+        assert_eq!(
+            r.pipe.bytes.borrow().len(),
+            1_000_000 - QUEUED_BYTES - 65_535
+        );
+        assert_eq!(r.step(&mut conn), (false, RelayState::Going));
+    }
+
     #[test]
     fn the_head_cache_matches_only_the_same_status_and_rendered_fields() {
         let lines = ReplyFields::Rendered(b"content-length: 5\r\ndate: x\r\n");
