@@ -6,6 +6,7 @@
 #   PAIRS=12 SECS=2 CONNS=256 scripts/ab.sh A B
 #   FLOWS=/tmp/gen1m.flows WALK=1000000 scripts/ab.sh A B   # walk /item/(i*7919 mod WALK)
 #   MISS=10 EXTRA_B='-w @WORK@/rec.flows' scripts/ab.sh UR UR  # 10 % misses, B records them
+#   H2_STREAMS=1 CONNS=64 scripts/ab.sh A B                # HTTP/2 (h2c, h2load -c64 -m1)
 #
 # Each run: the server pinned to CPU 0 with one worker, wrk -t1 pinned to CPU 1 on 127.0.0.1, one
 # second of warm-up, then SECS measured. Prints each pair's requests per server-CPU-second (from
@@ -95,6 +96,21 @@ NGINX
     EXTRA="$EXTRA --mode reverse:http://127.0.0.1:$UPORT"
 fi
 
+# One load run of SECS against URL, ending in wrk.lua's RESULT line: wrk, or h2load over h2c
+# with prior knowledge and H2_STREAMS streams per connection when that is set (no percentiles:
+# p99 "-"; MISS and WALK are wrk-only).
+load() {
+    local url=$1 secs=$2
+    if [ -z "${H2_STREAMS:-}" ]; then
+        MISS_EVERY=$MISS WALK_N=$WALK taskset -c 1 wrk -t1 -c"$CONNS" -d"${secs}s" -s "$ROOT/scripts/wrk.lua" "$url"
+        return
+    fi
+    taskset -c 1 h2load -t1 -c"$CONNS" -m"$H2_STREAMS" -D"$secs" "$url" 2>&1 |
+        awk '/^requests:/ {ok = $8; bad = $10 + $12 + $14}
+             /^status codes:/ {bad += $5 + $7 + $9}
+             END {printf "RESULT %d - %d - - - -\n", ok, bad}'
+}
+
 # One measured run of BINARY with side arguments ARGS: prints "req/server-CPU-s p99 errors". An
 # --admin in ARGS gets a loopback port, scraped every SCRAPE_MS ms during the measured run when
 # SCRAPE_MS > 0.
@@ -111,7 +127,7 @@ run() {
         sleep 0.05
     done
     local url="http://127.0.0.1:$port$PROBE"
-    MISS_EVERY=$MISS WALK_N=$WALK taskset -c 1 wrk -t1 -c"$CONNS" -d1s -s "$ROOT/scripts/wrk.lua" "$url" >/dev/null
+    load "$url" 1 >/dev/null
     local t0 t1 out
     local scraper=""
     if [ "$SCRAPE_MS" -gt 0 ] && [ "$args" != "$2" ]; then
@@ -130,7 +146,7 @@ run() {
         scraper=$!
     fi
     t0=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')
-    out=$(MISS_EVERY=$MISS WALK_N=$WALK taskset -c 1 wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$ROOT/scripts/wrk.lua" "$url")
+    out=$(load "$url" "$SECS")
     t1=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')
     [ -n "$scraper" ] && { kill "$scraper" 2>/dev/null || true; wait "$scraper" 2>/dev/null || true; }
     kill "$pid"

@@ -3,7 +3,7 @@
 #
 #   scripts/bench.sh                      # defaults: 4 alternating rounds, 5 s measured, 2 s warm-up
 #   ROUNDS=5 SECS=8 scripts/bench.sh      # longer
-#   CASES="small 16k" scripts/bench.sh    # some cases only (small c256 close 16k tls tls16k tlsclose h2 scale mitm)
+#   CASES="small 16k" scripts/bench.sh    # some cases only (small c256 close 16k tls tls16k tlsclose h2 h2tls scale mitm)
 #   UR_ALT=/tmp/other-build scripts/bench.sh  # also measure another uringreplay binary (A/B)
 #   CEILING_DIR=/path/to/shared/bench/ceiling scripts/bench.sh  # where the ceiling responders are
 #
@@ -23,7 +23,7 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-4}
 SECS=${SECS:-5}
 WARM=${WARM:-2}
-CASES=${CASES:-"small c256 close 16k tls tls16k tlsclose h2 scale mitm"}
+CASES=${CASES:-"small c256 close 16k tls tls16k tlsclose h2 h2tls scale mitm"}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/uringreplay-bench
@@ -57,7 +57,7 @@ if ! need wrk || ! need nginx; then
     log "installing wrk and nginx-light (apt-get)"
     apt-get update -qq && apt-get install -y -qq wrk nginx-light >/dev/null
 fi
-if want h2 && ! need h2load; then
+if { want h2 || want h2tls; } && ! need h2load; then
     log "installing h2load (apt-get nghttp2-client)"
     apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null
 fi
@@ -181,7 +181,7 @@ EOF
 # with --certs (its CA created in a confdir of the run, unused), nginx with `ssl`; session
 # tickets on in both. The same nginx configuration, with `ssl` on its listener.
 mkdir -p "$WORK/tls"
-if want tls || want tls16k || want tlsclose; then
+if want tls || want tls16k || want tlsclose || want h2tls; then
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
         -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" -subj /CN=localhost \
         -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
@@ -217,6 +217,11 @@ start() {
                 --set "confdir=$WORK/tls/confdir" "${ur_common[@]}") ;;
         nginx-tls)
             sed "s/@PORT@/$port/" "$WORK/nginx/nginx-tls.conf" >"$WORK/nginx/$port.conf"
+            cmd=(nginx -c "$WORK/nginx/$port.conf" -p "$WORK/nginx") ;;
+        nginx-h2-tls)
+            # HTTP/2 over TLS, ALPN h2 (and http/1.1 for the probe): the TLS listener with http2.
+            sed "s/@PORT@/$port/; s/ ssl reuseport/ ssl http2 reuseport/" \
+                "$WORK/nginx/nginx-tls.conf" >"$WORK/nginx/$port.conf"
             cmd=(nginx -c "$WORK/nginx/$port.conf" -p "$WORK/nginx") ;;
         nginx-h2)
             # h2c with prior knowledge (nginx >= 1.19: `listen ... http2` on a plain listener).
@@ -281,8 +286,8 @@ KSOFTIRQD=$(pgrep -x "ksoftirqd/$SERVER_CPU" || true)
 all_ticks() { cat /proc/[0-9]*/stat 2>/dev/null | sed 's/.*) //' | awk '{s += $12 + $13} END {print s + 0}'; }
 
 
-# One load run: wrk (HTTP/1.1), or h2load over h2c with prior knowledge when H2_STREAMS is set
-# (streams per connection); either way the output ends in wrk.lua's RESULT line (h2load reports
+# One load run: wrk (HTTP/1.1), or h2load when H2_STREAMS is set (streams per connection): over
+# h2c with prior knowledge for an http URL, over TLS with ALPN h2 for an https one; either way the output ends in wrk.lua's RESULT line (h2load reports
 # no percentiles: "-").
 load() {
     local url=$1 conns=$2 secs=$3 walk=$4 close=$5 out=$6
@@ -392,6 +397,12 @@ if want h2; then
     H2_STREAMS=16 run_case h2c16 "/small 16 $SECS 0 0" uringreplay nginx-h2
     H2_STREAMS=1 run_case h2c64 "/small 64 $SECS 0 0" uringreplay nginx-h2
 fi
+if want h2tls; then
+    # HTTP/2 over TLS (ALPN h2), the certificate of the TLS cases: uringreplay with --certs,
+    # nginx on `listen ... ssl http2`.
+    H2_STREAMS=16 run_case h2tls16 "/small 16 $SECS 0 0" uringreplay-tls nginx-h2-tls
+    H2_STREAMS=1 run_case h2tls64 "/small 64 $SECS 0 0" uringreplay-tls nginx-h2-tls
+fi
 MITM_SECS=$(( SECS < 5 ? SECS : 5 ))
 want mitm && run_case mitm "/small 64 $MITM_SECS 0 0" mitmdump uringreplay
 
@@ -459,6 +470,10 @@ row h2c16 "small, h2c, 16 conns × 16 streams (h2load)" uringreplay "h2c16|nginx
 row h2c16 "small, h2c, 16 conns × 16 streams (h2load)" nginx-h2
 row h2c64 "small, h2c, 64 conns × 1 stream (h2load)" uringreplay "h2c64|nginx-h2"
 row h2c64 "small, h2c, 64 conns × 1 stream (h2load)" nginx-h2
+row h2tls16 "small, h2 over TLS, 16 conns × 16 streams (h2load)" uringreplay-tls "h2tls16|nginx-h2-tls"
+row h2tls16 "small, h2 over TLS, 16 conns × 16 streams (h2load)" nginx-h2-tls
+row h2tls64 "small, h2 over TLS, 64 conns × 1 stream (h2load)" uringreplay-tls "h2tls64|nginx-h2-tls"
+row h2tls64 "small, h2 over TLS, 64 conns × 1 stream (h2load)" nginx-h2-tls
 row scale "1 flow, reuse" ur-1
 row scale "10 k flows, reuse (walk of 10 k keys)" ur-10k "scale|ur-1"
 row scale "1 M flows, reuse (walk of 1 M keys)" ur-1m "scale|ur-1"

@@ -587,12 +587,40 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
         body: Option<B>,
         trailers: &[(&[u8], &[u8])],
     ) -> Result<(), AnswerError> {
+        self.answer_with(
+            stream,
+            |out| reply::encode_head(out, status, headers),
+            body,
+            trailers,
+        )
+    }
+
+    /// [`Conn::answer`] with a head that is already an HPACK block, as [`reply::encode_head`]
+    /// writes it (see [`Conn::send_head_block`]): a driver that answers the same head again
+    /// sends the block it encoded the first time.
+    pub fn answer_block(
+        &mut self,
+        stream: u32,
+        block: &[u8],
+        body: Option<B>,
+        trailers: &[(&[u8], &[u8])],
+    ) -> Result<(), AnswerError> {
+        self.answer_with(stream, |out| out.extend_from_slice(block), body, trailers)
+    }
+
+    fn answer_with(
+        &mut self,
+        stream: u32,
+        head: impl FnOnce(&mut Vec<u8>),
+        body: Option<B>,
+        trailers: &[(&[u8], &[u8])],
+    ) -> Result<(), AnswerError> {
         let body = body.filter(|b| !b.as_ref().is_empty());
         let has_trailers = reply::h2_fields(trailers).next().is_some();
         let end = body.is_none() && !has_trailers;
         // Schedule once, after the end is known, so the last DATA frame carries END_STREAM.
         self.hold = true;
-        let result = self.send_head(stream, status, headers, end).and_then(|()| {
+        let result = self.head_with(stream, end, head).and_then(|()| {
             if end {
                 return Ok(());
             }
@@ -714,6 +742,21 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
     /// True when the connection has nothing more to do: close the socket.
     pub fn is_done(&self) -> bool {
         self.pieces.is_empty() && (self.fatal || (self.goaway_sent && self.streams.is_empty()))
+    }
+
+    /// Body bytes submitted on `stream` that wait for window (not yet in [`Conn::transmit`]),
+    /// or `None` when the stream is not open: what a driver relaying a body bounds its memory by.
+    pub fn unsent(&self, stream: u32) -> Option<usize> {
+        let s = &self.streams[self.index(stream)?];
+        Some(
+            s.queue
+                .iter()
+                .map(|c| match c {
+                    Chunk::Body(_, p, e) => e - p,
+                    Chunk::Static(t) => t.len(),
+                })
+                .sum(),
+        )
     }
 
     /// Number of open streams.

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::frame::{flag, kind, setting, ErrorCode, Header, HEADER_LEN};
-use super::{hpack, preface, AnswerError, Conn, Event, Limits, Preface, PREFACE};
+use super::{hpack, preface, reply, AnswerError, Conn, Event, Limits, Preface, PREFACE};
 
 type Body = &'static [u8];
 
@@ -15,7 +15,7 @@ fn base() -> Instant {
 }
 
 /// One frame as the client sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Frame {
     kind: u8,
     flags: u8,
@@ -280,6 +280,30 @@ fn a_get_is_answered_with_status_lowercase_fields_and_data() {
         c.conn.answer(1, 200, &[], None, &[]),
         Err(AnswerError::NoStream(1))
     );
+}
+
+#[test]
+fn an_answer_with_a_head_block_sends_the_same_frames_as_with_its_fields() {
+    let fields: [(&[u8], &[u8]); 2] = [(b"Content-Type", b"text/plain"), (b"Connection", b"close")];
+    let mut frames = Vec::new();
+    for with_block in [false, true] {
+        let mut c = Client::new();
+        c.get(1, "/");
+        if with_block {
+            let mut block = Vec::new();
+            reply::encode_head(&mut block, 200, &fields);
+            c.conn
+                .answer_block(1, &block, Some(b"hello"), &[(b"grpc-status", b"0")])
+                .unwrap();
+        } else {
+            c.conn
+                .answer(1, 200, &fields, Some(b"hello"), &[(b"grpc-status", b"0")])
+                .unwrap();
+        }
+        frames.push(c.frames());
+    }
+    assert_eq!(frames[0], frames[1]);
+    assert_eq!(frames[0].len(), 3, "HEADERS, DATA, trailing HEADERS");
 }
 
 #[test]

@@ -487,8 +487,16 @@ fn lossy_eq(raw: &[u8], text: &[u8]) -> bool {
     rest.is_empty()
 }
 
-/// Every field named `name` joined with `", "`: the total length, then the pieces.
+/// Every field named `name` joined with `", "` (`"; "` for Cookie: an HTTP/2 client splits
+/// its cookie into one field per pair, RFC 9113 §8.2.3, and the pairs are joined back the way an
+/// HTTP/1 client sends them, RFC 6265 §5.4, so a split cookie and a joined one key the same):
+/// the total length, then the pieces.
 fn folded_items<'a>(fields: HeaderFields<'a>, name: &[u8], out: &mut impl ItemSink<'a>) {
+    let separator: &'static [u8] = if name.eq_ignore_ascii_case(b"cookie") {
+        b"; "
+    } else {
+        b", "
+    };
     let mut total = 0u64;
     for (i, v) in fields.values(name).enumerate() {
         total += v.len() as u64 + if i > 0 { 2 } else { 0 };
@@ -496,7 +504,7 @@ fn folded_items<'a>(fields: HeaderFields<'a>, name: &[u8], out: &mut impl ItemSi
     out.push(Item::Len(total));
     for (i, v) in fields.values(name).enumerate() {
         if i > 0 {
-            out.push(Item::Bytes(b", "));
+            out.push(Item::Bytes(separator));
         }
         out.push(Item::Bytes(v));
     }
@@ -882,6 +890,27 @@ pub(crate) mod tests {
             &Req::get("path?"),
             &opts
         ));
+    }
+
+    #[test]
+    fn a_split_cookie_keys_as_the_joined_one_and_other_fields_fold_with_commas() {
+        let opts = KeyOptions {
+            use_headers: names(&["cookie", "accept"]),
+            ..KeyOptions::default()
+        };
+        let split = Req::get("/")
+            .header("cookie", "a=1")
+            .header("accept", "x")
+            .header("cookie", "b=2")
+            .header("accept", "y");
+        let joined = Req::get("/")
+            .header("Cookie", "a=1; b=2")
+            .header("accept", "x, y");
+        assert!(same_key(&split, &joined, &opts));
+        let comma = Req::get("/")
+            .header("Cookie", "a=1, b=2")
+            .header("accept", "x, y");
+        assert!(!same_key(&split, &comma, &opts));
     }
 
     #[test]

@@ -5,18 +5,24 @@
 //! protocol-neutral exchange (the same matching, consume cursors, refresh and unmatched policy
 //! as HTTP/1), then write everything the Conn scheduled through the connection's [`Outbox`]
 //! (frame bytes copied, large bodies referenced straight from the mapping, one vectored write).
-//! A forwarded request is relayed from the HTTP/1.1 upstream into a buffer (bounded), then
-//! re-framed as HEADERS + DATA; other streams of the connection wait meanwhile. A stop sends
+//! A forwarded request runs as a future beside the connection's reads ([`read_beside`]): it
+//! writes the upstream's HTTP/1.1 response into the stream's [`Pipe`] (bounded), and each turn
+//! re-frames what the pipes hold as HEADERS + DATA within the stream's windows, so a slow
+//! upstream holds up only its own stream. A stop sends
 //! GOAWAY and finishes the open streams; the idle timeout and the SETTINGS acknowledgement
 //! deadline use the worker's sweeper like HTTP/1's read deadlines.
 //!
 //! This is a child module of `worker` (declared there) so that it shares the worker's private
 //! connection bookkeeping without widening it.
 
+use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 
 use arc_swap::Cache;
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf};
@@ -24,20 +30,28 @@ use monoio::io::AsyncWriteRent;
 use smallvec::SmallVec;
 
 use super::{linger_close, since_start, ticks_until, Answered, Leg, Slot, Worker};
-use crate::exchange::{self, Answer};
+use crate::exchange::{self, Answer, ReplyFields};
 use crate::flowfile::Span;
 use crate::http1::{self, request::MAX_HEADERS, ChunkedDecoder};
 use crate::http2::{self, Conn, Event};
 use crate::replay::{Replayer, RequestFacts};
 use crate::server::clock;
-use crate::server::forward::{self, Forwarded};
+use crate::server::forward::{self, ClientSide, Forwarded, Forwarder};
 use crate::server::outbox::Outbox;
 use crate::server::transport::Transport;
 use crate::stats::{self, Counters, Outcome};
+use crate::upstream::{ForwardError, Origin};
 
-/// The largest forwarded response (head and body) relayed to an HTTP/2 client: it is buffered
-/// whole before it is re-framed. Larger responses reset the stream.
-const MAX_RELAYED: usize = 64 * 1024 * 1024;
+/// Bytes a forward may leave in its [`Pipe`] before it waits for the driver to take them (it
+/// writes at most one upstream read past this).
+const PIPE_BYTES: usize = 64 * 1024;
+
+/// Relayed body bytes a stream may have waiting for the client's window in the Conn before the
+/// driver stops taking from its pipe: with [`PIPE_BYTES`], the memory bound of a forward.
+const QUEUED_BYTES: usize = 256 * 1024;
+
+/// A forward in flight, polled beside the connection's reads, with its stream.
+type Task<'w> = (u32, Pin<Box<dyn Future<Output = ()> + 'w>>);
 
 /// A reply body as the Conn holds it until its DATA frames are written.
 #[derive(Debug, Clone)]
@@ -83,8 +97,17 @@ struct Driver<'w, S> {
     replayer: Rc<Arc<Replayer>>,
     /// Reused for refreshed heads.
     scratch: Vec<u8>,
-    /// Reused for HTTP/1 answers re-framed as HTTP/2 (forwards, 508, 400).
+    /// Reused for HTTP/1 answers re-framed as HTTP/2 (508, 400).
     http1: Vec<u8>,
+    /// The HPACK block of the last replayed head, reused while heads repeat.
+    head: HeadCache,
+    /// Reused for a request's split cookie fields joined.
+    cookies: Vec<u8>,
+    /// The forwards in flight.
+    tasks: Vec<Task<'w>>,
+    /// The forwarded streams being relayed, one per task (and a finished task's until its
+    /// stream is done).
+    relays: Vec<Relay>,
     /// GOAWAY has been queued.
     going_away: bool,
 }
@@ -112,6 +135,10 @@ pub(super) async fn serve<S: Transport>(
         replayer: Rc::new(first),
         scratch: Vec::new(),
         http1: Vec::new(),
+        cookies: Vec::new(),
+        head: HeadCache::default(),
+        tasks: Vec::new(),
+        relays: Vec::new(),
         going_away: false,
     };
     loop {
@@ -128,7 +155,7 @@ pub(super) async fn serve<S: Transport>(
             match event {
                 Event::Request(id) => {
                     answered += 1;
-                    d.answer(id, wall).await;
+                    d.answer(id, wall);
                 }
                 Event::Cancelled(_) => {}
                 Event::StreamReset { .. } | Event::Error(_) => {
@@ -137,8 +164,15 @@ pub(super) async fn serve<S: Transport>(
             }
         }
         super::super::admin::served(worker.counters(), answered, wall);
-        if d.flush().await.is_err() {
-            return;
+        // What the forwards wrote, as their streams' windows allow, then every stream's frames.
+        loop {
+            let moved = d.pump();
+            if d.flush().await.is_err() {
+                return;
+            }
+            if !moved {
+                break;
+            }
         }
         if d.conn.is_done() {
             return linger_close(d.stream, input).await;
@@ -152,13 +186,21 @@ pub(super) async fn serve<S: Transport>(
             // Whole frames may be left (the Conn stops taking input while output is queued).
             continue;
         }
-        // Read more: the idle timeout, or the SETTINGS deadline when it comes first.
+        if d.relays.iter().any(|r| r.pipe.fresh.get()) {
+            continue;
+        }
+        // Read more: the idle timeout (not while a forward is in flight: the upstream timeout
+        // bounds that), or the SETTINGS deadline when it comes first.
         if input.capacity() - input.len() < http2::MIN_READ_BUFFER {
             input.reserve(http2::MIN_READ_BUFFER);
         }
         let now = clock::instant();
         let base = since_start(worker);
-        let idle_tick = ticks_until(base + shared.timeouts.idle);
+        let idle_tick = if d.relays.is_empty() {
+            ticks_until(base + shared.timeouts.idle)
+        } else {
+            u64::MAX
+        };
         let settings_tick = d
             .conn
             .poll_timeout()
@@ -167,12 +209,13 @@ pub(super) async fn serve<S: Transport>(
             .set(settings_tick.map_or(idle_tick, |s| s.min(idle_tick)));
         let cancel = slot.cancel.borrow().handle();
         let (len, cap) = (input.len(), input.capacity());
-        let (res, slice) = monoio::io::CancelableAsyncReadRent::cancelable_read(
+        let read = monoio::io::CancelableAsyncReadRent::cancelable_read(
             &mut d.stream,
             input.slice_mut(len..cap),
             cancel,
-        )
-        .await;
+        );
+        let mut woken = false;
+        let (res, slice) = read_beside(read, &mut d.tasks, &d.relays, slot, &mut woken).await;
         slot.deadline.set(u64::MAX);
         input = slice.into_inner();
         match res {
@@ -192,8 +235,9 @@ pub(super) async fn serve<S: Transport>(
                     }
                 }
             }
-            // The worker stops: take what has arrived; the next turn sends GOAWAY.
-            Err(_) if worker.stopping.get() => {
+            // The worker stops: take what has arrived; the next turn sends GOAWAY. Or a forward
+            // has something for its stream: take what has arrived, then relay it.
+            Err(_) if worker.stopping.get() || woken => {
                 d.stream.drain_arrived(&mut input);
             }
             Ok(_) | Err(_) => return,
@@ -217,7 +261,7 @@ impl<S: Transport> Driver<'_, S> {
     }
 
     /// Answers the complete request on stream `id` through the exchange.
-    async fn answer(&mut self, id: u32, now: std::time::SystemTime) {
+    fn answer(&mut self, id: u32, now: std::time::SystemTime) {
         let worker = self.worker;
         let shared = &*worker.shared;
         let counters = worker.counters();
@@ -227,7 +271,7 @@ impl<S: Transport> Driver<'_, S> {
             return;
         };
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let n = fill_headers(&req, &mut slots);
+        let n = fill_headers(&req, &mut self.cookies, &mut slots);
         let facts = RequestFacts {
             is_head: req.method == b"HEAD",
             wants_close: false,
@@ -262,16 +306,11 @@ impl<S: Transport> Driver<'_, S> {
         };
         let method = req.method;
         let replay = matches!(ex.answer, Answer::Replay(_));
-        let mut failure = None;
         let outcome = match ex.answer {
             Answer::Replay(_) | Answer::Status(_) => {
                 let mut outcome = ex.answered(None);
                 if let Some(parts) = ex.describe(replayer, now, &mut self.scratch) {
                     outcome = ex.answered(Some(parts.status));
-                    let fields: SmallVec<[(&[u8], &[u8]); 32]> = match parts.headers {
-                        Some(h) => h.iter().collect(),
-                        None => [(&b"content-length"[..], &b"0"[..])].into_iter().collect(),
-                    };
                     let trailers: SmallVec<[(&[u8], &[u8]); 4]> = parts
                         .trailers
                         .map(|t| t.iter().collect())
@@ -285,7 +324,15 @@ impl<S: Transport> Driver<'_, S> {
                         let bytes = body.as_ref().map_or(0, |b| b.as_ref().len() as u64);
                         log_answer(worker, self.peer, &ex, method, outcome, bytes, now);
                     }
-                    let _ = self.conn.answer(id, parts.status, &fields, body, &trailers);
+                    let head = &mut self.head;
+                    if !head.is(parts.status, parts.headers.as_ref()) {
+                        let fields: SmallVec<[(&[u8], &[u8]); 32]> = match &parts.headers {
+                            Some(h) => h.iter().collect(),
+                            None => [(&b"content-length"[..], &b"0"[..])].into_iter().collect(),
+                        };
+                        head.encode(parts.status, parts.headers.as_ref(), &fields);
+                    }
+                    let _ = self.conn.answer_block(id, &head.block, body, &trailers);
                 } else {
                     // No reply description (a recorded head without a status code): the stream
                     // must still end.
@@ -318,76 +365,105 @@ impl<S: Transport> Driver<'_, S> {
                 outcome
             }
             Answer::Forward => {
-                let parts = forward::Parts {
-                    method,
-                    target: req.path,
-                    headers,
-                    body: req.body,
-                    version_minor: 1,
-                    wants_close: false,
-                    tunnel: self.leg.tunnel.as_ref(),
+                let request = OwnedRequest {
+                    method: method.to_vec(),
+                    target: req.path.to_vec(),
+                    fields: headers
+                        .iter()
+                        .map(|h| (h.name.to_string(), h.value.to_vec()))
+                        .collect(),
+                    body: req.body.to_vec(),
+                    tunnel: self.leg.tunnel.clone(),
                     tls: self.leg.tls,
                 };
                 let record = forward::saved_side(&worker.forwarder, &self.stream);
-                let mut capture = Capture {
-                    bytes: std::mem::take(&mut self.http1),
-                };
-                capture.bytes.clear();
-                let forwarded =
-                    forward::forward_parts(&worker.forwarder, &parts, record, &mut capture).await;
-                self.http1 = capture.bytes;
-                let mut body_bytes = 0;
-                let (outcome, complete) = match forwarded {
-                    Forwarded::Relayed {
-                        status,
-                        body_bytes: relayed,
-                        ..
-                    } => {
-                        body_bytes = relayed;
-                        (Outcome::Forwarded(status), true)
-                    }
-                    Forwarded::Failed {
-                        error, answered, ..
-                    } => {
-                        Counters::bump(&counters.upstream_errors);
-                        let outcome = Outcome::UpstreamFailed(answered.then(|| error.status()));
-                        if verbose {
-                            failure = Some(error);
-                        }
-                        (outcome, answered)
-                    }
-                    Forwarded::Rejected { status } => {
-                        Counters::take_back(&counters.forwarded);
-                        Counters::bump(&counters.rejected);
-                        (Outcome::Refused(status), true)
-                    }
-                    // Only the capture's limit makes it fail.
-                    Forwarded::ClientGone => {
-                        Counters::bump(&counters.upstream_errors);
-                        (Outcome::UpstreamFailed(None), false)
-                    }
-                };
-                if log {
-                    log_answer(worker, self.peer, &ex, method, outcome, body_bytes, now);
-                }
-                if !complete || !answer_http1(&mut self.conn, id, &self.http1, facts.is_head) {
-                    let _ = self.conn.kill(id);
-                }
-                outcome
+                let pipe = Rc::new(Pipe::default());
+                let task =
+                    relay_forward(&worker.forwarder, request, record, PipeSink(pipe.clone()));
+                self.tasks.push((id, Box::pin(task)));
+                let logged = log.then(|| LoggedForward::new(method, ex.url(method), now));
+                self.relays.push(Relay {
+                    stream: id,
+                    pipe,
+                    head_request: facts.is_head,
+                    body: None,
+                    line,
+                    logged,
+                });
+                return;
             }
         };
         if let Some((method, url)) = line {
-            let line = stats::request_line(&self.peer, &method, &url, outcome);
-            let _ = match failure {
-                Some(error) => std::io::Write::write_fmt(
-                    &mut std::io::stdout().lock(),
-                    format_args!("{line}: {error}\n"),
-                ),
-                None => std::io::Write::write_fmt(
-                    &mut std::io::stdout().lock(),
-                    format_args!("{line}\n"),
-                ),
-            };
+            print_line(&self.peer, &method, &url, outcome, None);
+        }
+    }
+
+    /// Moves what the forwards wrote into their streams (at most [`QUEUED_BYTES`] waiting per
+    /// stream) and ends the relays whose forward returned. True when something moved.
+    fn pump(&mut self) -> bool {
+        let mut moved = false;
+        let mut i = 0;
+        while i < self.relays.len() {
+            let (progress, state) = self.relays[i].step(&mut self.conn);
+            moved |= progress;
+            if state == RelayState::Going {
+                i += 1;
+                continue;
+            }
+            let relay = self.relays.swap_remove(i);
+            // A dropped forward stops where it is (its upstream connection is closed).
+            self.tasks.retain(|(id, _)| *id != relay.stream);
+            if state == RelayState::Broken {
+                let _ = self.conn.kill(relay.stream);
+            }
+            self.finish(relay);
+            moved = true;
+        }
+        moved
+    }
+
+    /// Counts and logs a relay that ended.
+    fn finish(&mut self, relay: Relay) {
+        let counters = self.worker.counters();
+        let verbose = self.worker.shared.serve.verbose;
+        let mut failure = None;
+        let mut body_bytes = 0;
+        let outcome = match relay.pipe.result.borrow_mut().take() {
+            Some(Forwarded::Relayed {
+                status,
+                body_bytes: relayed,
+                ..
+            }) => {
+                body_bytes = relayed;
+                Outcome::Forwarded(status)
+            }
+            Some(Forwarded::Failed {
+                error, answered, ..
+            }) => {
+                Counters::bump(&counters.upstream_errors);
+                let outcome = Outcome::UpstreamFailed(answered.then(|| error.status()));
+                if verbose {
+                    failure = Some(error);
+                }
+                outcome
+            }
+            Some(Forwarded::Rejected { status }) => {
+                Counters::take_back(&counters.forwarded);
+                Counters::bump(&counters.rejected);
+                Outcome::Refused(status)
+            }
+            Some(Forwarded::ClientGone) => {
+                Counters::bump(&counters.upstream_errors);
+                Outcome::UpstreamFailed(None)
+            }
+            // The client reset the stream while it was forwarded.
+            None => return,
+        };
+        if let Some(logged) = &relay.logged {
+            logged.write(self.worker, self.peer, outcome, body_bytes);
+        }
+        if let Some((method, url)) = relay.line {
+            print_line(&self.peer, &method, &url, outcome, failure);
         }
     }
 }
@@ -418,33 +494,137 @@ fn log_answer(
     });
 }
 
-/// Fills `slots` with the request's fields as the exchange and the forwarder see them: the
-/// regular fields, then `host: <:authority>` unless the client sent a Host itself (what
-/// mitmproxy's HTTP/2 → HTTP/1 conversion does). Returns how many slots are used; fields past
-/// [`MAX_HEADERS`] are not seen.
+/// Prints a `-v` line.
+fn print_line(
+    peer: &SocketAddr,
+    method: &[u8],
+    url: &str,
+    outcome: Outcome,
+    failure: Option<ForwardError>,
+) {
+    let line = stats::request_line(peer, method, &url, outcome);
+    let _ = match failure {
+        Some(error) => std::io::Write::write_fmt(
+            &mut std::io::stdout().lock(),
+            format_args!("{line}: {error}\n"),
+        ),
+        None => std::io::Write::write_fmt(&mut std::io::stdout().lock(), format_args!("{line}\n")),
+    };
+}
+
+/// Waits for `read` while polling the forwards in `tasks`: once a relay has something new for
+/// the connection (bytes, or its forward's result), the read is cancelled through the slot's
+/// canceller, as a stop cancels it (the unread bytes stay in the socket), and `woken` is set.
+async fn read_beside<F: Future>(
+    read: F,
+    tasks: &mut Vec<Task<'_>>,
+    relays: &[Relay],
+    slot: &Slot,
+    woken: &mut bool,
+) -> F::Output {
+    let mut read = std::pin::pin!(read);
+    std::future::poll_fn(|cx| {
+        tasks.retain_mut(|(_, task)| task.as_mut().poll(cx).is_pending());
+        if !*woken && relays.iter().any(|r| r.pipe.fresh.get()) {
+            *woken = true;
+            let canceller = std::mem::take(&mut *slot.cancel.borrow_mut());
+            *slot.cancel.borrow_mut() = canceller.cancel();
+        }
+        read.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// The last reply head a connection encoded: a head rendered byte for byte as the one before
+/// (the same flow within the same second of refreshed dates, which a load test asks for again
+/// and again) is sent as the same HPACK block, without taking its fields apart and encoding
+/// them again. The encoding is stateless ([`reply::encode_head`]), so the block is valid on any
+/// stream. A different head costs one comparison of its field lines.
+#[derive(Default)]
+struct HeadCache {
+    /// The status and rendered field lines the block encodes; `None`: the block encodes no
+    /// rendered head (a status answer's, or nothing yet), so it never matches.
+    key: Option<(u16, Vec<u8>)>,
+    /// The HPACK block.
+    block: Vec<u8>,
+}
+
+impl HeadCache {
+    /// Whether the block encodes a reply with `status` and `fields`.
+    fn is(&self, status: u16, fields: Option<&ReplyFields<'_>>) -> bool {
+        match (&self.key, fields) {
+            (Some((s, lines)), Some(ReplyFields::Rendered(now))) => *s == status && lines == now,
+            _ => false,
+        }
+    }
+
+    /// Encodes a reply with `status` and `pairs` (the pairs of `fields`) as the block.
+    fn encode(&mut self, status: u16, fields: Option<&ReplyFields<'_>>, pairs: &[(&[u8], &[u8])]) {
+        self.block.clear();
+        http2::reply::encode_head(&mut self.block, status, pairs);
+        match fields {
+            Some(ReplyFields::Rendered(lines)) => {
+                let (s, key) = self.key.get_or_insert_with(|| (status, Vec::new()));
+                *s = status;
+                key.clear();
+                key.extend_from_slice(lines);
+            }
+            _ => self.key = None,
+        }
+    }
+}
+
+/// Fills `slots` with the request's fields as the exchange and the forwarder see them, as
+/// mitmproxy converts an HTTP/2 request to HTTP/1 (`_http1.py`): `host: <:authority>` first
+/// unless the client sent a Host itself, then the regular fields, with several `cookie` fields
+/// joined into one with `"; "` at the first one's place (RFC 9113 §8.2.3: before the request
+/// reaches an HTTP/1.1 context). `cookies` holds the joined value. Returns how many slots are
+/// used; fields past [`MAX_HEADERS`] are not seen.
 fn fill_headers<'r>(
     req: &http2::Request<'r>,
+    cookies: &'r mut Vec<u8>,
     slots: &mut [httparse::Header<'r>; MAX_HEADERS],
 ) -> usize {
-    let mut n = 0;
+    cookies.clear();
+    let mut split = 0;
     let mut has_host = false;
     for (name, value) in req.headers() {
-        if n == MAX_HEADERS - 1 {
+        has_host |= name == b"host";
+        if name == b"cookie" {
+            if split > 0 {
+                cookies.extend_from_slice(b"; ");
+            }
+            cookies.extend_from_slice(value);
+            split += 1;
+        }
+    }
+    let joined: &'r [u8] = cookies;
+    let mut n = 0;
+    if !has_host && !req.authority.is_empty() {
+        slots[n] = httparse::Header {
+            name: "host",
+            value: req.authority,
+        };
+        n += 1;
+    }
+    let mut cookie_placed = false;
+    for (name, value) in req.headers() {
+        if n == MAX_HEADERS {
             break;
         }
         // The Conn accepts only lowercase token names: ASCII.
         let Ok(name) = std::str::from_utf8(name) else {
             continue;
         };
-        has_host |= name == "host";
-        slots[n] = httparse::Header { name, value };
-        n += 1;
-    }
-    if !has_host && !req.authority.is_empty() {
-        slots[n] = httparse::Header {
-            name: "host",
-            value: req.authority,
+        let value = if split > 1 && name == "cookie" {
+            if std::mem::replace(&mut cookie_placed, true) {
+                continue;
+            }
+            joined
+        } else {
+            value
         };
+        slots[n] = httparse::Header { name, value };
         n += 1;
     }
     n
@@ -512,46 +692,100 @@ fn answer_http1(conn: &mut Conn<Body>, id: u32, bytes: &[u8], head_request: bool
     }
 }
 
-/// The forwarder's client while an HTTP/2 stream is forwarded: collects the HTTP/1.1 response
-/// (at most [`MAX_RELAYED`] bytes; past that, writes fail and the stream is reset).
-struct Capture {
-    bytes: Vec<u8>,
+/// A forwarded request, owned: its forward outlives the turn that took it.
+struct OwnedRequest {
+    method: Vec<u8>,
+    target: Vec<u8>,
+    /// The header fields as [`fill_headers`] gave them (cookies joined, Host added).
+    fields: Vec<(String, Vec<u8>)>,
+    body: Vec<u8>,
+    tunnel: Option<Origin>,
+    tls: bool,
 }
 
-impl Capture {
-    fn take(&mut self, part: &[u8]) -> std::io::Result<usize> {
-        if self.bytes.len() + part.len() > MAX_RELAYED {
-            return Err(std::io::Error::other(
-                "the forwarded response is too large to relay over HTTP/2",
-            ));
-        }
-        self.bytes.extend_from_slice(part);
-        Ok(part.len())
+/// Forwards `req`, writing the upstream's response (HTTP/1.1 bytes) into `sink`'s pipe, then
+/// its result.
+async fn relay_forward(
+    forwarder: &Forwarder,
+    req: OwnedRequest,
+    record: Option<ClientSide>,
+    mut sink: PipeSink,
+) {
+    let headers: Vec<httparse::Header<'_>> = req
+        .fields
+        .iter()
+        .map(|(name, value)| httparse::Header { name, value })
+        .collect();
+    let parts = forward::Parts {
+        method: &req.method,
+        target: &req.target,
+        headers: &headers,
+        body: &req.body,
+        version_minor: 1,
+        wants_close: false,
+        tunnel: req.tunnel.as_ref(),
+        tls: req.tls,
+    };
+    let forwarded = forward::forward_parts(forwarder, &parts, record, &mut sink).await;
+    *sink.0.result.borrow_mut() = Some(forwarded);
+    sink.0.fresh.set(true);
+}
+
+/// What a forward hands its HTTP/2 stream, shared by the forward's future and the driver.
+#[derive(Default)]
+struct Pipe {
+    /// The upstream's response as HTTP/1.1 bytes, written and not yet taken.
+    bytes: RefCell<Vec<u8>>,
+    /// The forward's result, once it returned.
+    result: RefCell<Option<Forwarded>>,
+    /// Bytes or the result arrived since the driver last took from the pipe.
+    fresh: Cell<bool>,
+    /// The forward, waiting for room.
+    waiter: RefCell<Option<Waker>>,
+}
+
+/// The forwarder's client for an HTTP/2 stream: writes into the stream's [`Pipe`], waiting
+/// while it holds [`PIPE_BYTES`].
+struct PipeSink(Rc<Pipe>);
+
+impl PipeSink {
+    async fn take(&mut self, part: &[u8]) -> usize {
+        let pipe = &self.0;
+        std::future::poll_fn(|cx| {
+            if pipe.bytes.borrow().len() < PIPE_BYTES {
+                Poll::Ready(())
+            } else {
+                *pipe.waiter.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        pipe.bytes.borrow_mut().extend_from_slice(part);
+        pipe.fresh.set(true);
+        part.len()
     }
 }
 
-impl AsyncWriteRent for Capture {
+impl AsyncWriteRent for PipeSink {
     async fn write<T: IoBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
         // SAFETY: an IoBuf's first `bytes_init()` bytes at `read_ptr()` are initialised and
-        // stay valid while we hold the buffer.
+        // stay valid while we hold the buffer (until we return it).
         let part = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-        (self.take(part), buf)
+        let n = self.take(part).await;
+        (Ok(n), buf)
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
         let mut total = 0;
         // SAFETY: an IoVecBuf points at `read_iovec_len()` iovecs, each naming initialised
-        // memory that stays valid while we hold the buffer.
+        // memory that stays valid while we hold the buffer (until we return it).
         let iovecs =
             unsafe { std::slice::from_raw_parts(buf.read_iovec_ptr(), buf.read_iovec_len()) };
         for iov in iovecs {
             // SAFETY: as above, each iovec names `iov_len` readable bytes.
             let part =
                 unsafe { std::slice::from_raw_parts(iov.iov_base as *const u8, iov.iov_len) };
-            match self.take(part) {
-                Ok(n) => total += n,
-                Err(e) => return (Err(e), buf),
-            }
+            total += self.take(part).await;
         }
         (Ok(total), buf)
     }
@@ -565,9 +799,391 @@ impl AsyncWriteRent for Capture {
     }
 }
 
+/// How a relayed response body is delimited in the pipe.
+enum Framing {
+    /// This many bytes are left.
+    Length(u64),
+    /// Chunked: decoded as it arrives.
+    Chunked(ChunkedDecoder),
+    /// Until the forward returns (a close-delimited upstream body).
+    Eof,
+    /// The response has ended on the stream.
+    Done,
+}
+
+/// Where a relay stands after a [`Relay::step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RelayState {
+    /// More to come.
+    Going,
+    /// The response ended on its stream and the forward returned.
+    Complete,
+    /// The response cannot end well (the forward failed mid-body, the client reset the stream,
+    /// the upstream's framing broke): reset the stream.
+    Broken,
+}
+
+/// A forwarded stream being relayed: its pipe, and how far its response is re-framed.
+struct Relay {
+    stream: u32,
+    pipe: Rc<Pipe>,
+    /// The request was HEAD: the response has no body whatever its head says.
+    head_request: bool,
+    /// `None` until the response head is sent.
+    body: Option<Framing>,
+    /// The `-v` line's method and URL.
+    line: Option<(Vec<u8>, String)>,
+    /// A sampled request's `--log-json` facts, written when the forward ends.
+    logged: Option<LoggedForward>,
+}
+
+/// What a sampled forward's `--log-json` line needs once the forward ends, when the request's
+/// bytes are gone from the Conn: its method and destination, copied.
+struct LoggedForward {
+    method: Vec<u8>,
+    /// The destination's parts (`None`: no usable destination).
+    url: Option<OwnedUrl>,
+    /// The clock reading of the turn that read the request.
+    turn: std::time::SystemTime,
+}
+
+/// An [`exchange::Url`] with its destination's bytes owned.
+struct OwnedUrl {
+    scheme: Vec<u8>,
+    host: Vec<u8>,
+    port: u16,
+    target: Vec<u8>,
+    connect: bool,
+}
+
+impl LoggedForward {
+    fn new(method: &[u8], url: Option<exchange::Url<'_>>, turn: std::time::SystemTime) -> Self {
+        LoggedForward {
+            method: method.to_vec(),
+            url: url.map(|u| OwnedUrl {
+                scheme: u.route.scheme.to_vec(),
+                host: u.route.host.to_vec(),
+                port: u.route.port,
+                target: u.route.target.to_vec(),
+                connect: u.connect,
+            }),
+            turn,
+        }
+    }
+
+    /// Writes the line for the forward's `outcome`.
+    fn write(&self, worker: &Worker, peer: SocketAddr, outcome: Outcome, body_bytes: u64) {
+        let route = self.url.as_ref().map(|u| crate::upstream::Destination {
+            scheme: &u.scheme,
+            host: &u.host,
+            port: u.port,
+            target: &u.target,
+        });
+        worker.log_answer(&Answered {
+            peer,
+            method: &self.method,
+            url: route.as_ref().map(|route| exchange::Url {
+                route,
+                connect: self.url.as_ref().is_some_and(|u| u.connect),
+            }),
+            http_version: "HTTP/2.0",
+            outcome,
+            flow: None,
+            body_bytes,
+            turn: self.turn,
+        });
+    }
+}
+
+impl Relay {
+    /// Re-frames what the pipe holds onto the stream: the head (interim 1xx heads skipped),
+    /// then body bytes while fewer than [`QUEUED_BYTES`] wait in the Conn. Returns whether
+    /// bytes were taken, and where the relay stands.
+    fn step(&mut self, conn: &mut Conn<Body>) -> (bool, RelayState) {
+        self.pipe.fresh.set(false);
+        let ended = self.pipe.result.borrow().is_some();
+        let mut bytes = self.pipe.bytes.borrow_mut();
+        let before = bytes.len();
+        let id = self.stream;
+        if !matches!(self.body, Some(Framing::Done)) && conn.unsent(id).is_none() {
+            return (false, RelayState::Broken);
+        }
+        if self.body.is_none() {
+            match relay_head(conn, id, &bytes, self.head_request) {
+                Ok(Some((used, framing))) => {
+                    bytes.drain(..used);
+                    self.body = Some(framing);
+                }
+                Ok(None) => {}
+                Err(()) => return (false, RelayState::Broken),
+            }
+        }
+        if let Some(framing) = &mut self.body {
+            let budget = QUEUED_BYTES.saturating_sub(conn.unsent(id).unwrap_or(0));
+            let n = budget.min(bytes.len());
+            let data = |conn: &mut Conn<Body>, piece: &[u8]| {
+                if !piece.is_empty() {
+                    let _ = conn.send_data(id, Body::Owned(Rc::from(piece)));
+                }
+            };
+            let done = match framing {
+                Framing::Length(left) => {
+                    let k = n.min(usize::try_from(*left).unwrap_or(usize::MAX));
+                    data(conn, &bytes[..k]);
+                    bytes.drain(..k);
+                    *left -= k as u64;
+                    *left == 0
+                }
+                Framing::Chunked(decoder) => {
+                    let mut decoded = Vec::new();
+                    let Ok(used) = decoder.feed(&bytes[..n], |d| decoded.extend_from_slice(d))
+                    else {
+                        return (true, RelayState::Broken);
+                    };
+                    data(conn, &decoded);
+                    bytes.drain(..used);
+                    decoder.is_done()
+                }
+                Framing::Eof => {
+                    data(conn, &bytes[..n]);
+                    bytes.drain(..n);
+                    ended && bytes.is_empty()
+                }
+                Framing::Done => {
+                    bytes.clear();
+                    false
+                }
+            };
+            if done {
+                let _ = conn.send_end(id, &[]);
+                *framing = Framing::Done;
+            }
+        }
+        let moved = bytes.len() != before;
+        if moved {
+            if let Some(waiter) = self.pipe.waiter.borrow_mut().take() {
+                waiter.wake();
+            }
+        }
+        let state = match &self.body {
+            Some(Framing::Done) if ended => RelayState::Complete,
+            _ if !ended => RelayState::Going,
+            // The forward returned: an incomplete head, or a body whose bytes ran out, cannot
+            // end the response.
+            None => RelayState::Broken,
+            Some(_) if bytes.is_empty() => RelayState::Broken,
+            // Body bytes still wait for room on the stream.
+            Some(_) => RelayState::Going,
+        };
+        (moved, state)
+    }
+}
+
+/// Sends the response head at the start of `bytes` on `stream` (interim 1xx heads skipped):
+/// how many bytes it took and how its body is delimited, `None` while the head is incomplete,
+/// `Err` when it is not HTTP/1.1.
+fn relay_head(
+    conn: &mut Conn<Body>,
+    stream: u32,
+    bytes: &[u8],
+    head_request: bool,
+) -> Result<Option<(usize, Framing)>, ()> {
+    let mut at = 0;
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut slots);
+        let len = match response.parse(&bytes[at..]) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(()),
+        };
+        let status = response.code.unwrap_or(502);
+        if (100..200).contains(&status) {
+            at += len;
+            continue;
+        }
+        let framing = framing_of(response.headers, status, head_request)?;
+        let chunked = matches!(framing, Framing::Chunked(_));
+        let fields: SmallVec<[(&[u8], &[u8]); 32]> = response
+            .headers
+            .iter()
+            .filter(|h| !(chunked && h.name.eq_ignore_ascii_case("content-length")))
+            .map(|h| (h.name.as_bytes(), h.value))
+            .collect();
+        let end = matches!(framing, Framing::Done);
+        let _ = conn.send_head(stream, status, &fields, end);
+        return Ok(Some((at + len, framing)));
+    }
+}
+
+/// How the body of an HTTP/1.1 response with these fields is delimited (RFC 9112 §6.3).
+fn framing_of(
+    headers: &[httparse::Header<'_>],
+    status: u16,
+    head_request: bool,
+) -> Result<Framing, ()> {
+    if head_request || matches!(status, 204 | 304) {
+        return Ok(Framing::Done);
+    }
+    let chunked = headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            && h.value
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+    });
+    if chunked {
+        return Ok(Framing::Chunked(ChunkedDecoder::new(u64::MAX)));
+    }
+    match headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
+        Some(h) => {
+            let n: u64 = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or(())?;
+            Ok(if n == 0 {
+                Framing::Done
+            } else {
+                Framing::Length(n)
+            })
+        }
+        None => Ok(Framing::Eof),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection past the preface with stream 1 (`GET /`) delivered, output drained.
+    fn with_stream_one() -> Conn<Body> {
+        let now = clock::instant();
+        let mut conn: Conn<Body> = Conn::new(http2::Limits::default(), now);
+        let mut input = http2::PREFACE.to_vec();
+        input.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        let mut block = Vec::new();
+        for (n, v) in [
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":authority", "a"),
+            (":path", "/"),
+        ] {
+            block.extend_from_slice(&[0, n.len() as u8]);
+            block.extend_from_slice(n.as_bytes());
+            block.push(v.len() as u8);
+            block.extend_from_slice(v.as_bytes());
+        }
+        // HEADERS, END_STREAM | END_HEADERS, stream 1.
+        input.extend_from_slice(&[0, 0, block.len() as u8, 1, 5, 0, 0, 0, 1]);
+        input.extend_from_slice(&block);
+        assert_eq!(conn.recv(&input, now), input.len());
+        assert_eq!(conn.poll_event(), Some(Event::Request(1)));
+        let n = conn.pending_bytes();
+        conn.advance(n);
+        conn
+    }
+
+    fn relay(bytes: &[u8]) -> Relay {
+        let pipe = Rc::new(Pipe::default());
+        pipe.bytes.borrow_mut().extend_from_slice(bytes);
+        Relay {
+            stream: 1,
+            pipe,
+            head_request: false,
+            body: None,
+            line: None,
+            logged: None,
+        }
+    }
+
+    fn output(conn: &mut Conn<Body>) -> Vec<u8> {
+        let out: Vec<u8> = conn.transmit().flatten().copied().collect();
+        conn.advance(out.len());
+        out
+    }
+
+    #[test]
+    fn a_relayed_chunked_response_ends_its_stream_once_the_forward_returns() {
+        let mut conn = with_stream_one();
+        let mut r = relay(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel");
+        assert_eq!(r.step(&mut conn), (true, RelayState::Going));
+        r.pipe
+            .bytes
+            .borrow_mut()
+            .extend_from_slice(b"lo\r\n0\r\n\r\n");
+        assert_eq!(r.step(&mut conn), (true, RelayState::Going));
+        let out = output(&mut conn);
+        // HEADERS, then DATA "hel", DATA "lo", and an empty DATA with END_STREAM.
+        assert_eq!(out[3], 1, "HEADERS first");
+        assert!(out.windows(3).any(|w| w == b"hel"));
+        assert!(out.ends_with(&[0, 0, 0, 0, 1, 0, 0, 0, 1]), "{out:?}");
+        assert_eq!(conn.open_streams(), 0);
+        // The stream is done; the relay ends with the forward's result.
+        *r.pipe.result.borrow_mut() = Some(Forwarded::Relayed {
+            status: 200,
+            close: false,
+            body_bytes: 5,
+        });
+        assert_eq!(r.step(&mut conn), (false, RelayState::Complete));
+    }
+
+    #[test]
+    fn a_relay_whose_forward_returns_before_the_body_ends_is_broken() {
+        let mut conn = with_stream_one();
+        let mut r = relay(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello");
+        *r.pipe.result.borrow_mut() = Some(Forwarded::Relayed {
+            status: 200,
+            close: false,
+            body_bytes: 5,
+        });
+        assert_eq!(r.step(&mut conn), (true, RelayState::Broken));
+        // An incomplete head is broken as well.
+        let mut conn = with_stream_one();
+        let mut r = relay(b"HTTP/1.1 200 OK\r\nContent-Le");
+        *r.pipe.result.borrow_mut() = Some(Forwarded::ClientGone);
+        assert_eq!(r.step(&mut conn), (false, RelayState::Broken));
+    }
+
+    #[test]
+    fn a_relay_takes_no_more_than_its_queue_allows_while_the_window_is_shut() {
+        let mut conn = with_stream_one();
+        let mut head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n".to_vec();
+        head.resize(head.len() + 1_000_000, b'x');
+        let mut r = relay(&head);
+        while r.step(&mut conn) == (true, RelayState::Going) {}
+        // The client's 65,535-byte window is scheduled; of the rest, QUEUED_BYTES wait in the
+        // Conn and the remainder stays in the pipe (the forward waits while it is full).
+        assert_eq!(conn.unsent(1), Some(QUEUED_BYTES));
+        assert_eq!(
+            r.pipe.bytes.borrow().len(),
+            1_000_000 - QUEUED_BYTES - 65_535
+        );
+        assert_eq!(r.step(&mut conn), (false, RelayState::Going));
+    }
+
+    #[test]
+    fn the_head_cache_matches_only_the_same_status_and_rendered_fields() {
+        let lines = ReplyFields::Rendered(b"content-length: 5\r\ndate: x\r\n");
+        let other = ReplyFields::Rendered(b"content-length: 5\r\ndate: y\r\n");
+        let pairs: Vec<(&[u8], &[u8])> = lines.iter().collect();
+        let mut cache = HeadCache::default();
+        assert!(!cache.is(200, Some(&lines)));
+        cache.encode(200, Some(&lines), &pairs);
+        let mut expected = Vec::new();
+        http2::reply::encode_head(&mut expected, 200, &pairs);
+        assert_eq!(cache.block, expected);
+        assert!(cache.is(200, Some(&lines)));
+        assert!(!cache.is(201, Some(&lines)));
+        assert!(!cache.is(200, Some(&other)));
+        assert!(!cache.is(200, None));
+        // A head that is not rendered (a status answer) is encoded but never reused.
+        cache.encode(404, None, &[(b"content-length", b"0")]);
+        assert!(!cache.is(404, None));
+        assert!(!cache.is(200, Some(&lines)));
+    }
 
     #[test]
     fn a_chunked_http1_response_becomes_one_h2_answer_without_framing_fields() {

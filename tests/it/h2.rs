@@ -453,3 +453,196 @@ fn an_idle_h2c_connection_gets_goaway_then_closes() {
     let mut tail = Vec::new();
     s.read_to_end(&mut tail).expect("a clean close");
 }
+
+/// Sends `GET url` with `cookies` as separate `cookie` fields (as browsers split them over
+/// HTTP/2) and returns the response.
+async fn send_with_cookies(
+    h2: &mut h2::client::SendRequest<Bytes>,
+    url: &str,
+    cookies: &[&str],
+) -> h2::client::ResponseFuture {
+    let mut req = http::Request::get(url).body(()).unwrap();
+    for c in cookies {
+        req.headers_mut()
+            .append("cookie", http::HeaderValue::from_str(c).unwrap());
+    }
+    let mut ready = h2.clone().ready().await.unwrap();
+    let (resp, _) = ready.send_request(req, true).unwrap();
+    *h2 = ready;
+    resp
+}
+
+#[test]
+fn a_slow_forward_does_not_hold_up_a_replayed_stream_on_the_same_connection() {
+    let upstream = super::support::Upstream::start(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-Up: slow\r\n\r\nslow",
+        true,
+    );
+    let file = FlowFile::new(&[FlowSpec::get("/fast", 200, b"replayed")]);
+    let server = Server::start(&["-S", file.arg(), "--reuse", "-v", "--mode", "regular"]);
+    runtime().block_on(async {
+        let mut h2 = connect(&server, 65_535).await;
+        // Stream 1: unmatched (another host), forwarded to an upstream that answers only when
+        // the test releases it.
+        let slow = send_get_url(&mut h2, &format!("http://{}/slow", upstream.addr)).await;
+        let slow = tokio::spawn(async move {
+            let resp = slow.await.unwrap();
+            let status = resp.status();
+            let up = resp.headers()["x-up"].clone();
+            (status, up, body_of(resp).await.0)
+        });
+        // Stream 3: replayed while stream 1 waits for its upstream.
+        let fast = send_get(&mut h2, "/fast").await;
+        let fast = tokio::time::timeout(super::support::PATIENCE, fast)
+            .await
+            .expect("the replayed stream is answered while the forward waits")
+            .unwrap();
+        assert_eq!(fast.status(), 200);
+        assert_eq!(body_of(fast).await.0, b"replayed");
+        let seen = upstream
+            .requests
+            .recv_timeout(super::support::PATIENCE)
+            .unwrap();
+        assert!(seen.starts_with(b"GET /slow HTTP/1.1\r\n"));
+        assert!(!slow.is_finished(), "the upstream has not answered yet");
+        upstream.release();
+        let (status, up, body) = slow.await.unwrap();
+        assert_eq!((status.as_u16(), up.to_str().unwrap()), (200, "slow"));
+        assert_eq!(body, b"slow");
+    });
+    server.wait_stdout("GET http://127.0.0.1:8080/fast << [replay] 200");
+    server.wait_stdout("/slow << [forward] 200");
+}
+
+#[test]
+fn a_large_forwarded_body_arrives_whole_under_a_small_client_window() {
+    let big: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    // Chunked, in 10,000-byte chunks: decoded as it arrives, in pieces the window allows.
+    let mut response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for chunk in big.chunks(10_000) {
+        response.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        response.extend_from_slice(chunk);
+        response.extend_from_slice(b"\r\n");
+    }
+    response.extend_from_slice(b"0\r\n\r\n");
+    let upstream = super::support::Upstream::start(Box::leak(response.into_boxed_slice()), false);
+    let file = FlowFile::new(&[FlowSpec::get("/a", 200, b"alpha")]);
+    let server = Server::start(&["-S", file.arg(), "--reuse", "--mode", "regular"]);
+    runtime().block_on(async {
+        let mut h2 = connect(&server, 1_000).await;
+        let url = format!("http://{}/big", upstream.addr);
+        let resp = send_get_url(&mut h2, &url).await.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers().get("transfer-encoding").is_none());
+        let (got, _) = body_of(resp).await;
+        assert!(got == big, "the body arrived intact ({} bytes)", got.len());
+        // The connection goes on: a replayed stream after the forward.
+        let resp = send_get(&mut h2, "/a").await.await.unwrap();
+        assert_eq!(body_of(resp).await.0, b"alpha");
+    });
+}
+
+#[test]
+fn split_cookie_fields_are_joined_for_matching_and_for_the_http1_upstream() {
+    let mut flow = FlowSpec::get("/c", 200, b"recorded");
+    flow.headers
+        .push((b"Cookie".to_vec(), b"a=1; b=2".to_vec()));
+    let file = FlowFile::new(&[flow]);
+    // Close-delimited: the body ends when the upstream closes.
+    let upstream = super::support::Upstream::start(b"HTTP/1.1 200 OK\r\n\r\nfrom upstream", false);
+    let server = Server::start(&[
+        "-S",
+        file.arg(),
+        "--reuse",
+        "--rheader",
+        "cookie",
+        "--mode",
+        "regular",
+    ]);
+    runtime().block_on(async {
+        let mut h2 = connect(&server, 65_535).await;
+        let resp = send_with_cookies(&mut h2, "http://127.0.0.1:8080/c", &["a=1", "b=2"])
+            .await
+            .await
+            .unwrap();
+        assert_eq!(body_of(resp).await.0, b"recorded");
+        let url = format!("http://{}/c", upstream.addr);
+        let resp = send_with_cookies(&mut h2, &url, &["a=1", "b=3"])
+            .await
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(body_of(resp).await.0, b"from upstream");
+    });
+    let seen = upstream
+        .requests
+        .recv_timeout(super::support::PATIENCE)
+        .unwrap();
+    let seen = String::from_utf8(seen).unwrap().to_ascii_lowercase();
+    // `:authority` became the first field, as mitmproxy inserts Host.
+    let first = format!("get /c http/1.1\r\nhost: {}\r\n", upstream.addr);
+    assert!(seen.starts_with(&first), "{seen}");
+    assert_eq!(seen.matches("cookie:").count(), 1, "{seen}");
+    assert!(seen.contains("cookie: a=1; b=3\r\n"), "{seen}");
+}
+
+/// Sends `GET url` and returns the response.
+async fn send_get_url(
+    h2: &mut h2::client::SendRequest<Bytes>,
+    url: &str,
+) -> h2::client::ResponseFuture {
+    send_with_cookies(h2, url, &[]).await
+}
+
+#[test]
+fn sigterm_sends_goaway_and_a_forward_in_flight_still_completes() {
+    let upstream =
+        super::support::Upstream::start(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlater", true);
+    let file = FlowFile::new(&[FlowSpec::get("/a", 200, b"alpha")]);
+    let server = Server::start(&["-S", file.arg(), "--mode", "regular"]);
+    let mut s = server.connect();
+    let mut out = Vec::new();
+    out.extend_from_slice(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    frame(&mut out, SETTINGS, 0, 0, &[]);
+    let authority = upstream.addr.to_string();
+    let get = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", authority.as_str()),
+        (":path", "/pending"),
+    ];
+    frame(&mut out, HEADERS, END_HEADERS | END_STREAM, 1, &block(&get));
+    s.write_all(&out).unwrap();
+    // The upstream holds the request: stop the server, and see GOAWAY before it answers.
+    let seen = upstream
+        .requests
+        .recv_timeout(super::support::PATIENCE)
+        .unwrap();
+    assert!(seen.starts_with(b"GET /pending HTTP/1.1\r\n"));
+    server.terminate();
+    let mut buf = Vec::new();
+    let frames = read_frames(&mut s, &mut buf, |k, _, _, _| k == GOAWAY);
+    let goaway = &frames.last().unwrap().3;
+    assert_eq!(
+        &goaway[..8],
+        &[0, 0, 0, 1, 0, 0, 0, 0],
+        "last stream 1, NO_ERROR"
+    );
+    upstream.release();
+    let frames = read_frames(&mut s, &mut buf, |k, f, id, _| {
+        id == 1 && k == DATA && f & END_STREAM != 0
+    });
+    assert!(frames.iter().any(|f| f.0 == HEADERS && f.2 == 1));
+    let body: Vec<u8> = frames
+        .iter()
+        .filter(|f| f.0 == DATA && f.2 == 1)
+        .flat_map(|f| f.3.clone())
+        .collect();
+    assert_eq!(body, b"later");
+    let mut tail = Vec::new();
+    s.read_to_end(&mut tail)
+        .expect("the connection ends cleanly");
+    let stopped = server.wait_exit();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("forwarded 1"), "{}", stopped.stderr);
+}

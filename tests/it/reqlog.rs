@@ -233,6 +233,50 @@ fn an_h2_request_is_logged_as_http_2() {
 }
 
 #[test]
+fn an_h2_forward_is_logged_when_its_relay_ends() {
+    let upstream = Upstream::start(
+        b"HTTP/1.1 201 Created\r\nContent-Length: 8\r\n\r\nupstream",
+        false,
+    );
+    let file = FlowFile::new(&[FlowSpec::get("/a", 200, b"alpha")]);
+    let log = temp_path("h2-forward.jsonl");
+    let mode = format!("reverse:http://{}", upstream.addr);
+    let server = Server::start(&[
+        "-S",
+        file.arg(),
+        "--mode",
+        &mode,
+        "--ignore-port",
+        "--reuse",
+        "--log-json",
+        log.to_str().unwrap(),
+    ]);
+    super::h2::runtime().block_on(async {
+        let mut h2 = super::h2::connect(&server, 65_535).await;
+        let resp = super::h2::send_get(&mut h2, "/elsewhere?x=1")
+            .await
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        assert_eq!(super::h2::body_of(resp).await.0, b"upstream");
+    });
+    assert!(server.stop().status.success());
+    let got = lines(&log);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let line = &got[0];
+    assert_eq!(line["http_version"], "HTTP/2.0");
+    assert_eq!(line["outcome"], "forwarded");
+    assert_eq!(line["status"], 201);
+    assert!(line["flow"].is_null());
+    assert_eq!(line["bytes"], 8);
+    assert_eq!(
+        line["url"],
+        format!("http://127.0.0.1:{}/elsewhere?x=1", upstream.addr.port())
+    );
+    let _ = std::fs::remove_file(&log);
+}
+
+#[test]
 fn an_unwritable_log_path_is_one_sentence_at_start_up() {
     let demo = fixture("demo.flows");
     let path = temp_path("no-such-dir").join("log.jsonl");

@@ -550,6 +550,27 @@ fn h2_get<S: Read + Write>(stream: &mut S, path: &str, authority: &str) -> Vec<u
 }
 
 #[test]
+fn a_forward_over_alpn_h2_is_relayed_from_the_http1_upstream_into_data_frames() {
+    let upstream = crate::support::Upstream::start(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nfrom upstream",
+        false,
+    );
+    let capture = fixture(CAPTURE).display().to_string();
+    let mode = format!("reverse:http://{}", upstream.addr);
+    let confdir = format!("confdir={}", confdir());
+    let args = ["-S", capture.as_str(), "--mode", &mode, "--set", &confdir];
+    let server = Server::start(&args);
+    let mut stream = handshake(server.connect(), offering_h2(), "api.example.test");
+    assert_eq!(stream.conn.alpn_protocol(), Some(&b"h2"[..]));
+    assert_eq!(
+        h2_get(&mut stream, "/not/recorded", "api.example.test"),
+        b"from upstream"
+    );
+    let seen = upstream.requests.recv_timeout(PATIENCE).unwrap();
+    assert!(seen.starts_with(b"GET /not/recorded HTTP/1.1\r\n"));
+}
+
+#[test]
 fn alpn_h2_over_tls_replays_over_http2_and_no_http2_keeps_http1() {
     let capture = fixture(CAPTURE).display().to_string();
     let dir = confdir();
