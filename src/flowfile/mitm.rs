@@ -13,7 +13,7 @@ use std::fmt;
 use thiserror::Error;
 
 use super::tnetstring::{self, parse_value, Tag, TnetError, TnetErrorKind, Value};
-use super::view::{header_pair, Headers, RequestView, ResponseView};
+use super::view::{header_pair, Headers, KeyFields, RequestView, ResponseView};
 
 /// The newest flow format this reader knows (mitmproxy 11.x–13.0.dev write 21).
 pub const NEWEST_FORMAT: u32 = 21;
@@ -804,6 +804,11 @@ pub(crate) fn entry_request_untimed<'a>(bytes: &'a [u8], entry: &FlowEntry) -> R
     accepted_request(&parse_accepted(bytes, entry.request), Timed::No)
 }
 
+/// The [`KeyFields`] of an entry's request.
+pub(crate) fn entry_key_fields<'a>(bytes: &'a [u8], entry: &FlowEntry) -> KeyFields<'a> {
+    accepted_key_fields(&parse_accepted(bytes, entry.request))
+}
+
 /// [`entry_response`] without the timestamps (`timestamp_start` `0.0`, `timestamp_end` `None`).
 pub(crate) fn entry_response_untimed<'a>(
     bytes: &'a [u8],
@@ -960,6 +965,40 @@ fn accepted_request<'a>(dict: &Value<'a>, timed: Timed) -> RequestView<'a> {
             Timed::Yes => accepted_float(f[13]),
             Timed::No => None,
         },
+    }
+}
+
+/// The [`KeyFields`] of a request dict the loader accepted (as [`accepted_request`] reads them).
+fn accepted_key_fields<'a>(dict: &Value<'a>) -> KeyFields<'a> {
+    let mut f: [Option<Value<'a>>; 6] = [None; 6];
+    let mut body = None;
+    for (k, v) in accepted_entries(dict) {
+        // The last occurrence of a name wins, as in `Fields::get`.
+        let slot = match k.payload {
+            b"method" => 0,
+            b"scheme" => 1,
+            b"host" => 2,
+            b"port" => 3,
+            b"path" => 4,
+            b"content" => 5,
+            b"body" => {
+                body = Some(v);
+                continue;
+            }
+            _ => continue,
+        };
+        f[slot] = Some(v);
+    }
+    KeyFields {
+        method: accepted_string(f[0]),
+        scheme: accepted_string(f[1]),
+        host: accepted_string(f[2]),
+        port: f[3]
+            .and_then(|v| v.as_i64())
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or_default(),
+        path: accepted_string(f[4]),
+        content: accepted_content(f[5], body),
     }
 }
 

@@ -24,7 +24,7 @@ use thiserror::Error;
 pub use compressed::{Compression, DecompressError};
 pub use har::{is_har, HarError};
 pub use mitm::{ErrorKind, FlowError, FormatVersion, SkippedKinds};
-pub use view::{FlowView, HeaderIter, Headers, RequestView, ResponseView};
+pub use view::{FlowView, HeaderIter, Headers, KeyFields, RequestView, ResponseView};
 
 use mitm::{FileContents, FlowEntry, ReadEvent};
 
@@ -506,6 +506,16 @@ impl Recording {
     pub fn request_untimed(&self, id: usize) -> RequestView<'_> {
         let entry = &self.flows[id];
         mitm::entry_request_untimed(self.files[entry.file as usize].backing.bytes(), entry)
+    }
+
+    /// The [`KeyFields`] of flow `id`'s request: the cheapest read of a recorded request, for
+    /// confirming a lookup.
+    ///
+    /// # Panics
+    /// If `id >= len()`.
+    pub fn key_fields(&self, id: usize) -> KeyFields<'_> {
+        let entry = &self.flows[id];
+        mitm::entry_key_fields(self.files[entry.file as usize].backing.bytes(), entry)
     }
 
     /// [`Recording::response`] without its timestamps (`timestamp_start` reads `0.0`,

@@ -54,6 +54,24 @@ pub struct RequestView<'a> {
     pub timestamp_end: Option<f64>,
 }
 
+/// The fields of a recorded request that decide most key comparisons (spec §b.3): what a lookup
+/// reads to confirm a candidate, without the header list, timestamps or version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyFields<'a> {
+    /// As [`RequestView::scheme`].
+    pub scheme: &'a [u8],
+    /// As [`RequestView::method`].
+    pub method: &'a [u8],
+    /// As [`RequestView::host`].
+    pub host: &'a [u8],
+    /// As [`RequestView::port`].
+    pub port: u16,
+    /// As [`RequestView::path`].
+    pub path: &'a [u8],
+    /// As [`RequestView::content`].
+    pub content: Option<&'a [u8]>,
+}
+
 /// A recorded response (spec §g.4 `response` dict, after migrations).
 #[derive(Debug, Clone, Copy)]
 pub struct ResponseView<'a> {

@@ -329,21 +329,15 @@ impl Replayer {
     /// Decides how to answer `request`, consuming a recorded flow in consume order (spec §c.2).
     pub fn decide(&self, request: &LiveRequest<'_>) -> Decision {
         let key_request = request.key_request();
-        // Usual requests: collect the key items once on the stack, then hash and compare them.
-        // Requests with very many query parameters or headers: produce the items twice instead.
-        let options = self.index.options();
-        let mut collected = key::ItemArray::new();
-        key::items(&key_request, options, &mut collected);
-        let taken = match collected.as_slice() {
-            Some(items) => self.index.take(&self.recording, items, self.order),
-            None => {
-                let key = key::RequestKey {
-                    request: &key_request,
-                    options,
-                };
-                self.index.take(&self.recording, &key, self.order)
-            }
+        // The key's bytes are streamed into the hash; a candidate is usually confirmed by its
+        // recorded fields, so the key is produced again only when those do not decide.
+        let key = key::RequestKey {
+            request: &key_request,
+            options: self.index.options(),
         };
+        let taken = self
+            .index
+            .take(&self.recording, &key_request, &key, self.order);
         match taken {
             Some(flow) => Decision::Replay(FlowId(flow)),
             None => match self.unmatched {
