@@ -450,7 +450,7 @@ impl Recording {
             id,
             file: entry.file as usize,
             number: u64::from(entry.number),
-            offset: entry.offset,
+            offset: entry.offset(),
             request,
             response,
         }
