@@ -97,7 +97,7 @@ pub struct IndexBuilder {
 #[derive(Debug)]
 pub struct Index {
     /// Hash state for keys (random per process).
-    state: ahash::RandomState,
+    state: key::HashSeed,
     /// The open-addressing table (a power of two long, at most 3/4 full).
     slots: Box<[Slot]>,
     /// Groups of keys with several flows.
@@ -131,7 +131,7 @@ impl Index {
     /// A builder for an index under `options`.
     pub fn builder(options: KeyOptions) -> (IndexBuilder, Index) {
         let index = Index {
-            state: ahash::RandomState::new(),
+            state: key::HashSeed::random(),
             slots: Box::new([]),
             groups: Vec::new(),
             members: Vec::new(),
