@@ -984,9 +984,10 @@ pub(crate) fn entry_response<'a>(bytes: &'a [u8], entry: &FlowEntry) -> Option<R
 /// The value at `offset`, which the loader already read.
 fn parse_accepted(bytes: &[u8], offset: u64) -> Value<'_> {
     let start = usize::try_from(offset).expect("invariant: offsets come from this file");
-    tnetstring::parse_frame(&bytes[start..], offset, "file")
-        .expect("invariant: the loader validated this value")
-        .0
+    let (mut value, _) = tnetstring::frame_accepted(&bytes[start..])
+        .expect("invariant: the loader validated this value");
+    value.offset = offset;
+    value
 }
 
 /// The (key, value) entries of a dict the loader checked, framed and nothing more (their
