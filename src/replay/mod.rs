@@ -36,7 +36,7 @@ use crate::config::{Order, ReplayOptions, Unmatched};
 use crate::flowfile::{LoadEvent, Recording, RequestView, ResponseView};
 use index::{Index, IndexBuilder};
 use key::{HeaderFields, KeyHost, KeyOptions, KeyRequest};
-use template::{FirstDate, Framing, Shape, Templates};
+use template::{FirstDate, Framing, Shape, ShapeBits, Templates};
 
 /// A live request as the matcher sees it (after reverse-mode rewriting by the caller).
 #[derive(Debug, Clone, Copy)]
@@ -126,7 +126,8 @@ fn closes(shape: &Shape<'_>, facts: &RequestFacts) -> bool {
 
 /// What serving a flow's response needs that is dear to read from the recording on every
 /// request, read once at load: the response's start time (a decimal float in the file) and its
-/// first date field, parsed. 12 bytes a flow, indexed by flow id.
+/// first date field, parsed, and the framing facts of its fields. 13 bytes a flow, indexed by
+/// flow id.
 #[derive(Debug, Default)]
 struct ServeTimes {
     /// `timestamp_start` of each flow's response (`0.0` without one).
@@ -137,6 +138,9 @@ struct ServeTimes {
     /// Ids of the flows whose response has trailers, ascending (usually none), so that serving
     /// knows without reading the flow.
     trailers: Vec<u32>,
+    /// Each flow's [`ShapeBits`] (`0` without a response): framing and keep-alive facts of its
+    /// fields, so that writing a head does not look at them.
+    shapes: Vec<u8>,
 }
 
 /// [`ServeTimes::first_dates`]: parse at serve time (no date field, or too far from the start).
@@ -150,8 +154,11 @@ impl ServeTimes {
         let Some(response) = response else {
             self.starts.push(0.0);
             self.first_dates.push(DATE_UNKNOWN);
+            self.shapes.push(0);
             return;
         };
+        self.shapes
+            .push(ShapeBits::of(&template::shape(response)).to_byte());
         if response.trailers.is_some_and(|t| t.iter().next().is_some()) {
             self.trailers.push(self.starts.len() as u32);
         }
@@ -185,6 +192,7 @@ impl ServeTimes {
         self.starts.shrink_to_fit();
         self.first_dates.shrink_to_fit();
         self.trailers.shrink_to_fit();
+        self.shapes.shrink_to_fit();
     }
 
     /// Heap bytes held.
@@ -192,6 +200,7 @@ impl ServeTimes {
         self.starts.capacity() * std::mem::size_of::<f64>()
             + self.first_dates.capacity() * std::mem::size_of::<i32>()
             + self.trailers.capacity() * std::mem::size_of::<u32>()
+            + self.shapes.capacity()
     }
 }
 
@@ -406,7 +415,8 @@ impl Replayer {
                     .expect("invariant: decide only replays flows with a response");
                 let (start, first_date) = self.times.get(flow.0 as usize);
                 let delta = self.refresh.then(|| refresh::delta_seconds(now, start));
-                let shape = template::write_head(out, &response, delta, first_date);
+                let bits = ShapeBits::from_byte(self.times.shapes[flow.0 as usize]);
+                let shape = template::write_head_shaped(out, &response, delta, first_date, bits);
                 self.tell_http10_keep_alive(&shape, facts, out);
                 let body = shape.body.unwrap_or_default();
                 if shape.framing == Framing::Chunked && !body.is_empty() {
