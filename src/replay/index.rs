@@ -4,9 +4,10 @@
 //! Lookup hashes the live request's key (streamed, see [`super::key`]) and probes a flat
 //! open-addressing table of 8-byte slots (32 hash bits and a target). A target is a flow id when
 //! the key has one recorded flow, or a group of flows otherwise. A hash match is confirmed
-//! exactly by re-deriving the key of the target's first flow from the recording (its request is
-//! re-read from the mapping into a stack buffer); only keys too long for that buffer keep their
-//! canonical bytes on the heap. So the index costs about 17 bytes per flow, and a lookup is one
+//! exactly: usually by the target's first flow having the request's own scheme, method, target,
+//! host, port and body (read from the mapping by [`Recording::key_fields`]), otherwise by
+//! re-deriving that flow's key from the recording into a stack buffer and comparing it; only keys
+//! too long for that buffer keep their canonical bytes on the heap. So the index costs about 17 bytes per flow, and a lookup is one
 //! probe and one comparison whatever the recording's size.
 //!
 //! Groups hold only flows that have a response, in recording order. mitmproxy keeps
@@ -559,6 +560,7 @@ impl Index {
             + self.groups.capacity() * std::mem::size_of::<Group>()
             + self.members.capacity() * 4
             + self.taken.len() * 8
+            + self.host_is_field.len() * 8
             + self.long_keys.capacity() * std::mem::size_of::<LongKey>()
             + self.key_bytes.capacity()
             + self.segments.capacity() * std::mem::size_of::<Segment>()

@@ -4,7 +4,7 @@
 //! and [`Replayer::write_reply`] appends the response head to the caller's buffer and points at
 //! the body in the recording. Nothing here reads a clock, touches a file or allocates per request.
 //!
-//! - [`key`]: the match key (spec §b), streamed into ahash and compared without an owned key;
+//! - [`key`]: the match key (spec §b), streamed into a seeded 8-bytes-at-a-time hash and compared without an owned key;
 //!   [`text`] and [`form`] decode query strings and form bodies for it.
 //! - [`index`]: flows grouped by key in a compact hash table, consume state as atomics (spec §c).
 //! - [`template`]: heads rendered at serve time from the recorded fields, or pre-rendered at load
