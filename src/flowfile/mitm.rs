@@ -13,7 +13,7 @@ use std::fmt;
 use thiserror::Error;
 
 use super::tnetstring::{self, parse_value, Tag, TnetError, TnetErrorKind, Value};
-use super::view::{header_pair, Headers, RequestView, ResponseView};
+use super::view::{header_pair, Headers, KeyFields, RequestView, ResponseView};
 
 /// The newest flow format this reader knows (mitmproxy 11.x–13.0.dev write 21).
 pub const NEWEST_FORMAT: u32 = 21;
@@ -132,8 +132,9 @@ pub struct FlowError {
 /// Where one HTTP flow's parts are in its file; all the loader keeps per flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowEntry {
-    /// Absolute offset of the flow's top-level dict.
-    pub offset: u64,
+    /// Absolute offset of the flow's top-level dict (below 2^62), with [`FlowEntry::REQUEST_12`]
+    /// and [`FlowEntry::RESPONSE_12`] in its two top bits.
+    offset_and_layout: u64,
     /// Absolute offset of the request dict.
     pub request: u64,
     /// Absolute offset of the response dict, or [`FlowEntry::NO_RESPONSE`].
@@ -147,6 +148,130 @@ pub struct FlowEntry {
 impl FlowEntry {
     /// `response` value for a flow without a response.
     pub const NO_RESPONSE: u64 = u64::MAX;
+
+    /// Bit of [`FlowEntry::offset_and_layout`]: the request dict has exactly the keys of
+    /// [`REQUEST_12`] in that order, so it is re-read by position.
+    const REQUEST_12: u64 = 1 << 63;
+    /// Bit of [`FlowEntry::offset_and_layout`]: the same for the response and [`RESPONSE_12`].
+    const RESPONSE_12: u64 = 1 << 62;
+
+    /// An entry; `request_12` / `response_12` say the dicts have mitmproxy 12's layout.
+    fn new(
+        offset: u64,
+        request: u64,
+        response: u64,
+        number: u32,
+        file: u32,
+        (request_12, response_12): (bool, bool),
+    ) -> FlowEntry {
+        assert!(
+            offset < FlowEntry::RESPONSE_12,
+            "invariant: file offsets are below 2^62"
+        );
+        let mut offset_and_layout = offset;
+        if request_12 {
+            offset_and_layout |= FlowEntry::REQUEST_12;
+        }
+        if response_12 {
+            offset_and_layout |= FlowEntry::RESPONSE_12;
+        }
+        FlowEntry {
+            offset_and_layout,
+            request,
+            response,
+            number,
+            file,
+        }
+    }
+
+    /// Absolute offset of the flow's top-level dict.
+    pub fn offset(&self) -> u64 {
+        self.offset_and_layout & !(FlowEntry::REQUEST_12 | FlowEntry::RESPONSE_12)
+    }
+
+    /// Whether the request dict has mitmproxy 12's layout ([`REQUEST_12`]).
+    fn request_12(&self) -> bool {
+        self.offset_and_layout & FlowEntry::REQUEST_12 != 0
+    }
+
+    /// Whether the response dict has mitmproxy 12's layout ([`RESPONSE_12`]).
+    fn response_12(&self) -> bool {
+        self.offset_and_layout & FlowEntry::RESPONSE_12 != 0
+    }
+}
+
+/// The keys of a request dict as mitmproxy 12 writes format 21 (`Request.get_state`, written in
+/// reverse by its tnetstring dumper), in file order; the fixtures of mitmproxy 6.0.2 (format 10)
+/// to 12.3.1 all have it. A dict with exactly these keys in this order
+/// is re-read by position: the same view as by name, without comparing key names.
+const REQUEST_12: [&[u8]; 12] = [
+    b"path",
+    b"authority",
+    b"scheme",
+    b"method",
+    b"port",
+    b"host",
+    b"timestamp_end",
+    b"timestamp_start",
+    b"trailers",
+    b"content",
+    b"headers",
+    b"http_version",
+];
+
+/// The keys of a response dict as mitmproxy 12 writes format 21 (see [`REQUEST_12`]).
+const RESPONSE_12: [&[u8]; 8] = [
+    b"reason",
+    b"status_code",
+    b"timestamp_end",
+    b"timestamp_start",
+    b"trailers",
+    b"content",
+    b"headers",
+    b"http_version",
+];
+
+/// Reads the values of a dict whose keys are known (a layout checked at load), in order: each
+/// key is stepped over by its known encoded length, and only the value is framed.
+struct LayoutReader<'a> {
+    /// The entries not read yet.
+    rest: &'a [u8],
+}
+
+impl<'a> LayoutReader<'a> {
+    /// The value of the next entry, whose key is `key` (under 100 bytes, so its length prefix
+    /// has one or two digits).
+    #[inline(always)]
+    fn value(&mut self, key: &[u8]) -> Value<'a> {
+        let key_len = key.len() + if key.len() < 10 { 3 } else { 4 };
+        let (value, used) = self
+            .rest
+            .get(key_len..)
+            .and_then(tnetstring::frame_accepted)
+            .expect("invariant: the loader checked this dict's layout");
+        self.rest = &self.rest[key_len + used..];
+        value
+    }
+}
+
+/// Whether a dict's keys, in order, are exactly `layout`, each written with the shortest length
+/// prefix (what [`LayoutReader`] steps over).
+fn has_layout(dict: &Value<'_>, layout: &[&[u8]]) -> bool {
+    let mut rest = dict.payload;
+    for &name in layout {
+        let Some((key, used)) = tnetstring::frame_accepted(rest) else {
+            return false;
+        };
+        let shortest = name.len() + if name.len() < 10 { 3 } else { 4 };
+        if key.as_bytes() != Some(name) || used != shortest {
+            return false;
+        }
+        let Some((_, value_used)) = rest.get(used..).and_then(tnetstring::frame_accepted) else {
+            return false;
+        };
+        rest = &rest[used + value_used..];
+    }
+    rest.is_empty()
 }
 
 /// Flows of a kind that is not replayed, counted by kind.
@@ -432,13 +557,17 @@ fn read_flow<'a>(value: &Value<'a>, number: u64, file: u32) -> Result<Flow<'a>, 
     Ok(Flow::Http {
         request: req,
         response_view,
-        entry: FlowEntry {
-            offset: value.offset,
-            request: request.offset,
-            response: response.map_or(FlowEntry::NO_RESPONSE, |r| r.offset),
-            number: u32::try_from(number).unwrap_or(u32::MAX),
+        entry: FlowEntry::new(
+            value.offset,
+            request.offset,
+            response.map_or(FlowEntry::NO_RESPONSE, |r| r.offset),
+            u32::try_from(number).unwrap_or(u32::MAX),
             file,
-        },
+            (
+                has_layout(&request, &REQUEST_12),
+                response.is_some_and(|r| has_layout(&r, &RESPONSE_12)),
+            ),
+        ),
         version,
         has_response: response.is_some(),
     })
@@ -778,16 +907,23 @@ pub(crate) fn entry_views<'a>(
 ) -> (RequestView<'a>, Option<ResponseView<'a>>) {
     let request = entry_request(bytes, entry);
     let response = (entry.response != FlowEntry::NO_RESPONSE).then(|| {
-        accepted_response(&parse_accepted(bytes, entry.response), Timed::Yes, || {
-            request.timestamp_end.unwrap_or(request.timestamp_start)
-        })
+        accepted_response(
+            &parse_accepted(bytes, entry.response),
+            entry.response_12(),
+            Timed::Yes,
+            || request.timestamp_end.unwrap_or(request.timestamp_start),
+        )
     });
     (request, response)
 }
 
 /// Re-reads only the request of an entry the loader accepted.
 pub(crate) fn entry_request<'a>(bytes: &'a [u8], entry: &FlowEntry) -> RequestView<'a> {
-    accepted_request(&parse_accepted(bytes, entry.request), Timed::Yes)
+    accepted_request(
+        &parse_accepted(bytes, entry.request),
+        entry.request_12(),
+        Timed::Yes,
+    )
 }
 
 /// Whether a re-read parses the timestamps (decimal floats, the dearest fields to read).
@@ -801,7 +937,16 @@ pub(crate) enum Timed {
 
 /// [`entry_request`] without the timestamps (`timestamp_start` `0.0`, `timestamp_end` `None`).
 pub(crate) fn entry_request_untimed<'a>(bytes: &'a [u8], entry: &FlowEntry) -> RequestView<'a> {
-    accepted_request(&parse_accepted(bytes, entry.request), Timed::No)
+    accepted_request(
+        &parse_accepted(bytes, entry.request),
+        entry.request_12(),
+        Timed::No,
+    )
+}
+
+/// The [`KeyFields`] of an entry's request.
+pub(crate) fn entry_key_fields<'a>(bytes: &'a [u8], entry: &FlowEntry) -> KeyFields<'a> {
+    accepted_key_fields(&parse_accepted(bytes, entry.request), entry.request_12())
 }
 
 /// [`entry_response`] without the timestamps (`timestamp_start` `0.0`, `timestamp_end` `None`).
@@ -809,8 +954,14 @@ pub(crate) fn entry_response_untimed<'a>(
     bytes: &'a [u8],
     entry: &FlowEntry,
 ) -> Option<ResponseView<'a>> {
-    (entry.response != FlowEntry::NO_RESPONSE)
-        .then(|| accepted_response(&parse_accepted(bytes, entry.response), Timed::No, || 0.0))
+    (entry.response != FlowEntry::NO_RESPONSE).then(|| {
+        accepted_response(
+            &parse_accepted(bytes, entry.response),
+            entry.response_12(),
+            Timed::No,
+            || 0.0,
+        )
+    })
 }
 
 /// Re-reads only the response of an entry the loader accepted (the request too, only when the
@@ -821,6 +972,7 @@ pub(crate) fn entry_response<'a>(bytes: &'a [u8], entry: &FlowEntry) -> Option<R
     }
     Some(accepted_response(
         &parse_accepted(bytes, entry.response),
+        entry.response_12(),
         Timed::Yes,
         || {
             let request = entry_request(bytes, entry);
@@ -832,9 +984,10 @@ pub(crate) fn entry_response<'a>(bytes: &'a [u8], entry: &FlowEntry) -> Option<R
 /// The value at `offset`, which the loader already read.
 fn parse_accepted(bytes: &[u8], offset: u64) -> Value<'_> {
     let start = usize::try_from(offset).expect("invariant: offsets come from this file");
-    tnetstring::parse_frame(&bytes[start..], offset, "file")
-        .expect("invariant: the loader validated this value")
-        .0
+    let (mut value, _) = tnetstring::frame_accepted(&bytes[start..])
+        .expect("invariant: the loader validated this value");
+    value.offset = offset;
+    value
 }
 
 /// The (key, value) entries of a dict the loader checked, framed and nothing more (their
@@ -915,10 +1068,26 @@ fn accepted_version<'a>(
 
 /// Re-reads a request dict the loader accepted with [`request_view`]: one pass over its fields,
 /// nothing checked again, the same view. This is the serve-time path.
-fn accepted_request<'a>(dict: &Value<'a>, timed: Timed) -> RequestView<'a> {
+fn accepted_request<'a>(dict: &Value<'a>, layout_12: bool, timed: Timed) -> RequestView<'a> {
     let mut f: [Option<Value<'a>>; 14] = [None; 14];
-    for (k, v) in accepted_entries(dict) {
-        // The last occurrence of a name wins, as in `Fields::get`.
+    if layout_12 {
+        let mut r = LayoutReader { rest: dict.payload };
+        f[5] = Some(r.value(b"path"));
+        f[4] = Some(r.value(b"authority"));
+        f[1] = Some(r.value(b"scheme"));
+        f[0] = Some(r.value(b"method"));
+        f[3] = Some(r.value(b"port"));
+        f[2] = Some(r.value(b"host"));
+        f[13] = Some(r.value(b"timestamp_end"));
+        f[12] = Some(r.value(b"timestamp_start"));
+        f[11] = Some(r.value(b"trailers"));
+        f[9] = Some(r.value(b"content"));
+        f[8] = Some(r.value(b"headers"));
+        f[6] = Some(r.value(b"http_version"));
+    }
+    // Other layouts: by name, the last occurrence of a name winning, as in `Fields::get`.
+    let by_name = (!layout_12).then(|| accepted_entries(dict));
+    for (k, v) in by_name.into_iter().flatten() {
         let slot = match k.payload {
             b"method" => 0,
             b"scheme" => 1,
@@ -963,15 +1132,78 @@ fn accepted_request<'a>(dict: &Value<'a>, timed: Timed) -> RequestView<'a> {
     }
 }
 
+/// The [`KeyFields`] of a request dict the loader accepted (as [`accepted_request`] reads them).
+fn accepted_key_fields<'a>(dict: &Value<'a>, layout_12: bool) -> KeyFields<'a> {
+    let mut f: [Option<Value<'a>>; 6] = [None; 6];
+    let mut body = None;
+    if layout_12 {
+        // Up to `content`: the header list and version are not read.
+        let mut r = LayoutReader { rest: dict.payload };
+        f[4] = Some(r.value(b"path"));
+        r.value(b"authority");
+        f[1] = Some(r.value(b"scheme"));
+        f[0] = Some(r.value(b"method"));
+        f[3] = Some(r.value(b"port"));
+        f[2] = Some(r.value(b"host"));
+        r.value(b"timestamp_end");
+        r.value(b"timestamp_start");
+        r.value(b"trailers");
+        f[5] = Some(r.value(b"content"));
+    }
+    // Other layouts: by name, the last occurrence of a name winning, as in `Fields::get`.
+    let by_name = (!layout_12).then(|| accepted_entries(dict));
+    for (k, v) in by_name.into_iter().flatten() {
+        let slot = match k.payload {
+            b"method" => 0,
+            b"scheme" => 1,
+            b"host" => 2,
+            b"port" => 3,
+            b"path" => 4,
+            b"content" => 5,
+            b"body" => {
+                body = Some(v);
+                continue;
+            }
+            _ => continue,
+        };
+        f[slot] = Some(v);
+    }
+    KeyFields {
+        method: accepted_string(f[0]),
+        scheme: accepted_string(f[1]),
+        host: accepted_string(f[2]),
+        port: f[3]
+            .and_then(|v| v.as_i64())
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or_default(),
+        path: accepted_string(f[4]),
+        content: accepted_content(f[5], body),
+    }
+}
+
 /// Re-reads a response dict the loader accepted with [`response_view`] (see
 /// [`accepted_request`]); `request_end` is asked for only when `timestamp_start` is missing.
 fn accepted_response<'a>(
     dict: &Value<'a>,
+    layout_12: bool,
     timed: Timed,
     request_end: impl FnOnce() -> f64,
 ) -> ResponseView<'a> {
     let mut f: [Option<Value<'a>>; 12] = [None; 12];
-    for (k, v) in accepted_entries(dict) {
+    if layout_12 {
+        let mut r = LayoutReader { rest: dict.payload };
+        f[2] = Some(r.value(b"reason"));
+        f[0] = Some(r.value(b"status_code"));
+        f[11] = Some(r.value(b"timestamp_end"));
+        f[10] = Some(r.value(b"timestamp_start"));
+        f[9] = Some(r.value(b"trailers"));
+        f[7] = Some(r.value(b"content"));
+        f[6] = Some(r.value(b"headers"));
+        f[4] = Some(r.value(b"http_version"));
+    }
+    // Other layouts: by name, the last occurrence of a name winning, as in `Fields::get`.
+    let by_name = (!layout_12).then(|| accepted_entries(dict));
+    for (k, v) in by_name.into_iter().flatten() {
         let slot = match k.payload {
             b"status_code" => 0,
             b"code" => 1,
@@ -1036,5 +1268,63 @@ mod tests {
         assert_eq!(req.method, b"GET");
         assert_eq!(req.path, b"/x");
         assert_eq!(resp.unwrap().content, Some(&b"hi"[..]));
+    }
+
+    /// mitmproxy 12's dict layout is recognised at load, and reading by position gives the view
+    /// reading by name gives.
+    #[test]
+    fn mitmproxy_12_layouts_read_by_position_as_by_name() {
+        let mut file = Vec::new();
+        let mut spec = FlowSpec::get("/x?q=1", 200, b"hi");
+        spec.headers = vec![(b"Host".to_vec(), b"example.com".to_vec())];
+        write_flow(&mut file, &spec);
+        write_flow(&mut file, &FlowSpec::get("/without", 204, b""));
+        let contents = read(&file).unwrap();
+        for entry in &contents.flows {
+            assert!(entry.request_12() && entry.response_12());
+            let request = parse_accepted(&file, entry.request);
+            let response = parse_accepted(&file, entry.response);
+            for timed in [Timed::Yes, Timed::No] {
+                assert_eq!(
+                    format!("{:?}", accepted_request(&request, true, timed)),
+                    format!("{:?}", accepted_request(&request, false, timed)),
+                );
+                assert_eq!(
+                    format!("{:?}", accepted_response(&response, true, timed, || 0.0)),
+                    format!("{:?}", accepted_response(&response, false, timed, || 0.0)),
+                );
+            }
+            let by_name = accepted_request(&request, false, Timed::No);
+            let fields = accepted_key_fields(&request, true);
+            assert_eq!(fields, accepted_key_fields(&request, false));
+            assert_eq!(
+                (fields.path, fields.host, fields.content),
+                (by_name.path, by_name.host, by_name.content)
+            );
+        }
+        // Another key order, or a length prefix with a leading zero, is read by name.
+        let dict = |payload| Value {
+            tag: Tag::Dict,
+            payload,
+            offset: 0,
+            payload_offset: 0,
+        };
+        assert!(has_layout(
+            &dict(b"4:path,1:/,6:method,3:GET,"),
+            &[b"path", b"method"]
+        ));
+        assert!(!has_layout(
+            &dict(b"6:method,3:GET,4:path,1:/,"),
+            &[b"path", b"method"]
+        ));
+        assert!(!has_layout(
+            &dict(b"04:path,1:/,6:method,3:GET,"),
+            &[b"path", b"method"]
+        ));
+        assert!(!has_layout(&dict(b"4:path,1:/,"), &[b"path", b"method"]));
+        assert!(!has_layout(
+            &parse_accepted(&file, contents.flows[0].response),
+            &REQUEST_12
+        ));
     }
 }

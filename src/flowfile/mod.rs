@@ -24,7 +24,7 @@ use thiserror::Error;
 pub use compressed::{Compression, DecompressError};
 pub use har::{is_har, HarError};
 pub use mitm::{ErrorKind, FlowError, FormatVersion, SkippedKinds};
-pub use view::{FlowView, HeaderIter, Headers, RequestView, ResponseView};
+pub use view::{FlowView, HeaderIter, Headers, KeyFields, RequestView, ResponseView};
 
 use mitm::{FileContents, FlowEntry, ReadEvent};
 
@@ -479,7 +479,7 @@ impl Recording {
             id,
             file: entry.file as usize,
             number: u64::from(entry.number),
-            offset: entry.offset,
+            offset: entry.offset(),
             request,
             response,
         }
@@ -535,6 +535,16 @@ impl Recording {
     pub fn request_untimed(&self, id: usize) -> RequestView<'_> {
         let entry = &self.flows[id];
         mitm::entry_request_untimed(self.files[entry.file as usize].backing.bytes(), entry)
+    }
+
+    /// The [`KeyFields`] of flow `id`'s request: the cheapest read of a recorded request, for
+    /// confirming a lookup.
+    ///
+    /// # Panics
+    /// If `id >= len()`.
+    pub fn key_fields(&self, id: usize) -> KeyFields<'_> {
+        let entry = &self.flows[id];
+        mitm::entry_key_fields(self.files[entry.file as usize].backing.bytes(), entry)
     }
 
     /// [`Recording::response`] without its timestamps (`timestamp_start` reads `0.0`,

@@ -199,9 +199,36 @@ pub fn parse_value<'a>(
 /// error messages); `None` if the bytes are not a value after all.
 #[inline(always)]
 pub fn frame_accepted(input: &[u8]) -> Option<(Value<'_>, usize)> {
+    let (length, start) = accepted_length(input)?;
+    let end = start.checked_add(length)?;
+    let tag = Tag::from_byte(*input.get(end)?)?;
+    let value = Value {
+        tag,
+        payload: &input[start..end],
+        offset: 0,
+        payload_offset: 0,
+    };
+    Some((value, end + 1))
+}
+
+/// The payload of the value at the start of `input` and the bytes the value occupies, its tag
+/// not read: for values whose type the loader checked (the strings of a header pair, the pair
+/// itself). `None` if the bytes are not framed as a value after all.
+#[inline(always)]
+pub fn payload_accepted(input: &[u8]) -> Option<(&[u8], usize)> {
+    let (length, start) = accepted_length(input)?;
+    let end = start.checked_add(length)?;
+    // The tag byte must be there, as in `frame_accepted`.
+    input.get(end)?;
+    Some((&input[start..end], end + 1))
+}
+
+/// The length a checked value's prefix gives, and where its payload starts.
+#[inline(always)]
+fn accepted_length(input: &[u8]) -> Option<(usize, usize)> {
     let digit = |b: u8| b.is_ascii_digit().then(|| u64::from(b - b'0'));
     // Keys and most values have a length of one or two digits: read those without a loop.
-    let (length, start) = match *input {
+    Some(match *input {
         [d, b':', ..] if d.is_ascii_digit() => (usize::from(d - b'0'), 2),
         [d, e, b':', ..] if d.is_ascii_digit() && e.is_ascii_digit() => {
             (usize::from(d - b'0') * 10 + usize::from(e - b'0'), 3)
@@ -223,16 +250,7 @@ pub fn frame_accepted(input: &[u8]) -> Option<(Value<'_>, usize)> {
             }
             (usize::try_from(length).ok()?, pos + 1)
         }
-    };
-    let end = start.checked_add(length)?;
-    let tag = Tag::from_byte(*input.get(end)?)?;
-    let value = Value {
-        tag,
-        payload: &input[start..end],
-        offset: 0,
-        payload_offset: 0,
-    };
-    Some((value, end + 1))
+    })
 }
 
 /// Like [`parse_value`], without checking a scalar's payload (UTF-8 of text, digits of numbers):

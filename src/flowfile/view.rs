@@ -6,7 +6,7 @@
 //! applied, so users of a view never look at format versions.
 #![forbid(unsafe_code)]
 
-use super::tnetstring::{frame_accepted, Tag, Value};
+use super::tnetstring::{payload_accepted, Tag, Value};
 
 /// One recorded HTTP flow: the request, and the response if one was recorded.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +54,24 @@ pub struct RequestView<'a> {
     pub timestamp_end: Option<f64>,
 }
 
+/// The fields of a recorded request that decide most key comparisons (spec §b.3): what a lookup
+/// reads to confirm a candidate, without the header list, timestamps or version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyFields<'a> {
+    /// As [`RequestView::scheme`].
+    pub scheme: &'a [u8],
+    /// As [`RequestView::method`].
+    pub method: &'a [u8],
+    /// As [`RequestView::host`].
+    pub host: &'a [u8],
+    /// As [`RequestView::port`].
+    pub port: u16,
+    /// As [`RequestView::path`].
+    pub path: &'a [u8],
+    /// As [`RequestView::content`].
+    pub content: Option<&'a [u8]>,
+}
+
 /// A recorded response (spec §g.4 `response` dict, after migrations).
 #[derive(Debug, Clone, Copy)]
 pub struct ResponseView<'a> {
@@ -99,7 +117,8 @@ impl std::fmt::Debug for Headers<'_> {
 
 impl<'a> Headers<'a> {
     /// Headers from the payload of a tnetstring list of `[bytes, bytes]` pairs. The caller
-    /// (the loader) has checked that shape; anything else is skipped during iteration.
+    /// (the loader) has checked that shape: iteration frames the pairs without reading their
+    /// tags again (and ends at bytes that are not framed as values).
     pub(crate) fn from_validated_list(encoded: &'a [u8]) -> Headers<'a> {
         Headers { encoded }
     }
@@ -149,34 +168,26 @@ pub struct HeaderIter<'a> {
 impl<'a> Iterator for HeaderIter<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        // The loader checked the list, so framing is all that is left to do.
-        while !self.rest.is_empty() {
-            let Some((pair, used)) = frame_accepted(self.rest) else {
+        // The loader checked that every item is a list of two strings, so framing is all that
+        // is left to do (three length prefixes, no tags).
+        let pair = payload_accepted(self.rest).and_then(|(pair, used)| {
+            let (name, name_used) = payload_accepted(pair)?;
+            let (value, _) = payload_accepted(pair.get(name_used..)?)?;
+            Some((name, value, used))
+        });
+        match pair {
+            Some((name, value, used)) => {
+                self.rest = &self.rest[used..];
+                Some((name, value))
+            }
+            None => {
                 self.rest = &[];
-                return None;
-            };
-            self.rest = &self.rest[used..];
-            if let Some(pair) = accepted_pair(&pair) {
-                return Some(pair);
+                None
             }
         }
-        None
     }
-}
-
-/// [`header_pair`] for a pair the loader checked (framing only).
-fn accepted_pair<'a>(pair: &Value<'a>) -> Option<(&'a [u8], &'a [u8])> {
-    if pair.tag != Tag::List {
-        return None;
-    }
-    let (name, used) = frame_accepted(pair.payload)?;
-    let rest = &pair.payload[used..];
-    let (value, used) = frame_accepted(rest)?;
-    if used != rest.len() {
-        return None;
-    }
-    Some((name.as_bytes()?, value.as_bytes()?))
 }
 
 /// Reads one `[name, value]` pair; `None` when it does not have that shape.

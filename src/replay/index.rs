@@ -4,9 +4,10 @@
 //! Lookup hashes the live request's key (streamed, see [`super::key`]) and probes a flat
 //! open-addressing table of 8-byte slots (32 hash bits and a target). A target is a flow id when
 //! the key has one recorded flow, or a group of flows otherwise. A hash match is confirmed
-//! exactly by re-deriving the key of the target's first flow from the recording (its request is
-//! re-read from the mapping into a stack buffer); only keys too long for that buffer keep their
-//! canonical bytes on the heap. So the index costs about 17 bytes per flow, and a lookup is one
+//! exactly: usually by the target's first flow having the request's own scheme, method, target,
+//! host, port and body (read from the mapping by [`Recording::key_fields`]), otherwise by
+//! re-deriving that flow's key from the recording into a stack buffer and comparing it; only keys
+//! too long for that buffer keep their canonical bytes on the heap. So the index costs about 17 bytes per flow, and a lookup is one
 //! probe and one comparison whatever the recording's size.
 //!
 //! Groups hold only flows that have a response, in recording order. mitmproxy keeps
@@ -17,7 +18,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::key::{self, Canonical, Item, Items, KeyOptions, KeyRequest, RequestKey};
+use super::key::{self, Canonical, Item, Items, KeyHost, KeyOptions, KeyRequest, RequestKey};
 use crate::config::Order;
 use crate::flowfile::{Recording, RequestView, Span};
 
@@ -89,13 +90,15 @@ pub struct IndexBuilder {
     hashes: Vec<Option<u64>>,
     /// Flows whose key is longer than [`KEY_BUFFER`], ascending.
     long: Vec<u32>,
+    /// [`Index::host_is_field`] so far.
+    host_is_field: Vec<u64>,
 }
 
 /// Recorded flows by key.
 #[derive(Debug)]
 pub struct Index {
     /// Hash state for keys (random per process).
-    state: ahash::RandomState,
+    state: key::HashSeed,
     /// The open-addressing table (a power of two long, at most 3/4 full).
     slots: Box<[Slot]>,
     /// Groups of keys with several flows.
@@ -104,6 +107,13 @@ pub struct Index {
     members: Vec<u32>,
     /// Consume order: one bit per flow, set once a single-flow key's flow was served.
     taken: Box<[AtomicU64]>,
+    /// One bit per flow: its key's host is its recorded `host` field as it is (so a lookup
+    /// confirms the host without reading the recorded header list).
+    host_is_field: Box<[u64]>,
+    /// The options leave the key made of the request's scheme, method, target, host, port and
+    /// body only (no `use_headers`, no form matching): a candidate whose fields are byte-equal to
+    /// the request's is confirmed without deriving either key.
+    fields_decide: bool,
     /// Keys longer than [`KEY_BUFFER`], by first flow, ascending.
     long_keys: Vec<LongKey>,
     /// Inline bytes of the long keys.
@@ -122,11 +132,14 @@ impl Index {
     /// A builder for an index under `options`.
     pub fn builder(options: KeyOptions) -> (IndexBuilder, Index) {
         let index = Index {
-            state: ahash::RandomState::new(),
+            state: key::HashSeed::random(),
             slots: Box::new([]),
             groups: Vec::new(),
             members: Vec::new(),
             taken: Box::new([]),
+            host_is_field: Box::new([]),
+            fields_decide: options.use_headers.is_empty()
+                && options.ignore_payload_params.is_empty(),
             long_keys: Vec::new(),
             key_bytes: Vec::new(),
             segments: Vec::new(),
@@ -144,6 +157,13 @@ impl Index {
             return;
         }
         let key_request = KeyRequest::recorded(request);
+        if matches!(key_request.host, KeyHost::Single(h) if h == request.host) {
+            let flow = builder.hashes.len();
+            if builder.host_is_field.len() <= flow / 64 {
+                builder.host_is_field.resize(flow / 64 + 1, 0);
+            }
+            builder.host_is_field[flow / 64] |= 1 << (flow % 64);
+        }
         let key = RequestKey {
             request: &key_request,
             options: &self.options,
@@ -164,7 +184,13 @@ impl Index {
 
     /// Groups the noted flows by key; `recording` holds them.
     pub fn finish(&mut self, builder: IndexBuilder, recording: &Recording) {
-        let IndexBuilder { hashes, long } = builder;
+        let IndexBuilder {
+            hashes,
+            long,
+            mut host_is_field,
+        } = builder;
+        host_is_field.resize(bitmap_words(hashes.len()), 0);
+        self.host_is_field = host_is_field.into_boxed_slice();
         let with_response = hashes.iter().filter(|h| h.is_some()).count();
         assert!(
             hashes.len() < GROUP as usize,
@@ -382,18 +408,49 @@ impl Index {
         &self.options
     }
 
-    /// The flow that answers a request with key `key` under `order`, consuming it in consume
-    /// order; `None` when no recorded response is left for that key.
+    /// Whether recorded flow `flow` certainly has the key of `request` (a live request): its
+    /// scheme, method (any case), target, host, port and body are those of the request, where
+    /// the options look at them. `false` says nothing: [`Index::flow_has_key`] decides then.
+    fn has_request_fields(
+        &self,
+        recording: &Recording,
+        flow: u32,
+        request: &KeyRequest<'_>,
+    ) -> bool {
+        let f = flow as usize;
+        if !self.fields_decide || self.host_is_field[f / 64] & (1 << (f % 64)) == 0 {
+            return false;
+        }
+        // The response is read next if the key matches: fetch both while the request is read.
+        recording.touch_flow(f);
+        let recorded = recording.key_fields(f);
+        let o = &self.options;
+        let KeyHost::Single(host) = request.host else {
+            return false;
+        };
+        request.target == recorded.path
+            && request.method.eq_ignore_ascii_case(recorded.method)
+            && request.scheme == recorded.scheme
+            && (o.ignore_host || host == recorded.host)
+            && (o.ignore_port || request.port == recorded.port)
+            && (o.ignore_content || request.body == recorded.content)
+    }
+
+    /// The flow that answers `request` (whose key is `key`) under `order`, consuming it in
+    /// consume order; `None` when no recorded response is left for that key.
     pub fn take(
         &self,
         recording: &Recording,
+        request: &KeyRequest<'_>,
         key: &(impl Canonical + ?Sized),
         order: Order,
     ) -> Option<u32> {
         let hash = key::hash(key, &self.state);
         let slot = self
             .probe(hash, |target| {
-                self.flow_has_key(recording, self.first_of(target), key)
+                let flow = self.first_of(target);
+                self.has_request_fields(recording, flow, request)
+                    || self.flow_has_key(recording, flow, key)
             })
             .ok()?;
         let target = self.slots[slot].target;
@@ -503,6 +560,7 @@ impl Index {
             + self.groups.capacity() * std::mem::size_of::<Group>()
             + self.members.capacity() * 4
             + self.taken.len() * 8
+            + self.host_is_field.len() * 8
             + self.long_keys.capacity() * std::mem::size_of::<LongKey>()
             + self.key_bytes.capacity()
             + self.segments.capacity() * std::mem::size_of::<Segment>()

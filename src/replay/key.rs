@@ -5,12 +5,10 @@
 //! [`Item`]s that borrow from the request, and define its *canonical bytes*: a prefix-free
 //! encoding (lengths before raw bytes, tags before variants and list elements, decoded text ended
 //! by `0xFF`). Two requests have equal mitmproxy keys exactly when their canonical bytes are equal.
-//! [`hash`] streams those bytes into ahash in fixed-size blocks and [`equals_chunks`] compares
+//! [`hash`] streams those bytes into a seeded 8-bytes-at-a-time hash and [`equals_chunks`] compares
 //! them with a key kept at load. For a live request ([`RequestKey`]) the items are produced on the
 //! fly and turned into bytes as they come, so neither builds an owned key or allocates.
 #![forbid(unsafe_code)]
-
-use std::hash::{BuildHasher, Hasher};
 
 use smallvec::SmallVec;
 
@@ -351,6 +349,8 @@ struct EmitItems<F> {
 }
 
 impl<'a, F: FnMut(&[u8]) -> bool> ItemSink<'a> for EmitItems<F> {
+    // Inlined into `items`, where each item's variant is known: no dispatch per item.
+    #[inline(always)]
     fn push(&mut self, item: Item<'a>) {
         if self.more {
             self.more = emit_item(item, &mut self.sink);
@@ -564,6 +564,7 @@ pub fn body_items<'a>(request: &KeyRequest<'a>, options: &KeyOptions, out: &mut 
 }
 
 /// Feeds the canonical bytes of one item to `sink`; `false` when `sink` asked to stop.
+#[inline(always)]
 fn emit_item(item: Item<'_>, sink: &mut impl FnMut(&[u8]) -> bool) -> bool {
     match item {
         Item::Tag(t) => sink(&[t]),
@@ -594,52 +595,132 @@ fn emit_item(item: Item<'_>, sink: &mut impl FnMut(&[u8]) -> bool) -> bool {
     }
 }
 
-/// Bytes per block fed to the hasher: the hash of a stream must not depend on how it was cut
-/// into pieces, so pieces are re-cut into fixed blocks first.
-const HASH_BLOCK: usize = 128;
-
-/// Pieces up to this long are copied and compared byte by byte (see `hash`, `equals_chunks`).
+/// Pieces up to this long are compared byte by byte (see `equals_chunks`).
 const SMALL: usize = 16;
 
+/// The random seeds of key hashes, fixed for a process (one per index).
+#[derive(Debug, Clone, Copy)]
+pub struct HashSeed {
+    /// Start of the running state.
+    start: u64,
+    /// Multiplier of each 8-byte word (odd).
+    word: u64,
+    /// Multiplier of the final mix (odd).
+    last: u64,
+}
+
+impl HashSeed {
+    /// Seeds drawn from the process's random source.
+    pub fn random() -> HashSeed {
+        let state = ahash::RandomState::new();
+        HashSeed::fixed(
+            state.hash_one(1u64),
+            state.hash_one(2u64),
+            state.hash_one(3u64),
+        )
+    }
+
+    /// Seeds given (tests and benchmarks that need the same hashes every run).
+    pub fn fixed(start: u64, word: u64, last: u64) -> HashSeed {
+        HashSeed {
+            start,
+            // Odd multipliers with high bits set keep every bit of a word in the product.
+            word: word | 1 | 1 << 63,
+            last: last | 1 | 1 << 63,
+        }
+    }
+}
+
+/// The 128-bit product of `a` and `b`, its halves folded together by xor (the mixing step of
+/// foldhash and ahash's fallback).
+#[inline(always)]
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let full = u128::from(a) * u128::from(b);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+/// Streams canonical bytes into a 64-bit hash 8 bytes at a time, whatever the cut of the stream
+/// into pieces: one multiply per 8 bytes, no block buffer to copy into.
+struct KeyHasher {
+    /// Mixed state of the full words so far.
+    acc: u64,
+    /// The bytes of the word being filled, from its low byte up.
+    word: u64,
+    /// How many bytes of `word` are filled (0–7).
+    filled: u32,
+    /// Bytes fed so far.
+    total: u64,
+    /// The seeds.
+    seed: HashSeed,
+}
+
+impl KeyHasher {
+    fn new(seed: HashSeed) -> KeyHasher {
+        KeyHasher {
+            acc: seed.start,
+            word: 0,
+            filled: 0,
+            total: 0,
+            seed,
+        }
+    }
+
+    /// Adds the `n` (1–8) low bytes of `w` (its other bytes zero) to the stream.
+    #[inline(always)]
+    fn push(&mut self, w: u64, n: u32) {
+        let shift = 8 * self.filled;
+        self.word |= w << shift;
+        let filled = self.filled + n;
+        if filled >= 8 {
+            self.acc = folded_multiply(self.acc ^ self.word, self.seed.word);
+            // The bytes of `w` that did not fit start the next word.
+            self.word = if shift == 0 { 0 } else { w >> (64 - shift) };
+            self.filled = filled - 8;
+        } else {
+            self.filled = filled;
+        }
+    }
+
+    #[inline(always)]
+    fn write(&mut self, bytes: &[u8]) {
+        self.total += bytes.len() as u64;
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            self.push(u64::from_le_bytes(w.try_into().expect("8 bytes")), 8);
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut w = 0u64;
+            for (i, &b) in rest.iter().enumerate() {
+                w |= u64::from(b) << (8 * i);
+            }
+            self.push(w, rest.len() as u32);
+        }
+    }
+
+    fn finish(mut self) -> u64 {
+        if self.filled > 0 {
+            self.acc = folded_multiply(self.acc ^ self.word, self.seed.word);
+        }
+        // The length ends the stream (zero padding of the last word cannot collide); the last
+        // multiply spreads every bit over the low bits (slot) and the high bits (tag).
+        folded_multiply(self.acc ^ self.total, self.seed.last)
+    }
+}
+
 /// The hash of a key's canonical bytes.
-pub fn hash(key: &(impl Canonical + ?Sized), state: &ahash::RandomState) -> u64 {
-    hash_and_len(key, state).0
+pub fn hash(key: &(impl Canonical + ?Sized), seed: &HashSeed) -> u64 {
+    hash_and_len(key, seed).0
 }
 
 /// The hash of a key's canonical bytes, and their length.
-pub fn hash_and_len(key: &(impl Canonical + ?Sized), state: &ahash::RandomState) -> (u64, u64) {
-    let mut hasher = state.build_hasher();
-    let mut block = [0u8; HASH_BLOCK];
-    let mut filled = 0;
-    let mut total = 0u64;
-    key.emit(|mut bytes: &[u8]| {
-        total += bytes.len() as u64;
-        if bytes.len() <= SMALL && filled + bytes.len() <= HASH_BLOCK {
-            // Tags, lengths and short words: a byte loop beats a call to memcpy.
-            for (slot, &b) in block[filled..].iter_mut().zip(bytes) {
-                *slot = b;
-            }
-            filled += bytes.len();
-            if filled == HASH_BLOCK {
-                hasher.write(&block);
-                filled = 0;
-            }
-            return true;
-        }
-        while !bytes.is_empty() {
-            let n = bytes.len().min(HASH_BLOCK - filled);
-            block[filled..filled + n].copy_from_slice(&bytes[..n]);
-            filled += n;
-            bytes = &bytes[n..];
-            if filled == HASH_BLOCK {
-                hasher.write(&block);
-                filled = 0;
-            }
-        }
+pub fn hash_and_len(key: &(impl Canonical + ?Sized), seed: &HashSeed) -> (u64, u64) {
+    let mut hasher = KeyHasher::new(*seed);
+    key.emit(|bytes: &[u8]| {
+        hasher.write(bytes);
         true
     });
-    hasher.write(&block[..filled]);
-    hasher.write_u64(total);
+    let total = hasher.total;
     (hasher.finish(), total)
 }
 
@@ -781,7 +862,7 @@ pub(crate) mod tests {
 
     /// Whether two requests have the same key, checking that the hash agrees with equality.
     pub(crate) fn same_key(a: &Req, b: &Req, options: &KeyOptions) -> bool {
-        let state = ahash::RandomState::with_seeds(1, 2, 3, 4);
+        let state = HashSeed::fixed(1, 2, 3);
         with_items(a, options, |ia, live_a| {
             with_items(b, options, |ib, _| {
                 // The on-the-fly key of a live request is the key of its item list.
@@ -1117,6 +1198,30 @@ pub(crate) mod tests {
         assert_eq!(pretty_host(b"10.0.0.1:1"), b"10.0.0.1");
         assert_eq!(pretty_host(b"bad host:80"), b"bad host:80");
         assert_eq!(pretty_host(b"a:b"), b"a:b");
+    }
+
+    #[test]
+    fn the_key_hash_does_not_depend_on_how_the_stream_is_cut() {
+        let seed = HashSeed::fixed(7, 8, 9);
+        let bytes: Vec<u8> = (0..100u8).map(|b| b.wrapping_mul(37)).collect();
+        let whole = |bytes: &[u8]| {
+            let mut h = KeyHasher::new(seed);
+            h.write(bytes);
+            h.finish()
+        };
+        let reference = whole(&bytes);
+        for cut in [1, 2, 3, 7, 8, 9, 15, 16, 17] {
+            let mut h = KeyHasher::new(seed);
+            for piece in bytes.chunks(cut) {
+                h.write(piece);
+            }
+            assert_eq!(h.finish(), reference, "pieces of {cut}");
+        }
+        // Zero padding of the last word and the length are part of the hash.
+        assert_ne!(whole(&bytes[..99]), reference);
+        assert_ne!(whole(&[0; 3]), whole(&[0; 4]));
+        assert_ne!(whole(b""), whole(&[0]));
+        assert_ne!(whole(&bytes), whole(&bytes[1..]));
     }
 
     #[test]

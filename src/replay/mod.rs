@@ -4,7 +4,7 @@
 //! and [`Replayer::write_reply`] appends the response head to the caller's buffer and points at
 //! the body in the recording. Nothing here reads a clock, touches a file or allocates per request.
 //!
-//! - [`key`]: the match key (spec §b), streamed into ahash and compared without an owned key;
+//! - [`key`]: the match key (spec §b), streamed into a seeded 8-bytes-at-a-time hash and compared without an owned key;
 //!   [`text`] and [`form`] decode query strings and form bodies for it.
 //! - [`index`]: flows grouped by key in a compact hash table, consume state as atomics (spec §c).
 //! - [`template`]: heads rendered at serve time from the recorded fields, or pre-rendered at load
@@ -36,7 +36,7 @@ use crate::config::{Order, ReplayOptions, Unmatched};
 use crate::flowfile::{LoadEvent, Recording, RequestView, ResponseView};
 use index::{Index, IndexBuilder};
 use key::{HeaderFields, KeyHost, KeyOptions, KeyRequest};
-use template::{FirstDate, Framing, Shape, Templates};
+use template::{FirstDate, Framing, Shape, ShapeBits, Templates};
 
 /// A live request as the matcher sees it (after reverse-mode rewriting by the caller).
 #[derive(Debug, Clone, Copy)]
@@ -126,7 +126,8 @@ fn closes(shape: &Shape<'_>, facts: &RequestFacts) -> bool {
 
 /// What serving a flow's response needs that is dear to read from the recording on every
 /// request, read once at load: the response's start time (a decimal float in the file) and its
-/// first date field, parsed. 12 bytes a flow, indexed by flow id.
+/// first date field, parsed, and the framing facts of its fields. 13 bytes a flow, indexed by
+/// flow id.
 #[derive(Debug, Default)]
 struct ServeTimes {
     /// `timestamp_start` of each flow's response (`0.0` without one).
@@ -137,6 +138,9 @@ struct ServeTimes {
     /// Ids of the flows whose response has trailers, ascending (usually none), so that serving
     /// knows without reading the flow.
     trailers: Vec<u32>,
+    /// Each flow's [`ShapeBits`] (`0` without a response): framing and keep-alive facts of its
+    /// fields, so that writing a head does not look at them.
+    shapes: Vec<u8>,
 }
 
 /// [`ServeTimes::first_dates`]: parse at serve time (no date field, or too far from the start).
@@ -150,8 +154,11 @@ impl ServeTimes {
         let Some(response) = response else {
             self.starts.push(0.0);
             self.first_dates.push(DATE_UNKNOWN);
+            self.shapes.push(0);
             return;
         };
+        self.shapes
+            .push(ShapeBits::of(&template::shape(response)).to_byte());
         if response.trailers.is_some_and(|t| t.iter().next().is_some()) {
             self.trailers.push(self.starts.len() as u32);
         }
@@ -185,6 +192,7 @@ impl ServeTimes {
         self.starts.shrink_to_fit();
         self.first_dates.shrink_to_fit();
         self.trailers.shrink_to_fit();
+        self.shapes.shrink_to_fit();
     }
 
     /// Heap bytes held.
@@ -192,6 +200,7 @@ impl ServeTimes {
         self.starts.capacity() * std::mem::size_of::<f64>()
             + self.first_dates.capacity() * std::mem::size_of::<i32>()
             + self.trailers.capacity() * std::mem::size_of::<u32>()
+            + self.shapes.capacity()
     }
 }
 
@@ -329,21 +338,15 @@ impl Replayer {
     /// Decides how to answer `request`, consuming a recorded flow in consume order (spec §c.2).
     pub fn decide(&self, request: &LiveRequest<'_>) -> Decision {
         let key_request = request.key_request();
-        // Usual requests: collect the key items once on the stack, then hash and compare them.
-        // Requests with very many query parameters or headers: produce the items twice instead.
-        let options = self.index.options();
-        let mut collected = key::ItemArray::new();
-        key::items(&key_request, options, &mut collected);
-        let taken = match collected.as_slice() {
-            Some(items) => self.index.take(&self.recording, items, self.order),
-            None => {
-                let key = key::RequestKey {
-                    request: &key_request,
-                    options,
-                };
-                self.index.take(&self.recording, &key, self.order)
-            }
+        // The key's bytes are streamed into the hash; a candidate is usually confirmed by its
+        // recorded fields, so the key is produced again only when those do not decide.
+        let key = key::RequestKey {
+            request: &key_request,
+            options: self.index.options(),
         };
+        let taken = self
+            .index
+            .take(&self.recording, &key_request, &key, self.order);
         match taken {
             Some(flow) => Decision::Replay(FlowId(flow)),
             None => match self.unmatched {
@@ -412,7 +415,8 @@ impl Replayer {
                     .expect("invariant: decide only replays flows with a response");
                 let (start, first_date) = self.times.get(flow.0 as usize);
                 let delta = self.refresh.then(|| refresh::delta_seconds(now, start));
-                let shape = template::write_head(out, &response, delta, first_date);
+                let bits = ShapeBits::from_byte(self.times.shapes[flow.0 as usize]);
+                let shape = template::write_head_shaped(out, &response, delta, first_date, bits);
                 self.tell_http10_keep_alive(&shape, facts, out);
                 let body = shape.body.unwrap_or_default();
                 if shape.framing == Framing::Chunked && !body.is_empty() {

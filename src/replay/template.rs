@@ -251,12 +251,40 @@ pub fn write_head<'a>(
     out: &mut Vec<u8>,
     response: &ResponseView<'a>,
     refresh_delta: Option<f64>,
-    mut first_date: FirstDate,
+    first_date: FirstDate,
 ) -> Shape<'a> {
-    write_status_line(out, response);
     let mut facts = FieldFacts::default();
+    write_fields(out, response, refresh_delta, first_date, |name, value| {
+        facts.add(name, value)
+    });
+    facts.shape(response)
+}
+
+/// [`write_head`] for a response whose [`ShapeBits`] were noted at load: the fields are written
+/// without being looked at for framing and keep-alive.
+pub fn write_head_shaped<'a>(
+    out: &mut Vec<u8>,
+    response: &ResponseView<'a>,
+    refresh_delta: Option<f64>,
+    first_date: FirstDate,
+    shape: ShapeBits,
+) -> Shape<'a> {
+    write_fields(out, response, refresh_delta, first_date, |_, _| {});
+    shape.shape(response)
+}
+
+/// The status line and fields of [`write_head`], each field shown to `on_field` as recorded.
+#[inline(always)]
+fn write_fields(
+    out: &mut Vec<u8>,
+    response: &ResponseView<'_>,
+    refresh_delta: Option<f64>,
+    mut first_date: FirstDate,
+    mut on_field: impl FnMut(&[u8], &[u8]),
+) {
+    write_status_line(out, response);
     for (name, value) in response.headers.iter() {
-        facts.add(name, value);
+        on_field(name, value);
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         if let Some(delta) = refresh_delta.filter(|_| date_header(name).is_some()) {
@@ -280,7 +308,6 @@ pub fn write_head<'a>(
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    facts.shape(response)
 }
 
 /// The first `Date`, `Expires` or `Last-Modified` field of a response as read at load, so that
@@ -328,6 +355,63 @@ pub struct Shape<'a> {
     pub says_keep_alive: bool,
     /// The body (`None` when empty or missing).
     pub body: Option<&'a [u8]>,
+}
+
+/// What a response's [`Shape`] takes from its fields, in one byte noted at load (so serving
+/// does not look at the fields for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShapeBits(u8);
+
+impl ShapeBits {
+    /// Framing, bits 0–1 (0 plain, 1 chunked, 2 no body).
+    const FRAMING: u8 = 0b11;
+    /// [`Shape::body_until_close`].
+    const UNTIL_CLOSE: u8 = 1 << 2;
+    /// [`Shape::response_close`].
+    const CLOSE: u8 = 1 << 3;
+    /// [`Shape::says_keep_alive`].
+    const KEEP_ALIVE: u8 = 1 << 4;
+
+    /// The bits of a shape.
+    pub fn of(shape: &Shape<'_>) -> ShapeBits {
+        let framing = match shape.framing {
+            Framing::Plain => 0,
+            Framing::Chunked => 1,
+            Framing::NoBody => 2,
+        };
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        ShapeBits(
+            framing
+                | flag(shape.body_until_close, ShapeBits::UNTIL_CLOSE)
+                | flag(shape.response_close, ShapeBits::CLOSE)
+                | flag(shape.says_keep_alive, ShapeBits::KEEP_ALIVE),
+        )
+    }
+
+    /// The byte, to store.
+    pub fn to_byte(self) -> u8 {
+        self.0
+    }
+
+    /// Bits from a byte [`ShapeBits::to_byte`] gave.
+    pub fn from_byte(byte: u8) -> ShapeBits {
+        ShapeBits(byte)
+    }
+
+    /// The shape of `response`, whose bits these are.
+    pub fn shape<'a>(self, response: &ResponseView<'a>) -> Shape<'a> {
+        Shape {
+            framing: match self.0 & ShapeBits::FRAMING {
+                0 => Framing::Plain,
+                1 => Framing::Chunked,
+                _ => Framing::NoBody,
+            },
+            body_until_close: self.0 & ShapeBits::UNTIL_CLOSE != 0,
+            response_close: self.0 & ShapeBits::CLOSE != 0,
+            says_keep_alive: self.0 & ShapeBits::KEEP_ALIVE != 0,
+            body: response.content.filter(|b| !b.is_empty()),
+        }
+    }
 }
 
 /// The shape of `response`.
@@ -555,5 +639,38 @@ impl Templates {
             + self.fallbacks.capacity() * std::mem::size_of::<CookieFallback>()
             + self.patches.capacity() * std::mem::size_of::<PatchSite>()
             + self.entries.capacity() * std::mem::size_of::<(u32, Template)>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flowfile::Headers;
+
+    #[test]
+    fn shape_bits_keep_every_shape() {
+        let response = ResponseView {
+            http_version: b"HTTP/1.1",
+            status_code: 200,
+            reason: b"OK",
+            headers: Headers::EMPTY,
+            content: Some(b"body"),
+            trailers: None,
+            timestamp_start: 0.0,
+            timestamp_end: None,
+        };
+        for framing in [Framing::Plain, Framing::Chunked, Framing::NoBody] {
+            for bits in 0..8u8 {
+                let shape = Shape {
+                    framing,
+                    body_until_close: bits & 1 != 0,
+                    response_close: bits & 2 != 0,
+                    says_keep_alive: bits & 4 != 0,
+                    body: Some(b"body"),
+                };
+                let stored = ShapeBits::from_byte(ShapeBits::of(&shape).to_byte());
+                assert_eq!(stored.shape(&response), shape);
+            }
+        }
     }
 }

@@ -1676,3 +1676,45 @@ fn reset_while_serving_keeps_the_remaining_count_exact() {
     assert_eq!(r.remaining(), 64);
     assert_eq!(r.unused().len(), 64);
 }
+
+/// A lookup confirms a candidate by its recorded fields when they are the request's bytes, and
+/// by the whole key otherwise: a request that differs from the recording only where the key does
+/// not look (the method's case, the percent-encoding of a query value) is answered all the same.
+#[test]
+fn requests_equal_in_key_but_not_in_bytes_are_answered() {
+    let mut flow = test_flow();
+    flow.path = b"/path?x=A".to_vec();
+    let reuse = ReplayOptions {
+        order: Order::First,
+        ..options()
+    };
+    let replayer = replayer(&[flow.clone()], &reuse);
+    let mut live = Live::of(&flow);
+    assert_eq!(live.decide(&replayer), Decision::Replay(FlowId(0)));
+    live.method = b"get".to_vec();
+    live.target = b"/path?x=%41".to_vec();
+    assert_eq!(live.decide(&replayer), Decision::Replay(FlowId(0)));
+    live.target = b"/path?x=B".to_vec();
+    assert_eq!(live.decide(&replayer), Decision::Forward);
+    live.target = b"/path?x=A".to_vec();
+    live.body = b"other".to_vec();
+    assert_eq!(live.decide(&replayer), Decision::Forward);
+}
+
+/// A recorded `Host` field, not the recorded destination host, is the key's host (spec §b.5);
+/// such a flow is confirmed through its key, since its `host` field says nothing.
+#[test]
+fn a_recorded_host_field_not_the_destination_is_the_key_host() {
+    let mut flow = test_flow();
+    flow.headers
+        .push((b"Host".to_vec(), b"example.com:22".to_vec()));
+    let reuse = ReplayOptions {
+        order: Order::First,
+        ..options()
+    };
+    let replayer = replayer(&[flow.clone()], &reuse);
+    let mut live = Live::of(&flow);
+    assert_eq!(live.decide(&replayer), Decision::Forward);
+    live.host = b"example.com".to_vec();
+    assert_eq!(live.decide(&replayer), Decision::Replay(FlowId(0)));
+}
