@@ -4,9 +4,11 @@
 #![forbid(unsafe_code)]
 
 use super::mitm::NEWEST_FORMAT;
-use super::tnetstring::write_bytes;
+use std::net::SocketAddr;
 
-/// A value to encode as a tnetstring.
+use super::tnetstring::{close, open, write_bytes, write_float, write_int, Open};
+
+/// A value to encode as a tnetstring (tests and odd files; flows go through [`write_parts`]).
 #[derive(Debug, Clone)]
 pub enum Encode<'a> {
     /// `,` bytes.
@@ -33,36 +35,26 @@ impl Encode<'_> {
         match self {
             Encode::Bytes(b) => write_bytes(out, b',', b),
             Encode::Text(s) => write_bytes(out, b';', s.as_bytes()),
-            Encode::Int(i) => write_bytes(out, b'#', i.to_string().as_bytes()),
-            Encode::Float(f) => write_bytes(out, b'^', format_float(*f).as_bytes()),
-            Encode::Bool(b) => write_bytes(out, b'!', if *b { b"true" } else { b"false" }),
-            Encode::Null => write_bytes(out, b'~', b""),
+            Encode::Int(i) => write_int(out, *i),
+            Encode::Float(f) => write_float(out, *f),
+            Encode::Bool(b) => boolean(out, *b),
+            Encode::Null => null(out),
             Encode::List(items) => {
-                let mut inner = Vec::new();
+                let list = open(out, 16 * items.len());
                 for item in items {
-                    item.write(&mut inner);
+                    item.write(out);
                 }
-                write_bytes(out, b']', &inner);
+                close(out, list, b']');
             }
             Encode::Dict(entries) => {
-                let mut inner = Vec::new();
+                let dict = open(out, 32 * entries.len());
                 for (k, v) in entries {
-                    write_bytes(&mut inner, b';', k.as_bytes());
-                    v.write(&mut inner);
+                    key(out, k);
+                    v.write(out);
                 }
-                write_bytes(out, b'}', &inner);
+                close(out, dict, b'}');
             }
         }
-    }
-}
-
-/// Python's `repr(float)` for the values flows hold (finite, positive timestamps).
-fn format_float(f: f64) -> String {
-    let s = format!("{f}");
-    if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") {
-        s
-    } else {
-        format!("{s}.0")
     }
 }
 
@@ -216,19 +208,6 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-fn header_list(headers: &[(Vec<u8>, Vec<u8>)]) -> Encode<'_> {
-    Encode::List(
-        headers
-            .iter()
-            .map(|(n, v)| Encode::List(vec![Encode::Bytes(n), Encode::Bytes(v)]))
-            .collect(),
-    )
-}
-
-fn content(c: &Option<Vec<u8>>) -> Encode<'_> {
-    c.as_deref().map_or(Encode::Null, Encode::Bytes)
-}
-
 /// One side of a flow's connections as mitmproxy 12 records it (plain TCP, no TLS details).
 #[derive(Debug, Clone, Default)]
 pub struct ConnRecord {
@@ -293,127 +272,464 @@ pub struct FlowRecord {
     pub client_conn: ConnRecord,
     /// The server connection.
     pub server_conn: ConnRecord,
+    /// Why the exchange failed (`error`: message and time), if it did.
+    pub error: Option<(String, f64)>,
     /// `timestamp_created`.
     pub timestamp_created: f64,
 }
 
 /// A UUID-shaped id from two numbers (deterministic, for flows made without a random source).
 pub fn numbered_id(high: u64, low: u64) -> String {
+    let mut text = [0u8; 36];
+    uuid_text(high, low, &mut text);
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// [`numbered_id`] into a buffer: `hhhhhhhh-hhhh-4hhh-8hhh-llllllllllll`.
+fn uuid_text(high: u64, low: u64, out: &mut [u8; 36]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let (a, b) = (high.to_be_bytes(), low.to_be_bytes());
-    format!(
-        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:01x}{:02x}-8{:01x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-        a[0], a[1], a[2], a[3], a[4], a[5], a[6] & 0xf, a[7], b[0] & 0xf, b[1], b[2], b[3], b[4], b[5], b[6], b[7]
-    )
+    let nibbles = [
+        a[0] >> 4,
+        a[0] & 0xf,
+        a[1] >> 4,
+        a[1] & 0xf,
+        a[2] >> 4,
+        a[2] & 0xf,
+        a[3] >> 4,
+        a[3] & 0xf,
+        a[4] >> 4,
+        a[4] & 0xf,
+        a[5] >> 4,
+        a[5] & 0xf,
+        4,
+        a[6] & 0xf,
+        a[7] >> 4,
+        a[7] & 0xf,
+        8,
+        b[0] & 0xf,
+        b[1] >> 4,
+        b[1] & 0xf,
+        b[2] >> 4,
+        b[2] & 0xf,
+        b[3] >> 4,
+        b[3] & 0xf,
+        b[4] >> 4,
+        b[4] & 0xf,
+        b[5] >> 4,
+        b[5] & 0xf,
+        b[6] >> 4,
+        b[6] & 0xf,
+        b[7] >> 4,
+        b[7] & 0xf,
+    ];
+    let mut at = 0;
+    for (i, n) in nibbles.iter().enumerate() {
+        if matches!(i, 8 | 12 | 16 | 20) {
+            out[at] = b'-';
+            at += 1;
+        }
+        out[at] = HEX[usize::from(*n)];
+        at += 1;
+    }
 }
 
-fn opt_float(f: Option<f64>) -> Encode<'static> {
-    f.map_or(Encode::Null, Encode::Float)
+/// A flow or connection id as written: given text, or [`numbered_id`]'s two numbers.
+#[derive(Debug, Clone, Copy)]
+pub enum Id<'a> {
+    /// Text as it is (a UUID in real files).
+    Text(&'a str),
+    /// A UUID-shaped id made of two numbers.
+    Numbered(u64, u64),
 }
 
-fn addr(a: &Option<(String, u16)>) -> Encode<'_> {
-    a.as_ref().map_or(Encode::Null, |(h, p)| {
-        Encode::List(vec![Encode::Text(h), Encode::Int(i64::from(*p))])
-    })
+/// A connection address as written (`[host, port]`).
+#[derive(Debug, Clone, Copy)]
+pub enum Address<'a> {
+    /// A host name or address text and a port.
+    Named(&'a str, u16),
+    /// A socket address (its IP written as text).
+    Socket(SocketAddr),
 }
 
-fn connection<'a>(c: &'a ConnRecord, extra: Vec<(&'a str, Encode<'a>)>) -> Encode<'a> {
-    let mut entries = extra;
-    entries.extend([
-        ("timestamp_tls_setup", Encode::Null),
-        ("timestamp_end", opt_float(c.timestamp_end)),
-        ("timestamp_start", opt_float(c.timestamp_start)),
-        ("sni", Encode::Null),
-        ("tls_version", Encode::Null),
-        ("cipher_list", Encode::List(vec![])),
-        ("cipher", Encode::Null),
-        ("alpn_offers", Encode::List(vec![])),
-        ("alpn", Encode::Null),
-        ("certificate_list", Encode::List(vec![])),
-        ("tls", Encode::Bool(false)),
-        ("error", Encode::Null),
-        ("transport_protocol", Encode::Text("tcp")),
-        ("id", Encode::Text(&c.id)),
-        ("sockname", addr(&c.sockname)),
-        ("peername", addr(&c.peername)),
-    ]);
-    Encode::Dict(entries)
+/// One side of a flow's connections, borrowed: what [`write_parts`] writes for it.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnParts<'a> {
+    /// Connection id.
+    pub id: Id<'a>,
+    /// The remote address, if known.
+    pub peername: Option<Address<'a>>,
+    /// The local address, if known.
+    pub sockname: Option<Address<'a>>,
+    /// When the connection opened.
+    pub timestamp_start: Option<f64>,
+    /// When it closed.
+    pub timestamp_end: Option<f64>,
+    /// Server side only: the address asked for (`address`).
+    pub address: Option<Address<'a>>,
+    /// Server side only: when the TCP handshake finished.
+    pub timestamp_tcp_setup: Option<f64>,
+    /// Client side only: the proxy mode (`regular`, `reverse:http://host:port`).
+    pub proxy_mode: &'a str,
+}
+
+/// A request or response message, borrowed; `H` yields its `(name, value)` fields in order.
+#[derive(Debug, Clone)]
+pub struct MessageParts<'a, H> {
+    /// `HTTP/1.1` and so on.
+    pub http_version: &'a [u8],
+    /// Header fields in wire order and spelling.
+    pub headers: H,
+    /// Body after transfer decoding, or `None` for "not stored".
+    pub content: Option<&'a [u8]>,
+    /// Trailer fields, if any were received.
+    pub trailers: Option<H>,
+    /// First byte seen.
+    pub timestamp_start: f64,
+    /// Last byte seen.
+    pub timestamp_end: Option<f64>,
+}
+
+/// A flow's `error` (mitmproxy's `flow.Error`): why it has no (complete) response.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ErrorParts<'a> {
+    /// The message, as mitmproxy words it (`[Errno 111] Connect call failed ('127.0.0.1', 9)`).
+    pub msg: &'a str,
+    /// When it happened.
+    pub timestamp: f64,
+}
+
+/// A whole format-21 HTTP flow, borrowed from wherever its parts are (a forwarded exchange, a
+/// loaded recording, a [`FlowRecord`]): [`write_parts`] lays it out without copying it first.
+#[derive(Debug, Clone)]
+pub struct FlowParts<'a, H> {
+    /// Flow id.
+    pub id: Id<'a>,
+    /// Method as received.
+    pub method: &'a [u8],
+    /// `http`/`https`.
+    pub scheme: &'a [u8],
+    /// Request-target authority (usually empty for HTTP/1).
+    pub authority: &'a [u8],
+    /// Destination host.
+    pub host: &'a str,
+    /// Destination port.
+    pub port: u16,
+    /// Path with query.
+    pub path: &'a [u8],
+    /// The request.
+    pub request: MessageParts<'a, H>,
+    /// The response, if any: status, reason and the message.
+    pub response: Option<(u16, &'a [u8], MessageParts<'a, H>)>,
+    /// Why the exchange failed, if it did.
+    pub error: Option<ErrorParts<'a>>,
+    /// The client connection.
+    pub client_conn: ConnParts<'a>,
+    /// The server connection.
+    pub server_conn: ConnParts<'a>,
+    /// `timestamp_created`.
+    pub timestamp_created: f64,
+}
+
+fn key(out: &mut Vec<u8>, name: &str) {
+    write_bytes(out, b';', name.as_bytes());
+}
+
+fn null(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"0:~");
+}
+
+fn boolean(out: &mut Vec<u8>, value: bool) {
+    out.extend_from_slice(if value { b"4:true!" } else { b"5:false!" });
+}
+
+fn opt_float(out: &mut Vec<u8>, value: Option<f64>) {
+    match value {
+        Some(f) => write_float(out, f),
+        None => null(out),
+    }
+}
+
+fn id(out: &mut Vec<u8>, id: Id<'_>) {
+    match id {
+        Id::Text(text) => write_bytes(out, b';', text.as_bytes()),
+        Id::Numbered(high, low) => {
+            let mut text = [0u8; 36];
+            uuid_text(high, low, &mut text);
+            write_bytes(out, b';', &text);
+        }
+    }
+}
+
+fn address(out: &mut Vec<u8>, address: Option<Address<'_>>) {
+    let Some(address) = address else {
+        return null(out);
+    };
+    let list: Open = open(out, 24);
+    let port = match address {
+        Address::Named(host, port) => {
+            write_bytes(out, b';', host.as_bytes());
+            port
+        }
+        Address::Socket(addr) => {
+            use std::io::Write as _;
+            // The longest IPv6 text is 45 bytes.
+            let mut text = [0u8; 48];
+            let mut cursor = std::io::Cursor::new(&mut text[..]);
+            let _ = write!(cursor, "{}", addr.ip());
+            let len = cursor.position() as usize;
+            write_bytes(out, b';', &text[..len]);
+            addr.port()
+        }
+    };
+    write_int(out, i64::from(port));
+    close(out, list, b']');
+}
+
+fn fields<'a>(out: &mut Vec<u8>, fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) {
+    let list = open(out, 512);
+    for (name, value) in fields {
+        let pair = open(out, name.len() + value.len() + 8);
+        write_bytes(out, b',', name);
+        write_bytes(out, b',', value);
+        close(out, pair, b']');
+    }
+    close(out, list, b']');
+}
+
+fn message_tail<'a, H>(out: &mut Vec<u8>, m: &MessageParts<'a, H>)
+where
+    H: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+{
+    key(out, "timestamp_end");
+    opt_float(out, m.timestamp_end);
+    key(out, "timestamp_start");
+    write_float(out, m.timestamp_start);
+    key(out, "trailers");
+    match &m.trailers {
+        Some(t) => fields(out, t.clone()),
+        None => null(out),
+    }
+    key(out, "content");
+    match m.content {
+        Some(c) => write_bytes(out, b',', c),
+        None => null(out),
+    }
+    key(out, "headers");
+    fields(out, m.headers.clone());
+    key(out, "http_version");
+    write_bytes(out, b',', m.http_version);
+}
+
+/// The fields every connection record has, after the side's own (mitmproxy 12's order).
+fn connection_tail(out: &mut Vec<u8>, c: &ConnParts<'_>) {
+    key(out, "timestamp_tls_setup");
+    null(out);
+    key(out, "timestamp_end");
+    opt_float(out, c.timestamp_end);
+    key(out, "timestamp_start");
+    opt_float(out, c.timestamp_start);
+    for name in ["sni", "tls_version"] {
+        key(out, name);
+        null(out);
+    }
+    key(out, "cipher_list");
+    out.extend_from_slice(b"0:]");
+    key(out, "cipher");
+    null(out);
+    key(out, "alpn_offers");
+    out.extend_from_slice(b"0:]");
+    key(out, "alpn");
+    null(out);
+    key(out, "certificate_list");
+    out.extend_from_slice(b"0:]");
+    key(out, "tls");
+    boolean(out, false);
+    key(out, "error");
+    null(out);
+    key(out, "transport_protocol");
+    write_bytes(out, b';', b"tcp");
+    key(out, "id");
+    id(out, c.id);
+    key(out, "sockname");
+    address(out, c.sockname);
+    key(out, "peername");
+    address(out, c.peername);
+}
+
+/// Appends one format-21 HTTP flow, laid out key for key as mitmproxy 12 writes it, encoded in
+/// place (each container's length prefix is reserved, then patched): no copy of the flow is
+/// made first and nothing is allocated beyond `out`'s growth.
+pub fn write_parts<'a, H>(out: &mut Vec<u8>, flow: &FlowParts<'a, H>)
+where
+    H: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+{
+    let bodies = flow.request.content.map_or(0, <[u8]>::len)
+        + flow
+            .response
+            .as_ref()
+            .and_then(|(_, _, m)| m.content)
+            .map_or(0, <[u8]>::len);
+    let top = open(out, bodies + 2048);
+    key(out, "websocket");
+    null(out);
+    key(out, "response");
+    match &flow.response {
+        Some((status, reason, m)) => {
+            let dict = open(out, m.content.map_or(0, <[u8]>::len) + 512);
+            key(out, "reason");
+            write_bytes(out, b',', reason);
+            key(out, "status_code");
+            write_int(out, i64::from(*status));
+            message_tail(out, m);
+            close(out, dict, b'}');
+        }
+        None => null(out),
+    }
+    key(out, "request");
+    let request = open(out, flow.request.content.map_or(0, <[u8]>::len) + 512);
+    key(out, "path");
+    write_bytes(out, b',', flow.path);
+    key(out, "authority");
+    write_bytes(out, b',', flow.authority);
+    key(out, "scheme");
+    write_bytes(out, b',', flow.scheme);
+    key(out, "method");
+    write_bytes(out, b',', flow.method);
+    key(out, "port");
+    write_int(out, i64::from(flow.port));
+    key(out, "host");
+    write_bytes(out, b';', flow.host.as_bytes());
+    message_tail(out, &flow.request);
+    close(out, request, b'}');
+    key(out, "backup");
+    null(out);
+    key(out, "timestamp_created");
+    write_float(out, flow.timestamp_created);
+    key(out, "comment");
+    out.extend_from_slice(b"0:;");
+    key(out, "metadata");
+    out.extend_from_slice(b"0:}");
+    key(out, "marked");
+    out.extend_from_slice(b"0:;");
+    key(out, "is_replay");
+    null(out);
+    key(out, "intercepted");
+    boolean(out, false);
+
+    let s = &flow.server_conn;
+    key(out, "server_conn");
+    let conn = open(out, 400);
+    key(out, "via");
+    null(out);
+    key(out, "timestamp_tcp_setup");
+    opt_float(out, s.timestamp_tcp_setup);
+    key(out, "address");
+    address(out, s.address);
+    connection_tail(out, s);
+    close(out, conn, b'}');
+
+    let c = &flow.client_conn;
+    key(out, "client_conn");
+    let conn = open(out, 400);
+    key(out, "proxy_mode");
+    write_bytes(out, b';', c.proxy_mode.as_bytes());
+    key(out, "mitmcert");
+    null(out);
+    connection_tail(out, c);
+    close(out, conn, b'}');
+
+    key(out, "error");
+    match flow.error {
+        // mitmproxy's `Error.get_state()`, written in its reversed key order.
+        Some(e) => {
+            let dict = open(out, e.msg.len() + 40);
+            key(out, "timestamp");
+            write_float(out, e.timestamp);
+            key(out, "msg");
+            write_bytes(out, b';', e.msg.as_bytes());
+            close(out, dict, b'}');
+        }
+        None => null(out),
+    }
+    key(out, "id");
+    id(out, flow.id);
+    key(out, "type");
+    write_bytes(out, b';', b"http");
+    key(out, "version");
+    write_int(out, i64::from(NEWEST_FORMAT));
+    close(out, top, b'}');
+}
+
+/// The fields of a [`MessageRecord`] as [`write_parts`] reads them.
+pub type RecordFields<'a> = std::iter::Map<
+    std::slice::Iter<'a, (Vec<u8>, Vec<u8>)>,
+    fn(&'a (Vec<u8>, Vec<u8>)) -> (&'a [u8], &'a [u8]),
+>;
+
+fn record_fields(fields: &[(Vec<u8>, Vec<u8>)]) -> RecordFields<'_> {
+    fn pair(p: &(Vec<u8>, Vec<u8>)) -> (&[u8], &[u8]) {
+        (&p.0, &p.1)
+    }
+    fields
+        .iter()
+        .map(pair as fn(&(Vec<u8>, Vec<u8>)) -> (&[u8], &[u8]))
+}
+
+fn message_parts(m: &MessageRecord) -> MessageParts<'_, RecordFields<'_>> {
+    MessageParts {
+        http_version: &m.http_version,
+        headers: record_fields(&m.headers),
+        content: m.content.as_deref(),
+        trailers: m.trailers.as_deref().map(record_fields),
+        timestamp_start: m.timestamp_start,
+        timestamp_end: m.timestamp_end,
+    }
+}
+
+fn named(a: &Option<(String, u16)>) -> Option<Address<'_>> {
+    a.as_ref().map(|(h, p)| Address::Named(h, *p))
+}
+
+fn conn_parts(c: &ConnRecord) -> ConnParts<'_> {
+    ConnParts {
+        id: Id::Text(&c.id),
+        peername: named(&c.peername),
+        sockname: named(&c.sockname),
+        timestamp_start: c.timestamp_start,
+        timestamp_end: c.timestamp_end,
+        address: named(&c.address),
+        timestamp_tcp_setup: c.timestamp_tcp_setup,
+        proxy_mode: &c.proxy_mode,
+    }
 }
 
 /// Appends one format-21 HTTP flow, laid out key for key as mitmproxy 12 writes it.
 pub fn write_record(out: &mut Vec<u8>, flow: &FlowRecord) {
-    let r = &flow.request;
-    let request = Encode::Dict(vec![
-        ("path", Encode::Bytes(&flow.path)),
-        ("authority", Encode::Bytes(&flow.authority)),
-        ("scheme", Encode::Bytes(&flow.scheme)),
-        ("method", Encode::Bytes(&flow.method)),
-        ("port", Encode::Int(i64::from(flow.port))),
-        ("host", Encode::Text(&flow.host)),
-        ("timestamp_end", opt_float(r.timestamp_end)),
-        ("timestamp_start", Encode::Float(r.timestamp_start)),
-        (
-            "trailers",
-            r.trailers.as_deref().map_or(Encode::Null, header_list),
-        ),
-        ("content", content(&r.content)),
-        ("headers", header_list(&r.headers)),
-        ("http_version", Encode::Bytes(&r.http_version)),
-    ]);
-    let response = flow
-        .response
-        .as_ref()
-        .map_or(Encode::Null, |(status, reason, m)| {
-            Encode::Dict(vec![
-                ("reason", Encode::Bytes(reason)),
-                ("status_code", Encode::Int(i64::from(*status))),
-                ("timestamp_end", opt_float(m.timestamp_end)),
-                ("timestamp_start", Encode::Float(m.timestamp_start)),
-                (
-                    "trailers",
-                    m.trailers.as_deref().map_or(Encode::Null, header_list),
-                ),
-                ("content", content(&m.content)),
-                ("headers", header_list(&m.headers)),
-                ("http_version", Encode::Bytes(&m.http_version)),
-            ])
-        });
-    let s = &flow.server_conn;
-    let server_conn = connection(
-        s,
-        vec![
-            ("via", Encode::Null),
-            ("timestamp_tcp_setup", opt_float(s.timestamp_tcp_setup)),
-            ("address", addr(&s.address)),
-        ],
+    write_parts(
+        out,
+        &FlowParts {
+            id: Id::Text(&flow.id),
+            method: &flow.method,
+            scheme: &flow.scheme,
+            authority: &flow.authority,
+            host: &flow.host,
+            port: flow.port,
+            path: &flow.path,
+            request: message_parts(&flow.request),
+            response: flow
+                .response
+                .as_ref()
+                .map(|(status, reason, m)| (*status, &reason[..], message_parts(m))),
+            error: flow.error.as_ref().map(|(msg, timestamp)| ErrorParts {
+                msg,
+                timestamp: *timestamp,
+            }),
+            client_conn: conn_parts(&flow.client_conn),
+            server_conn: conn_parts(&flow.server_conn),
+            timestamp_created: flow.timestamp_created,
+        },
     );
-    let c = &flow.client_conn;
-    let client_conn = connection(
-        c,
-        vec![
-            ("proxy_mode", Encode::Text(&c.proxy_mode)),
-            ("mitmcert", Encode::Null),
-        ],
-    );
-    let version = i64::from(NEWEST_FORMAT);
-    Encode::Dict(vec![
-        ("websocket", Encode::Null),
-        ("response", response),
-        ("request", request),
-        ("backup", Encode::Null),
-        ("timestamp_created", Encode::Float(flow.timestamp_created)),
-        ("comment", Encode::Text("")),
-        ("metadata", Encode::Dict(vec![])),
-        ("marked", Encode::Text("")),
-        ("is_replay", Encode::Null),
-        ("intercepted", Encode::Bool(false)),
-        ("server_conn", server_conn),
-        ("client_conn", client_conn),
-        ("error", Encode::Null),
-        ("id", Encode::Text(&flow.id)),
-        ("type", Encode::Text("http")),
-        ("version", Encode::Int(version)),
-    ])
-    .write(out);
 }
 
 /// Appends one format-21 HTTP flow, laid out as mitmproxy 12 writes it (a [`FlowRecord`] with
@@ -464,6 +780,7 @@ pub fn write_flow(out: &mut Vec<u8>, flow: &FlowSpec) {
             timestamp_tcp_setup: Some(t),
             ..ConnRecord::default()
         },
+        error: None,
         timestamp_created: t,
     };
     write_record(out, &record);
