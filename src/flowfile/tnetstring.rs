@@ -583,7 +583,17 @@ fn validate_at(value: &Value<'_>, depth: usize) -> Result<(), TnetError> {
 
 /// Appends the tnetstring encoding of a byte string to `out`.
 pub fn write_bytes(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
-    out.extend_from_slice(itoa::Buffer::new().format(payload.len()).as_bytes());
+    let len = payload.len();
+    if len < 100 {
+        // Most values (keys, header fields, numbers) are this short: one reserve, no itoa.
+        out.reserve(len + 4);
+        if len >= 10 {
+            out.push(b'0' + (len / 10) as u8);
+        }
+        out.push(b'0' + (len % 10) as u8);
+    } else {
+        out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+    }
     out.push(b':');
     out.extend_from_slice(payload);
     out.push(tag);
@@ -620,6 +630,11 @@ fn python_float_repr(value: f64, buf: &mut [u8; 32]) -> usize {
     }
     let mut zmij = zmij::Buffer::new();
     let printed = zmij.format_finite(value).as_bytes();
+    if is_python_layout(printed) {
+        // The usual case (timestamps): zmij laid the digits out as Python does.
+        buf[..printed.len()].copy_from_slice(printed);
+        return printed.len();
+    }
     // Split zmij's output into sign, significant digits and the exponent of the first digit.
     let (negative, printed) = match printed.split_first() {
         Some((b'-', rest)) => (true, rest),
@@ -726,6 +741,28 @@ fn python_float_repr(value: f64, buf: &mut [u8; 32]) -> usize {
         push(buf, b'0' + (e % 10) as u8);
     }
     at
+}
+
+/// Whether zmij's text is already Python's: plain decimal with a point, 1 to 16 digits before
+/// it (not 0) or `0.` and at most three zeros after it (decimal exponent -4..16).
+fn is_python_layout(printed: &[u8]) -> bool {
+    let digits = match printed.split_first() {
+        Some((b'-', rest)) => rest,
+        _ => printed,
+    };
+    if digits.contains(&b'e') {
+        return false;
+    }
+    let Some(point) = digits.iter().position(|&b| b == b'.') else {
+        return false;
+    };
+    if point + 1 == digits.len() {
+        return false;
+    }
+    match digits {
+        [b'0', b'.', rest @ ..] => rest.iter().take_while(|&&b| b == b'0').count() <= 3,
+        _ => (1..=16).contains(&point),
+    }
 }
 
 /// A container whose length prefix is reserved in the output ([`open`]) and written when it is
