@@ -867,7 +867,7 @@ mod tests {
     struct Stalled {
         entered: std::sync::mpsc::SyncSender<()>,
         release: std::sync::mpsc::Receiver<()>,
-        writes: Arc<Mutex<Vec<Vec<u8>>>>,
+        writes: Writes,
         first: bool,
     }
 
@@ -886,15 +886,12 @@ mod tests {
         }
     }
 
+    /// What a [`Stalled`] sink was given, one entry per write.
+    type Writes = Arc<Mutex<Vec<Vec<u8>>>>;
+
     /// A recorder on a [`Stalled`] sink, and the handles to drive it: flow 0 is recorded and
     /// the writer is stuck in its write when this returns.
-    fn stalled(
-        limit: usize,
-    ) -> (
-        Recorder,
-        std::sync::mpsc::SyncSender<()>,
-        Arc<Mutex<Vec<Vec<u8>>>>,
-    ) {
+    fn stalled(limit: usize) -> (Recorder, std::sync::mpsc::SyncSender<()>, Writes) {
         let (entered_tx, entered) = std::sync::mpsc::sync_channel(1);
         let (release, release_rx) = std::sync::mpsc::sync_channel(1);
         let writes = Arc::new(Mutex::new(Vec::new()));

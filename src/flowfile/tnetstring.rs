@@ -711,8 +711,11 @@ fn python_float_repr(value: f64, buf: &mut [u8; 32]) -> usize {
             }
         } else {
             let whole = (x + 1) as usize;
-            for i in 0..whole {
-                push(buf, if i < count { digits[i] } else { b'0' });
+            for &d in &digits[..count.min(whole)] {
+                push(buf, d);
+            }
+            for _ in count..whole {
+                push(buf, b'0');
             }
             push(buf, b'.');
             if count > whole {
