@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use crate::capture::{Recorder, SaveTarget};
 use crate::cli::ConvertArgs;
 use crate::flowfile::writer::{numbered_id, ConnRecord, FlowRecord, MessageRecord};
-use crate::flowfile::{FlowView, Headers, LoadOptions};
+use crate::flowfile::{ErrorView, FlowView, Headers, LoadOptions};
 
-/// Flows waiting for the writer while converting.
-const QUEUE: usize = 256;
+/// Bytes of encoded flows waiting for the writer while converting.
+const PENDING_BYTES: usize = 16 * 1024 * 1024;
 
 /// Runs `convert`; returns the process exit code.
 pub fn run(args: &ConvertArgs) -> ExitCode {
@@ -37,7 +37,7 @@ pub fn run(args: &ConvertArgs) -> ExitCode {
         path: args.output.clone(),
         append: false,
     };
-    let recorder = match Recorder::start(&target, "regular", QUEUE) {
+    let recorder = match Recorder::start(&target, "regular", PENDING_BYTES) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -45,7 +45,8 @@ pub fn run(args: &ConvertArgs) -> ExitCode {
         }
     };
     for flow in recording.flows() {
-        recorder.write_record_waiting(to_record(&flow));
+        let error = recording.error(flow.id);
+        recorder.write_record_waiting(&to_record(&flow, error));
     }
     let stats = recorder.finish();
     if stats.failed > 0 {
@@ -78,9 +79,10 @@ fn fields(h: Headers<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
     h.iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect()
 }
 
-/// A flow of the recording as a format-21 record: every request and response field kept; the
-/// connection records, which the recording does not keep, are loopback placeholders.
-pub fn to_record(flow: &FlowView<'_>) -> FlowRecord {
+/// A flow of the recording as a format-21 record: every request and response field and the
+/// flow's `error` kept; the connection records, which the recording does not keep, are
+/// loopback placeholders.
+pub fn to_record(flow: &FlowView<'_>, error: Option<ErrorView<'_>>) -> FlowRecord {
     let r = &flow.request;
     let id = |kind: u64| numbered_id(flow.file as u64, kind << 48 | flow.number);
     FlowRecord {
@@ -126,6 +128,7 @@ pub fn to_record(flow: &FlowView<'_>) -> FlowRecord {
             address: Some((String::from_utf8_lossy(r.host).into_owned(), r.port)),
             ..ConnRecord::default()
         },
+        error: error.map(|e| (String::from_utf8_lossy(e.msg).into_owned(), e.timestamp)),
         timestamp_created: r.timestamp_start,
     }
 }

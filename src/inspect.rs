@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::cli::InspectArgs;
-use crate::flowfile::{FlowView, LoadEvent, LoadOptions, LoadSummary, Recording};
+use crate::flowfile::{ErrorView, FlowView, LoadEvent, LoadOptions, LoadSummary, Recording};
 use crate::server::heap;
 
 /// A load that takes longer than this gets progress lines on stderr.
@@ -249,10 +249,11 @@ fn write_report(
 ) -> io::Result<()> {
     if !args.summary {
         for flow in recording.flows() {
+            let error = recording.error(flow.id);
             if args.json {
-                writeln!(out, "{}", flow_json(&flow))?;
+                writeln!(out, "{}", flow_json(&flow, error))?;
             } else {
-                writeln!(out, "{}", flow_line(&flow))?;
+                writeln!(out, "{}", flow_line(&flow, error))?;
             }
         }
     }
@@ -264,8 +265,10 @@ fn write_report(
     }
 }
 
-/// `GET http://host/path << 200 OK 12b`, like `mitmdump -nr`.
-pub fn flow_line(flow: &FlowView<'_>) -> String {
+/// `GET http://host/path << 200 OK 12b`, like `mitmdump -nr`; a flow without a response but
+/// with an error shows the error's message, as mitmdump does (`<< [Errno 111] Connect call
+/// failed ('127.0.0.1', 9)`).
+pub fn flow_line(flow: &FlowView<'_>, error: Option<ErrorView<'_>>) -> String {
     let r = &flow.request;
     let mut line = format!("{} {}", String::from_utf8_lossy(r.method), url(flow));
     match &flow.response {
@@ -279,20 +282,33 @@ pub fn flow_line(flow: &FlowView<'_>) -> String {
                 human_size(size)
             ));
         }
-        None => line.push_str(" << no response"),
+        None => match error {
+            Some(e) => {
+                line.push_str(" << ");
+                line.push_str(&String::from_utf8_lossy(e.msg));
+            }
+            None => line.push_str(" << no response"),
+        },
     }
     line
 }
 
-fn flow_json(flow: &FlowView<'_>) -> serde_json::Value {
-    json!({
+fn flow_json(flow: &FlowView<'_>, error: Option<ErrorView<'_>>) -> serde_json::Value {
+    let mut value = json!({
         "index": flow.id,
         "method": String::from_utf8_lossy(flow.request.method),
         "url": url(flow),
         "status": flow.response.as_ref().map(|r| r.status_code),
         "request_body_len": flow.request.content.map_or(0, <[u8]>::len),
         "response_body_len": flow.response.as_ref().map(|r| r.content.map_or(0, <[u8]>::len)),
-    })
+    });
+    if let Some(e) = error {
+        value["error"] = json!({
+            "msg": String::from_utf8_lossy(e.msg),
+            "timestamp": e.timestamp,
+        });
+    }
+    value
 }
 
 fn versions(summary: &LoadSummary) -> Vec<String> {

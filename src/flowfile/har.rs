@@ -343,6 +343,7 @@ fn entry_to_flow(entry: Entry, file: u32, index: usize) -> Result<FlowRecord, En
                 .map(|ip| (ip, default_port)),
             ..ConnRecord::default()
         },
+        error: None,
         timestamp_created: start,
     })
 }

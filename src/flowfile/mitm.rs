@@ -13,7 +13,7 @@ use std::fmt;
 use thiserror::Error;
 
 use super::tnetstring::{self, parse_value, Tag, TnetError, TnetErrorKind, Value};
-use super::view::{header_pair, Headers, KeyFields, RequestView, ResponseView};
+use super::view::{header_pair, ErrorView, Headers, KeyFields, RequestView, ResponseView};
 
 /// The newest flow format this reader knows (mitmproxy 11.x–13.0.dev write 21).
 pub const NEWEST_FORMAT: u32 = 21;
@@ -915,6 +915,21 @@ pub(crate) fn entry_views<'a>(
         )
     });
     (request, response)
+}
+
+/// Reads the `error` of an entry the loader accepted: `None` when it is null, missing, or not a
+/// `{msg, timestamp}` dict (the loader frames it but does not walk it: replay never reads it).
+pub(crate) fn entry_error<'a>(bytes: &'a [u8], entry: &FlowEntry) -> Option<ErrorView<'a>> {
+    let start = usize::try_from(entry.offset()).ok()?;
+    let (flow, _) = parse_value(bytes.get(start..)?, entry.offset(), "file").ok()?;
+    let error = flow.get("error").ok()??;
+    if error.tag != Tag::Dict {
+        return None;
+    }
+    Some(ErrorView {
+        msg: error.get("msg").ok()??.as_bytes()?,
+        timestamp: error.get("timestamp").ok()??.as_f64()?,
+    })
 }
 
 /// Re-reads only the request of an entry the loader accepted.

@@ -24,7 +24,7 @@ use thiserror::Error;
 pub use compressed::{Compression, DecompressError};
 pub use har::{is_har, HarError};
 pub use mitm::{ErrorKind, FlowError, FormatVersion, SkippedKinds};
-pub use view::{FlowView, HeaderIter, Headers, KeyFields, RequestView, ResponseView};
+pub use view::{ErrorView, FlowView, HeaderIter, Headers, KeyFields, RequestView, ResponseView};
 
 use mitm::{FileContents, FlowEntry, ReadEvent};
 
@@ -483,6 +483,16 @@ impl Recording {
             request,
             response,
         }
+    }
+
+    /// The `error` of flow `id`, if it has one (a failed exchange, as mitmproxy saves it): read
+    /// from the flow's top-level dict on demand (`inspect`, `convert`; replay never reads it).
+    ///
+    /// # Panics
+    /// If `id >= len()`.
+    pub fn error(&self, id: usize) -> Option<ErrorView<'_>> {
+        let entry = &self.flows[id];
+        mitm::entry_error(self.files[entry.file as usize].backing.bytes(), entry)
     }
 
     /// Starts loading the first cache lines of flow `id`'s request and response into the CPU

@@ -601,15 +601,318 @@ fn validate_at(value: &Value<'_>, depth: usize) -> Result<(), TnetError> {
 
 /// Appends the tnetstring encoding of a byte string to `out`.
 pub fn write_bytes(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
-    out.extend_from_slice(payload.len().to_string().as_bytes());
+    let len = payload.len();
+    if len < 100 {
+        // Most values (keys, header fields, numbers) are this short: one reserve, no itoa.
+        out.reserve(len + 4);
+        if len >= 10 {
+            out.push(b'0' + (len / 10) as u8);
+        }
+        out.push(b'0' + (len % 10) as u8);
+    } else {
+        out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+    }
     out.push(b':');
     out.extend_from_slice(payload);
     out.push(tag);
 }
 
+/// Appends an integer (`#`), formatted by hand.
+pub fn write_int(out: &mut Vec<u8>, value: i64) {
+    write_bytes(out, b'#', itoa::Buffer::new().format(value).as_bytes());
+}
+
+/// Appends a float (`^`) as mitmproxy writes one: Python's `repr`, the shortest digits that read
+/// back as the same `f64` (`1796236452.3394928`, `1795737600.0`, `1e+16`, `1e-05`, `inf`).
+pub fn write_float(out: &mut Vec<u8>, value: f64) {
+    let mut repr = [0u8; 32];
+    let len = python_float_repr(value, &mut repr);
+    write_bytes(out, b'^', &repr[..len]);
+}
+
+/// Python's `repr(float)` into `buf`, returning its length (at most 24 bytes). The digits are
+/// zmij's (shortest round-trip, as Python's `repr` since 3.1); the layout is Python's: plain
+/// decimal with at least one digit after the point when the decimal exponent is in -4..16,
+/// else `d.ddde+XX` with a signed exponent of at least two digits.
+fn python_float_repr(value: f64, buf: &mut [u8; 32]) -> usize {
+    if !value.is_finite() {
+        let text: &[u8] = if value.is_nan() {
+            b"nan"
+        } else if value > 0.0 {
+            b"inf"
+        } else {
+            b"-inf"
+        };
+        buf[..text.len()].copy_from_slice(text);
+        return text.len();
+    }
+    let mut zmij = zmij::Buffer::new();
+    let printed = zmij.format_finite(value).as_bytes();
+    if is_python_layout(printed) {
+        // The usual case (timestamps): zmij laid the digits out as Python does.
+        buf[..printed.len()].copy_from_slice(printed);
+        return printed.len();
+    }
+    // Split zmij's output into sign, significant digits and the exponent of the first digit.
+    let (negative, printed) = match printed.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, printed),
+    };
+    let (mantissa, exponent) = match printed.iter().position(|&b| b == b'e') {
+        Some(e) => {
+            let digits = &printed[e + 1..];
+            let (minus, digits) = match digits.split_first() {
+                Some((b'-', rest)) => (true, rest),
+                Some((b'+', rest)) => (false, rest),
+                _ => (false, digits),
+            };
+            let n = digits
+                .iter()
+                .fold(0i32, |n, d| n * 10 + i32::from(d - b'0'));
+            (&printed[..e], if minus { -n } else { n })
+        }
+        None => (printed, 0),
+    };
+    let mut digits = [0u8; 24];
+    let mut count = 0usize;
+    // Position of the decimal point relative to the first digit written to `digits`.
+    let mut point: i32 = 0;
+    let mut seen_point = false;
+    for &b in mantissa {
+        if b == b'.' {
+            seen_point = true;
+            continue;
+        }
+        if count == 0 && b == b'0' {
+            // Leading zeros: each one after the point moves the first digit right.
+            if seen_point {
+                point -= 1;
+            }
+            continue;
+        }
+        if count < digits.len() {
+            digits[count] = b;
+            count += 1;
+        }
+        if !seen_point {
+            point += 1;
+        }
+    }
+    while count > 1 && digits[count - 1] == b'0' {
+        count -= 1;
+    }
+    let mut at = 0;
+    let mut push = |buf: &mut [u8; 32], b: u8| {
+        buf[at] = b;
+        at += 1;
+    };
+    if negative {
+        push(buf, b'-');
+    }
+    if count == 0 {
+        for &b in b"0.0" {
+            push(buf, b);
+        }
+        return at;
+    }
+    // The value is 0.DIGITS x 10^(point + exponent); Python's exponent is that of the first digit.
+    let x = point + exponent - 1;
+    if (-4..16).contains(&x) {
+        if x < 0 {
+            push(buf, b'0');
+            push(buf, b'.');
+            for _ in 0..(-x - 1) {
+                push(buf, b'0');
+            }
+            for &d in &digits[..count] {
+                push(buf, d);
+            }
+        } else {
+            let whole = (x + 1) as usize;
+            for &d in &digits[..count.min(whole)] {
+                push(buf, d);
+            }
+            for _ in count..whole {
+                push(buf, b'0');
+            }
+            push(buf, b'.');
+            if count > whole {
+                for &d in &digits[whole..count] {
+                    push(buf, d);
+                }
+            } else {
+                push(buf, b'0');
+            }
+        }
+    } else {
+        push(buf, digits[0]);
+        if count > 1 {
+            push(buf, b'.');
+            for &d in &digits[1..count] {
+                push(buf, d);
+            }
+        }
+        push(buf, b'e');
+        push(buf, if x < 0 { b'-' } else { b'+' });
+        let e = x.unsigned_abs();
+        if e >= 100 {
+            push(buf, b'0' + (e / 100) as u8);
+        }
+        push(buf, b'0' + (e / 10 % 10) as u8);
+        push(buf, b'0' + (e % 10) as u8);
+    }
+    at
+}
+
+/// Whether zmij's text is already Python's: plain decimal with a point, 1 to 16 digits before
+/// it (not 0) or `0.` and at most three zeros after it (decimal exponent -4..16).
+fn is_python_layout(printed: &[u8]) -> bool {
+    let digits = match printed.split_first() {
+        Some((b'-', rest)) => rest,
+        _ => printed,
+    };
+    if digits.contains(&b'e') {
+        return false;
+    }
+    let Some(point) = digits.iter().position(|&b| b == b'.') else {
+        return false;
+    };
+    if point + 1 == digits.len() {
+        return false;
+    }
+    match digits {
+        [b'0', b'.', rest @ ..] => rest.iter().take_while(|&&b| b == b'0').count() <= 3,
+        _ => (1..=16).contains(&point),
+    }
+}
+
+/// A container whose length prefix is reserved in the output ([`open`]) and written when it is
+/// complete ([`close`]): containers are encoded in place, without a buffer per nesting level.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a container must be closed"]
+pub struct Open {
+    /// Where the reserved prefix starts.
+    at: usize,
+    /// Digits reserved.
+    width: usize,
+}
+
+/// Starts a list or dict in `out`, reserving a length prefix wide enough for `expected` payload
+/// bytes (a guess: a wrong one costs one move of the payload in [`close`]).
+pub fn open(out: &mut Vec<u8>, expected: usize) -> Open {
+    let width = decimal_digits(expected);
+    let at = out.len();
+    out.extend_from_slice(&b"000000000000000000000"[..width]);
+    out.push(b':');
+    Open { at, width }
+}
+
+/// Ends the container `open` started, with `tag` (`]` or `}`): writes its length into the
+/// reserved prefix, moving the payload when the length has more or fewer digits than reserved.
+pub fn close(out: &mut Vec<u8>, open: Open, tag: u8) {
+    let start = open.at + open.width + 1;
+    let len = out.len() - start;
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(len).as_bytes();
+    let width = digits.len();
+    if width > open.width {
+        let grow = width - open.width;
+        out.resize(out.len() + grow, 0);
+        out.copy_within(start..start + len, start + grow);
+    } else if width < open.width {
+        let shrink = open.width - width;
+        out.copy_within(start..start + len, start - shrink);
+        out.truncate(out.len() - shrink);
+    }
+    out[open.at..open.at + width].copy_from_slice(digits);
+    out[open.at + width] = b':';
+    out.push(tag);
+}
+
+fn decimal_digits(n: usize) -> usize {
+    let mut digits = 1;
+    let mut n = n / 10;
+    while n > 0 {
+        digits += 1;
+        n /= 10;
+    }
+    digits
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn floats_are_written_as_python_repr_writes_them() {
+        // Each pair: the value and `repr(value)` printed by Python 3.11.
+        let cases: &[(f64, &str)] = &[
+            (1796236452.3394928, "1796236452.3394928"),
+            (1796236453.4432287, "1796236453.4432287"),
+            (1795737600.0, "1795737600.0"),
+            (0.5, "0.5"),
+            (1e+16, "1e+16"),
+            (1000000000000000.0, "1000000000000000.0"),
+            (1.2345678901234568e+17, "1.2345678901234568e+17"),
+            (0.0001, "0.0001"),
+            (1e-05, "1e-05"),
+            (1.5e-07, "1.5e-07"),
+            (2.9802322387695312e-08, "2.9802322387695312e-08"),
+            (544431068535091.6, "544431068535091.6"),
+            (3.439070283483335e+35, "3.439070283483335e+35"),
+            (1e-323, "1e-323"),
+            (0.1, "0.1"),
+            (100.0, "100.0"),
+            (1795737600.25, "1795737600.25"),
+            (1795737600.0625, "1795737600.0625"),
+            (-1.5, "-1.5"),
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (1e+22, "1e+22"),
+            (9999999999999998.0, "9999999999999998.0"),
+            (1234567890123456.8, "1234567890123456.8"),
+            (1.7976931348623157e+308, "1.7976931348623157e+308"),
+            (5e-324, "5e-324"),
+            (f64::INFINITY, "inf"),
+        ];
+        for &(value, python) in cases {
+            let mut out = Vec::new();
+            write_float(&mut out, value);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("{}:{python}^", python.len()),
+                "{value:e}"
+            );
+        }
+    }
+
+    #[test]
+    fn containers_written_in_place_get_their_exact_length_whatever_was_reserved() {
+        for expected in [0, 5, 99, 100_000] {
+            for items in [0usize, 1, 40, 300] {
+                let mut out = b"x".to_vec();
+                let outer = open(&mut out, expected);
+                let inner = open(&mut out, expected);
+                for i in 0..items {
+                    write_int(&mut out, i as i64);
+                }
+                close(&mut out, inner, b']');
+                write_bytes(&mut out, b',', b"tail");
+                close(&mut out, outer, b'}');
+                // The same value built the old way, one buffer per level.
+                let mut list = Vec::new();
+                for i in 0..items {
+                    write_bytes(&mut list, b'#', i.to_string().as_bytes());
+                }
+                let mut dict = Vec::new();
+                write_bytes(&mut dict, b']', &list);
+                write_bytes(&mut dict, b',', b"tail");
+                let mut want = b"x".to_vec();
+                write_bytes(&mut want, b'}', &dict);
+                assert_eq!(out, want, "reserved for {expected}, {items} items");
+            }
+        }
+    }
 
     fn one(input: &[u8]) -> Result<Value<'_>, TnetError> {
         parse_value(input, 100, "file").map(|(v, _)| v)

@@ -94,6 +94,16 @@ pub struct ResponseView<'a> {
     pub timestamp_end: Option<f64>,
 }
 
+/// A recorded flow's `error` (mitmproxy's `flow.Error`): why it has no complete response, e.g.
+/// a connection the upstream refused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ErrorView<'a> {
+    /// The message (`[Errno 111] Connect call failed ('127.0.0.1', 9)`).
+    pub msg: &'a [u8],
+    /// When it happened (seconds since the Unix epoch).
+    pub timestamp: f64,
+}
+
 /// Header fields of a recorded message, in wire order, read lazily from the recording.
 ///
 /// Backed by the payload of a tnetstring list of `[name, value]` pairs that the loader validated,

@@ -4,9 +4,11 @@
 #![forbid(unsafe_code)]
 
 use super::mitm::NEWEST_FORMAT;
-use super::tnetstring::write_bytes;
+use std::net::SocketAddr;
 
-/// A value to encode as a tnetstring.
+use super::tnetstring::{close, open, write_bytes, write_float, write_int, Open};
+
+/// A value to encode as a tnetstring (tests and odd files; flows go through [`write_parts`]).
 #[derive(Debug, Clone)]
 pub enum Encode<'a> {
     /// `,` bytes.
@@ -33,36 +35,26 @@ impl Encode<'_> {
         match self {
             Encode::Bytes(b) => write_bytes(out, b',', b),
             Encode::Text(s) => write_bytes(out, b';', s.as_bytes()),
-            Encode::Int(i) => write_bytes(out, b'#', i.to_string().as_bytes()),
-            Encode::Float(f) => write_bytes(out, b'^', format_float(*f).as_bytes()),
-            Encode::Bool(b) => write_bytes(out, b'!', if *b { b"true" } else { b"false" }),
-            Encode::Null => write_bytes(out, b'~', b""),
+            Encode::Int(i) => write_int(out, *i),
+            Encode::Float(f) => write_float(out, *f),
+            Encode::Bool(b) => boolean(out, *b),
+            Encode::Null => null(out),
             Encode::List(items) => {
-                let mut inner = Vec::new();
+                let list = open(out, 16 * items.len());
                 for item in items {
-                    item.write(&mut inner);
+                    item.write(out);
                 }
-                write_bytes(out, b']', &inner);
+                close(out, list, b']');
             }
             Encode::Dict(entries) => {
-                let mut inner = Vec::new();
+                let dict = open(out, 32 * entries.len());
                 for (k, v) in entries {
-                    write_bytes(&mut inner, b';', k.as_bytes());
-                    v.write(&mut inner);
+                    key(out, k);
+                    v.write(out);
                 }
-                write_bytes(out, b'}', &inner);
+                close(out, dict, b'}');
             }
         }
-    }
-}
-
-/// Python's `repr(float)` for the values flows hold (finite, positive timestamps).
-fn format_float(f: f64) -> String {
-    let s = format!("{f}");
-    if s.contains('.') || s.contains('e') || s.contains("inf") || s.contains("NaN") {
-        s
-    } else {
-        format!("{s}.0")
     }
 }
 
@@ -216,19 +208,6 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-fn header_list(headers: &[(Vec<u8>, Vec<u8>)]) -> Encode<'_> {
-    Encode::List(
-        headers
-            .iter()
-            .map(|(n, v)| Encode::List(vec![Encode::Bytes(n), Encode::Bytes(v)]))
-            .collect(),
-    )
-}
-
-fn content(c: &Option<Vec<u8>>) -> Encode<'_> {
-    c.as_deref().map_or(Encode::Null, Encode::Bytes)
-}
-
 /// One side of a flow's connections as mitmproxy 12 records it (plain TCP, no TLS details).
 #[derive(Debug, Clone, Default)]
 pub struct ConnRecord {
@@ -293,127 +272,426 @@ pub struct FlowRecord {
     pub client_conn: ConnRecord,
     /// The server connection.
     pub server_conn: ConnRecord,
+    /// Why the exchange failed (`error`: message and time), if it did.
+    pub error: Option<(String, f64)>,
     /// `timestamp_created`.
     pub timestamp_created: f64,
 }
 
 /// A UUID-shaped id from two numbers (deterministic, for flows made without a random source).
 pub fn numbered_id(high: u64, low: u64) -> String {
-    let (a, b) = (high.to_be_bytes(), low.to_be_bytes());
-    format!(
-        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:01x}{:02x}-8{:01x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-        a[0], a[1], a[2], a[3], a[4], a[5], a[6] & 0xf, a[7], b[0] & 0xf, b[1], b[2], b[3], b[4], b[5], b[6], b[7]
-    )
+    let mut text = [0u8; 36];
+    uuid_text(high, low, &mut text);
+    String::from_utf8_lossy(&text).into_owned()
 }
 
-fn opt_float(f: Option<f64>) -> Encode<'static> {
-    f.map_or(Encode::Null, Encode::Float)
+/// [`numbered_id`] into a buffer: `hhhhhhhh-hhhh-4hhh-8hhh-llllllllllll`.
+fn uuid_text(high: u64, low: u64, out: &mut [u8; 36]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // The UUID's 16 bytes (version 4 and variant nibbles forced), then their hex digits with the
+    // dashes in place.
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&high.to_be_bytes());
+    bytes[8..].copy_from_slice(&low.to_be_bytes());
+    bytes[6] = 0x40 | (bytes[6] & 0xf);
+    bytes[8] = 0x80 | (bytes[8] & 0xf);
+    let mut at = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out[at] = b'-';
+            at += 1;
+        }
+        out[at] = HEX[usize::from(b >> 4)];
+        out[at + 1] = HEX[usize::from(b & 0xf)];
+        at += 2;
+    }
 }
 
-fn addr(a: &Option<(String, u16)>) -> Encode<'_> {
-    a.as_ref().map_or(Encode::Null, |(h, p)| {
-        Encode::List(vec![Encode::Text(h), Encode::Int(i64::from(*p))])
-    })
+/// A flow or connection id as written: given text, or [`numbered_id`]'s two numbers.
+#[derive(Debug, Clone, Copy)]
+pub enum Id<'a> {
+    /// Text as it is (a UUID in real files).
+    Text(&'a str),
+    /// A UUID-shaped id made of two numbers.
+    Numbered(u64, u64),
 }
 
-fn connection<'a>(c: &'a ConnRecord, extra: Vec<(&'a str, Encode<'a>)>) -> Encode<'a> {
-    let mut entries = extra;
-    entries.extend([
-        ("timestamp_tls_setup", Encode::Null),
-        ("timestamp_end", opt_float(c.timestamp_end)),
-        ("timestamp_start", opt_float(c.timestamp_start)),
-        ("sni", Encode::Null),
-        ("tls_version", Encode::Null),
-        ("cipher_list", Encode::List(vec![])),
-        ("cipher", Encode::Null),
-        ("alpn_offers", Encode::List(vec![])),
-        ("alpn", Encode::Null),
-        ("certificate_list", Encode::List(vec![])),
-        ("tls", Encode::Bool(false)),
-        ("error", Encode::Null),
-        ("transport_protocol", Encode::Text("tcp")),
-        ("id", Encode::Text(&c.id)),
-        ("sockname", addr(&c.sockname)),
-        ("peername", addr(&c.peername)),
-    ]);
-    Encode::Dict(entries)
+/// A connection address as written (`[host, port]`).
+#[derive(Debug, Clone, Copy)]
+pub enum Address<'a> {
+    /// A host name or address text and a port.
+    Named(&'a str, u16),
+    /// A socket address (its IP written as text).
+    Socket(SocketAddr),
+}
+
+/// One side of a flow's connections, borrowed: what [`write_parts`] writes for it.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnParts<'a> {
+    /// Connection id.
+    pub id: Id<'a>,
+    /// The remote address, if known.
+    pub peername: Option<Address<'a>>,
+    /// The local address, if known.
+    pub sockname: Option<Address<'a>>,
+    /// When the connection opened.
+    pub timestamp_start: Option<f64>,
+    /// When it closed.
+    pub timestamp_end: Option<f64>,
+    /// Server side only: the address asked for (`address`).
+    pub address: Option<Address<'a>>,
+    /// Server side only: when the TCP handshake finished.
+    pub timestamp_tcp_setup: Option<f64>,
+    /// Client side only: the proxy mode (`regular`, `reverse:http://host:port`).
+    pub proxy_mode: &'a str,
+}
+
+/// A request or response message, borrowed; `H` yields its `(name, value)` fields in order.
+#[derive(Debug, Clone)]
+pub struct MessageParts<'a, H> {
+    /// `HTTP/1.1` and so on.
+    pub http_version: &'a [u8],
+    /// Header fields in wire order and spelling.
+    pub headers: H,
+    /// Body after transfer decoding, or `None` for "not stored".
+    pub content: Option<&'a [u8]>,
+    /// Trailer fields, if any were received.
+    pub trailers: Option<H>,
+    /// First byte seen.
+    pub timestamp_start: f64,
+    /// Last byte seen.
+    pub timestamp_end: Option<f64>,
+}
+
+/// A flow's `error` (mitmproxy's `flow.Error`): why it has no (complete) response.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ErrorParts<'a> {
+    /// The message, as mitmproxy words it (`[Errno 111] Connect call failed ('127.0.0.1', 9)`).
+    pub msg: &'a str,
+    /// When it happened.
+    pub timestamp: f64,
+}
+
+/// A whole format-21 HTTP flow, borrowed from wherever its parts are (a forwarded exchange, a
+/// loaded recording, a [`FlowRecord`]): [`write_parts`] lays it out without copying it first.
+#[derive(Debug, Clone)]
+pub struct FlowParts<'a, H> {
+    /// Flow id.
+    pub id: Id<'a>,
+    /// Method as received.
+    pub method: &'a [u8],
+    /// `http`/`https`.
+    pub scheme: &'a [u8],
+    /// Request-target authority (usually empty for HTTP/1).
+    pub authority: &'a [u8],
+    /// Destination host.
+    pub host: &'a str,
+    /// Destination port.
+    pub port: u16,
+    /// Path with query.
+    pub path: &'a [u8],
+    /// The request.
+    pub request: MessageParts<'a, H>,
+    /// The response, if any: status, reason and the message.
+    pub response: Option<(u16, &'a [u8], MessageParts<'a, H>)>,
+    /// Why the exchange failed, if it did.
+    pub error: Option<ErrorParts<'a>>,
+    /// The client connection.
+    pub client_conn: ConnParts<'a>,
+    /// The server connection.
+    pub server_conn: ConnParts<'a>,
+    /// `timestamp_created`.
+    pub timestamp_created: f64,
+}
+
+fn key(out: &mut Vec<u8>, name: &str) {
+    write_bytes(out, b';', name.as_bytes());
+}
+
+fn null(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"0:~");
+}
+
+fn boolean(out: &mut Vec<u8>, value: bool) {
+    out.extend_from_slice(if value { b"4:true!" } else { b"5:false!" });
+}
+
+fn opt_float(out: &mut Vec<u8>, value: Option<f64>) {
+    match value {
+        Some(f) => write_float(out, f),
+        None => null(out),
+    }
+}
+
+fn id(out: &mut Vec<u8>, id: Id<'_>) {
+    match id {
+        Id::Text(text) => write_bytes(out, b';', text.as_bytes()),
+        Id::Numbered(high, low) => {
+            let mut text = [0u8; 36];
+            uuid_text(high, low, &mut text);
+            out.extend_from_slice(b"36:");
+            out.extend_from_slice(&text);
+            out.push(b';');
+        }
+    }
+}
+
+fn address(out: &mut Vec<u8>, address: Option<Address<'_>>) {
+    let Some(address) = address else {
+        return null(out);
+    };
+    let list: Open = open(out, 24);
+    let port = match address {
+        Address::Named(host, port) => {
+            write_bytes(out, b';', host.as_bytes());
+            port
+        }
+        Address::Socket(SocketAddr::V4(addr)) => {
+            // By hand: `Ipv4Addr`'s Display goes through the formatter (≈ 300 instructions).
+            let mut text = [0u8; 15];
+            let mut len = 0;
+            for (i, octet) in addr.ip().octets().iter().enumerate() {
+                if i > 0 {
+                    text[len] = b'.';
+                    len += 1;
+                }
+                let mut digits = itoa::Buffer::new();
+                let digits = digits.format(*octet).as_bytes();
+                text[len..len + digits.len()].copy_from_slice(digits);
+                len += digits.len();
+            }
+            write_bytes(out, b';', &text[..len]);
+            addr.port()
+        }
+        Address::Socket(SocketAddr::V6(addr)) => {
+            use std::io::Write as _;
+            // The longest IPv6 text is 45 bytes.
+            let mut text = [0u8; 48];
+            let mut cursor = std::io::Cursor::new(&mut text[..]);
+            let _ = write!(cursor, "{}", addr.ip());
+            let len = cursor.position() as usize;
+            write_bytes(out, b';', &text[..len]);
+            addr.port()
+        }
+    };
+    write_int(out, i64::from(port));
+    close(out, list, b']');
+}
+
+fn fields<'a>(out: &mut Vec<u8>, fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) {
+    let list = open(out, 512);
+    for (name, value) in fields {
+        let pair = open(out, name.len() + value.len() + 8);
+        write_bytes(out, b',', name);
+        write_bytes(out, b',', value);
+        close(out, pair, b']');
+    }
+    close(out, list, b']');
+}
+
+// The keys and constant fields of a flow, pre-encoded in mitmproxy 12's order (the layout
+// tests compare every key and value with files mitmdump wrote): a run of constant fields is
+// one copy instead of a tnetstring write per key and value.
+
+fn message_tail<'a, H>(out: &mut Vec<u8>, m: &MessageParts<'a, H>)
+where
+    H: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+{
+    out.extend_from_slice(b"13:timestamp_end;");
+    opt_float(out, m.timestamp_end);
+    out.extend_from_slice(b"15:timestamp_start;");
+    write_float(out, m.timestamp_start);
+    out.extend_from_slice(b"8:trailers;");
+    match &m.trailers {
+        Some(t) => fields(out, t.clone()),
+        None => null(out),
+    }
+    out.extend_from_slice(b"7:content;");
+    match m.content {
+        Some(c) => write_bytes(out, b',', c),
+        None => null(out),
+    }
+    out.extend_from_slice(b"7:headers;");
+    fields(out, m.headers.clone());
+    out.extend_from_slice(b"12:http_version;");
+    write_bytes(out, b',', m.http_version);
+}
+
+/// The fields every connection record has, after the side's own (mitmproxy 12's order).
+fn connection_tail(out: &mut Vec<u8>, c: &ConnParts<'_>) {
+    out.extend_from_slice(b"19:timestamp_tls_setup;0:~13:timestamp_end;");
+    opt_float(out, c.timestamp_end);
+    out.extend_from_slice(b"15:timestamp_start;");
+    opt_float(out, c.timestamp_start);
+    out.extend_from_slice(
+        b"3:sni;0:~11:tls_version;0:~11:cipher_list;0:]6:cipher;0:~11:alpn_offers;0:]\
+          4:alpn;0:~16:certificate_list;0:]3:tls;5:false!5:error;0:~\
+          18:transport_protocol;3:tcp;2:id;",
+    );
+    id(out, c.id);
+    out.extend_from_slice(b"8:sockname;");
+    address(out, c.sockname);
+    out.extend_from_slice(b"8:peername;");
+    address(out, c.peername);
+}
+
+/// Appends one format-21 HTTP flow, laid out key for key as mitmproxy 12 writes it, encoded in
+/// place (each container's length prefix is reserved, then patched): no copy of the flow is
+/// made first and nothing is allocated beyond `out`'s growth.
+pub fn write_parts<'a, H>(out: &mut Vec<u8>, flow: &FlowParts<'a, H>)
+where
+    H: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+{
+    let bodies = flow.request.content.map_or(0, <[u8]>::len)
+        + flow
+            .response
+            .as_ref()
+            .and_then(|(_, _, m)| m.content)
+            .map_or(0, <[u8]>::len);
+    let top = open(out, bodies + 2048);
+    out.extend_from_slice(b"9:websocket;0:~8:response;");
+    match &flow.response {
+        Some((status, reason, m)) => {
+            let dict = open(out, m.content.map_or(0, <[u8]>::len) + 512);
+            out.extend_from_slice(b"6:reason;");
+            write_bytes(out, b',', reason);
+            out.extend_from_slice(b"11:status_code;");
+            write_int(out, i64::from(*status));
+            message_tail(out, m);
+            close(out, dict, b'}');
+        }
+        None => null(out),
+    }
+    out.extend_from_slice(b"7:request;");
+    let request = open(out, flow.request.content.map_or(0, <[u8]>::len) + 512);
+    out.extend_from_slice(b"4:path;");
+    write_bytes(out, b',', flow.path);
+    out.extend_from_slice(b"9:authority;");
+    write_bytes(out, b',', flow.authority);
+    out.extend_from_slice(b"6:scheme;");
+    write_bytes(out, b',', flow.scheme);
+    out.extend_from_slice(b"6:method;");
+    write_bytes(out, b',', flow.method);
+    out.extend_from_slice(b"4:port;");
+    write_int(out, i64::from(flow.port));
+    out.extend_from_slice(b"4:host;");
+    write_bytes(out, b';', flow.host.as_bytes());
+    message_tail(out, &flow.request);
+    close(out, request, b'}');
+    out.extend_from_slice(b"6:backup;0:~17:timestamp_created;");
+    write_float(out, flow.timestamp_created);
+    out.extend_from_slice(
+        b"7:comment;0:;8:metadata;0:}6:marked;0:;9:is_replay;0:~11:intercepted;5:false!\
+          11:server_conn;",
+    );
+
+    let s = &flow.server_conn;
+    let conn = open(out, 400);
+    out.extend_from_slice(b"3:via;0:~19:timestamp_tcp_setup;");
+    opt_float(out, s.timestamp_tcp_setup);
+    out.extend_from_slice(b"7:address;");
+    address(out, s.address);
+    connection_tail(out, s);
+    close(out, conn, b'}');
+
+    let c = &flow.client_conn;
+    out.extend_from_slice(b"11:client_conn;");
+    let conn = open(out, 400);
+    out.extend_from_slice(b"10:proxy_mode;");
+    write_bytes(out, b';', c.proxy_mode.as_bytes());
+    out.extend_from_slice(b"8:mitmcert;0:~");
+    connection_tail(out, c);
+    close(out, conn, b'}');
+
+    out.extend_from_slice(b"5:error;");
+    match flow.error {
+        // mitmproxy's `Error.get_state()`, written in its reversed key order.
+        Some(e) => {
+            let dict = open(out, e.msg.len() + 40);
+            out.extend_from_slice(b"9:timestamp;");
+            write_float(out, e.timestamp);
+            out.extend_from_slice(b"3:msg;");
+            write_bytes(out, b';', e.msg.as_bytes());
+            close(out, dict, b'}');
+        }
+        None => null(out),
+    }
+    out.extend_from_slice(b"2:id;");
+    id(out, flow.id);
+    out.extend_from_slice(b"4:type;4:http;7:version;");
+    write_int(out, i64::from(NEWEST_FORMAT));
+    close(out, top, b'}');
+}
+
+/// The fields of a [`MessageRecord`] as [`write_parts`] reads them.
+pub type RecordFields<'a> = std::iter::Map<
+    std::slice::Iter<'a, (Vec<u8>, Vec<u8>)>,
+    fn(&'a (Vec<u8>, Vec<u8>)) -> (&'a [u8], &'a [u8]),
+>;
+
+fn record_fields(fields: &[(Vec<u8>, Vec<u8>)]) -> RecordFields<'_> {
+    fn pair(p: &(Vec<u8>, Vec<u8>)) -> (&[u8], &[u8]) {
+        (&p.0, &p.1)
+    }
+    fields
+        .iter()
+        .map(pair as fn(&(Vec<u8>, Vec<u8>)) -> (&[u8], &[u8]))
+}
+
+fn message_parts(m: &MessageRecord) -> MessageParts<'_, RecordFields<'_>> {
+    MessageParts {
+        http_version: &m.http_version,
+        headers: record_fields(&m.headers),
+        content: m.content.as_deref(),
+        trailers: m.trailers.as_deref().map(record_fields),
+        timestamp_start: m.timestamp_start,
+        timestamp_end: m.timestamp_end,
+    }
+}
+
+fn named(a: &Option<(String, u16)>) -> Option<Address<'_>> {
+    a.as_ref().map(|(h, p)| Address::Named(h, *p))
+}
+
+fn conn_parts(c: &ConnRecord) -> ConnParts<'_> {
+    ConnParts {
+        id: Id::Text(&c.id),
+        peername: named(&c.peername),
+        sockname: named(&c.sockname),
+        timestamp_start: c.timestamp_start,
+        timestamp_end: c.timestamp_end,
+        address: named(&c.address),
+        timestamp_tcp_setup: c.timestamp_tcp_setup,
+        proxy_mode: &c.proxy_mode,
+    }
 }
 
 /// Appends one format-21 HTTP flow, laid out key for key as mitmproxy 12 writes it.
 pub fn write_record(out: &mut Vec<u8>, flow: &FlowRecord) {
-    let r = &flow.request;
-    let request = Encode::Dict(vec![
-        ("path", Encode::Bytes(&flow.path)),
-        ("authority", Encode::Bytes(&flow.authority)),
-        ("scheme", Encode::Bytes(&flow.scheme)),
-        ("method", Encode::Bytes(&flow.method)),
-        ("port", Encode::Int(i64::from(flow.port))),
-        ("host", Encode::Text(&flow.host)),
-        ("timestamp_end", opt_float(r.timestamp_end)),
-        ("timestamp_start", Encode::Float(r.timestamp_start)),
-        (
-            "trailers",
-            r.trailers.as_deref().map_or(Encode::Null, header_list),
-        ),
-        ("content", content(&r.content)),
-        ("headers", header_list(&r.headers)),
-        ("http_version", Encode::Bytes(&r.http_version)),
-    ]);
-    let response = flow
-        .response
-        .as_ref()
-        .map_or(Encode::Null, |(status, reason, m)| {
-            Encode::Dict(vec![
-                ("reason", Encode::Bytes(reason)),
-                ("status_code", Encode::Int(i64::from(*status))),
-                ("timestamp_end", opt_float(m.timestamp_end)),
-                ("timestamp_start", Encode::Float(m.timestamp_start)),
-                (
-                    "trailers",
-                    m.trailers.as_deref().map_or(Encode::Null, header_list),
-                ),
-                ("content", content(&m.content)),
-                ("headers", header_list(&m.headers)),
-                ("http_version", Encode::Bytes(&m.http_version)),
-            ])
-        });
-    let s = &flow.server_conn;
-    let server_conn = connection(
-        s,
-        vec![
-            ("via", Encode::Null),
-            ("timestamp_tcp_setup", opt_float(s.timestamp_tcp_setup)),
-            ("address", addr(&s.address)),
-        ],
+    write_parts(
+        out,
+        &FlowParts {
+            id: Id::Text(&flow.id),
+            method: &flow.method,
+            scheme: &flow.scheme,
+            authority: &flow.authority,
+            host: &flow.host,
+            port: flow.port,
+            path: &flow.path,
+            request: message_parts(&flow.request),
+            response: flow
+                .response
+                .as_ref()
+                .map(|(status, reason, m)| (*status, &reason[..], message_parts(m))),
+            error: flow.error.as_ref().map(|(msg, timestamp)| ErrorParts {
+                msg,
+                timestamp: *timestamp,
+            }),
+            client_conn: conn_parts(&flow.client_conn),
+            server_conn: conn_parts(&flow.server_conn),
+            timestamp_created: flow.timestamp_created,
+        },
     );
-    let c = &flow.client_conn;
-    let client_conn = connection(
-        c,
-        vec![
-            ("proxy_mode", Encode::Text(&c.proxy_mode)),
-            ("mitmcert", Encode::Null),
-        ],
-    );
-    let version = i64::from(NEWEST_FORMAT);
-    Encode::Dict(vec![
-        ("websocket", Encode::Null),
-        ("response", response),
-        ("request", request),
-        ("backup", Encode::Null),
-        ("timestamp_created", Encode::Float(flow.timestamp_created)),
-        ("comment", Encode::Text("")),
-        ("metadata", Encode::Dict(vec![])),
-        ("marked", Encode::Text("")),
-        ("is_replay", Encode::Null),
-        ("intercepted", Encode::Bool(false)),
-        ("server_conn", server_conn),
-        ("client_conn", client_conn),
-        ("error", Encode::Null),
-        ("id", Encode::Text(&flow.id)),
-        ("type", Encode::Text("http")),
-        ("version", Encode::Int(version)),
-    ])
-    .write(out);
 }
 
 /// Appends one format-21 HTTP flow, laid out as mitmproxy 12 writes it (a [`FlowRecord`] with
@@ -464,6 +742,7 @@ pub fn write_flow(out: &mut Vec<u8>, flow: &FlowSpec) {
             timestamp_tcp_setup: Some(t),
             ..ConnRecord::default()
         },
+        error: None,
         timestamp_created: t,
     };
     write_record(out, &record);

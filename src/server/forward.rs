@@ -13,7 +13,7 @@ use super::clock;
 use super::transport::Transport;
 pub use super::upstream_io::{ClientSide, ForwardSettings, Forwarded, Forwarder};
 use super::upstream_tls::UpstreamTls;
-use crate::capture::{Endpoint, Recorder, DEFAULT_QUEUE};
+use crate::capture::{Endpoint, Recorder, DEFAULT_PENDING_BYTES};
 use crate::config::ServeOptions;
 use crate::http1::{self, Request};
 use crate::upstream::{route, Mode, Origin, PoolLimits, Via};
@@ -44,7 +44,7 @@ pub fn settings(options: &ServeOptions) -> Result<Arc<ForwardSettings>, String> 
                 crate::upstream::Mode::Regular => "regular".to_string(),
                 crate::upstream::Mode::Reverse(origin) => format!("reverse:{}", origin.url()),
             };
-            let recorder = Recorder::start(target, &proxy_mode, DEFAULT_QUEUE)
+            let recorder = Recorder::start(target, &proxy_mode, DEFAULT_PENDING_BYTES)
                 .map_err(|e| format!("{e} (-w FILE)"))?;
             Some(Arc::new(recorder))
         }

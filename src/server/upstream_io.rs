@@ -18,10 +18,13 @@ use monoio::net::TcpStream;
 
 use super::clock;
 use super::upstream_tls::{TlsFailure, TlsStream, UpstreamTls};
-use crate::capture::{Endpoint, ForwardedExchange, Recorder, MAX_SAVED_BODY};
+use crate::capture::{
+    Endpoint, ForwardedExchange, Recorder, RequestParts, ResponseParts, MAX_SAVED_BODY,
+};
+use crate::flowfile::writer::ErrorParts;
 use crate::upstream::{
-    write_recorded_head, write_request, ForwardError, ForwardErrorKind, Mode, Origin, Pool,
-    PoolLimits, RelayOutcome, ResponseRelay, Route, Scheme, Via,
+    write_request, ForwardError, ForwardErrorKind, HostAction, Mode, Origin, Pool, PoolLimits,
+    RelayOutcome, ResponseRelay, Route, Scheme, Via,
 };
 
 /// Bytes read from an upstream at a time (and so the most relayed to the client per write).
@@ -310,6 +313,9 @@ impl Forwarder {
             origin: origin.clone(),
             kind,
         };
+        if let (Some((recorder, side)), false) = (recorder, relay.is_final_head_relayed()) {
+            save_failed(recorder, request, side, &error);
+        }
         if relay.is_final_head_relayed() {
             return Forwarded::Failed {
                 error,
@@ -470,15 +476,15 @@ impl Forwarder {
                     tcp = Some(s);
                     break;
                 }
-                Err(e) => last_error = Some(e),
+                Err(e) => last_error = Some((e, addr)),
             }
         }
         let tcp = match (tcp, last_error) {
             (Some(tcp), _) => tcp,
-            (None, Some(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                return Err(ForwardErrorKind::Refused)
+            (None, Some((e, addr))) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                return Err(ForwardErrorKind::Refused(addr))
             }
-            (None, Some(e)) => return Err(ForwardErrorKind::Connect(e)),
+            (None, Some((e, _))) => return Err(ForwardErrorKind::Connect(e)),
             (None, None) => {
                 return Err(ForwardErrorKind::Resolve(
                     "the name has no address".to_string(),
@@ -499,8 +505,32 @@ impl Forwarder {
     }
 }
 
-/// Hands a completed exchange to the recorder (its writer thread turns it into a flow), or counts
-/// it as too large to save.
+/// The request as saved with its exchange: as the client sent it, `Host` as routed.
+fn saved_request<'a>(request: &'a Outbound<'a>, client: &ClientSide) -> RequestParts<'a> {
+    RequestParts {
+        method: request.method.as_bytes(),
+        target: request.target,
+        version_minor: request.client_minor,
+        headers: request.headers,
+        host: match &request.route.host {
+            HostAction::Keep => None,
+            HostAction::Set(value) => Some(value.as_bytes()),
+        },
+        body: request.body,
+        start: client.request_time,
+        end: client.request_time,
+    }
+}
+
+fn scheme_name(scheme: Scheme) -> &'static str {
+    match scheme {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+    }
+}
+
+/// Hands a completed exchange to the recorder, which encodes it straight from these borrowed
+/// parts, or counts it as too large to save.
 fn save(
     recorder: &Recorder,
     request: &Outbound<'_>,
@@ -516,32 +546,46 @@ fn save(
         recorder.skip_too_large(request.method, &origin.host_header(), request.target);
         return;
     }
-    let mut head = Vec::with_capacity(512);
-    write_recorded_head(
-        &mut head,
-        request.method,
-        request.target,
-        &request.route,
-        request.headers,
-        request.client_minor,
-    );
     recorder.record(&ForwardedExchange {
-        request_head: &head,
-        request_body: request.body,
-        response_head: &captured.head,
-        response_body: &captured.body,
-        scheme: match origin.scheme {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        },
+        request: saved_request(request, &client),
+        response: Some(ResponseParts {
+            head: &captured.head,
+            body: &captured.body,
+            start: seen.response_start,
+            end: clock::unix_seconds(),
+        }),
+        error: None,
+        scheme: scheme_name(origin.scheme),
         host: &origin.host,
         port: origin.port,
-        request_start: client.request_time,
-        request_end: client.request_time,
-        response_start: seen.response_start,
-        response_end: clock::unix_seconds(),
         client: client.endpoint,
-        upstream: seen.endpoint,
+        upstream: Some(seen.endpoint),
+    });
+}
+
+/// Saves a forward that failed before any response head reached the client as mitmproxy saves
+/// one: the request, no response, and `error` (its message and time). The upstream connection
+/// is not recorded (mitmproxy keeps only the address asked for when it could not connect).
+fn save_failed(
+    recorder: &Recorder,
+    request: &Outbound<'_>,
+    client: ClientSide,
+    error: &ForwardError,
+) {
+    let origin = &request.route.origin;
+    let msg = error.flow_message();
+    recorder.record(&ForwardedExchange {
+        request: saved_request(request, &client),
+        response: None,
+        error: Some(ErrorParts {
+            msg: &msg,
+            timestamp: clock::unix_seconds(),
+        }),
+        scheme: scheme_name(origin.scheme),
+        host: &origin.host,
+        port: origin.port,
+        client: client.endpoint,
+        upstream: None,
     });
 }
 
@@ -554,7 +598,6 @@ mod tests {
     use std::thread;
 
     use super::*;
-    use crate::upstream::HostAction;
 
     fn run<F: std::future::Future>(f: F) -> F::Output {
         monoio::RuntimeBuilder::<monoio::FusionDriver>::new()

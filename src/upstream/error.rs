@@ -1,6 +1,7 @@
 //! Upstream failures and the one-line 502/504 answers the client gets for them.
 #![forbid(unsafe_code)]
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{Origin, ResponseError};
@@ -11,9 +12,9 @@ pub enum ForwardErrorKind {
     /// The host name did not resolve to an address.
     #[error("cannot resolve upstream host: {0}")]
     Resolve(String),
-    /// The TCP connection was refused.
+    /// The TCP connection was refused (by this address, the last one tried).
     #[error("connection refused")]
-    Refused,
+    Refused(SocketAddr),
     /// Connecting failed otherwise (unreachable network or host, reset, …).
     #[error("cannot connect: {0}")]
     Connect(std::io::Error),
@@ -50,6 +51,27 @@ impl ForwardError {
         match self.kind {
             ForwardErrorKind::ConnectTimeout(_) | ForwardErrorKind::ResponseTimeout(_) => 504,
             _ => 502,
+        }
+    }
+
+    /// The failure as a saved flow's `error.msg` says it: a refused connection as mitmproxy
+    /// (Python's asyncio) words it, `[Errno 111] Connect call failed ('127.0.0.1', 9)`; any
+    /// other failure in our own words (`upstream up:80: no response within 30s`).
+    pub fn flow_message(&self) -> String {
+        match &self.kind {
+            ForwardErrorKind::Refused(SocketAddr::V4(a)) => format!(
+                "[Errno 111] Connect call failed ('{}', {})",
+                a.ip(),
+                a.port()
+            ),
+            ForwardErrorKind::Refused(SocketAddr::V6(a)) => format!(
+                "[Errno 111] Connect call failed ('{}', {}, {}, {})",
+                a.ip(),
+                a.port(),
+                a.flowinfo(),
+                a.scope_id()
+            ),
+            _ => self.to_string(),
         }
     }
 
@@ -96,7 +118,8 @@ mod tests {
     #[test]
     fn refused_is_a_502_naming_the_upstream() {
         let mut out = Vec::new();
-        err(ForwardErrorKind::Refused).write_response(&mut out, true);
+        err(ForwardErrorKind::Refused("127.0.0.1:9".parse().unwrap()))
+            .write_response(&mut out, true);
         let body = "upstream up.test:8443: connection refused\n";
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -104,6 +127,23 @@ mod tests {
                 "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\r\n{body}",
                 body.len()
             )
+        );
+    }
+
+    #[test]
+    fn a_refused_connection_is_saved_in_mitmproxys_words_and_other_failures_in_ours() {
+        let refused = |addr: &str| err(ForwardErrorKind::Refused(addr.parse().unwrap()));
+        assert_eq!(
+            refused("127.0.0.1:37885").flow_message(),
+            "[Errno 111] Connect call failed ('127.0.0.1', 37885)"
+        );
+        assert_eq!(
+            refused("[::1]:9").flow_message(),
+            "[Errno 111] Connect call failed ('::1', 9, 0, 0)"
+        );
+        assert_eq!(
+            err(ForwardErrorKind::ResponseTimeout(Duration::from_secs(30))).flow_message(),
+            "upstream up.test:8443: no response within 30s"
         );
     }
 

@@ -23,7 +23,7 @@ mod via;
 pub use error::{ForwardError, ForwardErrorKind};
 pub use pool::{Pool, PoolLimits};
 pub use recorded::{RecordedOrigins, Seen};
-pub use request::{client_wants_keep_alive, write_recorded_head, write_request};
+pub use request::{client_wants_keep_alive, write_request};
 pub use response::{Captured, RelayOutcome, ResponseError, ResponseRelay, MAX_RESPONSE_HEAD_BYTES};
 pub use target::{
     destination, route, Destination, HostAction, Mode, Origin, Route, RouteError, Scheme,

@@ -104,47 +104,6 @@ pub fn write_request(
     out.extend_from_slice(body);
 }
 
-/// Appends the request as mitmproxy records a forwarded one (`-w`): `METHOD target HTTP/1.x` as
-/// the client sent them, the client's fields in order and spelling (hop-by-hop ones included, no
-/// `Via`: mitmproxy adds none), `Host` per `route.host` (rewritten in reverse mode unless
-/// `keep_host_header`), then the blank line. The body is stored apart, de-chunked.
-pub fn write_recorded_head(
-    out: &mut Vec<u8>,
-    method: &str,
-    target: &[u8],
-    route: &Route<'_>,
-    headers: &[httparse::Header<'_>],
-    client_minor: u8,
-) {
-    out.extend_from_slice(method.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target);
-    out.extend_from_slice(if client_minor == 0 {
-        b" HTTP/1.0\r\n"
-    } else {
-        b" HTTP/1.1\r\n"
-    });
-    let mut host_written = false;
-    for h in headers {
-        let value = if h.name.eq_ignore_ascii_case("host") {
-            host_written = true;
-            match &route.host {
-                HostAction::Keep => h.value,
-                HostAction::Set(v) => v.as_bytes(),
-            }
-        } else {
-            h.value
-        };
-        write_field(out, h.name.as_bytes(), value);
-    }
-    if !host_written {
-        if let HostAction::Set(v) = &route.host {
-            write_field(out, b"Host", v.as_bytes());
-        }
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
 fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
@@ -185,34 +144,6 @@ mod tests {
         let mut out = Vec::new();
         write_request(&mut out, method, r, headers, body, &Via::new(1), 1);
         String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn the_recorded_head_is_the_clients_with_host_rewritten_and_no_via() {
-        let route = Route {
-            origin: Origin {
-                scheme: Scheme::Http,
-                host: "up".into(),
-                port: 81,
-            },
-            path: b"/p?q",
-            host: HostAction::Set("up:81".into()),
-        };
-        let headers = [
-            h("Connection", "keep-alive"),
-            h("host", "client.example"),
-            h("Transfer-Encoding", "chunked"),
-        ];
-        let mut out = Vec::new();
-        write_recorded_head(&mut out, "POST", b"/p?q", &route, &headers, 0);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "POST /p?q HTTP/1.0\r\nConnection: keep-alive\r\nhost: up:81\r\n\
-             Transfer-Encoding: chunked\r\n\r\n"
-        );
-        let mut out = Vec::new();
-        write_recorded_head(&mut out, "GET", b"/", &route, &[], 1);
-        assert_eq!(out, b"GET / HTTP/1.1\r\nHost: up:81\r\n\r\n");
     }
 
     #[test]

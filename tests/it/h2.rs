@@ -186,6 +186,7 @@ fn grpc_recording() -> FlowFile {
             timestamp_start: Some(t),
             ..ConnRecord::default()
         },
+        error: None,
         timestamp_created: t,
     };
     let path = super::support::temp_path("grpc.flows");

@@ -372,3 +372,129 @@ fn recording_with_kill_or_a_status_policy_warns_that_nothing_will_be_saved() {
     }
     std::fs::remove_file(&file).unwrap();
 }
+
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn a_forward_the_upstream_refused_is_saved_as_mitmdump_saves_it_with_an_error_and_no_response() {
+    let port = closed_port();
+    let file = temp_path("refused.flows");
+    let file_arg = file.to_str().unwrap();
+    let mode = format!("reverse:http://127.0.0.1:{port}");
+    let server = Server::start(&["--mode", &mode, "-w", file_arg]);
+    let mut c = Client::new(&server);
+    assert_eq!(c.exchange(&get("/x?y=1")).status, 502);
+    drop(c);
+    let stopped = server.stop();
+    assert!(
+        stopped.stderr.contains("1 forwarded flow saved"),
+        "{}",
+        stopped.stderr
+    );
+    let rec = load(&file);
+    assert_eq!(rec.len(), 1);
+    let flow = rec.flow(0);
+    assert_eq!(flow.request.path, b"/x?y=1");
+    assert!(flow.response.is_none());
+    let refused = format!("[Errno 111] Connect call failed ('127.0.0.1', {port})");
+    let error = rec.error(0).expect("the flow has an error");
+    assert_eq!(error.msg, refused.as_bytes());
+    assert!(error.timestamp >= flow.request.timestamp_start);
+
+    // inspect shows it as mitmdump -nr does, and convert keeps it.
+    let listed = crate::support::run_to_exit(&["inspect", file_arg], |_| {});
+    assert!(listed.status.success(), "{}", listed.stderr);
+    assert!(
+        listed
+            .stdout
+            .contains(&format!("GET http://127.0.0.1:{port}/x?y=1 << {refused}")),
+        "{}",
+        listed.stdout
+    );
+    let converted = temp_path("refused-converted.flows");
+    let run = crate::support::run_to_exit(
+        &["convert", file_arg, "-o", converted.to_str().unwrap()],
+        |_| {},
+    );
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(load(&converted).error(0), Some(error));
+
+    // Real mitmproxy lists it with its error, where it is installed.
+    match mitmdump() {
+        Some(mitmdump) => {
+            let listed = Command::new(&mitmdump)
+                .args(["-n", "--flow-detail", "1", "-r", file_arg])
+                .stdin(Stdio::null())
+                .output()
+                .expect("run mitmdump -nr");
+            let text = String::from_utf8_lossy(&listed.stdout);
+            assert!(
+                listed.status.success(),
+                "{text}{}",
+                String::from_utf8_lossy(&listed.stderr)
+            );
+            assert!(
+                text.contains(&format!("GET http://127.0.0.1:{port}/x?y=1\n << {refused}")),
+                "{text}"
+            );
+        }
+        None => eprintln!(
+            "a_forward_the_upstream_refused_is_saved_as_mitmdump_saves_it: mitmdump not found \
+             (set URINGREPLAY_MITMDUMP or put it on PATH): its listing was not checked"
+        ),
+    }
+    std::fs::remove_file(&file).unwrap();
+    std::fs::remove_file(&converted).unwrap();
+}
+
+#[test]
+fn convert_and_inspect_keep_the_error_of_a_flow_mitmdump_saved_for_a_refused_connection() {
+    // mitmdump 11.0.2 -w in reverse mode in front of a closed port (one curl request).
+    let theirs = crate::support::fixture("mitm-11.0.2-reverse-refused.flows");
+    let refused = "[Errno 111] Connect call failed ('127.0.0.1', 37885)";
+    let json =
+        crate::support::run_to_exit(&["inspect", "--json", theirs.to_str().unwrap()], |_| {});
+    assert!(json.status.success(), "{}", json.stderr);
+    let first: serde_json::Value =
+        serde_json::from_str(json.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first["status"], serde_json::Value::Null);
+    assert_eq!(first["error"]["msg"], refused);
+    assert_eq!(first["error"]["timestamp"], 1796236453.4432287);
+
+    let out = temp_path("converted-refused.flows");
+    let run = crate::support::run_to_exit(
+        &[
+            "convert",
+            theirs.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        |_| {},
+    );
+    assert!(run.status.success(), "{}", run.stderr);
+    let rec = load(&out);
+    assert!(rec.flow(0).response.is_none());
+    let error = rec.error(0).expect("convert keeps the error");
+    assert_eq!(
+        (error.msg, error.timestamp),
+        (refused.as_bytes(), 1796236453.4432287)
+    );
+    // The flow's error field (the last `error` key: the connections' come first) is written
+    // byte for byte as mitmproxy wrote it.
+    let error_field = |b: &[u8]| -> Vec<u8> {
+        let at = b.windows(8).rposition(|w| w == b"5:error;").unwrap();
+        b[at..at + 108].to_vec()
+    };
+    let ours = error_field(&std::fs::read(&out).unwrap());
+    assert_eq!(ours, error_field(&std::fs::read(&theirs).unwrap()));
+    assert!(
+        ours.ends_with(b"37885);}"),
+        "{}",
+        String::from_utf8_lossy(&ours)
+    );
+    std::fs::remove_file(&out).unwrap();
+}
