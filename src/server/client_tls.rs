@@ -72,6 +72,10 @@ pub struct ClientTls<'w, S> {
     taken: usize,
     /// TLS records to send.
     out: Vec<u8>,
+    /// Plaintext of one write gathered into whole records: the small pieces of an answer (an
+    /// HTTP/1 head and its body, HTTP/2 frame headers and payloads) go out as one record, not one
+    /// record (one AEAD pass and 22 bytes) each.
+    stage: Vec<u8>,
     /// The inner stream ended (or the client sent close_notify).
     eof: bool,
 }
@@ -96,6 +100,7 @@ impl<'w, S: Transport> ClientTls<'w, S> {
             plain: Vec::new(),
             taken: 0,
             out: Vec::new(),
+            stage: Vec::new(),
             eof: false,
         }
     }
@@ -214,7 +219,7 @@ impl<'w, S: Transport> ClientTls<'w, S> {
         n
     }
 
-    /// Encrypts `data` into `out` piece by piece.
+    /// Encrypts `data` into `out` as one record per [`PLAINTEXT_PIECE`].
     fn encrypt(&mut self, data: &[u8]) -> io::Result<()> {
         for piece in data.chunks(PLAINTEXT_PIECE) {
             self.session
@@ -223,6 +228,36 @@ impl<'w, S: Transport> ClientTls<'w, S> {
             self.session.write_tls(&mut self.out);
         }
         Ok(())
+    }
+
+    /// Takes `data` into whole records: gathered in `stage` until a record is full (then
+    /// encrypted), a full record's worth straight from `data` when nothing is gathered. What is
+    /// left in `stage` goes out with [`ClientTls::encrypt_staged`].
+    fn gather(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            if self.stage.is_empty() && data.len() >= PLAINTEXT_PIECE {
+                let whole = data.len() - data.len() % PLAINTEXT_PIECE;
+                self.encrypt(&data[..whole])?;
+                data = &data[whole..];
+                continue;
+            }
+            let take = (PLAINTEXT_PIECE - self.stage.len()).min(data.len());
+            self.stage.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.stage.len() == PLAINTEXT_PIECE {
+                self.encrypt_staged()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Encrypts what `stage` holds as one record.
+    fn encrypt_staged(&mut self) -> io::Result<()> {
+        let stage = std::mem::take(&mut self.stage);
+        let result = self.encrypt(&stage);
+        self.stage = stage;
+        self.stage.clear();
+        result
     }
 
     /// Sends `out` whole.
@@ -296,10 +331,14 @@ impl<S: Transport> AsyncWriteRent for ClientTls<'_, S> {
                 let iov = &*buf.read_iovec_ptr().add(i);
                 std::slice::from_raw_parts(iov.iov_base as *const u8, iov.iov_len)
             };
-            if let Err(e) = self.encrypt(data) {
+            if let Err(e) = self.gather(data) {
+                self.stage.clear();
                 return (Err(e), buf);
             }
             total += data.len();
+        }
+        if let Err(e) = self.encrypt_staged() {
+            return (Err(e), buf);
         }
         match self.send_out().await {
             Ok(()) => (Ok(total), buf),

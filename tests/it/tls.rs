@@ -511,6 +511,93 @@ fn large_and_pipelined_answers_go_out_whole_over_tls() {
     assert_eq!(c.response(false).body, b"small");
 }
 
+/// A TCP stream that counts the TLS records it reads (by their 5-byte headers).
+struct CountingRecords {
+    tcp: TcpStream,
+    /// Bytes left of the record being read, then of the next header.
+    record_left: usize,
+    header: Vec<u8>,
+    records: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl Read for CountingRecords {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.tcp.read(buf)?;
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            if self.record_left > 0 {
+                let take = self.record_left.min(rest.len());
+                self.record_left -= take;
+                rest = &rest[take..];
+                continue;
+            }
+            let take = (5 - self.header.len()).min(rest.len());
+            self.header.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.header.len() == 5 {
+                self.record_left =
+                    usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
+                self.header.clear();
+                self.records.set(self.records.get() + 1);
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Write for CountingRecords {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+#[test]
+fn an_answers_head_and_body_go_out_in_one_tls_record_and_a_large_body_in_full_records() {
+    let big: Vec<u8> = (0..40 * 1024).map(|i| (i % 251) as u8).collect();
+    let flows = crate::support::FlowFile::new(&[
+        uringreplay::flowfile::writer::FlowSpec::get("/small", 200, b"small"),
+        uringreplay::flowfile::writer::FlowSpec::get("/big", 200, &big),
+    ]);
+    let dir = confdir();
+    let server = Server::start(&[
+        "-S",
+        flows.arg(),
+        "--mode",
+        "reverse:http://127.0.0.1:8080",
+        "--reuse",
+        "--set",
+        &format!("confdir={dir}"),
+    ]);
+    let tcp = server.connect();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    let records = std::rc::Rc::new(std::cell::Cell::new(0));
+    let mut sock = CountingRecords {
+        tcp,
+        record_left: 0,
+        header: Vec::new(),
+        records: records.clone(),
+    };
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = ClientConnection::new(trusting_mitmproxy(), name).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock)
+            .expect("the TLS handshake completes");
+    }
+    let mut c = Client::over(StreamOwned::new(conn, sock));
+    // The first answer may come with the session tickets' records; count the ones after it.
+    assert_eq!(c.exchange(&get("/small", "a")).body, b"small");
+    let before = records.get();
+    assert_eq!(c.exchange(&get("/small", "a")).body, b"small");
+    assert_eq!(records.get() - before, 1, "head and body in one record");
+    // 40 KiB and a head of less than 16 KiB: three records, not one more per piece.
+    let before = records.get();
+    assert!(c.exchange(&get("/big", "a")).body == big);
+    assert_eq!(records.get() - before, 3);
+}
+
 /// A client trusting the fixture CA that offers `h2` before `http/1.1`, as browsers do.
 fn offering_h2() -> Arc<ClientConfig> {
     let mut config = (*trusting_mitmproxy()).clone();
