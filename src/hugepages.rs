@@ -23,14 +23,6 @@ pub fn copied_vec<T: Clone>(items: &[T]) -> Vec<T> {
     v
 }
 
-/// An empty vector with capacity for `len` elements, advised for huge pages before it is first
-/// written (see [`filled_vec`]): for bytes read in once and then looked up at random.
-pub fn empty_vec<T>(len: usize) -> Vec<T> {
-    let v = Vec::with_capacity(len);
-    advise(v.as_ptr(), len);
-    v
-}
-
 /// Advises `len` elements of allocated capacity at `buffer` for huge pages.
 fn advise<T>(buffer: *const T, len: usize) {
     let bytes = len * std::mem::size_of::<T>();
