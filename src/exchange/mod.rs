@@ -189,6 +189,14 @@ impl Exchange<'_> {
         }
     }
 
+    /// The recorded flow that answers (a replay), by index.
+    pub fn replayed_flow(&self) -> Option<u32> {
+        match self.answer {
+            Answer::Replay(flow) => Some(flow.0),
+            _ => None,
+        }
+    }
+
     /// The URL for `-v` lines (`None` without a route).
     pub fn url<'e>(&'e self, method: &[u8]) -> Option<Url<'e>> {
         Some(Url {

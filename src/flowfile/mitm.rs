@@ -1040,6 +1040,13 @@ fn accepted_string(v: Option<Value<'_>>) -> &[u8] {
     v.and_then(|v| v.as_bytes()).unwrap_or_default()
 }
 
+/// A port or status code the loader checked, 0 for null or missing.
+fn accepted_u16(v: Option<Value<'_>>) -> u16 {
+    v.and_then(|v| v.as_i64())
+        .and_then(|n| u16::try_from(n).ok())
+        .unwrap_or_default()
+}
+
 /// A float the loader checked, `None` for null or missing.
 fn accepted_float(v: Option<Value<'_>>) -> Option<f64> {
     v.filter(|v| !v.is_null()).and_then(|v| v.as_f64())
@@ -1126,10 +1133,7 @@ fn accepted_request<'a>(dict: &Value<'a>, layout_12: bool, timed: Timed) -> Requ
         method: accepted_string(f[0]),
         scheme: accepted_string(f[1]),
         host: accepted_string(f[2]),
-        port: f[3]
-            .and_then(|v| v.as_i64())
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or_default(),
+        port: accepted_u16(f[3]),
         authority: accepted_string(f[4]),
         path: accepted_string(f[5]),
         http_version: accepted_version(f[6], f[7]),
@@ -1187,10 +1191,7 @@ fn accepted_key_fields<'a>(dict: &Value<'a>, layout_12: bool) -> KeyFields<'a> {
         method: accepted_string(f[0]),
         scheme: accepted_string(f[1]),
         host: accepted_string(f[2]),
-        port: f[3]
-            .and_then(|v| v.as_i64())
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or_default(),
+        port: accepted_u16(f[3]),
         path: accepted_string(f[4]),
         content: accepted_content(f[5], body),
     }
@@ -1250,11 +1251,7 @@ fn accepted_response<'a>(
     };
     ResponseView {
         http_version: accepted_version(f[4], f[5]),
-        status_code: f[0]
-            .or(f[1])
-            .and_then(|v| v.as_i64())
-            .and_then(|s| u16::try_from(s).ok())
-            .unwrap_or_default(),
+        status_code: accepted_u16(f[0].or(f[1])),
         reason: accepted_string(f[2].or(f[3])),
         headers: accepted_headers(f[6]).unwrap_or(Headers::EMPTY),
         content: accepted_content(f[7], f[8]),

@@ -485,10 +485,7 @@ fn log_answer(
         url: ex.url(method),
         http_version: "HTTP/2.0",
         outcome,
-        flow: match ex.answer {
-            Answer::Replay(flow) => Some(flow.0),
-            _ => None,
-        },
+        flow: ex.replayed_flow(),
         body_bytes,
         turn,
     });

@@ -830,10 +830,7 @@ fn answered_line<'a>(
             "HTTP/1.1"
         },
         outcome,
-        flow: match ex.answer {
-            Answer::Replay(flow) => Some(flow.0),
-            _ => None,
-        },
+        flow: ex.replayed_flow(),
         body_bytes,
         turn,
     }
