@@ -223,9 +223,15 @@ impl fmt::Display for Url<'_> {
             return f.write_str(&String::from_utf8_lossy(r.target));
         }
         let default = if r.scheme == b"https" { 443 } else { 80 };
+        // An IPv6 host in brackets, as mitmproxy's `hostport` writes it.
+        let (open, close) = if r.host.contains(&b':') {
+            ("[", "]")
+        } else {
+            ("", "")
+        };
         write!(
             f,
-            "{}://{}",
+            "{}://{open}{}{close}",
             String::from_utf8_lossy(r.scheme),
             String::from_utf8_lossy(r.host)
         )?;

@@ -357,3 +357,30 @@ fn tls_and_tunnel_routing_give_the_scheme_host_and_port_mitmproxy_records() {
     );
     assert_eq!(headers[0].value, b"Example.com:9999");
 }
+
+#[test]
+fn urls_print_as_mitmproxys_pretty_url_with_ipv6_hosts_in_brackets() {
+    let url = |scheme: &'static [u8], host: &'static [u8], port, connect| {
+        let route = crate::upstream::Destination {
+            scheme,
+            host,
+            port,
+            target: b"/p?q",
+        };
+        Url {
+            route: &route,
+            connect,
+        }
+        .to_string()
+    };
+    assert_eq!(url(b"http", b"::1", 8080, false), "http://[::1]:8080/p?q");
+    assert_eq!(
+        url(b"https", b"2001:db8::1", 443, false),
+        "https://[2001:db8::1]/p?q"
+    );
+    assert_eq!(
+        url(b"http", b"example.com", 80, false),
+        "http://example.com/p?q"
+    );
+    assert_eq!(url(b"https", b"h", 80, false), "https://h:80/p?q");
+}
