@@ -6,7 +6,7 @@ use uringreplay::cli::mitm_options::{FLAGS, OPTIONS};
 use uringreplay::flowfile::writer::FlowSpec;
 
 use crate::support::{
-    closed_port, fixture, get, run_to_exit, Client, FlowFile, Server, Upstream, PATIENCE,
+    closed_port, fixture, get, run_to_exit, temp_path, Client, FlowFile, Server, Upstream, PATIENCE,
 };
 
 /// The demo recording's path.
@@ -18,6 +18,10 @@ fn demo() -> String {
 /// give the option without a value (valid for optional and bool options).
 fn valid_value(name: &str, recording: &str) -> Option<String> {
     let option = OPTIONS.iter().find(|o| o.name == name).unwrap();
+    if name == "save_stream_file" {
+        // A file of the test's own: `x` would be written into the working directory.
+        return Some(temp_path("every-flag.flows").display().to_string());
+    }
     if name == "certs" {
         // A real certificate-and-key PEM: the file is read at start-up.
         let pem = fixture("mitmproxy-confdir").join("mitmproxy-ca.pem");
