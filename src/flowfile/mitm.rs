@@ -1088,6 +1088,33 @@ fn accepted_version<'a>(
     }
 }
 
+/// The request fields of a dict the loader accepted, by name, into the slots [`accepted_request`]
+/// reads (method, scheme, host, port, authority, path, http_version, httpversion, headers,
+/// content, body, trailers, timestamp_start, timestamp_end): for dicts not in mitmproxy 12's
+/// layout, the last occurrence of a name winning, as in `Fields::get`.
+fn request_fields_by_name<'a>(dict: &Value<'a>, f: &mut [Option<Value<'a>>; 14]) {
+    for (k, v) in accepted_entries(dict) {
+        let slot = match k.payload {
+            b"method" => 0,
+            b"scheme" => 1,
+            b"host" => 2,
+            b"port" => 3,
+            b"authority" => 4,
+            b"path" => 5,
+            b"http_version" => 6,
+            b"httpversion" => 7,
+            b"headers" => 8,
+            b"content" => 9,
+            b"body" => 10,
+            b"trailers" => 11,
+            b"timestamp_start" => 12,
+            b"timestamp_end" => 13,
+            _ => continue,
+        };
+        f[slot] = Some(v);
+    }
+}
+
 /// Re-reads a request dict the loader accepted with [`request_view`]: one pass over its fields,
 /// nothing checked again, the same view. This is the serve-time path.
 fn accepted_request<'a>(dict: &Value<'a>, layout_12: bool, timed: Timed) -> RequestView<'a> {
@@ -1107,27 +1134,8 @@ fn accepted_request<'a>(dict: &Value<'a>, layout_12: bool, timed: Timed) -> Requ
         f[8] = Some(r.value(b"headers"));
         f[6] = Some(r.value(b"http_version"));
     }
-    // Other layouts: by name, the last occurrence of a name winning, as in `Fields::get`.
-    let by_name = (!layout_12).then(|| accepted_entries(dict));
-    for (k, v) in by_name.into_iter().flatten() {
-        let slot = match k.payload {
-            b"method" => 0,
-            b"scheme" => 1,
-            b"host" => 2,
-            b"port" => 3,
-            b"authority" => 4,
-            b"path" => 5,
-            b"http_version" => 6,
-            b"httpversion" => 7,
-            b"headers" => 8,
-            b"content" => 9,
-            b"body" => 10,
-            b"trailers" => 11,
-            b"timestamp_start" => 12,
-            b"timestamp_end" => 13,
-            _ => continue,
-        };
-        f[slot] = Some(v);
+    if !layout_12 {
+        request_fields_by_name(dict, &mut f);
     }
     RequestView {
         method: accepted_string(f[0]),
@@ -1153,12 +1161,11 @@ fn accepted_request<'a>(dict: &Value<'a>, layout_12: bool, timed: Timed) -> Requ
 
 /// The [`KeyFields`] of a request dict the loader accepted (as [`accepted_request`] reads them).
 fn accepted_key_fields<'a>(dict: &Value<'a>, layout_12: bool) -> KeyFields<'a> {
-    let mut f: [Option<Value<'a>>; 6] = [None; 6];
-    let mut body = None;
+    let mut f: [Option<Value<'a>>; 14] = [None; 14];
     if layout_12 {
         // Up to `content`: the header list and version are not read.
         let mut r = LayoutReader { rest: dict.payload };
-        f[4] = Some(r.value(b"path"));
+        f[5] = Some(r.value(b"path"));
         r.value(b"authority");
         f[1] = Some(r.value(b"scheme"));
         f[0] = Some(r.value(b"method"));
@@ -1167,33 +1174,17 @@ fn accepted_key_fields<'a>(dict: &Value<'a>, layout_12: bool) -> KeyFields<'a> {
         r.value(b"timestamp_end");
         r.value(b"timestamp_start");
         r.value(b"trailers");
-        f[5] = Some(r.value(b"content"));
-    }
-    // Other layouts: by name, the last occurrence of a name winning, as in `Fields::get`.
-    let by_name = (!layout_12).then(|| accepted_entries(dict));
-    for (k, v) in by_name.into_iter().flatten() {
-        let slot = match k.payload {
-            b"method" => 0,
-            b"scheme" => 1,
-            b"host" => 2,
-            b"port" => 3,
-            b"path" => 4,
-            b"content" => 5,
-            b"body" => {
-                body = Some(v);
-                continue;
-            }
-            _ => continue,
-        };
-        f[slot] = Some(v);
+        f[9] = Some(r.value(b"content"));
+    } else {
+        request_fields_by_name(dict, &mut f);
     }
     KeyFields {
         method: accepted_string(f[0]),
         scheme: accepted_string(f[1]),
         host: accepted_string(f[2]),
         port: accepted_u16(f[3]),
-        path: accepted_string(f[4]),
-        content: accepted_content(f[5], body),
+        path: accepted_string(f[5]),
+        content: accepted_content(f[9], f[10]),
     }
 }
 
