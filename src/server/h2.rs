@@ -899,6 +899,7 @@ impl Relay {
     fn step(&mut self, conn: &mut Conn<Body>) -> (bool, RelayState) {
         self.pipe.fresh.set(false);
         let ended = self.pipe.result.borrow().is_some();
+        let relayed = matches!(*self.pipe.result.borrow(), Some(Forwarded::Relayed { .. }));
         let mut bytes = self.pipe.bytes.borrow_mut();
         let before = bytes.len();
         let id = self.stream;
@@ -944,6 +945,11 @@ impl Relay {
                 Framing::Eof => {
                     data(conn, &bytes[..n]);
                     bytes.drain(..n);
+                    // The upstream's close ends the body only when the forward completed: a
+                    // failed one (a read timeout midway) cut it short, and the stream is reset.
+                    if ended && bytes.is_empty() && !relayed {
+                        return (true, RelayState::Broken);
+                    }
                     ended && bytes.is_empty()
                 }
                 Framing::Done => {
@@ -1142,6 +1148,24 @@ mod tests {
         let mut r = relay(b"HTTP/1.1 200 OK\r\nContent-Le");
         *r.pipe.result.borrow_mut() = Some(Forwarded::ClientGone);
         assert_eq!(r.step(&mut conn), (false, RelayState::Broken));
+    }
+
+    #[test]
+    fn a_close_delimited_body_ends_its_stream_only_when_the_forward_completed() {
+        // The upstream closed after "hello": a complete body when the forward returned Relayed.
+        let mut conn = with_stream_one();
+        let mut r = relay(b"HTTP/1.1 200 OK\r\n\r\nhello");
+        *r.pipe.result.borrow_mut() = Some(Forwarded::Relayed {
+            status: 200,
+            close: true,
+            body_bytes: 5,
+        });
+        assert_eq!(r.step(&mut conn), (true, RelayState::Complete));
+        // The same bytes from a forward that did not complete: cut short, so reset.
+        let mut conn = with_stream_one();
+        let mut r = relay(b"HTTP/1.1 200 OK\r\n\r\nhello");
+        *r.pipe.result.borrow_mut() = Some(Forwarded::ClientGone);
+        assert_eq!(r.step(&mut conn), (true, RelayState::Broken));
     }
 
     #[test]
