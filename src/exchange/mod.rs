@@ -471,7 +471,7 @@ pub fn render_http1(
             let bytes = out.bytes();
             let head_at = bytes.len();
             let reply = replayer.write_reply(flow, now, &facts, bytes);
-            let status = status_of(&bytes[head_at..]);
+            let status = status_code(&bytes[head_at..]);
             if stopping {
                 http1::add_connection_close(bytes, head_at);
             }
@@ -512,16 +512,6 @@ pub fn render_http1(
         }
         Answer::Forward => panic!("invariant: the driver forwards, render_http1 never sees it"),
     }
-}
-
-/// The status code of an HTTP/1 head (`HTTP/1.1 200 OK`): the three digits after the first
-/// space.
-fn status_of(head: &[u8]) -> Option<u16> {
-    let space = head.iter().take(16).position(|&b| b == b' ')?;
-    let digits = head.get(space + 1..space + 4)?;
-    digits.iter().try_fold(0u16, |n, &d| {
-        d.is_ascii_digit().then(|| n * 10 + u16::from(d - b'0'))
-    })
 }
 
 /// Appends mitmproxy's answer to an origin-form request without a usable Host in regular mode
