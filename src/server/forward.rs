@@ -58,6 +58,7 @@ pub fn settings(options: &ServeOptions) -> Result<Arc<ForwardSettings>, String> 
         keep_host_header: options.keep_host_header,
         via: Via::new(process_token()),
         recorder,
+        resolver: Arc::default(),
     }))
 }
 

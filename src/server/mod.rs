@@ -15,6 +15,7 @@ pub mod heap;
 pub mod listen;
 pub mod outbox;
 pub mod reqlog;
+pub mod resolve;
 pub mod runtime;
 pub mod transport;
 pub mod upstream_io;

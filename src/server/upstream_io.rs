@@ -8,7 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use super::clock;
+use super::resolve::Resolver;
 use super::upstream_tls::{TlsFailure, TlsStream, UpstreamTls};
 use crate::capture::{
     Endpoint, ForwardedExchange, Recorder, RequestParts, ResponseParts, MAX_SAVED_BODY,
@@ -47,6 +48,8 @@ pub struct ForwardSettings {
     pub via: Via,
     /// `-w`: where forwarded exchanges are saved (shared by every worker).
     pub recorder: Option<Arc<Recorder>>,
+    /// Upstream names are looked up here, off the workers' loops.
+    pub resolver: Arc<Resolver>,
 }
 
 /// Counts of one worker's forwarding, for the per-run report.
@@ -463,11 +466,13 @@ impl Forwarder {
     }
 
     async fn connect_now(&self, origin: &Origin) -> Result<UpstreamConn, ForwardErrorKind> {
-        // Name resolution blocks this worker (getaddrinfo); IP literals resolve without a lookup.
-        let addrs: Vec<SocketAddr> = (origin.host.as_ref(), origin.port)
-            .to_socket_addrs()
-            .map_err(|e| ForwardErrorKind::Resolve(e.to_string()))?
-            .collect();
+        // On a resolver thread, so this worker goes on serving; IP literals need no lookup.
+        let addrs: Vec<SocketAddr> = self
+            .settings
+            .resolver
+            .resolve(origin.host.as_ref(), origin.port)
+            .await
+            .map_err(|e| ForwardErrorKind::Resolve(e.to_string()))?;
         let mut last_error = None;
         let mut tcp = None;
         for addr in addrs {
@@ -616,6 +621,7 @@ mod tests {
             keep_host_header: false,
             via: Via::new(1),
             recorder: None,
+            resolver: Arc::default(),
         })
     }
 
