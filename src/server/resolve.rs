@@ -159,15 +159,8 @@ fn serve_lookups(jobs: &Mutex<mpsc::Receiver<Job>>, lookup: &LookupFn) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::runtime::run_for_test as run;
     use std::sync::mpsc::Receiver;
-
-    fn run<F: std::future::Future>(f: F) -> F::Output {
-        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime")
-            .block_on(f)
-    }
 
     /// A stand-in resolver that answers each lookup only when the test releases one, with
     /// 192.0.2.N where N is the name's length, and tells the test which name it was asked for.

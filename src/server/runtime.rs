@@ -134,3 +134,14 @@ where
         }
     }
 }
+
+/// Runs `f` to completion on a fresh runtime on this thread (io_uring where the kernel allows,
+/// else epoll) with timers: the loop the drivers' unit tests run on.
+#[cfg(test)]
+pub(crate) fn run_for_test<F: Future>(f: F) -> F::Output {
+    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("a monoio runtime for the test")
+        .block_on(f)
+}

@@ -603,14 +603,7 @@ mod tests {
     use std::thread;
 
     use super::*;
-
-    fn run<F: std::future::Future>(f: F) -> F::Output {
-        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime")
-            .block_on(f)
-    }
+    use crate::server::runtime::run_for_test as run;
 
     fn settings(tls: UpstreamTls, timeout: Duration) -> Arc<ForwardSettings> {
         Arc::new(ForwardSettings {
