@@ -19,12 +19,14 @@ use crate::replay::{Decision, LiveRequest, Replayer, RequestFacts};
 use crate::upstream::{ResponseError, ResponseRelay};
 
 /// The names of the targets, as directories under `fuzz/corpus/` and binaries in `fuzz/`.
-pub const TARGETS: [&str; 5] = [
+pub const TARGETS: [&str; 7] = [
     "tnetstring",
     "flow_reader",
     "http1_request",
     "http1_conn",
     "upstream_response",
+    "http2_conn",
+    "hpack",
 ];
 
 /// Runs the target called `name` (one of [`TARGETS`]) on `data`.
@@ -38,6 +40,8 @@ pub fn run(name: &str, data: &[u8]) {
         "http1_request" => http1_request(data),
         "http1_conn" => http1_conn(data),
         "upstream_response" => upstream_response(data),
+        "http2_conn" => http2_conn(data),
+        "hpack" => hpack(data),
         other => panic!("no fuzz target {other:?}"),
     }
 }
@@ -375,4 +379,193 @@ pub fn upstream_response(data: &[u8]) {
         whole,
         "byte by byte differs"
     );
+}
+
+/// The origin of a fuzz run's fake timeline (each step of the run is 1 ms after the one before):
+/// an `Instant` can only be made by reading the clock once.
+#[allow(clippy::disallowed_methods)]
+fn timeline_origin() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+/// A body large enough to need several DATA frames and window updates.
+static LARGE_BODY: [u8; 40_000] = [b'x'; 40_000];
+
+/// Checks that `out` (what a connection wrote, after its first SETTINGS) is a run of whole frames
+/// whose lengths the frame header may carry.
+fn assert_framed(out: &[u8]) {
+    let mut at = 0;
+    while at < out.len() {
+        let header = out
+            .get(at..at + crate::http2::frame::HEADER_LEN)
+            .unwrap_or_else(|| panic!("a partial frame header at byte {at} of the output"));
+        let len =
+            (usize::from(header[0]) << 16) | (usize::from(header[1]) << 8) | usize::from(header[2]);
+        at += crate::http2::frame::HEADER_LEN + len;
+        assert!(at <= out.len(), "a frame runs past the output's end");
+    }
+}
+
+/// The HTTP/2 server connection: the first byte picks the limits (default or small), how the
+/// input arrives (whole or in pieces of 1 to 64 bytes), how the driver writes (all at once or a
+/// few bytes at a time) and how it answers each request (a whole reply, a head and a large body
+/// in parts, a kill, or nothing); the rest follows the client preface. Whatever the input, the
+/// connection must never panic, consume more than it was given, queue output beyond its bound
+/// by more than one reply, or write anything but whole frames.
+pub fn http2_conn(data: &[u8]) {
+    use crate::http2::{Conn, Event, Limits as H2Limits, PREFACE};
+
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let limits = if flags & 1 == 0 {
+        H2Limits::default()
+    } else {
+        H2Limits {
+            max_concurrent_streams: 4,
+            max_header_list_size: 256,
+            max_header_block: 512,
+            max_continuations: 2,
+            max_body: 100,
+            max_buffered_body: 300,
+            stream_window: 65_535,
+            conn_window: 65_535,
+            max_resets: 3,
+            max_control: 3,
+            max_empty: 3,
+            max_pending_output: 4096,
+            ..H2Limits::default()
+        }
+    };
+    let piece = if flags & 2 == 0 {
+        usize::MAX
+    } else {
+        1 + usize::from(flags >> 2 & 0x3f)
+    };
+    let trickle_writes = flags & 0x40 != 0;
+    let answer_mode = rest.first().copied().unwrap_or(0) % 4;
+    let mut input = PREFACE.to_vec();
+    input.extend_from_slice(rest);
+
+    let start = timeline_origin();
+    let mut conn: Conn<&'static [u8]> = Conn::new(limits.clone(), start);
+    let mut written = Vec::new();
+    let mut kept: Vec<u8> = Vec::new();
+    let mut fed = 0;
+    let mut step = 0u32;
+    let mut answers = 0usize;
+    loop {
+        step += 1;
+        let now = start + std::time::Duration::from_millis(u64::from(step));
+        conn.handle_timeout(now);
+        if fed < input.len() {
+            let end = fed.saturating_add(piece).min(input.len());
+            kept.extend_from_slice(&input[fed..end]);
+            fed = end;
+        }
+        let used = conn.recv(&kept, now);
+        assert!(used <= kept.len(), "consumed {used} of {}", kept.len());
+        kept.drain(..used);
+        let mut failed = false;
+        while let Some(event) = conn.poll_event() {
+            match event {
+                Event::Request(id) => {
+                    // A stream the client reset after its request, in the same input, is
+                    // gone by the time the driver looks (the driver skips it too).
+                    let Some(request) = conn.request(id) else {
+                        continue;
+                    };
+                    answers += 1;
+                    assert!(request.body.len() as u64 <= limits.max_body);
+                    let _ = (request.headers().count(), request.trailers().count());
+                    let status_headers: &[(&[u8], &[u8])] =
+                        &[(b"content-type", b"text/plain"), (b"connection", b"close")];
+                    let trailers: &[(&[u8], &[u8])] = &[(b"grpc-status", b"0")];
+                    let _ = match answer_mode {
+                        0 => conn.answer(id, 200, status_headers, Some(&b"hello"[..]), &[]),
+                        1 => conn
+                            .send_head(id, 200, status_headers, false)
+                            .and_then(|()| conn.send_data(id, &LARGE_BODY[..20_000]))
+                            .and_then(|()| conn.send_data(id, &LARGE_BODY[20_000..]))
+                            .and_then(|()| conn.send_end(id, trailers)),
+                        2 => conn.kill(id),
+                        _ => Ok(()),
+                    };
+                }
+                Event::Error(_) => failed = true,
+                Event::Cancelled(_) | Event::StreamReset { .. } => {}
+            }
+        }
+        // Input stops being read at the bound; what passes it is the answers given (their
+        // bodies are the driver's slices, not copies) and the reply to the last frame read.
+        let bound = limits.max_pending_output + 16 * 1024 + answers * (LARGE_BODY.len() + 1024);
+        assert!(
+            conn.pending_bytes() <= bound,
+            "{} bytes queued after {answers} answers",
+            conn.pending_bytes()
+        );
+        let pending: usize = conn.transmit().map(<[u8]>::len).sum();
+        assert_eq!(pending, conn.pending_bytes());
+        let n = if trickle_writes {
+            pending.min(7)
+        } else {
+            pending
+        };
+        let mut left = n;
+        for piece in conn.transmit() {
+            if left == 0 {
+                break;
+            }
+            let take = piece.len().min(left);
+            written.extend_from_slice(&piece[..take]);
+            left -= take;
+        }
+        conn.advance(n);
+        if failed {
+            // Everything after a connection error is consumed and dropped.
+            assert_eq!(conn.recv(b"more", now), 4);
+        }
+        let idle = fed == input.len() && n == 0 && used == 0;
+        if idle || conn.is_done() || step > 100_000 {
+            break;
+        }
+    }
+    assert_framed(&written);
+}
+
+/// The request-side HPACK decoder against loona-hpack alone: `data` is a run of header blocks,
+/// each behind a one-byte length; [`crate::http2::hpack::Decoder`] (Huffman strings decoded by
+/// [`crate::http2::huffman`] first) must give the same fields, or fail on the same block, as
+/// loona-hpack decoding the original blocks itself, with the dynamic table carried from block to
+/// block in both.
+pub fn hpack(data: &[u8]) {
+    use std::borrow::Cow;
+    let mut ours = crate::http2::hpack::Decoder::default();
+    let mut reference = loona_hpack::Decoder::new();
+    reference.set_max_allowed_table_size(crate::http2::hpack::TABLE_SIZE);
+    let mut rest = data;
+    while let Some((&len, tail)) = rest.split_first() {
+        let len = usize::from(len).min(tail.len());
+        let (block, next) = tail.split_at(len);
+        rest = next;
+        let mut got = Vec::new();
+        let ok = ours
+            .decode(block, |n, v| got.push((n.to_vec(), v.to_vec())))
+            .is_ok();
+        let mut want = Vec::new();
+        let want_ok = reference
+            .decode_with_cb(block, |n: Cow<'_, [u8]>, v: Cow<'_, [u8]>| {
+                want.push((n.to_vec(), v.to_vec()))
+            })
+            .is_ok();
+        assert_eq!(
+            ok, want_ok,
+            "block {block:02x?}: ours ok={ok}, loona ok={want_ok}"
+        );
+        if !ok {
+            // Both decoders' tables are undefined after an error, as is the connection.
+            return;
+        }
+        assert_eq!(got, want, "block {block:02x?}");
+    }
 }

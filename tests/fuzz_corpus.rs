@@ -86,6 +86,16 @@ fn upstream_response_corpus() {
     run_corpus("upstream_response");
 }
 
+#[test]
+fn http2_conn_corpus() {
+    run_corpus("http2_conn");
+}
+
+#[test]
+fn hpack_corpus() {
+    run_corpus("hpack");
+}
+
 /// Seeds of a target (its corpus files) for mutation.
 fn seeds(target: &str) -> Vec<Vec<u8>> {
     corpus(target).into_iter().map(|(_, bytes)| bytes).collect()
@@ -178,5 +188,15 @@ proptest! {
     #[test]
     fn upstream_response_generated(data in input("upstream_response")) {
         fuzzing::upstream_response(&data);
+    }
+
+    #[test]
+    fn http2_conn_generated(data in input("http2_conn")) {
+        fuzzing::http2_conn(&data);
+    }
+
+    #[test]
+    fn hpack_generated(data in input("hpack")) {
+        fuzzing::hpack(&data);
     }
 }
