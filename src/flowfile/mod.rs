@@ -325,7 +325,11 @@ impl Recording {
                 })?;
                 backing = Backing::Owned(bytes);
             }
-            if let (Backing::Mapped(map), Some(_)) = (&backing, options.private_copy_up_to) {
+            // A HAR document is served from the flows made of it, not from its mapping.
+            let served_mapped = matches!(&backing, Backing::Mapped(map) if !is_har(map));
+            if let (true, Backing::Mapped(map), Some(_)) =
+                (served_mapped, &backing, options.private_copy_up_to)
+            {
                 on_event(LoadEvent::Mapped {
                     path,
                     bytes: map.len() as u64,

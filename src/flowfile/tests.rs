@@ -822,3 +822,25 @@ fn a_file_within_the_copy_limit_is_read_into_memory_and_a_larger_one_mapped_and_
     assert_eq!(plain.len(), 2);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_har_file_over_the_copy_limit_is_not_said_to_be_served_from_its_mapping() {
+    // Its flows are made in memory once: the mapping is not what is served.
+    let path = fixture("mitm-12.3.1-v21.har");
+    let mut mapped = 0;
+    let rec = Recording::open(
+        std::slice::from_ref(&path),
+        LoadOptions {
+            private_copy_up_to: Some(1),
+            ..LoadOptions::default()
+        },
+        &mut |e| {
+            if let LoadEvent::Mapped { .. } = e {
+                mapped += 1;
+            }
+        },
+    )
+    .unwrap();
+    assert!(!rec.is_empty());
+    assert_eq!(mapped, 0);
+}
