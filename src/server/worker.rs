@@ -361,11 +361,25 @@ impl Leg {
 
 /// A new client connection: without TLS configured it is served as plain HTTP at once; else its
 /// first bytes decide, as mitmproxy decides, between TLS and plain HTTP on the same port.
-async fn opened(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: SocketAddr) {
+async fn opened(worker: &Worker, slot: &Slot, stream: TcpStream, peer: SocketAddr) {
     let input = Vec::with_capacity(8 * 1024);
     if worker.tls.is_none() {
         return connection(worker, slot, stream, peer, Leg::default(), input).await;
     }
+    // Boxed, as every rare path of a connection: a task is as large as its largest path, and
+    // this one (TLS session, handshake, HTTP/2) is many times the plain connection's, which is
+    // what each request touches (at 256 connections the spread-out state missed the caches).
+    Box::pin(sniffed(worker, slot, stream, peer, input)).await
+}
+
+/// [`opened`] with TLS configured: the first bytes tell TLS from plain HTTP.
+async fn sniffed(
+    worker: &Worker,
+    slot: &Slot,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    input: Vec<u8>,
+) {
     // A connection that sends nothing gets the idle timeout, as it would waiting for a request.
     let idle = since_start(worker) + worker.shared.timeouts.idle;
     let Some(input) = first_bytes(worker, slot, &mut stream, input, idle).await else {
@@ -548,7 +562,7 @@ async fn connection<S: Transport>(
         if sniff {
             match crate::http2::preface(&input) {
                 crate::http2::Preface::Yes => {
-                    return h2::serve(worker, slot, stream, peer, leg, input).await
+                    return Box::pin(h2::serve(worker, slot, stream, peer, leg, input)).await
                 }
                 crate::http2::Preface::No => sniff = false,
                 crate::http2::Preface::NeedMore => {}
@@ -639,8 +653,14 @@ async fn connection<S: Transport>(
                 }
                 conn.flushed();
                 let tunnel = leg.tunnel.as_ref();
-                match forward::forward(&worker.forwarder, &req, &mut stream, tunnel, leg.tls).await
-                {
+                let forwarded = Box::pin(forward::forward(
+                    &worker.forwarder,
+                    &req,
+                    &mut stream,
+                    tunnel,
+                    leg.tls,
+                ));
+                match forwarded.await {
                     Forwarded::Relayed {
                         status,
                         close,
@@ -746,7 +766,7 @@ async fn connection<S: Transport>(
             // The client asked to close and sent nothing after its request: nothing can arrive
             // to reset the connection, so close at once (as nginx does); otherwise linger.
             After::Close if client_done && pos == input.len() => return,
-            After::Close => return linger_close(stream, input).await,
+            After::Close => return Box::pin(linger_close(stream, input)).await,
         }
         if pos == input.len() {
             input.clear();
@@ -766,9 +786,10 @@ async fn connection<S: Transport>(
                 continue;
             }
             if slot.expired.get() && !input.is_empty() {
-                return request_timeout(&mut conn, &mut outbox, stream, input, counters).await;
+                let timed_out = request_timeout(&mut conn, &mut outbox, stream, input, counters);
+                return Box::pin(timed_out).await;
             }
-            return linger_close(stream, input).await;
+            return Box::pin(linger_close(stream, input)).await;
         }
         // Read more.
         if input.capacity() - input.len() < 4096 {
@@ -797,11 +818,12 @@ async fn connection<S: Transport>(
             Err(_) if worker.stopping.get() || slot.expired.get() => {
                 if stream.drain_arrived(&mut input) == 0 {
                     if slot.expired.get() && !input.is_empty() {
-                        return request_timeout(&mut conn, &mut outbox, stream, input, counters)
-                            .await;
+                        let timed_out =
+                            request_timeout(&mut conn, &mut outbox, stream, input, counters);
+                        return Box::pin(timed_out).await;
                     }
                     if worker.stopping.get() {
-                        return linger_close(stream, input).await;
+                        return Box::pin(linger_close(stream, input)).await;
                     }
                     return;
                 }
