@@ -375,8 +375,8 @@ async fn opened(worker: &Worker, slot: &Slot, stream: TcpStream, peer: SocketAdd
         return connection(worker, slot, stream, peer, Leg::default(), input).await;
     }
     // Boxed, as every rare path of a connection: a task is as large as its largest path, and
-    // this one (TLS session, handshake, HTTP/2) is many times the plain connection's, which is
-    // what each request touches (at 256 connections the spread-out state missed the caches).
+    // this one (TLS session, handshake, HTTP/2) is many times the plain connection's (18 560
+    // bytes against 1 632), whose state each request touches: keeping it small keeps it dense.
     Box::pin(sniffed(worker, slot, stream, peer, input)).await
 }
 
