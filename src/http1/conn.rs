@@ -34,9 +34,9 @@ pub const MAX_QUEUED_BYTES: usize = 1024 * 1024;
 
 /// What the input holds next.
 #[derive(Debug)]
-pub enum Step<'b> {
+pub enum Step<'b, 'h> {
     /// A complete request; consume `len` bytes after answering it.
-    Request(Request<'b>),
+    Request(Request<'b, 'h>),
     /// The next request is incomplete; read more (a `100 Continue` may have been queued).
     NeedMore,
     /// The output holds as many answers as one write takes: write it, call [`Conn::flushed`],
@@ -134,13 +134,13 @@ impl Conn {
     ///
     /// After [`Step::NeedMore`], the next call must get the same request's bytes again (more
     /// appended) and the same `scratch`: a chunked body resumes where its decoding stopped.
-    pub fn poll_request<'b>(
+    pub fn poll_request<'b, 'h>(
         &mut self,
         input: &'b [u8],
-        headers: &'b mut [MaybeUninit<httparse::Header<'b>>],
+        headers: &'h mut [MaybeUninit<httparse::Header<'b>>],
         scratch: &'b mut Vec<u8>,
         out: &mut Vec<u8>,
-    ) -> Step<'b> {
+    ) -> Step<'b, 'h> {
         if input.is_empty() {
             return Step::NeedMore;
         }

@@ -124,15 +124,16 @@ pub enum BodyAt {
 
 /// A complete request, borrowing the input, the header array and the scratch buffer.
 #[derive(Debug)]
-pub struct Request<'b> {
+pub struct Request<'b, 'h> {
     /// Method bytes as sent.
     pub method: &'b [u8],
     /// Request target as sent.
     pub target: &'b [u8],
     /// Minor HTTP version.
     pub version_minor: u8,
-    /// Header fields in order (without `Expect`); mutable so a driver can rewrite `Host`.
-    pub headers: &'b mut [httparse::Header<'b>],
+    /// Header fields in order (without `Expect`); mutable so a driver can rewrite `Host`. Their
+    /// own lifetime: the slots they are parsed into need not outlive what they point at.
+    pub headers: &'h mut [httparse::Header<'b>],
     /// The body, de-chunked.
     pub body: &'b [u8],
     /// Spec §f.5 rule 2.

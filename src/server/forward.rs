@@ -97,7 +97,7 @@ pub struct Parts<'r> {
 /// with its Host kept (as mitmproxy forwards it); `tls`: the client connection is TLS.
 pub async fn forward(
     forwarder: &Forwarder,
-    req: &Request<'_>,
+    req: &Request<'_, '_>,
     client: &mut impl Transport,
     tunnel: Option<&Origin>,
     tls: bool,

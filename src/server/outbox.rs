@@ -15,6 +15,10 @@ use crate::replay::Replayer;
 /// Bodies at least this long are sent from the mapping instead of being copied.
 pub const MAPPED_BODY_MIN: usize = 4096;
 
+/// The byte buffer's first capacity: one small answer's head and body (a few hundred bytes);
+/// it grows for pipelined or larger answers. Small, so a connection's memory stays together.
+const OUTBOX_FIRST: usize = 2 * 1024;
+
 /// The most segments one `writev` accepts (Linux's `UIO_MAXIOV`).
 const IOV_MAX: usize = 1024;
 
@@ -45,7 +49,7 @@ impl Outbox {
     /// An empty outbox whose referenced bodies belong to `owner`'s recording.
     pub fn new(owner: Arc<Replayer>) -> Outbox {
         Outbox {
-            bytes: Vec::with_capacity(16 * 1024),
+            bytes: Vec::with_capacity(OUTBOX_FIRST),
             segments: Vec::new(),
             run_start: 0,
             iovecs: Vec::new(),

@@ -88,6 +88,14 @@ pub struct Liveness {
     pub open: AtomicU64,
 }
 
+/// A connection's first input buffer: a typical request head is a few hundred bytes (wrk's is 40,
+/// a browser's 400-800), and a small first buffer keeps each connection's memory, and the cache
+/// lines and pages a request touches, together (it grows when a request needs more).
+const INPUT_FIRST: usize = 2 * 1024;
+
+/// Free input space below which the buffer grows before a read (doubling).
+const INPUT_SPARE_MIN: usize = 1024;
+
 /// Granularity of connection deadlines: the sweeper's period.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -361,11 +369,25 @@ impl Leg {
 
 /// A new client connection: without TLS configured it is served as plain HTTP at once; else its
 /// first bytes decide, as mitmproxy decides, between TLS and plain HTTP on the same port.
-async fn opened(worker: &Worker, slot: &Slot, mut stream: TcpStream, peer: SocketAddr) {
-    let input = Vec::with_capacity(8 * 1024);
+async fn opened(worker: &Worker, slot: &Slot, stream: TcpStream, peer: SocketAddr) {
+    let input = Vec::with_capacity(INPUT_FIRST);
     if worker.tls.is_none() {
         return connection(worker, slot, stream, peer, Leg::default(), input).await;
     }
+    // Boxed, as every rare path of a connection: a task is as large as its largest path, and
+    // this one (TLS session, handshake, HTTP/2) is many times the plain connection's (18 560
+    // bytes against 1 632), whose state each request touches: keeping it small keeps it dense.
+    Box::pin(sniffed(worker, slot, stream, peer, input)).await
+}
+
+/// [`opened`] with TLS configured: the first bytes tell TLS from plain HTTP.
+async fn sniffed(
+    worker: &Worker,
+    slot: &Slot,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    input: Vec<u8>,
+) {
     // A connection that sends nothing gets the idle timeout, as it would waiting for a request.
     let idle = since_start(worker) + worker.shared.timeouts.idle;
     let Some(input) = first_bytes(worker, slot, &mut stream, input, idle).await else {
@@ -548,7 +570,7 @@ async fn connection<S: Transport>(
         if sniff {
             match crate::http2::preface(&input) {
                 crate::http2::Preface::Yes => {
-                    return h2::serve(worker, slot, stream, peer, leg, input).await
+                    return Box::pin(h2::serve(worker, slot, stream, peer, leg, input)).await
                 }
                 crate::http2::Preface::No => sniff = false,
                 crate::http2::Preface::NeedMore => {}
@@ -575,72 +597,111 @@ async fn connection<S: Transport>(
             if sniff {
                 break;
             }
-            let mut headers = header_slots();
-            let out = &mut outbox.bytes;
-            let req = match conn.poll_request(&input[pos..], &mut headers, &mut scratch, out) {
-                Step::NeedMore => break,
-                Step::Flush => {
-                    full = true;
-                    break;
-                }
-                Step::Reject(e) => {
-                    Counters::bump(&counters.rejected);
-                    http1::write_error(e, out);
-                    after = After::Close;
-                    break;
-                }
-                Step::Request(req) => req,
-            };
-            pos += req.len;
-            if tunnels && http1::connect::is_connect(req.method) {
-                match Tunnel::parse(req.target, req.version_minor) {
-                    Ok(t) => connect = Some(t),
-                    Err(e) => {
-                        Counters::bump(&counters.rejected);
-                        http1::write_plain(400, "Bad Request", &e.to_string(), true, out);
-                        after = After::Close;
+            // The header slots are a stack local of this block, never kept across an await: a
+            // forward takes its own copy of the fields (the rare path), so the connection's
+            // future does not carry 100 slots (3 200 bytes) in the state every request touches.
+            let (ex, method, version_minor, wants_close, log, to_forward) = {
+                let mut headers = header_slots();
+                let out = &mut outbox.bytes;
+                let req = match conn.poll_request(&input[pos..], &mut headers, &mut scratch, out) {
+                    Step::NeedMore => break,
+                    Step::Flush => {
+                        full = true;
+                        break;
                     }
+                    Step::Reject(e) => {
+                        Counters::bump(&counters.rejected);
+                        http1::write_error(e, out);
+                        after = After::Close;
+                        break;
+                    }
+                    Step::Request(req) => req,
+                };
+                pos += req.len;
+                if tunnels && http1::connect::is_connect(req.method) {
+                    match Tunnel::parse(req.target, req.version_minor) {
+                        Ok(t) => connect = Some(t),
+                        Err(e) => {
+                            Counters::bump(&counters.rejected);
+                            http1::write_plain(400, "Bad Request", &e.to_string(), true, out);
+                            after = After::Close;
+                        }
+                    }
+                    break;
                 }
-                break;
-            }
-            let wants_close = http1::keep_alive::client_closes(
-                req.wants_close,
-                req.http10_keep_alive,
-                keep_alive,
-            );
-            let facts = RequestFacts {
-                is_head: req.is_head,
-                wants_close,
-                http10_keep_alive: req.http10_keep_alive,
-            };
-            let ex = exchange::decide(
-                replayer,
-                routing,
-                via,
-                exchange::Request {
-                    method: req.method,
+                let wants_close = http1::keep_alive::client_closes(
+                    req.wants_close,
+                    req.http10_keep_alive,
+                    keep_alive,
+                );
+                let facts = RequestFacts {
+                    is_head: req.is_head,
+                    wants_close,
+                    http10_keep_alive: req.http10_keep_alive,
+                };
+                let ex = exchange::decide(
+                    replayer,
+                    routing,
+                    via,
+                    exchange::Request {
+                        method: req.method,
+                        target: req.target,
+                        headers: &mut *req.headers,
+                        body: req.body,
+                        facts,
+                    },
+                );
+                ex.count(counters);
+                if let Some(live) = ex.missed(req.method, req.headers, req.body) {
+                    super::admin::missed(shared, worker.index, replayer, &live, now);
+                }
+                answered += 1;
+                let log = worker.log_sampled();
+                let to_forward = (ex.answer == Answer::Forward).then(|| ToForward {
                     target: req.target,
-                    headers: &mut *req.headers,
+                    headers: req.headers.to_vec(),
                     body: req.body,
-                    facts,
-                },
-            );
-            ex.count(counters);
-            if let Some(live) = ex.missed(req.method, req.headers, req.body) {
-                super::admin::missed(shared, worker.index, replayer, &live, now);
-            }
-            answered += 1;
-            let log = worker.log_sampled();
+                    wants_close: req.wants_close,
+                    http10_keep_alive: req.http10_keep_alive,
+                    is_head: req.is_head,
+                    len: req.len,
+                });
+                (
+                    ex,
+                    req.method,
+                    req.version_minor,
+                    wants_close,
+                    log,
+                    to_forward,
+                )
+            };
             let mut failure = None;
             let mut body_bytes = 0;
-            let outcome = if ex.answer == Answer::Forward {
+            let outcome = if let Some(mut f) = to_forward {
                 if outbox.flush(&mut stream).await.is_err() {
                     return;
                 }
                 conn.flushed();
+                let req = http1::Request {
+                    method,
+                    target: f.target,
+                    version_minor,
+                    headers: &mut f.headers,
+                    body: f.body,
+                    wants_close: f.wants_close,
+                    http10_keep_alive: f.http10_keep_alive,
+                    is_head: f.is_head,
+                    len: f.len,
+                };
                 let tunnel = leg.tunnel.as_ref();
-                match forward::forward(&worker.forwarder, &req, &mut stream, tunnel, leg.tls).await
-                {
+                let forwarded = Box::pin(forward::forward(
+                    &worker.forwarder,
+                    &req,
+                    &mut stream,
+                    tunnel,
+                    leg.tls,
+                ));
+                match forwarded.await {
                     Forwarded::Relayed {
                         status,
                         close,
@@ -679,7 +740,8 @@ async fn connection<S: Transport>(
                         if log {
                             worker.log_answer(&answered_line(
                                 &ex,
-                                &req,
+                                method,
+                                version_minor,
                                 peer,
                                 Outcome::UpstreamFailed(None),
                                 0,
@@ -703,12 +765,14 @@ async fn connection<S: Transport>(
                 ex.answered(rendered.status)
             };
             if log {
-                worker.log_answer(&answered_line(&ex, &req, peer, outcome, body_bytes, now));
+                let line =
+                    answered_line(&ex, method, version_minor, peer, outcome, body_bytes, now);
+                worker.log_answer(&line);
             }
             // The no-host answer has no route and no -v line.
-            if let (true, Some(url)) = (verbose, ex.url(req.method)) {
+            if let (true, Some(url)) = (verbose, ex.url(method)) {
                 // A closed stdout must not stop the server: the line is dropped.
-                let line = stats::request_line(&peer, req.method, &url, outcome);
+                let line = stats::request_line(&peer, method, &url, outcome);
                 let _ = match failure {
                     Some(error) => writeln!(std::io::stdout().lock(), "{line}: {error}"),
                     None => writeln!(std::io::stdout().lock(), "{line}"),
@@ -746,12 +810,12 @@ async fn connection<S: Transport>(
             // The client asked to close and sent nothing after its request: nothing can arrive
             // to reset the connection, so close at once (as nginx does); otherwise linger.
             After::Close if client_done && pos == input.len() => return,
-            After::Close => return linger_close(stream, input).await,
+            After::Close => return Box::pin(linger_close(stream, input)).await,
         }
         if pos == input.len() {
             input.clear();
             if input.capacity() > 64 * 1024 {
-                input = Vec::with_capacity(8 * 1024);
+                input = Vec::with_capacity(INPUT_FIRST);
             }
         } else if pos > 0 {
             input.drain(..pos);
@@ -766,13 +830,14 @@ async fn connection<S: Transport>(
                 continue;
             }
             if slot.expired.get() && !input.is_empty() {
-                return request_timeout(&mut conn, &mut outbox, stream, input, counters).await;
+                let timed_out = request_timeout(&mut conn, &mut outbox, stream, input, counters);
+                return Box::pin(timed_out).await;
             }
-            return linger_close(stream, input).await;
+            return Box::pin(linger_close(stream, input)).await;
         }
         // Read more.
-        if input.capacity() - input.len() < 4096 {
-            input.reserve(input.capacity().max(8 * 1024));
+        if input.capacity() - input.len() < INPUT_SPARE_MIN {
+            input.reserve(input.capacity().max(INPUT_FIRST));
         }
         // The Conn's timer: a started head must arrive whole within the header timeout (counted
         // from its first bytes, so a trickle cannot hold the connection), a body must keep
@@ -797,11 +862,12 @@ async fn connection<S: Transport>(
             Err(_) if worker.stopping.get() || slot.expired.get() => {
                 if stream.drain_arrived(&mut input) == 0 {
                     if slot.expired.get() && !input.is_empty() {
-                        return request_timeout(&mut conn, &mut outbox, stream, input, counters)
-                            .await;
+                        let timed_out =
+                            request_timeout(&mut conn, &mut outbox, stream, input, counters);
+                        return Box::pin(timed_out).await;
                     }
                     if worker.stopping.get() {
-                        return linger_close(stream, input).await;
+                        return Box::pin(linger_close(stream, input)).await;
                     }
                     return;
                 }
@@ -811,10 +877,30 @@ async fn connection<S: Transport>(
     }
 }
 
+/// A request to forward, as the parse gave it, with its own copy of the header fields (so the
+/// parse's header slots need not live across the forward's awaits).
+struct ToForward<'b> {
+    /// The request target.
+    target: &'b [u8],
+    /// The header fields (`Host` already rewritten by the exchange in reverse mode).
+    headers: Vec<httparse::Header<'b>>,
+    /// The (decoded) body.
+    body: &'b [u8],
+    /// [`http1::Request::wants_close`].
+    wants_close: bool,
+    /// [`http1::Request::http10_keep_alive`].
+    http10_keep_alive: bool,
+    /// [`http1::Request::is_head`].
+    is_head: bool,
+    /// [`http1::Request::len`].
+    len: usize,
+}
+
 /// An HTTP/1 request's log line parts.
 fn answered_line<'a>(
     ex: &'a exchange::Exchange<'_>,
-    req: &http1::Request<'a>,
+    method: &'a [u8],
+    version_minor: u8,
     peer: SocketAddr,
     outcome: Outcome,
     body_bytes: u64,
@@ -822,9 +908,9 @@ fn answered_line<'a>(
 ) -> Answered<'a> {
     Answered {
         peer,
-        method: req.method,
-        url: ex.url(req.method),
-        http_version: if req.version_minor == 0 {
+        method,
+        url: ex.url(method),
+        http_version: if version_minor == 0 {
             "HTTP/1.0"
         } else {
             "HTTP/1.1"
