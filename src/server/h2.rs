@@ -189,14 +189,16 @@ pub(super) async fn serve<S: Transport>(
         if d.relays.iter().any(|r| r.pipe.fresh.get()) {
             continue;
         }
-        // Read more: the idle timeout (not while a forward is in flight: the upstream timeout
-        // bounds that), or the SETTINGS deadline when it comes first.
+        // Read more: the idle timeout, or the SETTINGS deadline when it comes first. Not while
+        // a forward waits for its upstream (the upstream timeout bounds that); but when every
+        // forward waits for the client's window instead, nothing else would end a client that
+        // stopped granting it, so the idle timeout counts then too.
         if input.capacity() - input.len() < http2::MIN_READ_BUFFER {
             input.reserve(http2::MIN_READ_BUFFER);
         }
         let now = clock::instant();
         let base = since_start(worker);
-        let idle_tick = if d.relays.is_empty() {
+        let idle_tick = if d.relays.iter().all(|r| r.waits_for_client(&d.conn)) {
             ticks_until(base + shared.timeouts.idle)
         } else {
             u64::MAX
@@ -896,6 +898,12 @@ impl Relay {
     /// Re-frames what the pipe holds onto the stream: the head (interim 1xx heads skipped),
     /// then body bytes while fewer than [`QUEUED_BYTES`] wait in the Conn. Returns whether
     /// bytes were taken, and where the relay stands.
+    /// True while the relay cannot go on until the client grants window: body bytes wait in
+    /// the Conn for it (the pipe, and then the upstream, wait behind them).
+    fn waits_for_client(&self, conn: &Conn<Body>) -> bool {
+        conn.unsent(self.stream).is_some_and(|n| n > 0)
+    }
+
     fn step(&mut self, conn: &mut Conn<Body>) -> (bool, RelayState) {
         self.pipe.fresh.set(false);
         let ended = self.pipe.result.borrow().is_some();

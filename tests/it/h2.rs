@@ -543,6 +543,63 @@ fn a_large_forwarded_body_arrives_whole_under_a_small_client_window() {
     });
 }
 
+/// A client that stops granting window to a forwarded stream: the relay waits for it, the
+/// upstream waits behind the relay, and before the fix nothing ever ended either. Now the idle
+/// timeout counts while every forward waits for the client: the connection gets GOAWAY and is
+/// closed, its upstream connection with it; other connections are not touched.
+#[test]
+fn a_forward_whose_client_never_grants_window_ends_at_the_idle_timeout_with_its_upstream() {
+    use std::sync::mpsc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = listener.local_addr().unwrap();
+    let (closed_tx, closed) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        // 64 MiB: far more than the client window, the relay's pipe and the socket buffers
+        // hold, so this write blocks until the server drops the connection.
+        let body = vec![b'z'; 64 << 20];
+        let _ = conn.write_all(
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(),
+        );
+        let _ = conn.write_all(&body);
+        let _ = closed_tx.send(());
+    });
+    let file = FlowFile::new(&[FlowSpec::get("/a", 200, b"alpha")]);
+    let server = Server::start(&[
+        "-S",
+        file.arg(),
+        "--reuse",
+        "--mode",
+        "regular",
+        "--idle-timeout",
+        "1",
+    ]);
+    runtime().block_on(async {
+        let mut h2 = connect(&server, 1_000).await;
+        let url = format!("http://{origin}/big");
+        let resp = send_get_url(&mut h2, &url).await.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        // The body is never read, so no window is released.
+        let held = resp;
+        let waited =
+            tokio::task::spawn_blocking(move || closed.recv_timeout(super::support::PATIENCE));
+        assert!(
+            waited.await.unwrap().is_ok(),
+            "the upstream connection was not closed"
+        );
+        drop(held);
+        // Another connection is served as before.
+        let mut other = connect(&server, 65_535).await;
+        let resp = send_get(&mut other, "/a").await.await.unwrap();
+        assert_eq!(body_of(resp).await.0, b"alpha");
+    });
+}
+
 #[test]
 fn split_cookie_fields_are_joined_for_matching_and_for_the_http1_upstream() {
     let mut flow = FlowSpec::get("/c", 200, b"recorded");
