@@ -7,6 +7,7 @@
 #   FLOWS=/tmp/gen1m.flows WALK=1000000 scripts/ab.sh A B   # walk /item/(i*7919 mod WALK)
 #   MISS=10 EXTRA_B='-w @WORK@/rec.flows' scripts/ab.sh UR UR  # 10 % misses, B records them
 #   H2_STREAMS=1 CONNS=64 scripts/ab.sh A B                # HTTP/2 (h2c, h2load -c64 -m1)
+#   PROBE=/16k scripts/ab.sh A B                            # another recorded path (the 16 KiB answer)
 #
 # Each run: the server pinned to CPU 0 with one worker, wrk -t1 pinned to CPU 1 on 127.0.0.1, one
 # second of warm-up, then SECS measured. Prints each pair's requests per server-CPU-second (from
@@ -57,7 +58,7 @@ if [ -z "${FLOWS:-}" ]; then
     "${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bench_flows" "$WORK/bench.flows"
     FLOWS=$WORK/bench.flows
 fi
-PROBE=/small
+PROBE=${PROBE:-/small}
 [ "$WALK" -gt 0 ] && PROBE=/item/0
 
 # The upstream for the misses: nginx with one worker answering every path (configured as
