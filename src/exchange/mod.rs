@@ -5,7 +5,7 @@
 //! (`server::h2`) renders the same description as HEADERS + DATA, its dates
 //! refreshed by the same code as HTTP/1's ([`ReplyFields::Rendered`]). The counters
 //! and the `-v` outcome of an answer come from here too ([`Exchange::count`],
-//! [`Exchange::outcome`]), so every protocol's driver reports the same way.
+//! [`Exchange::answered`]), so every protocol's driver reports the same way.
 //!
 //! Sans-IO: no socket, no clock (`now` is passed in). Forwarding is the one step that waits on
 //! the network, so [`Answer::Forward`] is handed back to the driver, which relays the upstream's
@@ -157,24 +157,6 @@ impl Exchange<'_> {
             Answer::LoopDetected | Answer::NoHost => &counters.rejected,
         };
         Counters::bump(field);
-    }
-
-    /// The `-v` outcome of an answer that is not a forward (a forward's comes from the
-    /// upstream).
-    pub fn outcome(&self, replayer: &Replayer) -> Outcome {
-        match self.answer {
-            Answer::Replay(flow) => Outcome::Replayed(
-                replayer
-                    .recording()
-                    .flow(flow.0 as usize)
-                    .response
-                    .map_or(0, |r| r.status_code),
-            ),
-            Answer::Status(code) => Outcome::Status(code),
-            Answer::LoopDetected => Outcome::LoopDetected,
-            Answer::NoHost => Outcome::Refused(400),
-            Answer::Kill | Answer::Forward => Outcome::Killed,
-        }
     }
 
     /// The outcome of an answer that is not a forward, from what [`render_http1`] wrote (or,

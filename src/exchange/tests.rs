@@ -95,7 +95,6 @@ fn a_recorded_request_is_replayed_through_the_pre_rendered_head() {
         exchange.url(b"GET").unwrap().to_string(),
         "http://example.com/a"
     );
-    assert_eq!(exchange.outcome(&replayer), Outcome::Replayed(201));
 
     let mut out = Vec::new();
     let rendered = render_http1(&exchange, &replayer, &via, now(), false, &mut out);
