@@ -187,6 +187,10 @@ pub struct ServeArgs {
     /// worker_shutdown_timeout); a second signal exits at once.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub shutdown_timeout: u64,
+    /// Seconds a client may take none of the bytes sent to it (it stopped reading, or is gone)
+    /// before its connection is reset (nginx's send_timeout); 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub send_timeout: u64,
     /// Exit once every recorded flow has been replayed (mitmdump's default; we keep serving).
     #[arg(long)]
     pub exit_when_done: bool,
@@ -565,6 +569,7 @@ impl ServeArgs {
                 idle_timeout_secs: self.idle_timeout,
                 header_timeout_secs: self.header_timeout,
                 shutdown_timeout_secs: self.shutdown_timeout,
+                send_timeout_secs: self.send_timeout,
                 verbose,
                 quiet,
                 exit_when_done,

@@ -110,6 +110,9 @@ pub struct ServeOptions {
     pub header_timeout_secs: u64,
     /// Seconds a stop waits for open connections before the process exits anyway.
     pub shutdown_timeout_secs: u64,
+    /// Seconds a client may take none of the bytes sent to it before its connection is reset
+    /// (0: never).
+    pub send_timeout_secs: u64,
     /// Print one line per request.
     pub verbose: bool,
     /// Print no periodic summary lines.
@@ -153,6 +156,7 @@ impl Default for ServeOptions {
             idle_timeout_secs: 60,
             header_timeout_secs: 10,
             shutdown_timeout_secs: 10,
+            send_timeout_secs: 60,
             verbose: false,
             quiet: false,
             exit_when_done: false,

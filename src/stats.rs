@@ -29,6 +29,8 @@ pub struct Counters {
     pub tls_failed: AtomicU64,
     /// `--log-json` lines dropped: their batch found the writer thread behind (or gone).
     pub log_dropped: AtomicU64,
+    /// Connections reset because their client took nothing for `--send-timeout`.
+    pub send_timeouts: AtomicU64,
     /// How long answers took, from the request's last byte to the answer handed to the kernel.
     pub service: ServiceTimes,
 }
@@ -136,6 +138,8 @@ pub struct Totals {
     pub tls_failed: u64,
     /// See [`Counters::log_dropped`].
     pub log_dropped: u64,
+    /// See [`Counters::send_timeouts`].
+    pub send_timeouts: u64,
     /// Recorded flows not yet replayed.
     pub flows_left: u64,
 }
@@ -157,6 +161,7 @@ impl Totals {
             t.connections += c.connections.load(Ordering::Relaxed);
             t.tls_failed += c.tls_failed.load(Ordering::Relaxed);
             t.log_dropped += c.log_dropped.load(Ordering::Relaxed);
+            t.send_timeouts += c.send_timeouts.load(Ordering::Relaxed);
         }
         t
     }

@@ -107,6 +107,13 @@ pub fn render(scrape: &Scrape) -> String {
     );
     family(
         &mut out,
+        "uringreplay_send_timeouts_total",
+        "counter",
+        "Client connections reset because the client took nothing for --send-timeout.",
+    );
+    let _ = writeln!(out, "uringreplay_send_timeouts_total {}", t.send_timeouts);
+    family(
+        &mut out,
         "uringreplay_upstream_errors_total",
         "counter",
         "Forwarded requests that failed upstream (502/504 or cut off).",

@@ -234,6 +234,7 @@ impl Admin {
                 "service_answers": s.service.count(),
                 "misses_seen": s.misses_seen,
                 "log_dropped": t.log_dropped,
+                "send_timeouts": t.send_timeouts,
             },
             "hit_rate": hit_rate(t),
             "recording": {
@@ -277,6 +278,7 @@ fn add_totals(a: &mut Totals, b: &Totals) {
     a.connections += b.connections;
     a.tls_failed += b.tls_failed;
     a.log_dropped += b.log_dropped;
+    a.send_timeouts += b.send_timeouts;
 }
 
 /// The `--reuse`/order name used in `/status`.

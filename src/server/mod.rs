@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod reqlog;
 pub mod resolve;
 pub mod runtime;
+pub mod send_watch;
 pub mod transport;
 pub mod upstream_io;
 pub mod upstream_tls;

@@ -26,6 +26,7 @@ use super::clock;
 use super::forward::{self, ForwardSettings, Forwarded, Forwarder};
 use super::outbox::Outbox;
 use super::reqlog::{self, Answered, CoreLog};
+use super::send_watch::{self, SendWatch};
 use super::transport::Transport;
 use crate::config::ServeOptions;
 use crate::exchange::{self, After, Answer};
@@ -109,6 +110,12 @@ struct Slot {
     /// bytes stay unread in the socket, so nothing is lost and the read side is not shut: no
     /// reset on close).
     cancel: RefCell<Canceller>,
+    /// The client socket (open while the slot is in [`Worker::open`]), for `--send-timeout`.
+    fd: RawFd,
+    /// `--send-timeout`: whether the client is taking what is sent.
+    send: Cell<SendWatch>,
+    /// The client's address (for the `-v` line of a send timeout).
+    peer: SocketAddr,
 }
 
 /// This worker's state on its own thread.
@@ -130,6 +137,8 @@ struct Worker {
     tls: Option<WorkerTls>,
     /// This worker's `--log-json` batch (`None`: no request log, or the worker has stopped).
     log: RefCell<Option<CoreLog>>,
+    /// `--send-timeout` in ticks (`None`: 0, never).
+    send_timeout: Option<u64>,
 }
 
 impl Worker {
@@ -175,6 +184,41 @@ fn ticks_until(deadline: Duration) -> u64 {
     (deadline.as_millis() / TICK.as_millis()) as u64 + 1
 }
 
+/// Ticks between two `--send-timeout` checks of every connection: an eighth of the timeout
+/// (a connection is ended between one timeout and one check period after its client stopped
+/// taking bytes), at least one tick.
+fn send_check_period(timeout: u64) -> u64 {
+    (timeout / 8).max(1)
+}
+
+/// Ends each connection whose client has taken nothing of its queued bytes for `timeout` ticks
+/// (one `getsockopt` per open connection).
+fn check_sending(worker: &Worker, now: u64, timeout: u64) {
+    for slot in worker.open.borrow().values() {
+        let Some(state) = send_watch::send_state(slot.fd) else {
+            continue;
+        };
+        let mut watch = slot.send.get();
+        let stuck = watch.observe(now, state, timeout);
+        slot.send.set(watch);
+        if stuck {
+            Counters::bump(&worker.counters().send_timeouts);
+            send_watch::end(slot.fd);
+            slot.send.set(SendWatch::IDLE);
+            if worker.shared.serve.verbose {
+                let secs = worker.shared.serve.send_timeout_secs;
+                // A closed stdout must not stop the server: the line is dropped.
+                let _ = writeln!(
+                    std::io::stdout().lock(),
+                    "{}: connection reset: the client took none of its answer for {secs} s \
+                     (--send-timeout)",
+                    slot.peer
+                );
+            }
+        }
+    }
+}
+
 /// Expires connections whose read deadline passed: per-read timers cost a timer-wheel entry and
 /// a clock read per request; this costs one Cell store per read and a scan every tick. Once the
 /// stop flag is set it ends the pending accept, so the worker stops within one tick.
@@ -189,6 +233,12 @@ async fn sweep(worker: Rc<Worker>) {
                 slot.expired.set(true);
                 Worker::end_read(slot);
             }
+        }
+        if let Some(timeout) = worker
+            .send_timeout
+            .filter(|t| now % send_check_period(*t) == 0)
+        {
+            check_sending(&worker, now, timeout);
         }
     }
     if let Some(fd) = worker.listener_fd.get() {
@@ -234,6 +284,10 @@ pub async fn serve(
             None
         }
     });
+    let send_timeout = match shared.serve.send_timeout_secs {
+        0 => None,
+        secs => Some(ticks_until(Duration::from_secs(secs))),
+    };
     let worker = Rc::new(Worker {
         tls,
         shared,
@@ -245,6 +299,7 @@ pub async fn serve(
         forwarder,
         stopping: Cell::new(false),
         log: RefCell::new(log),
+        send_timeout,
     });
     monoio::spawn(sweep(worker.clone()));
     if worker.log.borrow().is_some() {
@@ -265,6 +320,9 @@ pub async fn serve(
                     deadline: Cell::new(u64::MAX),
                     expired: Cell::new(false),
                     cancel: RefCell::new(Canceller::new()),
+                    fd: stream.as_raw_fd(),
+                    send: Cell::new(SendWatch::IDLE),
+                    peer,
                 });
                 worker.open.borrow_mut().insert(id, slot.clone());
                 let w = worker.clone();
@@ -1072,6 +1130,7 @@ mod tests {
             stopping: Cell::new(false),
             tls: None,
             log: RefCell::new(None),
+            send_timeout: None,
         }
     }
 
@@ -1097,12 +1156,15 @@ mod tests {
     #[test]
     fn the_connection_driver_serves_a_replay_and_a_pipelined_pair_over_a_unix_socket() {
         let worker = worker();
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let slot = Slot {
             deadline: Cell::new(u64::MAX),
             expired: Cell::new(false),
             cancel: RefCell::new(Canceller::new()),
+            fd: -1,
+            send: Cell::new(SendWatch::IDLE),
+            peer,
         };
-        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
         monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
             .enable_timer()
             .build()

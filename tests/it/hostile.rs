@@ -199,3 +199,83 @@ fn unknown_transfer_codings_are_answered_501() {
     );
     assert_eq!(r.status, 404, "gzip, chunked is framed by chunked");
 }
+
+/// A recording of one 1 MiB answer, replayed again and again.
+fn large_answer() -> crate::support::FlowFile {
+    let body = vec![b'x'; 1024 * 1024];
+    crate::support::FlowFile::new(&[uringreplay::flowfile::writer::FlowSpec::get(
+        "/big", 200, &body,
+    )])
+}
+
+/// 64 pipelined requests for the 1 MiB answer: far more than the socket buffers hold.
+fn pipelined_big() -> Vec<u8> {
+    get("/big").repeat(64)
+}
+
+#[test]
+fn a_client_that_stops_reading_is_reset_after_the_send_timeout_and_others_are_served() {
+    for io in ["uring", "epoll"] {
+        let file = large_answer();
+        let server = Server::start(&[
+            "-S",
+            file.arg(),
+            "--reuse",
+            "--send-timeout",
+            "1",
+            "-v",
+            "--admin",
+            "127.0.0.1:0",
+            "--io",
+            io,
+        ]);
+        let mut stuck = Client::new(&server);
+        stuck.send(&pipelined_big());
+        // While it is stuck, another connection is served.
+        assert_eq!(Client::new(&server).exchange(&get("/big")).status, 200);
+        server.wait_stdout("took none of its answer for 1 s (--send-timeout)");
+        // The queued bytes are dropped with a reset: reading gives fewer than the 64 answers,
+        // then the reset (or an end).
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        let end = loop {
+            match std::io::Read::read(&mut stuck.stream, &mut buf) {
+                Ok(0) => break None,
+                Ok(n) => total += n,
+                Err(e) => break Some(e.kind()),
+            }
+        };
+        assert!(
+            matches!(end, None | Some(std::io::ErrorKind::ConnectionReset)),
+            "{io}: {end:?}"
+        );
+        assert!(total < 64 * 1024 * 1024, "{io}: {total} bytes arrived");
+        let metrics = String::from_utf8(server.admin("GET", "/metrics").body).unwrap();
+        assert!(
+            metrics.contains("\nuringreplay_send_timeouts_total 1\n"),
+            "{io}: {metrics}"
+        );
+        assert_eq!(Client::new(&server).exchange(&get("/big")).status, 200);
+    }
+}
+
+#[test]
+fn a_slow_client_that_keeps_reading_keeps_its_connection() {
+    let file = large_answer();
+    let server = Server::start(&["-S", file.arg(), "--reuse", "--send-timeout", "2"]);
+    let mut slow = Client::new(&server);
+    slow.send(&get("/big").repeat(4));
+    // 64 KiB every 40 ms: about 1.6 MB/s, so the 4 MiB take about 2.6 s, longer than the
+    // timeout; the client never pauses for as long as the timeout, so it is never reset.
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    while total < 4 * (1024 * 1024 + 64) {
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        match std::io::Read::read(&mut slow.stream, &mut buf) {
+            Ok(0) => panic!("closed after {total} bytes"),
+            Ok(n) => total += n,
+            Err(e) => panic!("{e} after {total} bytes"),
+        }
+    }
+    assert_eq!(slow.exchange(&get("/big")).status, 200, "still open");
+}
