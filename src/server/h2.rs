@@ -310,7 +310,7 @@ impl<S: Transport> Driver<'_, S> {
         let replay = matches!(ex.answer, Answer::Replay(_));
         let outcome = match ex.answer {
             Answer::Replay(_) | Answer::Status(_) => {
-                let mut outcome = ex.answered(None);
+                let outcome;
                 if let Some(parts) = ex.describe(replayer, now, &mut self.scratch) {
                     outcome = ex.answered(Some(parts.status));
                     let trailers: SmallVec<[(&[u8], &[u8]); 4]> = parts
@@ -338,8 +338,9 @@ impl<S: Transport> Driver<'_, S> {
                 } else {
                     // No reply description (a recorded head without a status code): the stream
                     // must still end.
+                    outcome = Outcome::Killed;
                     if log {
-                        log_answer(worker, self.peer, &ex, method, Outcome::Killed, 0, now);
+                        log_answer(worker, self.peer, &ex, method, outcome, 0, now);
                     }
                     let _ = self.conn.kill(id);
                 }

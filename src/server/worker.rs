@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::{ArcSwap, Cache};
 use monoio::buf::IoBufMut;
@@ -608,7 +608,6 @@ async fn connection<S: Transport>(
 ) {
     let shared: &Shared = &worker.shared;
     let counters = worker.counters();
-    let verbose = shared.serve.verbose;
     // The replayer in force, re-read (one atomic load, no count change) at each turn; each
     // connection keeps the one its pending answers came from alive until they are written.
     let mut current = Cache::new(&shared.replayer);
@@ -616,7 +615,6 @@ async fn connection<S: Transport>(
     let mut outbox = Outbox::new(current.load().clone());
     let mut scratch: Vec<u8> = Vec::new();
     let cancel: CancelHandle = slot.cancel.borrow().handle();
-    let via = &worker.forwarder.settings().via;
     let routing = leg.routing(shared);
     // A CONNECT opens a tunnel in regular mode, on plain TCP only (not inside TLS or a tunnel).
     let tunnels = S::TUNNELS && shared.reverse.is_none() && leg.tunnel.is_none();
@@ -637,14 +635,21 @@ async fn connection<S: Transport>(
         // Answer every complete request in the input, in order, into the outbox. Once the
         // worker stops (or this connection's timer expired), each answer says `Connection:
         // close` and the connection closes after.
-        let stopping = worker.stopping.get() || slot.expired.get();
         let replayer: &Arc<Replayer> = current.load();
         // Every answer of a turn comes from one replayer; the outbox is empty here.
         outbox.serve_from(replayer);
-        let keep_alive = replayer.keep_alive();
+        let turn = Turn {
+            worker,
+            replayer,
+            routing,
+            peer,
+            now: clock::now(),
+            stopping: worker.stopping.get() || slot.expired.get(),
+            keep_alive: replayer.keep_alive(),
+            tunnels,
+        };
         // The outbox took as many answers as one write does: write, then parse on unread.
         let mut full = false;
-        let now = clock::now();
         let mut pos = 0;
         let mut after = After::Continue;
         // The last request answered asked to close the connection.
@@ -655,196 +660,48 @@ async fn connection<S: Transport>(
             if sniff {
                 break;
             }
-            // The header slots are a stack local of this block, never kept across an await: a
-            // forward takes its own copy of the fields (the rare path), so the connection's
-            // future does not carry 100 slots (3 200 bytes) in the state every request touches.
-            let (ex, method, version_minor, wants_close, log, to_forward) = {
-                let mut headers = header_slots();
-                let out = &mut outbox.bytes;
-                let req = match conn.poll_request(&input[pos..], &mut headers, &mut scratch, out) {
-                    Step::NeedMore => break,
-                    Step::Flush => {
-                        full = true;
-                        break;
-                    }
-                    Step::Reject(e) => {
-                        Counters::bump(&counters.rejected);
-                        http1::write_error(e, out);
-                        after = After::Close;
-                        break;
-                    }
-                    Step::Request(req) => req,
-                };
-                pos += req.len;
-                if tunnels && http1::connect::is_connect(req.method) {
-                    match Tunnel::parse(req.target, req.version_minor) {
-                        Ok(t) => connect = Some(t),
-                        Err(e) => {
-                            Counters::bump(&counters.rejected);
-                            http1::write_plain(400, "Bad Request", &e.to_string(), true, out);
-                            after = After::Close;
-                        }
-                    }
+            let next = turn.next(&mut conn, &input, &mut pos, &mut outbox, &mut scratch);
+            let (then, done) = match next {
+                Next::NeedMore => break,
+                Next::Flush => {
+                    full = true;
                     break;
                 }
-                let wants_close = http1::keep_alive::client_closes(
-                    req.wants_close,
-                    req.http10_keep_alive,
-                    keep_alive,
-                );
-                let facts = RequestFacts {
-                    is_head: req.is_head,
-                    wants_close,
-                    http10_keep_alive: req.http10_keep_alive,
-                };
-                let ex = exchange::decide(
-                    replayer,
-                    routing,
-                    via,
-                    exchange::Request {
-                        method: req.method,
-                        target: req.target,
-                        headers: &mut *req.headers,
-                        body: req.body,
-                        facts,
-                    },
-                );
-                ex.count(counters);
-                if let Some(live) = ex.missed(req.method, req.headers, req.body) {
-                    super::admin::missed(shared, worker.index, replayer, &live, now);
+                Next::Close => {
+                    after = After::Close;
+                    break;
                 }
-                answered += 1;
-                let log = worker.log_sampled();
-                let to_forward = (ex.answer == Answer::Forward).then(|| ToForward {
-                    target: req.target,
-                    headers: req.headers.to_vec(),
-                    body: req.body,
-                    wants_close: req.wants_close,
-                    http10_keep_alive: req.http10_keep_alive,
-                    is_head: req.is_head,
-                    len: req.len,
-                });
-                (
-                    ex,
-                    req.method,
-                    req.version_minor,
-                    wants_close,
-                    log,
-                    to_forward,
-                )
-            };
-            let mut failure = None;
-            let mut body_bytes = 0;
-            let outcome = if let Some(mut f) = to_forward {
-                if outbox.flush(&mut stream).await.is_err() {
-                    return;
+                Next::Connect(t) => {
+                    connect = Some(t);
+                    break;
                 }
-                conn.flushed();
-                let req = http1::Request {
-                    method,
-                    target: f.target,
-                    version_minor,
-                    headers: &mut f.headers,
-                    body: f.body,
-                    wants_close: f.wants_close,
-                    http10_keep_alive: f.http10_keep_alive,
-                    is_head: f.is_head,
-                    len: f.len,
-                };
-                let tunnel = leg.tunnel.as_ref();
-                let forwarded = Box::pin(forward::forward(
-                    &worker.forwarder,
-                    &req,
-                    &mut stream,
-                    tunnel,
-                    leg.tls,
-                ));
-                match forwarded.await {
-                    Forwarded::Relayed {
-                        status,
-                        close,
-                        body_bytes: relayed,
-                    } => {
-                        if close {
-                            after = After::Close;
-                        }
-                        body_bytes = relayed;
-                        Outcome::Forwarded(status)
-                    }
-                    Forwarded::Failed {
-                        error,
-                        answered,
-                        close,
-                    } => {
-                        Counters::bump(&counters.upstream_errors);
-                        if close {
-                            after = After::Close;
-                        }
-                        let outcome = Outcome::UpstreamFailed(answered.then(|| error.status()));
-                        if verbose {
-                            failure = Some(error);
-                        }
-                        outcome
-                    }
-                    Forwarded::Rejected { status } => {
-                        // Refused before any upstream (a CONNECT, no usable destination):
-                        // rejected, not forwarded.
-                        Counters::take_back(&counters.forwarded);
-                        Counters::bump(&counters.rejected);
-                        after = After::Close;
-                        Outcome::Refused(status)
-                    }
-                    Forwarded::ClientGone => {
-                        if log {
-                            worker.log_answer(&answered_line(
-                                &ex,
-                                method,
-                                version_minor,
-                                peer,
-                                Outcome::UpstreamFailed(None),
-                                0,
-                                now,
-                            ));
-                        }
+                Next::Answered { after, client_done } => (after, client_done),
+                Next::Forward(forwarding) => {
+                    if outbox.flush(&mut stream).await.is_err() {
                         return;
                     }
+                    conn.flushed();
+                    let forwarded = Box::pin(turn.forward(
+                        forwarding,
+                        &mut stream,
+                        leg.tunnel.as_ref(),
+                        leg.tls,
+                    ));
+                    match forwarded.await {
+                        Some(answered) => answered,
+                        None => return,
+                    }
                 }
-            } else {
-                let rendered =
-                    exchange::render_http1(&ex, replayer, via, now, stopping, &mut outbox);
-                after = rendered.after;
-                body_bytes = rendered.body_bytes;
-                if shared.serve.exit_when_done
-                    && matches!(ex.answer, Answer::Replay(_))
-                    && replayer.remaining() == 0
-                {
-                    shared.done.store(true, Ordering::Relaxed);
-                }
-                ex.answered(rendered.status)
             };
-            if log {
-                let line =
-                    answered_line(&ex, method, version_minor, peer, outcome, body_bytes, now);
-                worker.log_answer(&line);
-            }
-            // The no-host answer has no route and no -v line.
-            if let (true, Some(url)) = (verbose, ex.url(method)) {
-                // A closed stdout must not stop the server: the line is dropped.
-                let line = stats::request_line(&peer, method, &url, outcome);
-                let _ = match failure {
-                    Some(error) => writeln!(std::io::stdout().lock(), "{line}: {error}"),
-                    None => writeln!(std::io::stdout().lock(), "{line}"),
-                };
-            }
-            client_done = wants_close;
-            if wants_close && matches!(after, After::Continue) {
-                after = After::Close;
-            }
+            answered += 1;
+            after = then;
+            client_done = done;
             if !matches!(after, After::Continue) {
                 break;
             }
         }
-        if stopping && matches!(after, After::Continue) {
+        let now = turn.now;
+        if turn.stopping && matches!(after, After::Continue) {
             after = After::Close;
         }
         super::admin::served(counters, answered, now);
@@ -952,6 +809,284 @@ struct ToForward<'b> {
     is_head: bool,
     /// [`http1::Request::len`].
     len: usize,
+}
+
+/// One turn of an HTTP/1 connection: what the requests answered from one read share (the
+/// replayer in force, one clock reading, the routing), and the steps that take a request as far
+/// as it goes without waiting ([`Turn::next`]) or through its forward ([`Turn::forward`]).
+struct Turn<'t> {
+    worker: &'t Worker,
+    /// Every answer of the turn comes from this replayer.
+    replayer: &'t Arc<Replayer>,
+    routing: exchange::Routing<'t>,
+    peer: SocketAddr,
+    /// The clock, read once for the turn.
+    now: SystemTime,
+    /// The worker stops or the connection's timer expired: answers say `Connection: close`.
+    stopping: bool,
+    /// `--keep-alive`.
+    keep_alive: bool,
+    /// A CONNECT opens a tunnel here.
+    tunnels: bool,
+}
+
+/// The next request of a turn, as far as [`Turn::next`] took it.
+enum Next<'b> {
+    /// No complete request in the input: read more.
+    NeedMore,
+    /// The outbox holds as many answers as one write takes: write, then go on.
+    Flush,
+    /// The input cannot be served (its 4xx is in the outbox): close after writing.
+    Close,
+    /// A CONNECT to answer once what is pending is written.
+    Connect(Tunnel),
+    /// Answered into the outbox: what the connection does next, and whether the request asked
+    /// to close.
+    Answered { after: After, client_done: bool },
+    /// Unmatched and to be forwarded ([`Turn::forward`]), after what is pending is written
+    /// (boxed: the rare path, kept out of the connection's state).
+    Forward(Box<Forwarding<'b>>),
+}
+
+/// A decided request, with what its answer's log and `-v` lines need.
+struct Asked<'b> {
+    ex: exchange::Exchange<'b>,
+    method: &'b [u8],
+    version_minor: u8,
+    /// The connection closes after the answer (the request or the keep-alive rule says so).
+    wants_close: bool,
+    /// `--log-json` samples this request.
+    log: bool,
+}
+
+/// A decided request whose answer comes from its forward.
+struct Forwarding<'b> {
+    asked: Asked<'b>,
+    request: ToForward<'b>,
+}
+
+impl<'t> Turn<'t> {
+    /// Parses the next request at `input[*pos..]` (advancing `pos` past it), decides it and,
+    /// unless it is forwarded, answers it into `outbox`.
+    fn next<'b>(
+        &self,
+        conn: &mut Conn,
+        input: &'b [u8],
+        pos: &mut usize,
+        outbox: &mut Outbox,
+        scratch: &'b mut Vec<u8>,
+    ) -> Next<'b>
+    where
+        't: 'b,
+    {
+        let worker = self.worker;
+        let counters = worker.counters();
+        let via = &worker.forwarder.settings().via;
+        // The header slots are a stack local here, never kept across an await: a forward takes
+        // its own copy of the fields (the rare path), so the connection's future does not carry
+        // 100 slots (3 200 bytes) in the state every request touches.
+        let mut headers = header_slots();
+        let out = &mut outbox.bytes;
+        let req = match conn.poll_request(&input[*pos..], &mut headers, scratch, out) {
+            Step::NeedMore => return Next::NeedMore,
+            Step::Flush => return Next::Flush,
+            Step::Reject(e) => {
+                Counters::bump(&counters.rejected);
+                http1::write_error(e, out);
+                return Next::Close;
+            }
+            Step::Request(req) => req,
+        };
+        *pos += req.len;
+        if self.tunnels && http1::connect::is_connect(req.method) {
+            return match Tunnel::parse(req.target, req.version_minor) {
+                Ok(t) => Next::Connect(t),
+                Err(e) => {
+                    Counters::bump(&counters.rejected);
+                    http1::write_plain(400, "Bad Request", &e.to_string(), true, out);
+                    Next::Close
+                }
+            };
+        }
+        let wants_close = http1::keep_alive::client_closes(
+            req.wants_close,
+            req.http10_keep_alive,
+            self.keep_alive,
+        );
+        let facts = RequestFacts {
+            is_head: req.is_head,
+            wants_close,
+            http10_keep_alive: req.http10_keep_alive,
+        };
+        let replayer = self.replayer;
+        let ex = exchange::decide(
+            replayer,
+            self.routing,
+            via,
+            exchange::Request {
+                method: req.method,
+                target: req.target,
+                headers: &mut *req.headers,
+                body: req.body,
+                facts,
+            },
+        );
+        ex.count(counters);
+        if let Some(live) = ex.missed(req.method, req.headers, req.body) {
+            super::admin::missed(&worker.shared, worker.index, replayer, &live, self.now);
+        }
+        let asked = Asked {
+            ex,
+            method: req.method,
+            version_minor: req.version_minor,
+            wants_close,
+            log: worker.log_sampled(),
+        };
+        if asked.ex.answer == Answer::Forward {
+            let request = ToForward {
+                target: req.target,
+                headers: req.headers.to_vec(),
+                body: req.body,
+                wants_close: req.wants_close,
+                http10_keep_alive: req.http10_keep_alive,
+                is_head: req.is_head,
+                len: req.len,
+            };
+            return Next::Forward(Box::new(Forwarding { asked, request }));
+        }
+        let ex = &asked.ex;
+        let rendered = exchange::render_http1(ex, replayer, via, self.now, self.stopping, outbox);
+        let shared = &worker.shared;
+        if shared.serve.exit_when_done
+            && matches!(ex.answer, Answer::Replay(_))
+            && replayer.remaining() == 0
+        {
+            shared.done.store(true, Ordering::Relaxed);
+        }
+        let outcome = ex.answered(rendered.status);
+        let (after, client_done) =
+            self.finish(&asked, outcome, rendered.body_bytes, None, rendered.after);
+        Next::Answered { after, client_done }
+    }
+
+    /// Forwards a request [`Turn::next`] gave back (what was pending is written), relaying the
+    /// answer to `stream`: what the connection does next and whether the request asked to close,
+    /// or `None` when the client went away.
+    async fn forward<S: Transport>(
+        &self,
+        forwarding: Box<Forwarding<'_>>,
+        stream: &mut S,
+        tunnel: Option<&Origin>,
+        tls: bool,
+    ) -> Option<(After, bool)> {
+        let worker = self.worker;
+        let counters = worker.counters();
+        let Forwarding {
+            asked,
+            request: mut f,
+        } = *forwarding;
+        let req = http1::Request {
+            method: asked.method,
+            target: f.target,
+            version_minor: asked.version_minor,
+            headers: &mut f.headers,
+            body: f.body,
+            wants_close: f.wants_close,
+            http10_keep_alive: f.http10_keep_alive,
+            is_head: f.is_head,
+            len: f.len,
+        };
+        let mut after = After::Continue;
+        let mut failure = None;
+        let mut body_bytes = 0;
+        let outcome = match forward::forward(&worker.forwarder, &req, stream, tunnel, tls).await {
+            Forwarded::Relayed {
+                status,
+                close,
+                body_bytes: relayed,
+            } => {
+                if close {
+                    after = After::Close;
+                }
+                body_bytes = relayed;
+                Outcome::Forwarded(status)
+            }
+            Forwarded::Failed {
+                error,
+                answered,
+                close,
+            } => {
+                Counters::bump(&counters.upstream_errors);
+                if close {
+                    after = After::Close;
+                }
+                let outcome = Outcome::UpstreamFailed(answered.then(|| error.status()));
+                if worker.shared.serve.verbose {
+                    failure = Some(error);
+                }
+                outcome
+            }
+            Forwarded::Rejected { status } => {
+                // Refused before any upstream (a CONNECT, no usable destination): rejected, not
+                // forwarded.
+                Counters::take_back(&counters.forwarded);
+                Counters::bump(&counters.rejected);
+                after = After::Close;
+                Outcome::Refused(status)
+            }
+            Forwarded::ClientGone => {
+                if asked.log {
+                    let outcome = Outcome::UpstreamFailed(None);
+                    worker.log_answer(&self.line(&asked, outcome, 0));
+                }
+                return None;
+            }
+        };
+        Some(self.finish(&asked, outcome, body_bytes, failure, after))
+    }
+
+    /// The log line of a request.
+    fn line<'a>(&self, asked: &'a Asked<'_>, outcome: Outcome, body_bytes: u64) -> Answered<'a> {
+        answered_line(
+            &asked.ex,
+            asked.method,
+            asked.version_minor,
+            self.peer,
+            outcome,
+            body_bytes,
+            self.now,
+        )
+    }
+
+    /// Ends an answered request: its log line (when sampled) and `-v` line, and whether the
+    /// connection goes on after it.
+    fn finish(
+        &self,
+        asked: &Asked<'_>,
+        outcome: Outcome,
+        body_bytes: u64,
+        failure: Option<crate::upstream::ForwardError>,
+        mut after: After,
+    ) -> (After, bool) {
+        if asked.log {
+            self.worker
+                .log_answer(&self.line(asked, outcome, body_bytes));
+        }
+        // The no-host answer has no route and no -v line.
+        if let (true, Some(url)) = (self.worker.shared.serve.verbose, asked.ex.url(asked.method)) {
+            // A closed stdout must not stop the server: the line is dropped.
+            let line = stats::request_line(&self.peer, asked.method, &url, outcome);
+            let _ = match failure {
+                Some(error) => writeln!(std::io::stdout().lock(), "{line}: {error}"),
+                None => writeln!(std::io::stdout().lock(), "{line}"),
+            };
+        }
+        let client_done = asked.wants_close;
+        if client_done && matches!(after, After::Continue) {
+            after = After::Close;
+        }
+        (after, client_done)
+    }
 }
 
 /// An HTTP/1 request's log line parts.
