@@ -704,3 +704,37 @@ fn sigterm_sends_goaway_and_a_forward_in_flight_still_completes() {
     assert!(stopped.status.success(), "{}", stopped.stderr);
     assert!(stopped.stderr.contains("forwarded 1"), "{}", stopped.stderr);
 }
+
+#[test]
+fn an_h2c_client_that_grants_window_but_stops_reading_is_reset_after_the_send_timeout() {
+    use uringreplay::http2::frame::{flag, kind, put_header, put_settings};
+    let big = vec![b'x'; 1024 * 1024];
+    let file = FlowFile::new(&[FlowSpec::get("/big", 200, &big)]);
+    let server = Server::start(&["-S", file.arg(), "--reuse", "--send-timeout", "1", "-v"]);
+    let mut raw = Client::new(&server);
+    // The largest windows, then 32 requests for the 1 MiB answer, and nothing read.
+    let mut out = uringreplay::http2::PREFACE.to_vec();
+    put_settings(&mut out, &[(0x4, 0x7fff_ffff)]);
+    put_header(&mut out, 4, kind::WINDOW_UPDATE, 0, 0);
+    out.extend_from_slice(&(0x7fff_ffffu32 - 65_535).to_be_bytes());
+    let authority = b"127.0.0.1:8080";
+    for i in 0..32u32 {
+        // :method GET, :scheme http, :path /big, :authority (literals without indexing).
+        let mut block = vec![0x82, 0x86, 0x04, 4];
+        block.extend_from_slice(b"/big");
+        block.extend_from_slice(&[0x01, authority.len() as u8]);
+        block.extend_from_slice(authority);
+        put_header(
+            &mut out,
+            block.len(),
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            1 + 2 * i,
+        );
+        out.extend_from_slice(&block);
+    }
+    raw.send(&out);
+    server.wait_stdout("took none of its answer for 1 s (--send-timeout)");
+    // Other connections are served meanwhile and after.
+    assert_eq!(Client::new(&server).exchange(&get("/big")).status, 200);
+}

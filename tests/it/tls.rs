@@ -731,3 +731,31 @@ fn a_request_over_tls_gets_its_log_line_with_the_https_url() {
     assert_eq!(lines[0]["bytes"], r.body.len());
     let _ = std::fs::remove_file(&log);
 }
+
+#[test]
+fn a_tls_client_that_stops_reading_is_reset_after_the_send_timeout() {
+    let big = vec![b'x'; 1024 * 1024];
+    let flows = crate::support::FlowFile::new(&[uringreplay::flowfile::writer::FlowSpec::get(
+        "/big", 200, &big,
+    )]);
+    let dir = confdir();
+    let server = Server::start(&[
+        "-S",
+        flows.arg(),
+        "--mode",
+        "reverse:http://127.0.0.1:8080",
+        "--reuse",
+        "--send-timeout",
+        "1",
+        "-v",
+        "--set",
+        &format!("confdir={dir}"),
+    ]);
+    let mut c = tls_over(server.connect(), trusting_mitmproxy(), "127.0.0.1");
+    // 64 MiB asked for and nothing read: the encrypted answers fill the socket buffers.
+    c.send(&get("/big", "127.0.0.1:8080").repeat(64));
+    server.wait_stdout("took none of its answer for 1 s (--send-timeout)");
+    // Another TLS connection is served meanwhile and after.
+    let mut other = tls_over(server.connect(), trusting_mitmproxy(), "127.0.0.1");
+    assert!(other.exchange(&get("/big", "127.0.0.1:8080")).body == big);
+}
