@@ -644,52 +644,28 @@ fn body_of(replayer: &Rc<Arc<Replayer>>, body: &[u8]) -> Body {
 /// chunked body decoded): what the forwarder relays and the HTTP/1 renderer writes. False when
 /// `bytes` is not a complete response.
 fn answer_http1(conn: &mut Conn<Body>, id: u32, bytes: &[u8], head_request: bool) -> bool {
-    let mut at = 0;
-    loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut slots);
-        let Ok(httparse::Status::Complete(len)) = response.parse(&bytes[at..]) else {
-            return false;
-        };
-        let status = response.code.unwrap_or(502);
-        if (100..200).contains(&status) {
-            at += len;
-            continue;
-        }
-        let rest = &bytes[at + len..];
-        let chunked = response.headers.iter().any(|h| {
-            h.name.eq_ignore_ascii_case("transfer-encoding")
-                && h.value
-                    .rsplit(|&b| b == b',')
-                    .next()
-                    .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-        });
-        let body: Rc<[u8]> = if head_request || matches!(status, 204 | 304) {
-            Rc::from(&b""[..])
-        } else if chunked {
-            let mut decoded = Vec::with_capacity(rest.len());
-            let mut decoder = ChunkedDecoder::new(u64::MAX);
-            if decoder
-                .feed(rest, |d| decoded.extend_from_slice(d))
-                .is_err()
-                || !decoder.is_done()
-            {
-                return false;
+    let answered = with_final_head(bytes, head_request, |status, fields, framing, len| {
+        let rest = &bytes[len..];
+        let body: Rc<[u8]> = match framing {
+            Framing::Done => Rc::from(&b""[..]),
+            Framing::Chunked(mut decoder) => {
+                let mut decoded = Vec::with_capacity(rest.len());
+                if decoder
+                    .feed(rest, |d| decoded.extend_from_slice(d))
+                    .is_err()
+                    || !decoder.is_done()
+                {
+                    return false;
+                }
+                Rc::from(decoded)
             }
-            Rc::from(decoded)
-        } else {
-            Rc::from(rest)
+            Framing::Length(_) | Framing::Eof => Rc::from(rest),
         };
-        let fields: SmallVec<[(&[u8], &[u8]); 32]> = response
-            .headers
-            .iter()
-            .filter(|h| !(chunked && h.name.eq_ignore_ascii_case("content-length")))
-            .map(|h| (h.name.as_bytes(), h.value))
-            .collect();
         let body = (!body.is_empty()).then_some(Body::Owned(body));
-        let _ = conn.answer(id, status, &fields, body, &[]);
-        return true;
-    }
+        let _ = conn.answer(id, status, fields, body, &[]);
+        true
+    });
+    matches!(answered, Ok(Some(true)))
 }
 
 /// A forwarded request, owned: its forward outlives the turn that took it.
@@ -1000,6 +976,23 @@ fn relay_head(
     bytes: &[u8],
     head_request: bool,
 ) -> Result<Option<(usize, Framing)>, ()> {
+    with_final_head(bytes, head_request, |status, fields, framing, len| {
+        let end = matches!(framing, Framing::Done);
+        let _ = conn.send_head(stream, status, fields, end);
+        (len, framing)
+    })
+}
+
+/// Reads the final HTTP/1.1 response head at the start of `bytes` (interim 1xx heads skipped)
+/// and gives `on_head` its status, its fields as HTTP/2 sends them (no `Content-Length` beside
+/// a chunked body, which is re-framed), its body's framing and the bytes up to the body: the
+/// one reading of a relayed or rendered HTTP/1 answer. `None` while the head is incomplete,
+/// `Err` when it is not HTTP/1.1.
+fn with_final_head<R>(
+    bytes: &[u8],
+    head_request: bool,
+    on_head: impl FnOnce(u16, &[(&[u8], &[u8])], Framing, usize) -> R,
+) -> Result<Option<R>, ()> {
     let mut at = 0;
     loop {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -1022,9 +1015,7 @@ fn relay_head(
             .filter(|h| !(chunked && h.name.eq_ignore_ascii_case("content-length")))
             .map(|h| (h.name.as_bytes(), h.value))
             .collect();
-        let end = matches!(framing, Framing::Done);
-        let _ = conn.send_head(stream, status, &fields, end);
-        return Ok(Some((at + len, framing)));
+        return Ok(Some(on_head(status, &fields, framing, at + len)));
     }
 }
 
