@@ -1045,17 +1045,22 @@ impl<'t> Turn<'t> {
         Some(self.finish(&asked, outcome, body_bytes, failure, after))
     }
 
-    /// The log line of a request.
+    /// The log line parts of a request.
     fn line<'a>(&self, asked: &'a Asked<'_>, outcome: Outcome, body_bytes: u64) -> Answered<'a> {
-        answered_line(
-            &asked.ex,
-            asked.method,
-            asked.version_minor,
-            self.peer,
+        Answered {
+            peer: self.peer,
+            method: asked.method,
+            url: asked.ex.url(asked.method),
+            http_version: if asked.version_minor == 0 {
+                "HTTP/1.0"
+            } else {
+                "HTTP/1.1"
+            },
             outcome,
+            flow: asked.ex.replayed_flow(),
             body_bytes,
-            self.now,
-        )
+            turn: self.now,
+        }
     }
 
     /// Ends an answered request: its log line (when sampled) and `-v` line, and whether the
@@ -1086,32 +1091,6 @@ impl<'t> Turn<'t> {
             after = After::Close;
         }
         (after, client_done)
-    }
-}
-
-/// An HTTP/1 request's log line parts.
-fn answered_line<'a>(
-    ex: &'a exchange::Exchange<'_>,
-    method: &'a [u8],
-    version_minor: u8,
-    peer: SocketAddr,
-    outcome: Outcome,
-    body_bytes: u64,
-    turn: std::time::SystemTime,
-) -> Answered<'a> {
-    Answered {
-        peer,
-        method,
-        url: ex.url(method),
-        http_version: if version_minor == 0 {
-            "HTTP/1.0"
-        } else {
-            "HTTP/1.1"
-        },
-        outcome,
-        flow: ex.replayed_flow(),
-        body_bytes,
-        turn,
     }
 }
 
