@@ -210,6 +210,7 @@ start() {
         uringreplay-norefresh) cmd=("$UR" -S "$WORK/bench.flows" --reuse --norefresh "${ur_common[@]}") ;;
         uringreplay-alt) cmd=("$UR_ALT" -S "$WORK/bench.flows" --reuse "${ur_common[@]}") ;;
         uringreplay-epoll) cmd=("$UR" -S "$WORK/bench.flows" --reuse --io epoll "${ur_common[@]}") ;;
+        uringreplay-monoio) cmd=("$UR" -S "$WORK/bench.flows" --reuse --no-direct-ring "${ur_common[@]}") ;;
         nginx)
             sed "s/@PORT@/$port/" "$WORK/nginx/nginx.conf" >"$WORK/nginx/$port.conf"
             cmd=(nginx -c "$WORK/nginx/$port.conf" -p "$WORK/nginx") ;;
@@ -381,10 +382,10 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "-" || b == "-" || b == 0) pr
 # ---------------------------------------------------------------------------------------------
 log "measuring: $ROUNDS rounds × ${SECS} s (+ ${WARM} s warm-up) per server and case"
 # KIND tells the ceiling responders which fixed answer to give (small or 16k).
-want small && KIND=small run_case small "/small 64 $SECS 0 0" uringreplay nginx uringreplay-norefresh uringreplay-epoll ${UR_ALT:+uringreplay-alt} "${CEILING[@]}"
-want c256 && KIND=small run_case c256 "/small 256 $SECS 0 0" uringreplay nginx "${CEILING[@]}"
+want small && KIND=small run_case small "/small 64 $SECS 0 0" uringreplay nginx uringreplay-norefresh uringreplay-epoll uringreplay-monoio ${UR_ALT:+uringreplay-alt} "${CEILING[@]}"
+want c256 && KIND=small run_case c256 "/small 256 $SECS 0 0" uringreplay nginx uringreplay-monoio "${CEILING[@]}"
 want close && run_case close "/close 64 $SECS 0 1" uringreplay nginx ${UR_ALT:+uringreplay-alt}
-want 16k && KIND=16k run_case 16k "/16k 64 $SECS 0 0" uringreplay nginx ${UR_ALT:+uringreplay-alt} "${CEILING16K[@]}"
+want 16k && KIND=16k run_case 16k "/16k 64 $SECS 0 0" uringreplay nginx uringreplay-monoio ${UR_ALT:+uringreplay-alt} "${CEILING16K[@]}"
 if want scale; then
     # Each server walks its own keys: /item/(i * 7919 mod keys).
     run_case scale "/ 64 $SECS auto 0" ur-1 ur-10k ur-1m ur-1m-cycle ur-1m-consume!
@@ -447,16 +448,19 @@ row() {
 row small "small, keep-alive, 64 conns" uringreplay "small|nginx"
 row small "small, keep-alive, 64 conns" uringreplay-norefresh "small|nginx"
 row small "small, keep-alive, 64 conns" uringreplay-epoll "small|nginx"
+row small "small, keep-alive, 64 conns" uringreplay-monoio "small|nginx"
 row small "small, keep-alive, 64 conns" uringreplay-alt "small|nginx"
 row small "small, keep-alive, 64 conns" nginx
 for b in "${CEILING[@]}"; do row small "small, keep-alive, 64 conns (ceiling responder)" "$b" "small|nginx"; done
 row c256 "small, keep-alive, 256 conns" uringreplay "c256|nginx"
+row c256 "small, keep-alive, 256 conns" uringreplay-monoio "c256|nginx"
 row c256 "small, keep-alive, 256 conns" nginx
 for b in "${CEILING[@]}"; do row c256 "small, keep-alive, 256 conns (ceiling responder)" "$b" "c256|nginx"; done
 row close "small, new connection per request" uringreplay "close|nginx"
 row close "small, new connection per request" uringreplay-alt "close|nginx"
 row close "small, new connection per request" nginx
 row 16k "16 KiB, keep-alive, 64 conns" uringreplay "16k|nginx"
+row 16k "16 KiB, keep-alive, 64 conns" uringreplay-monoio "16k|nginx"
 row 16k "16 KiB, keep-alive, 64 conns" uringreplay-alt "16k|nginx"
 row 16k "16 KiB, keep-alive, 64 conns (nginx: static file)" nginx
 for b in "${CEILING16K[@]}"; do row 16k "16 KiB, keep-alive, 64 conns (ceiling responder)" "$b" "16k|nginx"; done

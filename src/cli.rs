@@ -173,6 +173,10 @@ pub struct ServeArgs {
     /// I/O driver: auto (io_uring, else epoll), uring or epoll.
     #[arg(long, value_name = "DRIVER", default_value = "auto")]
     pub io: String,
+    /// Serve plain HTTP/1 through monoio's ops only, without each io_uring worker's direct ring
+    /// (multishot receive into provided buffers, a turn's sends submitted together).
+    #[arg(long)]
+    pub no_direct_ring: bool,
     /// Largest request body accepted, in bytes (larger gets 413).
     #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body: u64,
@@ -570,6 +574,7 @@ impl ServeArgs {
                 header_timeout_secs: self.header_timeout,
                 shutdown_timeout_secs: self.shutdown_timeout,
                 send_timeout_secs: self.send_timeout,
+                direct_ring: !self.no_direct_ring,
                 verbose,
                 quiet,
                 exit_when_done,

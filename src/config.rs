@@ -100,6 +100,9 @@ pub struct ServeOptions {
     pub threads: usize,
     /// I/O driver.
     pub io: IoDriver,
+    /// On io_uring, serve plain HTTP/1 connections on each worker's direct ring (multishot
+    /// receive, batched sends) rather than through monoio's ops; `--no-direct-ring`: false.
+    pub direct_ring: bool,
     /// Proxy mode.
     pub mode: ProxyMode,
     /// Largest request body accepted.
@@ -151,6 +154,7 @@ impl Default for ServeOptions {
             listen_port: 8080,
             threads: 1,
             io: IoDriver::Auto,
+            direct_ring: true,
             mode: ProxyMode::Regular,
             max_body: 16 * 1024 * 1024,
             idle_timeout_secs: 60,

@@ -31,6 +31,9 @@ pub struct Counters {
     pub log_dropped: AtomicU64,
     /// Connections reset because their client took nothing for `--send-timeout`.
     pub send_timeouts: AtomicU64,
+    /// Connections served on the worker's direct ring (plain HTTP/1 on io_uring), at least at
+    /// first.
+    pub ring_connections: AtomicU64,
     /// How long answers took, from the request's last byte to the answer handed to the kernel.
     pub service: ServiceTimes,
 }
@@ -140,6 +143,8 @@ pub struct Totals {
     pub log_dropped: u64,
     /// See [`Counters::send_timeouts`].
     pub send_timeouts: u64,
+    /// See [`Counters::ring_connections`].
+    pub ring_connections: u64,
     /// Recorded flows not yet replayed.
     pub flows_left: u64,
 }
@@ -162,6 +167,7 @@ impl Totals {
             t.tls_failed += c.tls_failed.load(Ordering::Relaxed);
             t.log_dropped += c.log_dropped.load(Ordering::Relaxed);
             t.send_timeouts += c.send_timeouts.load(Ordering::Relaxed);
+            t.ring_connections += c.ring_connections.load(Ordering::Relaxed);
         }
         t
     }

@@ -114,6 +114,18 @@ pub fn render(scrape: &Scrape) -> String {
     let _ = writeln!(out, "uringreplay_send_timeouts_total {}", t.send_timeouts);
     family(
         &mut out,
+        "uringreplay_direct_ring_connections_total",
+        "counter",
+        "Client connections served on a worker's direct ring (plain HTTP/1 on io_uring), at \
+         least until a forward, CONNECT, h2c or TLS handed them to monoio.",
+    );
+    let _ = writeln!(
+        out,
+        "uringreplay_direct_ring_connections_total {}",
+        t.ring_connections
+    );
+    family(
+        &mut out,
         "uringreplay_upstream_errors_total",
         "counter",
         "Forwarded requests that failed upstream (502/504 or cut off).",

@@ -235,6 +235,7 @@ impl Admin {
                 "misses_seen": s.misses_seen,
                 "log_dropped": t.log_dropped,
                 "send_timeouts": t.send_timeouts,
+                "direct_ring_connections": t.ring_connections,
             },
             "hit_rate": hit_rate(t),
             "recording": {
@@ -279,6 +280,7 @@ fn add_totals(a: &mut Totals, b: &Totals) {
     a.tls_failed += b.tls_failed;
     a.log_dropped += b.log_dropped;
     a.send_timeouts += b.send_timeouts;
+    a.ring_connections += b.ring_connections;
 }
 
 /// The `--reuse`/order name used in `/status`.

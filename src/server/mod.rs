@@ -253,8 +253,8 @@ impl Server {
                     if let Some(cpu) = cpu {
                         pin_to(cpu);
                     }
-                    runtime::block_on(driver, may_fall_back, || {
-                        worker::serve(l, shared, index, core_log)
+                    runtime::block_on(driver, may_fall_back, |on| {
+                        worker::serve(l, shared, index, core_log, on)
                     })
                 })
                 .map_err(|e| format!("cannot start worker thread: {e}"))?;

@@ -41,6 +41,8 @@ pub struct Outbox {
     run_start: usize,
     /// iovec storage reused between writes.
     iovecs: Vec<libc::iovec>,
+    /// [`Outbox::pending`]: the iovecs already written.
+    sent_iovecs: usize,
     /// Keeps the mapping that `Mapped` segments point into alive.
     owner: Arc<Replayer>,
 }
@@ -53,6 +55,7 @@ impl Outbox {
             segments: Vec::new(),
             run_start: 0,
             iovecs: Vec::new(),
+            sent_iovecs: 0,
             owner,
         }
     }
@@ -150,11 +153,91 @@ impl Outbox {
         } = pending;
         bytes.clear();
         self.bytes = bytes;
+        let mut iovecs = iovecs;
+        // Empty between writes: [`Outbox::pending`] lays them out afresh.
+        iovecs.clear();
         self.iovecs = iovecs;
         self.segments.clear();
         self.run_start = 0;
         result
     }
+}
+
+/// What a driver that submits its own sends (the worker's direct ring) writes next: the outbox must not
+/// change until [`Outbox::written`] says all of it went.
+#[derive(Debug, Clone, Copy)]
+pub enum Pending {
+    /// One contiguous run of bytes.
+    Bytes(*const u8, usize),
+    /// A vectored write of this many iovecs (at most `UIO_MAXIOV`).
+    Iovecs(*const libc::iovec, usize),
+}
+
+impl Outbox {
+    /// What to write next (call only when the outbox is not empty). Referenced bodies are laid
+    /// out as iovecs once; later calls go on where [`Outbox::written`] left off.
+    pub fn pending(&mut self) -> Pending {
+        if self.segments.is_empty() {
+            return Pending::Bytes(self.bytes.as_ptr(), self.bytes.len());
+        }
+        if self.iovecs.is_empty() {
+            self.close_run();
+            for s in &self.segments {
+                let (base, len) = match *s {
+                    Segment::Bytes(start, end) => (self.bytes[start..end].as_ptr(), end - start),
+                    Segment::Mapped(ptr, len) => (ptr, len),
+                };
+                self.iovecs.push(libc::iovec {
+                    iov_base: base as *mut libc::c_void,
+                    iov_len: len,
+                });
+            }
+            self.sent_iovecs = 0;
+        }
+        let rest = &self.iovecs[self.sent_iovecs..];
+        Pending::Iovecs(rest.as_ptr(), rest.len().min(IOV_MAX))
+    }
+
+    /// `n` bytes of [`Outbox::pending`] were written: true when nothing is left (the outbox is
+    /// then empty and may take answers again).
+    pub fn written(&mut self, n: usize) -> bool {
+        if self.segments.is_empty() {
+            if n >= self.bytes.len() {
+                self.bytes.clear();
+                return true;
+            }
+            // A partial send: rare (the socket buffer was full), so a move is fine.
+            self.bytes.drain(..n);
+            return false;
+        }
+        self.sent_iovecs = advance(&mut self.iovecs, self.sent_iovecs, n);
+        if self.sent_iovecs < self.iovecs.len() {
+            return false;
+        }
+        self.bytes.clear();
+        self.iovecs.clear();
+        self.segments.clear();
+        self.run_start = 0;
+        self.sent_iovecs = 0;
+        true
+    }
+}
+
+/// Skips `n` written bytes of `iovecs[first..]`; returns the first iovec not completely written.
+fn advance(iovecs: &mut [libc::iovec], mut first: usize, mut n: usize) -> usize {
+    while n > 0 && first < iovecs.len() {
+        let iov = &mut iovecs[first];
+        if n >= iov.iov_len {
+            n -= iov.iov_len;
+            first += 1;
+        } else {
+            // SAFETY: n < iov_len, so the advanced pointer stays inside the same buffer.
+            iov.iov_base = unsafe { (iov.iov_base as *mut u8).add(n) } as *mut libc::c_void;
+            iov.iov_len -= n;
+            n = 0;
+        }
+    }
+    first
 }
 
 /// The HTTP/1 renderer writes into the outbox: heads as bytes, large bodies by reference.
@@ -181,19 +264,8 @@ struct Gather {
 
 impl Gather {
     /// Skips `n` written bytes.
-    fn advance(&mut self, mut n: usize) {
-        while n > 0 && self.first < self.iovecs.len() {
-            let iov = &mut self.iovecs[self.first];
-            if n >= iov.iov_len {
-                n -= iov.iov_len;
-                self.first += 1;
-            } else {
-                // SAFETY: n < iov_len, so the advanced pointer stays inside the same buffer.
-                iov.iov_base = unsafe { (iov.iov_base as *mut u8).add(n) } as *mut libc::c_void;
-                iov.iov_len -= n;
-                n = 0;
-            }
-        }
+    fn advance(&mut self, n: usize) {
+        self.first = advance(&mut self.iovecs, self.first, n);
     }
 }
 

@@ -97,12 +97,13 @@ pub fn choose(wanted: IoDriver) -> Result<(Driver, Option<String>), String> {
     }
 }
 
-/// Builds a runtime with `driver` on this thread (with timers) and runs `task` to completion.
+/// Builds a runtime with `driver` on this thread (with timers) and runs `task` to completion,
+/// telling it the driver it runs on.
 /// When this thread's ring cannot be built (e.g. a locked-memory limit the small probe ring did
 /// not hit) and `may_fall_back`, it retries without the tuned flags, then on epoll, saying so.
 pub fn block_on<F, Fut>(driver: Driver, may_fall_back: bool, task: F) -> io::Result<Fut::Output>
 where
-    F: FnOnce() -> Fut,
+    F: FnOnce(Driver) -> Fut,
     Fut: Future,
 {
     match driver {
@@ -113,7 +114,7 @@ where
                 .enable_timer()
                 .build();
             match built {
-                Ok(mut rt) => Ok(rt.block_on(task())),
+                Ok(mut rt) => Ok(rt.block_on(task(driver))),
                 Err(e) if may_fall_back => {
                     let next = if tuned {
                         Driver::Uring { tuned: false }
@@ -130,7 +131,7 @@ where
             let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
                 .enable_timer()
                 .build()?;
-            Ok(rt.block_on(task()))
+            Ok(rt.block_on(task(driver)))
         }
     }
 }

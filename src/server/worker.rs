@@ -41,6 +41,10 @@ use crate::upstream::{Origin, Scheme};
 #[path = "h2.rs"]
 mod h2;
 
+// The direct ring for plain HTTP/1: a child module for the same reason.
+#[path = "lane.rs"]
+mod lane;
+
 /// What every worker shares (read-only after start-up, except the stop flag and counters).
 #[derive(Debug)]
 pub struct Shared {
@@ -139,6 +143,9 @@ struct Worker {
     log: RefCell<Option<CoreLog>>,
     /// `--send-timeout` in ticks (`None`: 0, never).
     send_timeout: Option<u64>,
+    /// The direct ring serving plain HTTP/1 connections (`None`: every connection is served
+    /// through monoio's ops: epoll, TLS configured, `--no-direct-ring`, or no ring here).
+    lane: RefCell<Option<lane::Lane>>,
 }
 
 impl Worker {
@@ -234,6 +241,9 @@ async fn sweep(worker: Rc<Worker>) {
                 Worker::end_read(slot);
             }
         }
+        if let Some(lane) = worker.lane.borrow_mut().as_mut() {
+            lane.expire(&worker);
+        }
         if let Some(timeout) = worker
             .send_timeout
             .filter(|t| now % send_check_period(*t) == 0)
@@ -268,6 +278,7 @@ pub async fn serve(
     shared: Arc<Shared>,
     index: usize,
     log: Option<CoreLog>,
+    driver: super::runtime::Driver,
 ) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -300,7 +311,21 @@ pub async fn serve(
         stopping: Cell::new(false),
         log: RefCell::new(log),
         send_timeout,
+        lane: RefCell::new(None),
     });
+    // The direct ring: plain HTTP/1 on io_uring only (a TLS ClientHello is handed to monoio).
+    if matches!(driver, super::runtime::Driver::Uring { .. }) && worker.shared.serve.direct_ring {
+        match lane::Lane::new() {
+            Ok((ring, wake)) => {
+                *worker.lane.borrow_mut() = Some(ring);
+                monoio::spawn(lane::drive(worker.clone(), wake));
+            }
+            Err(e) => eprintln!(
+                "warning: worker {index}: no direct ring ({e}): plain HTTP/1 goes through \
+                 monoio's ops"
+            ),
+        }
+    }
     monoio::spawn(sweep(worker.clone()));
     if worker.log.borrow().is_some() {
         monoio::spawn(flush_log(worker.clone()));
@@ -325,12 +350,17 @@ pub async fn serve(
                     peer,
                 });
                 worker.open.borrow_mut().insert(id, slot.clone());
+                let stream = match worker.lane.borrow_mut().as_mut() {
+                    Some(lane) => match lane.adopt(&worker, stream, id, slot.clone()) {
+                        Ok(()) => continue,
+                        Err(stream) => stream,
+                    },
+                    None => stream,
+                };
                 let w = worker.clone();
                 monoio::spawn(async move {
                     opened(&w, &slot, stream, peer).await;
-                    w.open.borrow_mut().remove(&id);
-                    let open = &w.live().open;
-                    open.store(open.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+                    closed(&w, id);
                 });
             }
             Err(e) => {
@@ -354,6 +384,9 @@ pub async fn serve(
         let canceller = std::mem::take(&mut *slot.cancel.borrow_mut());
         drop(canceller.cancel());
     }
+    if let Some(lane) = worker.lane.borrow_mut().as_mut() {
+        lane.stop(&worker);
+    }
     let grace = Duration::from_secs(worker.shared.serve.shutdown_timeout_secs);
     let started = clock::instant();
     while !worker.open.borrow().is_empty() && clock::since(started) < grace {
@@ -363,6 +396,13 @@ pub async fn serve(
     if let Some(log) = log {
         log.finish(worker.counters());
     }
+}
+
+/// A connection's end, however it was served: it leaves the worker's open set.
+fn closed(worker: &Worker, id: u64) {
+    worker.open.borrow_mut().remove(&id);
+    let open = &worker.live().open;
+    open.store(open.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
 }
 
 /// Says, at most once a second across all workers, that accepting waits for free descriptors.
@@ -425,12 +465,34 @@ impl Leg {
     }
 }
 
+/// Where a connection's HTTP/1 serving starts: the bytes read so far and the parse state (fresh,
+/// or the direct ring's when it hands the connection over).
+struct Resume {
+    conn: Conn,
+    input: Vec<u8>,
+    /// The first bytes were already told from an h2c preface.
+    told: bool,
+}
+
+impl Resume {
+    /// A connection whose serving starts now with `input` read.
+    fn fresh(worker: &Worker, input: Vec<u8>) -> Resume {
+        let shared = &worker.shared;
+        Resume {
+            conn: Conn::with_timeouts(shared.limits, shared.timeouts, since_start(worker)),
+            input,
+            told: false,
+        }
+    }
+}
+
 /// A new client connection: without TLS configured it is served as plain HTTP at once; else its
 /// first bytes decide, as mitmproxy decides, between TLS and plain HTTP on the same port.
 async fn opened(worker: &Worker, slot: &Slot, stream: TcpStream, peer: SocketAddr) {
     let input = Vec::with_capacity(INPUT_FIRST);
     if worker.tls.is_none() {
-        return connection(worker, slot, stream, peer, Leg::default(), input).await;
+        let start = Resume::fresh(worker, input);
+        return connection(worker, slot, stream, peer, Leg::default(), start).await;
     }
     // Boxed, as every rare path of a connection: a task is as large as its largest path, and
     // this one (TLS session, handshake, HTTP/2) is many times the plain connection's (18 560
@@ -513,7 +575,8 @@ async fn detected(
             port,
         });
         let leg = Leg { tls: false, tunnel };
-        return connection(worker, slot, stream, peer, leg, input).await;
+        let start = Resume::fresh(worker, input);
+        return connection(worker, slot, stream, peer, leg, start).await;
     };
     let fallback = match (&tunnel, &shared.reverse) {
         (Some((host, _)), _) => Identity::from_host(host),
@@ -555,7 +618,8 @@ async fn detected(
     if stream.alpn() == Some(b"h2") {
         return h2::serve(worker, slot, stream, peer, leg, input_buffer(input)).await;
     }
-    connection(worker, slot, stream, peer, leg, input_buffer(input)).await
+    let start = Resume::fresh(worker, input_buffer(input));
+    connection(worker, slot, stream, peer, leg, start).await
 }
 
 /// The input buffer for the HTTP inside a TLS connection (the ClientHello's buffer, emptied).
@@ -596,22 +660,26 @@ async fn tunnel(
 }
 
 /// Serves one client connection over any [`Transport`] (plain TCP or TLS): read, let the Conn
-/// find the requests, answer each through the exchange, write, until close. `input` holds bytes
-/// already read (the ones that told TLS from plain HTTP).
+/// find the requests, answer each through the exchange, write, until close. `start` holds bytes
+/// already read (the ones that told TLS from plain HTTP, or the direct ring's).
 async fn connection<S: Transport>(
     worker: &Worker,
     slot: &Slot,
     mut stream: S,
     peer: SocketAddr,
     leg: Leg,
-    mut input: Vec<u8>,
+    start: Resume,
 ) {
     let shared: &Shared = &worker.shared;
     let counters = worker.counters();
     // The replayer in force, re-read (one atomic load, no count change) at each turn; each
     // connection keeps the one its pending answers came from alive until they are written.
     let mut current = Cache::new(&shared.replayer);
-    let mut conn = Conn::with_timeouts(shared.limits, shared.timeouts, since_start(worker));
+    let Resume {
+        mut conn,
+        mut input,
+        told,
+    } = start;
     let mut outbox = Outbox::new(current.load().clone());
     let mut scratch: Vec<u8> = Vec::new();
     let cancel: CancelHandle = slot.cancel.borrow().handle();
@@ -621,7 +689,7 @@ async fn connection<S: Transport>(
     let mut connect: Option<Tunnel> = None;
     // Until the first bytes tell HTTP/1 from h2c with prior knowledge (its client preface), on
     // a plain connection outside a tunnel, unless `--no-http2`.
-    let mut sniff = !leg.tls && leg.tunnel.is_none() && shared.serve.http2;
+    let mut sniff = !told && !leg.tls && leg.tunnel.is_none() && shared.serve.http2;
     loop {
         if sniff {
             match crate::http2::preface(&input) {
@@ -647,6 +715,7 @@ async fn connection<S: Transport>(
             stopping: worker.stopping.get() || slot.expired.get(),
             keep_alive: replayer.keep_alive(),
             tunnels,
+            hands_off: false,
         };
         // The outbox took as many answers as one write does: write, then parse on unread.
         let mut full = false;
@@ -675,6 +744,8 @@ async fn connection<S: Transport>(
                     connect = Some(t);
                     break;
                 }
+                // Only the direct ring's turns hand off.
+                Next::HandOff => break,
                 Next::Answered { after, client_done } => (after, client_done),
                 Next::Forward(forwarding) => {
                     if outbox.flush(&mut stream).await.is_err() {
@@ -701,7 +772,11 @@ async fn connection<S: Transport>(
             }
         }
         let now = turn.now;
-        if turn.stopping && matches!(after, After::Continue) {
+        // A stopping turn that answered closes after its answers; one that answered nothing
+        // (the direct ring handed over a connection whose timer expired, or the stop came) goes
+        // on to the stop's path below: bytes that raced it are answered, a partial request gets
+        // its 408.
+        if turn.stopping && answered > 0 && matches!(after, After::Continue) {
             after = After::Close;
         }
         super::admin::served(counters, answered, now);
@@ -828,6 +903,10 @@ struct Turn<'t> {
     keep_alive: bool,
     /// A CONNECT opens a tunnel here.
     tunnels: bool,
+    /// The direct ring's turn ([`super::lane`]): a request that needs waiting (a forward, a
+    /// CONNECT) is left unparsed and uncounted ([`Next::HandOff`]), for monoio's
+    /// [`connection`] to take from its first byte.
+    hands_off: bool,
 }
 
 /// The next request of a turn, as far as [`Turn::next`] took it.
@@ -846,6 +925,9 @@ enum Next<'b> {
     /// Unmatched and to be forwarded ([`Turn::forward`]), after what is pending is written
     /// (boxed: the rare path, kept out of the connection's state).
     Forward(Box<Forwarding<'b>>),
+    /// [`Turn::hands_off`]: the request at `pos` (not advanced, nothing counted) is a forward or
+    /// a CONNECT, for monoio's [`connection`] once what is pending is written.
+    HandOff,
 }
 
 /// A decided request, with what its answer's log and `-v` lines need.
@@ -897,8 +979,11 @@ impl<'t> Turn<'t> {
             }
             Step::Request(req) => req,
         };
-        *pos += req.len;
         if self.tunnels && http1::connect::is_connect(req.method) {
+            if self.hands_off {
+                return Next::HandOff;
+            }
+            *pos += req.len;
             return match Tunnel::parse(req.target, req.version_minor) {
                 Ok(t) => Next::Connect(t),
                 Err(e) => {
@@ -913,6 +998,7 @@ impl<'t> Turn<'t> {
             req.http10_keep_alive,
             self.keep_alive,
         );
+        let len = req.len;
         let facts = RequestFacts {
             is_head: req.is_head,
             wants_close,
@@ -931,6 +1017,12 @@ impl<'t> Turn<'t> {
                 facts,
             },
         );
+        if self.hands_off && ex.answer == Answer::Forward {
+            // Deciding a miss changes nothing: monoio's connection decides it again, counts it
+            // and forwards it.
+            return Next::HandOff;
+        }
+        *pos += len;
         ex.count(counters);
         if let Some(live) = ex.missed(req.method, req.headers, req.body) {
             super::admin::missed(&worker.shared, worker.index, replayer, &live, self.now);
@@ -1245,6 +1337,7 @@ mod tests {
             tls: None,
             log: RefCell::new(None),
             send_timeout: None,
+            lane: RefCell::new(None),
         }
     }
 
@@ -1312,7 +1405,8 @@ mod tests {
                     // Our end closes too, so the driver's linger ends at once.
                     drop(client);
                 };
-                let driver = connection(&worker, &slot, server, peer, Leg::default(), Vec::new());
+                let start = Resume::fresh(&worker, Vec::new());
+                let driver = connection(&worker, &slot, server, peer, Leg::default(), start);
                 monoio::join!(driver, client_side);
             });
         let counters = &worker.shared.counters[0];

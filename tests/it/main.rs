@@ -15,6 +15,7 @@ mod options;
 mod record;
 mod replay;
 mod reqlog;
+mod ring;
 mod support;
 mod tls;
 mod words;

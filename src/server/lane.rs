@@ -1,0 +1,868 @@
+//! The direct ring: a worker's plain HTTP/1 connections served on an io_uring of the worker's
+//! own, beside monoio's. Each connection has one multishot receive into a ring of provided
+//! buffers; a turn's sends, over every connection, go to the kernel with one enter; and there is
+//! no future, waker or op record per request (issue 13: monoio's ops cost a tenth of the bare
+//! loop's rate at 256 connections).
+//!
+//! Requests are answered by the same [`Turn::next`] as monoio's connection loop. Everything that
+//! waits on something other than this client is handed to monoio once the connection's receive
+//! has ended and its answers are written, with the parse state and the bytes read so far: a
+//! forward, a CONNECT and an h2c preface (to [`connection`], which parses that request again:
+//! nothing of it was counted here), a timer that expired and the stop (to [`connection`], which
+//! answers what has arrived and closes as it does for its own connections), and a close that
+//! must linger (to [`linger_close`]). The ring wakes its monoio task through an eventfd that
+//! monoio reads, so an idle worker sleeps in one place.
+
+use std::future::Future;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arc_swap::{ArcSwap, Cache};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use monoio::net::TcpStream;
+
+use super::{
+    closed, linger_close, since_start, ticks_until, Leg, Next, Resume, Shared, Slot, Turn, Worker,
+    INPUT_FIRST,
+};
+use crate::exchange::After;
+use crate::http1::Conn;
+use crate::replay::Replayer;
+use crate::server::clock;
+use crate::server::outbox::{Outbox, Pending};
+use crate::stats::Counters;
+use crate::tls::{detect, Detected};
+
+/// Provided receive buffers (a power of two) and the size of each: a request head fits one.
+const BUFFERS: u16 = 1024;
+const BUFFER_SIZE: usize = 2048;
+/// The provided-buffer group's id.
+const GROUP: u16 = 0x5552;
+/// Submission queue entries (the completion queue has twice as many).
+const ENTRIES: u32 = 4096;
+/// Input held while an answer is being sent, past which the receive pauses until the client
+/// takes its answers (a client that pipelines without reading cannot grow it further).
+const INPUT_HIGH: usize = 256 * 1024;
+/// Input capacity past which an emptied buffer is given back.
+const INPUT_KEEP: usize = 64 * 1024;
+
+/// The operation of a completion: the low two bits of its user data (the client's index above).
+const RECV: u64 = 0;
+const SEND: u64 = 1;
+const CANCEL: u64 = 2;
+/// A completion for no client (the stop's wake-up).
+const NOBODY: u64 = u64::MAX;
+
+/// What becomes of a client once its operations have completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Still served here.
+    Serving,
+    /// Handed to monoio's [`connection`].
+    Monoio,
+    /// A TLS ClientHello: handed to monoio's [`detected`] for the handshake.
+    Tls,
+    /// Handed to [`linger_close`].
+    Linger,
+    /// Closed.
+    Close,
+}
+
+/// One plain HTTP/1 connection on the ring.
+struct Client {
+    /// The socket (owned: closed or handed over by [`Lane::finish`]).
+    fd: RawFd,
+    /// The key of its slot in [`Worker::open`].
+    id: u64,
+    slot: Rc<Slot>,
+    conn: Conn,
+    /// Bytes received and not yet taken by a request.
+    input: Vec<u8>,
+    /// Decoded chunked bodies.
+    scratch: Vec<u8>,
+    outbox: Outbox,
+    /// A receive is armed (its last completion has not come).
+    receiving: bool,
+    /// A cancel of the receive is in flight.
+    cancelling: bool,
+    /// A send is in flight (the outbox must not change).
+    sending: bool,
+    /// The first bytes are still to be told from a TLS ClientHello (TLS is configured).
+    sniff_tls: bool,
+    /// The first bytes are still to be told from an h2c preface.
+    sniff: bool,
+    /// The client closed its side, or its receive failed.
+    eof: bool,
+    /// A receive has completed with bytes (an error before then may mean the kernel refuses
+    /// multishot receives).
+    received: bool,
+    end: End,
+}
+
+/// The ring of provided receive buffers: the kernel picks a buffer per completion; the lane
+/// copies the bytes into the client's input and gives the buffer back at once.
+struct Buffers {
+    /// The ring's entries (an anonymous mapping, registered with the ring).
+    entries: *mut types::BufRingEntry,
+    /// The buffers themselves.
+    memory: Box<[u8]>,
+    /// The tail as this thread advances it; published before each enter.
+    tail: u16,
+}
+
+impl Buffers {
+    /// Maps the entries and registers the group with `ring`, every buffer provided.
+    fn new(ring: &IoUring) -> std::io::Result<Buffers> {
+        let bytes = usize::from(BUFFERS) * std::mem::size_of::<types::BufRingEntry>();
+        // SAFETY: an anonymous private mapping, no file; checked below.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut buffers = Buffers {
+            entries: map.cast(),
+            memory: vec![0u8; usize::from(BUFFERS) * BUFFER_SIZE].into_boxed_slice(),
+            tail: 0,
+        };
+        for bid in 0..BUFFERS {
+            buffers.give(bid);
+        }
+        buffers.publish();
+        // SAFETY: the entries are a page-aligned mapping of BUFFERS entries that lives until
+        // `Drop`, after the ring (a field declared before this one) is gone.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring(map as u64, BUFFERS, GROUP)?
+        };
+        Ok(buffers)
+    }
+
+    /// Provides buffer `bid` again.
+    fn give(&mut self, bid: u16) {
+        let at = usize::from(self.tail & (BUFFERS - 1));
+        // SAFETY: `at` < BUFFERS indexes the mapping; the kernel reads an entry only once the
+        // published tail covers it, which `publish` does after this write.
+        unsafe {
+            let entry = &mut *self.entries.add(at);
+            entry.set_addr(self.memory.as_ptr() as u64 + u64::from(bid) * BUFFER_SIZE as u64);
+            entry.set_len(BUFFER_SIZE as u32);
+            entry.set_bid(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes the buffers given back visible to the kernel.
+    fn publish(&self) {
+        // SAFETY: the tail field lies in the mapping, which lives as long as `self`; the kernel
+        // reads it concurrently, hence the atomic release store.
+        let tail = unsafe { &*(types::BufRingEntry::tail(self.entries) as *const AtomicU16) };
+        tail.store(self.tail, Ordering::Release);
+    }
+
+    /// The `len` bytes the kernel received into buffer `bid` (`None` for values no buffer has).
+    fn received(&self, bid: u16, len: usize) -> Option<&[u8]> {
+        let start = usize::from(bid).checked_mul(BUFFER_SIZE)?;
+        self.memory
+            .get(start..start.checked_add(len.min(BUFFER_SIZE))?)
+    }
+}
+
+impl Drop for Buffers {
+    fn drop(&mut self) {
+        let bytes = usize::from(BUFFERS) * std::mem::size_of::<types::BufRingEntry>();
+        // SAFETY: the mapping made in `new`, unmapped once; the ring that used it is closed.
+        unsafe {
+            libc::munmap(self.entries.cast(), bytes);
+        }
+    }
+}
+
+/// The replayer in force, as the lane's [`Cache`] reads it (one atomic load a turn).
+struct Recordings(Arc<Shared>);
+
+impl std::ops::Deref for Recordings {
+    type Target = ArcSwap<Replayer>;
+
+    fn deref(&self) -> &ArcSwap<Replayer> {
+        &self.0.replayer
+    }
+}
+
+/// A worker's direct ring and the connections on it.
+pub(super) struct Lane {
+    ring: IoUring,
+    buffers: Buffers,
+    clients: Vec<Option<Box<Client>>>,
+    /// Indexes of `clients` free for reuse.
+    free: Vec<u32>,
+    /// Completions of one enter, copied out so handling them can submit.
+    completions: Vec<(u64, i32, u32)>,
+    current: Option<Cache<Recordings, Arc<Replayer>>>,
+    /// The kernel refuses multishot receives: new connections go to monoio.
+    refused: bool,
+}
+
+impl Lane {
+    /// The ring, its buffers and the eventfd it signals on each completion (for [`drive`]).
+    pub(super) fn new() -> std::io::Result<(Lane, OwnedFd)> {
+        let mut builder = IoUring::builder();
+        // COOP_TASKRUN: completions are posted when this thread next enters the kernel (monoio's
+        // enters included), with no interrupt; TASKRUN_FLAG says when some wait to be posted.
+        // (DEFER_TASKRUN measured the same.)
+        builder
+            .setup_single_issuer()
+            .setup_coop_taskrun()
+            .setup_taskrun_flag();
+        let ring = match builder.build(ENTRIES) {
+            Ok(ring) => ring,
+            Err(_) => IoUring::new(ENTRIES)?,
+        };
+        // SAFETY: eventfd takes no pointers; a descriptor it returns is owned below.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if efd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `efd` is a fresh descriptor nothing else owns.
+        let wake = unsafe { OwnedFd::from_raw_fd(efd) };
+        ring.submitter().register_eventfd(efd)?;
+        let buffers = Buffers::new(&ring)?;
+        let lane = Lane {
+            ring,
+            buffers,
+            clients: Vec::new(),
+            free: Vec::new(),
+            completions: Vec::with_capacity(1024),
+            current: None,
+            refused: false,
+        };
+        Ok((lane, wake))
+    }
+
+    /// Serves a freshly accepted plain connection here (its slot is in [`Worker::open`]), or
+    /// gives the stream back when the ring cannot.
+    pub(super) fn adopt(
+        &mut self,
+        worker: &Rc<Worker>,
+        stream: TcpStream,
+        id: u64,
+        slot: Rc<Slot>,
+    ) -> Result<(), TcpStream> {
+        if self.refused || worker.stopping.get() {
+            return Err(stream);
+        }
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => match u32::try_from(self.clients.len()) {
+                Ok(i) if i < u32::MAX >> 2 => {
+                    self.clients.push(None);
+                    i
+                }
+                _ => return Err(stream),
+            },
+        };
+        let replayer = self.replayer(&worker.shared).clone();
+        let shared = &worker.shared;
+        let client = Client {
+            fd: stream.into_raw_fd(),
+            id,
+            slot,
+            conn: Conn::with_timeouts(shared.limits, shared.timeouts, since_start(worker)),
+            input: Vec::with_capacity(INPUT_FIRST),
+            scratch: Vec::new(),
+            outbox: Outbox::new(replayer),
+            receiving: false,
+            cancelling: false,
+            sending: false,
+            sniff_tls: worker.tls.is_some(),
+            sniff: shared.serve.http2,
+            eof: false,
+            received: false,
+            end: End::Serving,
+        };
+        self.clients[index as usize] = Some(Box::new(client));
+        Counters::bump(&worker.counters().ring_connections);
+        self.progress(worker, index);
+        // The loop may be asleep on its eventfd: the receive must reach the kernel now.
+        self.submit();
+        Ok(())
+    }
+
+    /// The replayer in force now.
+    fn replayer(&mut self, shared: &Arc<Shared>) -> &Arc<Replayer> {
+        self.current
+            .get_or_insert_with(|| Cache::new(Recordings(shared.clone())))
+            .load()
+    }
+
+    /// Submits what is queued, without waiting.
+    fn submit(&mut self) {
+        self.buffers.publish();
+        // Refused submissions stay queued for the next enter.
+        let _ = self.ring.submit();
+    }
+
+    /// Hands every connection whose timer expired (the sweeper set its slot's flag) to monoio.
+    pub(super) fn expire(&mut self, worker: &Rc<Worker>) {
+        self.hand_off_all(worker, |c| c.slot.expired.get());
+    }
+
+    /// The worker stops: every connection goes to monoio, which answers what has arrived and
+    /// closes.
+    pub(super) fn stop(&mut self, worker: &Rc<Worker>) {
+        self.hand_off_all(worker, |_| true);
+        // A completion wakes the loop, so it sees the end even when nothing was in flight.
+        let nop = opcode::Nop::new().build().user_data(NOBODY);
+        push(&mut self.ring, &mut self.buffers, nop);
+        self.submit();
+    }
+
+    fn hand_off_all(&mut self, worker: &Rc<Worker>, which: impl Fn(&Client) -> bool) {
+        let mut any = false;
+        for index in 0..self.clients.len() {
+            let Some(c) = self.clients[index].as_mut() else {
+                continue;
+            };
+            if c.end == End::Serving && which(c) {
+                c.end = End::Monoio;
+                any = true;
+                self.progress(worker, index as u32);
+            }
+        }
+        if any {
+            self.submit();
+        }
+    }
+
+    /// Nothing is left on the ring and nothing more will come.
+    fn finished(&self, worker: &Rc<Worker>) -> bool {
+        worker.stopping.get() && self.clients.iter().all(Option::is_none)
+    }
+
+    /// Submits, takes every completion there is and handles it: how many there were.
+    fn turn(&mut self, worker: &Rc<Worker>) -> usize {
+        self.buffers.publish();
+        let (queued, pending) = {
+            let mut sq = self.ring.submission();
+            sq.sync();
+            (sq.len() as u32, sq.taskrun() || sq.cq_overflow())
+        };
+        // Enter only with something to submit or completions the kernel holds back (its task
+        // work runs on every syscall of this thread, monoio's included, and posts them): a
+        // turn that only reads completions costs no syscall.
+        if queued > 0 || pending {
+            // GETEVENTS, no wait.
+            // SAFETY: `queued` entries are in the submission queue; no argument struct is passed.
+            let entered = unsafe {
+                self.ring
+                    .submitter()
+                    .enter::<libc::sigset_t>(queued, 0, 1, None)
+            };
+            // EINTR or EBUSY: the next turn enters again; nothing else is expected of it.
+            let _ = entered;
+        }
+        let mut completions = std::mem::take(&mut self.completions);
+        completions.clear();
+        completions.extend(
+            self.ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
+        for &(data, result, flags) in &completions {
+            let index = (data >> 2) as u32;
+            match data & 3 {
+                RECV => self.received(worker, index, result, flags),
+                SEND => self.sent(worker, index, result),
+                _ => {
+                    if let Some(c) = self.client(index) {
+                        c.cancelling = false;
+                        self.progress(worker, index);
+                    }
+                }
+            }
+        }
+        let count = completions.len();
+        self.completions = completions;
+        count
+    }
+
+    fn client(&mut self, index: u32) -> Option<&mut Client> {
+        self.clients.get_mut(index as usize)?.as_deref_mut()
+    }
+
+    /// A receive completed: `result` bytes in the buffer `flags` names, or the end, or an error.
+    fn received(&mut self, worker: &Rc<Worker>, index: u32, result: i32, flags: u32) {
+        let bid = cqueue::buffer_select(flags);
+        let Some(c) = self
+            .clients
+            .get_mut(index as usize)
+            .and_then(|c| c.as_deref_mut())
+        else {
+            if let Some(bid) = bid {
+                self.buffers.give(bid);
+            }
+            return;
+        };
+        if !cqueue::more(flags) {
+            c.receiving = false;
+        }
+        if let Some(bid) = bid {
+            if let (Ok(len @ 1..), Some(bytes)) = (
+                usize::try_from(result),
+                self.buffers.received(bid, result.max(0) as usize),
+            ) {
+                debug_assert_eq!(bytes.len(), len);
+                c.input.extend_from_slice(bytes);
+                c.received = true;
+            }
+            self.buffers.give(bid);
+        }
+        match result {
+            1.. => {}
+            0 => c.eof = true,
+            // Out of buffers (re-armed by `progress`), or the cancel of a hand-off.
+            e if e == -libc::ENOBUFS || e == -libc::ECANCELED => {}
+            e if e == -libc::EINVAL && !c.received => {
+                // This kernel refuses a multishot receive: this connection and later ones are
+                // served by monoio.
+                self.refused = true;
+                if c.end == End::Serving {
+                    c.end = End::Monoio;
+                }
+            }
+            _ => c.eof = true,
+        }
+        self.progress(worker, index);
+    }
+
+    /// A send completed with `result` bytes written (or an error).
+    fn sent(&mut self, worker: &Rc<Worker>, index: u32, result: i32) {
+        let Some(c) = self.client(index) else {
+            return;
+        };
+        c.sending = false;
+        match usize::try_from(result) {
+            Ok(n @ 1..) => {
+                if c.outbox.written(n) {
+                    c.conn.flushed();
+                } else {
+                    self.send_rest(index);
+                    return;
+                }
+            }
+            // The client is gone (or reset by `--send-timeout`): drop what is pending.
+            _ => {
+                c.outbox.written(usize::MAX);
+                c.eof = true;
+                c.end = End::Close;
+            }
+        }
+        self.progress(worker, index);
+    }
+
+    /// Takes a client as far as it goes: serve what has arrived, send, receive more, or end it
+    /// once its operations have completed.
+    fn progress(&mut self, worker: &Rc<Worker>, index: u32) {
+        let Some(c) = self
+            .clients
+            .get_mut(index as usize)
+            .and_then(|c| c.as_deref_mut())
+        else {
+            return;
+        };
+        if c.sending {
+            if c.receiving && !c.cancelling && c.input.len() > INPUT_HIGH {
+                Self::cancel(&mut self.ring, index, c);
+            }
+            return;
+        }
+        if c.end == End::Serving {
+            if worker.stopping.get() || c.slot.expired.get() {
+                c.end = End::Monoio;
+            } else if !c.input.is_empty() {
+                self.serve(worker, index);
+                let Some(c) = self.client(index) else {
+                    return;
+                };
+                if c.sending {
+                    return;
+                }
+            }
+        }
+        let Some(c) = self
+            .clients
+            .get_mut(index as usize)
+            .and_then(|c| c.as_deref_mut())
+        else {
+            return;
+        };
+        if c.end == End::Serving && c.eof {
+            // The client closed its side with nothing left to answer.
+            c.end = End::Close;
+        }
+        if c.end == End::Serving {
+            if !c.receiving && !c.cancelling {
+                let recv = opcode::RecvMulti::new(types::Fd(c.fd), GROUP)
+                    .build()
+                    .user_data((u64::from(index) << 2) | RECV);
+                c.receiving = true;
+                push(&mut self.ring, &mut self.buffers, recv);
+            }
+            // The Conn's timer: a started head must arrive whole within the header timeout, a
+            // body must keep arriving, an idle connection gets the idle timeout (so do first
+            // bytes that do not yet tell TLS from plain HTTP).
+            let pending = if c.sniff_tls { 0 } else { c.input.len() };
+            c.conn.wait(since_start(worker), pending);
+            c.slot.deadline.set(ticks_until(c.conn.poll_timeout()));
+            return;
+        }
+        if c.receiving {
+            if !c.cancelling {
+                Self::cancel(&mut self.ring, index, c);
+            }
+            return;
+        }
+        if !c.cancelling {
+            self.finish(worker, index);
+        }
+    }
+
+    /// Cancels the client's receive (its last completion, `ECANCELED`, ends it).
+    fn cancel(ring: &mut IoUring, index: u32, c: &mut Client) {
+        let cancel = opcode::AsyncCancel::new((u64::from(index) << 2) | RECV)
+            .build()
+            .user_data((u64::from(index) << 2) | CANCEL);
+        c.cancelling = true;
+        push_entry(ring, cancel);
+    }
+
+    /// One turn of the client's requests ([`Turn::next`], as monoio's loop runs it): answers
+    /// into the outbox, then its send.
+    fn serve(&mut self, worker: &Rc<Worker>, index: u32) {
+        let shared = &worker.shared;
+        let Lane {
+            clients,
+            current,
+            ring,
+            buffers,
+            ..
+        } = self;
+        let replayer: &Arc<Replayer> = current
+            .get_or_insert_with(|| Cache::new(Recordings(shared.clone())))
+            .load();
+        let Some(c) = clients
+            .get_mut(index as usize)
+            .and_then(|c| c.as_deref_mut())
+        else {
+            return;
+        };
+        if c.sniff_tls {
+            match detect(&c.input) {
+                // Told within the idle timeout of the accept, as monoio's `first_bytes` tells.
+                Detected::NeedMore => return,
+                Detected::Tls => {
+                    c.end = End::Tls;
+                    return;
+                }
+                _ => c.sniff_tls = false,
+            }
+        }
+        if c.sniff {
+            match crate::http2::preface(&c.input) {
+                crate::http2::Preface::No => c.sniff = false,
+                // h2c with prior knowledge (or not yet told): monoio's loop tells and serves it.
+                _ => {
+                    c.end = End::Monoio;
+                    return;
+                }
+            }
+        }
+        c.outbox.serve_from(replayer);
+        let leg = Leg::default();
+        let turn = Turn {
+            worker,
+            replayer,
+            routing: leg.routing(shared),
+            peer: c.slot.peer,
+            now: clock::now(),
+            stopping: false,
+            keep_alive: replayer.keep_alive(),
+            tunnels: shared.reverse.is_none(),
+            hands_off: true,
+        };
+        let mut pos = 0;
+        let mut answered = 0;
+        let mut after = After::Continue;
+        let mut client_done = false;
+        loop {
+            let next = turn.next(
+                &mut c.conn,
+                &c.input,
+                &mut pos,
+                &mut c.outbox,
+                &mut c.scratch,
+            );
+            match next {
+                Next::NeedMore => break,
+                // The outbox is full: the rest of the input is served once it is written.
+                Next::Flush => break,
+                Next::Close => {
+                    after = After::Close;
+                    break;
+                }
+                Next::Answered {
+                    after: then,
+                    client_done: done,
+                } => {
+                    answered += 1;
+                    after = then;
+                    client_done = done;
+                    if !matches!(after, After::Continue) {
+                        break;
+                    }
+                }
+                // A forward or a CONNECT, left unparsed (a turn that hands off never gets the
+                // other two).
+                Next::HandOff | Next::Connect(_) | Next::Forward(_) => {
+                    c.end = End::Monoio;
+                    break;
+                }
+            }
+        }
+        super::super::admin::served(worker.counters(), answered, turn.now);
+        let rest = c.input.len() - pos;
+        match after {
+            After::Continue => {}
+            After::Kill => c.end = End::Close,
+            // The client asked to close and sent nothing after its request: close at once (as
+            // nginx does); otherwise linger.
+            After::Close if client_done && rest == 0 => c.end = End::Close,
+            After::Close => c.end = End::Linger,
+        }
+        if rest == 0 {
+            c.input.clear();
+            if c.input.capacity() > INPUT_KEEP {
+                c.input = Vec::with_capacity(INPUT_FIRST);
+            }
+        } else if pos > 0 {
+            c.input.drain(..pos);
+        }
+        if !c.outbox.is_empty() {
+            send(ring, buffers, index, c);
+        }
+    }
+
+    /// A client's answers' rest, after a partial send.
+    fn send_rest(&mut self, index: u32) {
+        let Lane {
+            clients,
+            ring,
+            buffers,
+            ..
+        } = self;
+        if let Some(c) = clients
+            .get_mut(index as usize)
+            .and_then(|c| c.as_deref_mut())
+        {
+            send(ring, buffers, index, c);
+        }
+    }
+
+    /// A client whose operations have all completed leaves the ring: closed, or handed to monoio.
+    fn finish(&mut self, worker: &Rc<Worker>, index: u32) {
+        let Some(c) = self.clients.get_mut(index as usize).and_then(Option::take) else {
+            return;
+        };
+        self.free.push(index);
+        let Client {
+            fd,
+            id,
+            slot,
+            conn,
+            input,
+            sniff_tls,
+            sniff,
+            end,
+            ..
+        } = *c;
+        slot.deadline.set(u64::MAX);
+        if end == End::Close {
+            // SAFETY: `fd` is the client's socket, owned by the lane, with no operation in
+            // flight; it is closed once, here.
+            unsafe {
+                libc::close(fd);
+            }
+            closed(worker, id);
+            return;
+        }
+        // SAFETY: as above: the socket is handed over whole, to be closed by its new owner.
+        let std = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+        let stream = match TcpStream::from_std(std) {
+            Ok(stream) => stream,
+            Err(_) => {
+                // `from_std` dropped (closed) the socket it could not take.
+                closed(worker, id);
+                return;
+            }
+        };
+        let worker = worker.clone();
+        let task: Pin<Box<dyn Future<Output = ()>>> = match end {
+            End::Linger => Box::pin(linger_close(stream, input)),
+            // Not yet told from TLS (a ClientHello, or a stop, timer or refusal before the first
+            // bytes told): monoio's `detected` tells and serves it.
+            _ if end == End::Tls || sniff_tls => {
+                let w = worker.clone();
+                Box::pin(async move {
+                    let peer = slot.peer;
+                    super::detected(&w, &slot, stream, peer, None, input).await;
+                })
+            }
+            _ => {
+                let peer = slot.peer;
+                let start = Resume {
+                    conn,
+                    input,
+                    told: !sniff,
+                };
+                let w = worker.clone();
+                Box::pin(async move {
+                    super::connection(&w, &slot, stream, peer, Leg::default(), start).await;
+                })
+            }
+        };
+        monoio::spawn(async move {
+            task.await;
+            closed(&worker, id);
+        });
+    }
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        // A client with an operation still in flight (the grace period ran out) keeps its
+        // buffers: the kernel may still write them until the ring's teardown ends.
+        for c in self.clients.iter_mut().filter_map(Option::take) {
+            if c.receiving || c.sending || c.cancelling {
+                std::mem::forget(c);
+            } else {
+                // SAFETY: the client's socket, with nothing in flight, closed once.
+                unsafe {
+                    libc::close(c.fd);
+                }
+            }
+        }
+    }
+}
+
+/// Submits the client's pending output (one send, or one vectored send for referenced bodies).
+fn send(ring: &mut IoUring, buffers: &mut Buffers, index: u32, c: &mut Client) {
+    let data = (u64::from(index) << 2) | SEND;
+    let send = match c.outbox.pending() {
+        Pending::Bytes(ptr, len) => opcode::Send::new(types::Fd(c.fd), ptr, clamp(len))
+            .flags(libc::MSG_NOSIGNAL)
+            .build(),
+        Pending::Iovecs(ptr, count) => {
+            opcode::Writev::new(types::Fd(c.fd), ptr, clamp(count)).build()
+        }
+    };
+    c.sending = true;
+    // No read deadline while the answer goes out (`--send-timeout` watches it).
+    c.slot.deadline.set(u64::MAX);
+    push(ring, buffers, send.user_data(data));
+}
+
+/// A length for a submission entry (an outbox never holds 4 GiB at once).
+fn clamp(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
+/// Queues `entry`, submitting first when the queue is full.
+fn push(ring: &mut IoUring, buffers: &mut Buffers, entry: squeue::Entry) {
+    if ring.submission().is_full() {
+        buffers.publish();
+        let _ = ring.submit();
+    }
+    push_entry(ring, entry);
+}
+
+fn push_entry(ring: &mut IoUring, entry: squeue::Entry) {
+    loop {
+        // SAFETY: every entry points at memory that outlives its operation: a client's outbox
+        // and the provided buffers live until its operations complete (or are leaked by
+        // `Drop`), and a cancel points at nothing.
+        if unsafe { ring.submission().push(&entry) }.is_ok() {
+            return;
+        }
+        // Full: submit what is queued (the completion queue takes the overflow).
+        let _ = ring.submit();
+    }
+}
+
+/// Yields once to monoio's other tasks (its own ring is then submitted and reaped).
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// The lane's task: turns while completions come, yielding to monoio's tasks between turns;
+/// asleep on the eventfd when the ring has nothing; ends once the worker stops and the lane is
+/// empty.
+pub(super) async fn drive(worker: Rc<Worker>, wake: OwnedFd) {
+    let wake = match monoio::fs::File::from_std(std::fs::File::from(wake)) {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!(
+                "warning: worker {}: the direct ring cannot wait ({e})",
+                worker.index
+            );
+            return;
+        }
+    };
+    let mut count = vec![0u8; 8];
+    loop {
+        let (completed, finished) = {
+            let mut lane = worker.lane.borrow_mut();
+            let Some(lane) = lane.as_mut() else {
+                return;
+            };
+            (lane.turn(&worker), lane.finished(&worker))
+        };
+        if finished {
+            return;
+        }
+        if completed > 0 {
+            // monoio's other tasks run, and its ring is entered (which also posts this ring's
+            // completions): yielding after every turn measured fewer enters than every 4 to 64.
+            YieldNow(false).await;
+            continue;
+        }
+        // Nothing completed: sleep in monoio until the ring posts (each completion counts).
+        let (res, back) = wake.read_at(count, 0).await;
+        count = back;
+        if res.is_err() {
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+}

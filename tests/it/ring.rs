@@ -1,0 +1,247 @@
+//! The direct ring (issue 13): plain HTTP/1 connections of an io_uring worker are served on a
+//! ring of the worker's own, and handed to monoio for what waits on something else. The same
+//! bytes as monoio's loop; every answer in order across a hand-off; a client that pipelines
+//! without reading is paused, not buffered.
+
+use std::io::{Read, Write};
+
+use crate::support::{fixture, get, Client, FlowFile, Server};
+
+fn demo(extra: &[&str]) -> Server {
+    let path = fixture("demo.flows");
+    let mut args = vec!["-S", path.to_str().unwrap(), "--admin", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+/// A counter of `/metrics` (the line `NAME VALUE`).
+fn metric(server: &Server, name: &str) -> u64 {
+    let body = String::from_utf8(server.admin("GET", "/metrics").body).unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+}
+
+/// Every byte a connection gets for `request`, until the server closes.
+fn raw(server: &Server, request: &[u8]) -> Vec<u8> {
+    let mut c = Client::new(server);
+    c.send(request);
+    c.read_to_close()
+}
+
+#[test]
+fn plain_connections_use_the_ring_on_io_uring_only_and_get_the_same_bytes_as_monoio() {
+    // Pipelined: a replay, a HEAD, an unrecorded path (404 by `--extra`), and one that closes.
+    let mut request = get("/hello");
+    request.extend_from_slice(b"HEAD /hello HTTP/1.1\r\nHost: 127.0.0.1:29411\r\n\r\n");
+    request.extend_from_slice(&get("/nothing-recorded"));
+    request.extend_from_slice(
+        b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:29411\r\nConnection: close\r\n\r\n",
+    );
+    let mut answers = Vec::new();
+    for (extra, on_ring) in [
+        (&[][..], 1),
+        (&["--no-direct-ring"][..], 0),
+        (&["--io", "epoll"][..], 0),
+    ] {
+        let mut args = vec!["--reuse", "--norefresh", "--extra", "404"];
+        args.extend_from_slice(extra);
+        let server = demo(&args);
+        answers.push(raw(&server, &request));
+        assert_eq!(
+            metric(&server, "uringreplay_direct_ring_connections_total"),
+            on_ring,
+            "{extra:?}"
+        );
+    }
+    let text = String::from_utf8_lossy(&answers[0]);
+    // The demo recorded no HEAD: it is unmatched, as in mitmproxy.
+    assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{text}");
+    assert_eq!(text.matches("HTTP/1.1 404 ").count(), 2, "{text}");
+    assert!(text.ends_with("hello world\n"), "{text}");
+    assert_eq!(answers[0], answers[1], "the ring and monoio's loop");
+    assert_eq!(answers[0], answers[2], "the ring and epoll");
+}
+
+#[test]
+fn a_forward_between_replays_is_handed_over_answered_in_order_and_counted_once() {
+    // The demo's misses are forwarded to its recorded origin, where nothing listens: 502.
+    let server = demo(&["--reuse"]);
+    let mut request = get("/hello");
+    request.extend_from_slice(&get("/not-recorded"));
+    request.extend_from_slice(&get("/hello"));
+    let mut c = Client::new(&server);
+    c.send(&request);
+    assert_eq!(c.response(false).status, 200);
+    assert_eq!(c.response(false).status, 502);
+    let third = c.response(false);
+    assert_eq!(third.status, 200);
+    assert_eq!(third.body, b"hello world\n");
+    // The connection stays usable after the hand-over.
+    assert_eq!(c.exchange(&get("/hello")).status, 200);
+    assert_eq!(
+        metric(&server, "uringreplay_requests_total{outcome=\"forwarded\"}"),
+        1
+    );
+    assert_eq!(
+        metric(&server, "uringreplay_requests_total{outcome=\"replayed\"}"),
+        3
+    );
+    assert_eq!(
+        metric(&server, "uringreplay_direct_ring_connections_total"),
+        1
+    );
+}
+
+#[test]
+fn an_h2c_preface_and_a_tls_hello_on_the_plain_port_are_handed_over() {
+    let server = demo(&["--reuse"]);
+    // h2c with prior knowledge: the server's SETTINGS frame comes back.
+    let mut h2 = server.connect();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    let mut frame = [0u8; 9];
+    h2.read_exact(&mut frame).unwrap();
+    assert_eq!(frame[3], 0x4, "a SETTINGS frame: {frame:?}");
+    // A TLS ClientHello gets a TLS record back (the handshake runs on monoio).
+    let mut tls = server.connect();
+    tls.write_all(&client_hello()).unwrap();
+    let mut record = [0u8; 5];
+    tls.read_exact(&mut record).unwrap();
+    assert_eq!(record[0], 0x16, "a TLS handshake record: {record:?}");
+    assert_eq!(
+        metric(&server, "uringreplay_direct_ring_connections_total"),
+        2
+    );
+}
+
+/// A minimal TLS 1.2 ClientHello with SNI `localhost` (rustls answers it with a ServerHello).
+fn client_hello() -> Vec<u8> {
+    let sni = b"localhost";
+    let mut ext = Vec::new();
+    // server_name
+    let list_len = sni.len() + 3;
+    ext.extend_from_slice(&[0x00, 0x00]);
+    ext.extend_from_slice(&((list_len + 2) as u16).to_be_bytes());
+    ext.extend_from_slice(&(list_len as u16).to_be_bytes());
+    ext.push(0);
+    ext.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+    ext.extend_from_slice(sni);
+    // supported_groups: x25519, secp256r1
+    ext.extend_from_slice(&[0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x00, 0x1d, 0x00, 0x17]);
+    // ec_point_formats: uncompressed
+    ext.extend_from_slice(&[0x00, 0x0b, 0x00, 0x02, 0x01, 0x00]);
+    // signature_algorithms: ecdsa_secp256r1_sha256, rsa_pss_rsae_sha256, rsa_pkcs1_sha256
+    ext.extend_from_slice(&[
+        0x00, 0x0d, 0x00, 0x08, 0x00, 0x06, 0x04, 0x03, 0x08, 0x04, 0x04, 0x01,
+    ]);
+    let mut body = vec![0x03, 0x03];
+    body.extend_from_slice(&[7u8; 32]); // random
+    body.push(0); // no session id
+                  // ECDHE-ECDSA/RSA-AES128-GCM-SHA256
+    body.extend_from_slice(&[0x00, 0x04, 0xc0, 0x2b, 0xc0, 0x2f]);
+    body.extend_from_slice(&[0x01, 0x00]); // null compression
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut handshake = vec![0x01];
+    handshake.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    handshake.extend_from_slice(&body);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend_from_slice(&(handshake.len() as u16).to_be_bytes());
+    record.extend_from_slice(&handshake);
+    record
+}
+
+#[test]
+fn a_client_that_pipelines_without_reading_is_paused_and_then_gets_every_answer_in_order() {
+    let body = vec![b'x'; 1024 * 1024];
+    let file = FlowFile::new(&[
+        uringreplay::flowfile::writer::FlowSpec::get("/big", 200, &body),
+        uringreplay::flowfile::writer::FlowSpec::get("/small", 200, b"small"),
+    ]);
+    let server = Server::start(&["-S", file.arg(), "--reuse"]);
+    // 16 MiB of answers first (more than the socket buffers hold, so the send waits), then
+    // 48 MiB of small requests the server must not take in while it cannot send.
+    let big = get("/big");
+    let mut small = get("/small");
+    let pad = format!("X-Pad: {}\r\n\r\n", "p".repeat(1000));
+    small.truncate(small.len() - 2);
+    small.extend_from_slice(pad.as_bytes());
+    let smalls = 48 * 1024 * 1024 / small.len();
+    let mut requests = big.repeat(16);
+    requests.extend(small.repeat(smalls));
+    let total = requests.len();
+    let mut c = Client::new(&server);
+    let mut writer = c.stream.try_clone().unwrap();
+    let client_port = writer.local_addr().unwrap().port();
+    // Written 16 KiB at a time, each time waiting until the server has read what the socket
+    // holds (so receives never come in bursts that end the receive on their own), without
+    // reading any answer; until it stops reading for a second.
+    let mut sent = 0;
+    let mut stalled = false;
+    while sent < total && !stalled {
+        let end = total.min(sent + 16 * 1024);
+        writer.write_all(&requests[sent..end]).unwrap();
+        sent = end;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while unread(server.addr.port(), client_port) + unsent(&writer) > 0 {
+            if std::time::Instant::now() > deadline {
+                stalled = true;
+                break;
+            }
+            std::thread::yield_now();
+        }
+    }
+    // What the server's process took in: not much more than its input limit (256 KiB) and one
+    // write, against the 48 MiB it was offered.
+    let taken = sent - unread(server.addr.port(), client_port) - unsent(&writer);
+    assert!(
+        stalled && taken < 1024 * 1024,
+        "the server took {taken} of {sent} bytes while none of its answers were read"
+    );
+    // Now read every answer while the rest is written.
+    let rest = requests[sent..].to_vec();
+    let feeder = std::thread::spawn(move || writer.write_all(&rest).unwrap());
+    // Meanwhile another connection is served.
+    assert_eq!(Client::new(&server).exchange(&small).status, 200);
+    for i in 0..16 {
+        let r = c.response(false);
+        assert_eq!((r.status, r.body.len()), (200, body.len()), "answer {i}");
+    }
+    for i in 0..smalls {
+        let r = c.response(false);
+        assert_eq!(
+            (r.status, &r.body[..]),
+            (200, &b"small"[..]),
+            "small answer {i}"
+        );
+    }
+    feeder.join().unwrap();
+}
+
+/// Bytes the server's socket (local port `server`, peer port `client`, on 127.0.0.1) has
+/// received and its process has not read, from `/proc/net/tcp`.
+fn unread(server: u16, client: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!("0100007F:{server:04X}");
+    let remote = format!("0100007F:{client:04X}");
+    table
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&local.as_str()) && fields.get(2) == Some(&remote.as_str()))
+                .then(|| usize::from_str_radix(fields[4].split(':').nth(1)?, 16).ok())?
+        })
+        .expect("the server's socket in /proc/net/tcp")
+}
+
+/// Bytes `stream` has queued that its peer has not acknowledged.
+fn unsent(stream: &std::net::TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int, into `queued`, which outlives the call.
+    let r = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    assert_eq!(r, 0, "SIOCOUTQ");
+    queued as usize
+}
