@@ -399,17 +399,13 @@ impl Lane {
     }
 
     fn client(&mut self, index: u32) -> Option<&mut Client> {
-        self.clients.get_mut(index as usize)?.as_deref_mut()
+        client_at(&mut self.clients, index)
     }
 
     /// A receive completed: `result` bytes in the buffer `flags` names, or the end, or an error.
     fn received(&mut self, worker: &Rc<Worker>, index: u32, result: i32, flags: u32) {
         let bid = cqueue::buffer_select(flags);
-        let Some(c) = self
-            .clients
-            .get_mut(index as usize)
-            .and_then(|c| c.as_deref_mut())
-        else {
+        let Some(c) = client_at(&mut self.clients, index) else {
             if let Some(bid) = bid {
                 self.buffers.give(bid);
             }
@@ -475,11 +471,7 @@ impl Lane {
     /// Takes a client as far as it goes: serve what has arrived, send, receive more, or end it
     /// once its operations have completed.
     fn progress(&mut self, worker: &Rc<Worker>, index: u32) {
-        let Some(c) = self
-            .clients
-            .get_mut(index as usize)
-            .and_then(|c| c.as_deref_mut())
-        else {
+        let Some(c) = client_at(&mut self.clients, index) else {
             return;
         };
         if c.sending {
@@ -501,11 +493,7 @@ impl Lane {
                 }
             }
         }
-        let Some(c) = self
-            .clients
-            .get_mut(index as usize)
-            .and_then(|c| c.as_deref_mut())
-        else {
+        let Some(c) = client_at(&mut self.clients, index) else {
             return;
         };
         if c.end == End::Serving && c.eof {
@@ -562,10 +550,7 @@ impl Lane {
         let replayer: &Arc<Replayer> = current
             .get_or_insert_with(|| Cache::new(Recordings(shared.clone())))
             .load();
-        let Some(c) = clients
-            .get_mut(index as usize)
-            .and_then(|c| c.as_deref_mut())
-        else {
+        let Some(c) = client_at(clients, index) else {
             return;
         };
         if c.sniff_tls {
@@ -672,10 +657,7 @@ impl Lane {
             buffers,
             ..
         } = self;
-        if let Some(c) = clients
-            .get_mut(index as usize)
-            .and_then(|c| c.as_deref_mut())
-        {
+        if let Some(c) = client_at(clients, index) {
             send(ring, buffers, index, c);
         }
     }
@@ -786,6 +768,11 @@ fn send(ring: &mut IoUring, buffers: &mut Buffers, index: u32, c: &mut Client) {
 /// A length for a submission entry (an outbox never holds 4 GiB at once).
 fn clamp(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
+}
+
+/// The client at `index`, if it is still on the ring.
+fn client_at(clients: &mut [Option<Box<Client>>], index: u32) -> Option<&mut Client> {
+    clients.get_mut(index as usize)?.as_deref_mut()
 }
 
 /// Queues `entry`, submitting first when the queue is full.
