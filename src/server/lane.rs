@@ -115,6 +115,13 @@ struct Buffers {
 }
 
 impl Buffers {
+    /// Keeps the buffers and their entries for the rest of the process (operations that may
+    /// still write them outlive the ring).
+    fn leak(&mut self) {
+        std::mem::forget(std::mem::take(&mut self.memory));
+        self.entries = std::ptr::null_mut();
+    }
+
     /// Maps the entries and registers the group with `ring`, every buffer provided.
     fn new(ring: &IoUring) -> std::io::Result<Buffers> {
         let bytes = usize::from(BUFFERS) * std::mem::size_of::<types::BufRingEntry>();
@@ -182,6 +189,9 @@ impl Buffers {
 
 impl Drop for Buffers {
     fn drop(&mut self) {
+        if self.entries.is_null() {
+            return;
+        }
         let bytes = usize::from(BUFFERS) * std::mem::size_of::<types::BufRingEntry>();
         // SAFETY: the mapping made in `new`, unmapped once; the ring that used it is closed.
         unsafe {
@@ -674,6 +684,7 @@ impl Lane {
             slot,
             conn,
             input,
+            scratch,
             sniff_tls,
             sniff,
             end,
@@ -716,6 +727,7 @@ impl Lane {
                 let start = Resume {
                     conn,
                     input,
+                    scratch,
                     told: !sniff,
                 };
                 let w = worker.clone();
@@ -734,9 +746,12 @@ impl Lane {
 impl Drop for Lane {
     fn drop(&mut self) {
         // A client with an operation still in flight (the grace period ran out) keeps its
-        // buffers: the kernel may still write them until the ring's teardown ends.
+        // buffers, and the provided buffers stay too: the kernel may still write them until the
+        // ring's teardown ends, after this thread closed it.
+        let mut in_flight = false;
         for c in self.clients.iter_mut().filter_map(Option::take) {
             if c.receiving || c.sending || c.cancelling {
+                in_flight = true;
                 std::mem::forget(c);
             } else {
                 // SAFETY: the client's socket, with nothing in flight, closed once.
@@ -744,6 +759,9 @@ impl Drop for Lane {
                     libc::close(c.fd);
                 }
             }
+        }
+        if in_flight {
+            self.buffers.leak();
         }
     }
 }

@@ -470,6 +470,8 @@ impl Leg {
 struct Resume {
     conn: Conn,
     input: Vec<u8>,
+    /// The chunked body decoded so far: `conn` counts the input it came from as consumed.
+    scratch: Vec<u8>,
     /// The first bytes were already told from an h2c preface.
     told: bool,
 }
@@ -481,6 +483,7 @@ impl Resume {
         Resume {
             conn: Conn::with_timeouts(shared.limits, shared.timeouts, since_start(worker)),
             input,
+            scratch: Vec::new(),
             told: false,
         }
     }
@@ -678,10 +681,10 @@ async fn connection<S: Transport>(
     let Resume {
         mut conn,
         mut input,
+        mut scratch,
         told,
     } = start;
     let mut outbox = Outbox::new(current.load().clone());
-    let mut scratch: Vec<u8> = Vec::new();
     let cancel: CancelHandle = slot.cancel.borrow().handle();
     let routing = leg.routing(shared);
     // A CONNECT opens a tunnel in regular mode, on plain TCP only (not inside TLS or a tunnel).
@@ -1296,6 +1299,10 @@ mod tests {
         ] {
             write_flow(&mut bytes, &flow(n, path, body));
         }
+        let mut post = flow(4, "/p", b"posted");
+        post.method = b"POST".to_vec();
+        post.content = Some(b"hello world".to_vec());
+        write_flow(&mut bytes, &post);
         let recording = Recording::from_bytes(
             vec![(PathBuf::from("test.flows"), bytes)],
             LoadOptions::default(),
@@ -1411,5 +1418,56 @@ mod tests {
             });
         let counters = &worker.shared.counters[0];
         assert_eq!(counters.replayed.load(Ordering::Relaxed), 3);
+    }
+
+    /// A chunked body half decoded by the direct ring when it hands the connection over: the
+    /// driver goes on from the ring's parse state and decoded bytes, so the body is whole.
+    #[test]
+    fn a_connection_resumed_mid_chunked_body_replays_the_whole_body() {
+        let worker = worker();
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let slot = Slot {
+            deadline: Cell::new(u64::MAX),
+            expired: Cell::new(false),
+            cancel: RefCell::new(Canceller::new()),
+            fd: -1,
+            send: Cell::new(SendWatch::IDLE),
+            peer,
+        };
+        // What the ring had read and parsed: the head and the first chunk.
+        let mut start = Resume::fresh(&worker, Vec::new());
+        start.input.extend_from_slice(
+            b"POST /p HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n\
+              6\r\nhello \r\n",
+        );
+        let mut headers = header_slots();
+        let mut out = Vec::new();
+        let step =
+            start
+                .conn
+                .poll_request(&start.input, &mut headers, &mut start.scratch, &mut out);
+        assert!(matches!(step, Step::NeedMore));
+        assert_eq!(start.scratch, b"hello ", "the first chunk is decoded");
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                let (server, mut client) = UnixStream::pair().unwrap();
+                let client_side = async {
+                    let rest = b"5\r\nworld\r\n0\r\n\r\n".to_vec();
+                    let (res, _) = client.write_all(rest).await;
+                    res.unwrap();
+                    let mut got = Vec::new();
+                    read_until(&mut client, &mut got, |g| g.ends_with(b"posted")).await;
+                    let text = String::from_utf8_lossy(&got);
+                    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+                    drop(client);
+                };
+                let driver = connection(&worker, &slot, server, peer, Leg::default(), start);
+                monoio::join!(driver, client_side);
+            });
+        let counters = &worker.shared.counters[0];
+        assert_eq!(counters.replayed.load(Ordering::Relaxed), 1);
     }
 }
