@@ -1367,9 +1367,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_connection_driver_serves_a_replay_and_a_pipelined_pair_over_a_unix_socket() {
-        let worker = worker();
+    /// Runs `task` to its end on a monoio runtime with timers.
+    fn block_on<F: std::future::Future>(task: F) -> F::Output {
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(task)
+    }
+
+    /// A connection's peer address and slot, for a driver with no socket of its own.
+    fn slot() -> (SocketAddr, Slot) {
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let slot = Slot {
             deadline: Cell::new(u64::MAX),
@@ -1379,43 +1387,46 @@ mod tests {
             send: Cell::new(SendWatch::IDLE),
             peer,
         };
-        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime")
-            .block_on(async {
-                // Created inside the runtime: monoio registers both ends with its driver.
-                let (server, mut client) = UnixStream::pair().unwrap();
-                let client_side = async {
-                    // One request, answered before the next is sent.
-                    let (res, _) = client
-                        .write_all(b"GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n".to_vec())
-                        .await;
-                    res.unwrap();
-                    let mut first = Vec::new();
-                    read_until(&mut client, &mut first, |g| g.ends_with(b"\r\n\r\none")).await;
-                    assert!(first.starts_with(b"HTTP/1.1 200 OK\r\n"), "{first:?}");
-                    assert!(first.ends_with(b"\r\n\r\none"), "{first:?}");
-                    // A pipelined pair in one write; the second closes the connection.
-                    let pair = b"GET /b HTTP/1.1\r\nHost: example.com\r\n\r\n\
+        (peer, slot)
+    }
+
+    #[test]
+    fn the_connection_driver_serves_a_replay_and_a_pipelined_pair_over_a_unix_socket() {
+        let worker = worker();
+        let (peer, slot) = slot();
+        block_on(async {
+            // Created inside the runtime: monoio registers both ends with its driver.
+            let (server, mut client) = UnixStream::pair().unwrap();
+            let client_side = async {
+                // One request, answered before the next is sent.
+                let (res, _) = client
+                    .write_all(b"GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n".to_vec())
+                    .await;
+                res.unwrap();
+                let mut first = Vec::new();
+                read_until(&mut client, &mut first, |g| g.ends_with(b"\r\n\r\none")).await;
+                assert!(first.starts_with(b"HTTP/1.1 200 OK\r\n"), "{first:?}");
+                assert!(first.ends_with(b"\r\n\r\none"), "{first:?}");
+                // A pipelined pair in one write; the second closes the connection.
+                let pair = b"GET /b HTTP/1.1\r\nHost: example.com\r\n\r\n\
                                  GET /c HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n";
-                    let (res, _) = client.write_all(pair.to_vec()).await;
-                    res.unwrap();
-                    let mut rest = Vec::new();
-                    read_until(&mut client, &mut rest, |_| false).await;
-                    let text = String::from_utf8_lossy(&rest);
-                    assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{text}");
-                    let two = text.find("\r\n\r\ntwo").expect("the /b answer");
-                    let three = text.find("\r\n\r\nthree").expect("the /c answer");
-                    assert!(two < three, "answers in request order: {text}");
-                    assert!(text.ends_with("\r\n\r\nthree"), "{text}");
-                    // Our end closes too, so the driver's linger ends at once.
-                    drop(client);
-                };
-                let start = Resume::fresh(&worker, Vec::new());
-                let driver = connection(&worker, &slot, server, peer, Leg::default(), start);
-                monoio::join!(driver, client_side);
-            });
+                let (res, _) = client.write_all(pair.to_vec()).await;
+                res.unwrap();
+                let mut rest = Vec::new();
+                read_until(&mut client, &mut rest, |_| false).await;
+                let text = String::from_utf8_lossy(&rest);
+                assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{text}");
+                let two = text.find("\r\n\r\ntwo").expect("the /b answer");
+                let three = text.find("\r\n\r\nthree").expect("the /c answer");
+                assert!(two < three, "answers in request order: {text}");
+                assert!(text.ends_with("\r\n\r\nthree"), "{text}");
+                // Our end closes too, so the driver's linger ends at once.
+                drop(client);
+            };
+            let start = Resume::fresh(&worker, Vec::new());
+            let driver = connection(&worker, &slot, server, peer, Leg::default(), start);
+            monoio::join!(driver, client_side);
+        });
         let counters = &worker.shared.counters[0];
         assert_eq!(counters.replayed.load(Ordering::Relaxed), 3);
     }
@@ -1425,15 +1436,7 @@ mod tests {
     #[test]
     fn a_connection_resumed_mid_chunked_body_replays_the_whole_body() {
         let worker = worker();
-        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let slot = Slot {
-            deadline: Cell::new(u64::MAX),
-            expired: Cell::new(false),
-            cancel: RefCell::new(Canceller::new()),
-            fd: -1,
-            send: Cell::new(SendWatch::IDLE),
-            peer,
-        };
+        let (peer, slot) = slot();
         // What the ring had read and parsed: the head and the first chunk.
         let mut start = Resume::fresh(&worker, Vec::new());
         start.input.extend_from_slice(
@@ -1448,25 +1451,21 @@ mod tests {
                 .poll_request(&start.input, &mut headers, &mut start.scratch, &mut out);
         assert!(matches!(step, Step::NeedMore));
         assert_eq!(start.scratch, b"hello ", "the first chunk is decoded");
-        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime")
-            .block_on(async {
-                let (server, mut client) = UnixStream::pair().unwrap();
-                let client_side = async {
-                    let rest = b"5\r\nworld\r\n0\r\n\r\n".to_vec();
-                    let (res, _) = client.write_all(rest).await;
-                    res.unwrap();
-                    let mut got = Vec::new();
-                    read_until(&mut client, &mut got, |g| g.ends_with(b"posted")).await;
-                    let text = String::from_utf8_lossy(&got);
-                    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
-                    drop(client);
-                };
-                let driver = connection(&worker, &slot, server, peer, Leg::default(), start);
-                monoio::join!(driver, client_side);
-            });
+        block_on(async {
+            let (server, mut client) = UnixStream::pair().unwrap();
+            let client_side = async {
+                let rest = b"5\r\nworld\r\n0\r\n\r\n".to_vec();
+                let (res, _) = client.write_all(rest).await;
+                res.unwrap();
+                let mut got = Vec::new();
+                read_until(&mut client, &mut got, |g| g.ends_with(b"posted")).await;
+                let text = String::from_utf8_lossy(&got);
+                assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+                drop(client);
+            };
+            let driver = connection(&worker, &slot, server, peer, Leg::default(), start);
+            monoio::join!(driver, client_side);
+        });
         let counters = &worker.shared.counters[0];
         assert_eq!(counters.replayed.load(Ordering::Relaxed), 1);
     }
