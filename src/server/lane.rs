@@ -26,8 +26,8 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use monoio::net::TcpStream;
 
 use super::{
-    closed, linger_close, since_start, ticks_until, Leg, Next, Resume, Shared, Slot, Turn, Worker,
-    INPUT_FIRST,
+    closed, linger_close, since_start, take_input, ticks_until, Leg, Next, Resume, Shared, Slot,
+    Then, Turn, Worker, INPUT_FIRST,
 };
 use crate::exchange::After;
 use crate::http1::Conn;
@@ -47,8 +47,6 @@ const ENTRIES: u32 = 4096;
 /// Input held while an answer is being sent, past which the receive pauses until the client
 /// takes its answers (a client that pipelines without reading cannot grow it further).
 const INPUT_HIGH: usize = 256 * 1024;
-/// Input capacity past which an emptied buffer is given back.
-const INPUT_KEEP: usize = 64 * 1024;
 
 /// The operation of a completion: the low two bits of its user data (the client's index above).
 const RECV: u64 = 0;
@@ -211,6 +209,16 @@ impl std::ops::Deref for Recordings {
     }
 }
 
+/// The replayer in force now, through the lane's cache (made on first use).
+fn in_force<'c>(
+    current: &'c mut Option<Cache<Recordings, Arc<Replayer>>>,
+    shared: &Arc<Shared>,
+) -> &'c Arc<Replayer> {
+    current
+        .get_or_insert_with(|| Cache::new(Recordings(shared.clone())))
+        .load()
+}
+
 /// A worker's direct ring and the connections on it.
 pub(super) struct Lane {
     ring: IoUring,
@@ -283,7 +291,7 @@ impl Lane {
                 _ => return Err(stream),
             },
         };
-        let replayer = self.replayer(&worker.shared).clone();
+        let replayer = in_force(&mut self.current, &worker.shared).clone();
         let shared = &worker.shared;
         let client = Client {
             fd: stream.into_raw_fd(),
@@ -308,13 +316,6 @@ impl Lane {
         // The loop may be asleep on its eventfd: the receive must reach the kernel now.
         self.submit();
         Ok(())
-    }
-
-    /// The replayer in force now.
-    fn replayer(&mut self, shared: &Arc<Shared>) -> &Arc<Replayer> {
-        self.current
-            .get_or_insert_with(|| Cache::new(Recordings(shared.clone())))
-            .load()
     }
 
     /// Submits what is queued, without waiting.
@@ -557,9 +558,7 @@ impl Lane {
             buffers,
             ..
         } = self;
-        let replayer: &Arc<Replayer> = current
-            .get_or_insert_with(|| Cache::new(Recordings(shared.clone())))
-            .load();
+        let replayer = in_force(current, shared);
         let Some(c) = client_at(clients, index) else {
             return;
         };
@@ -637,23 +636,12 @@ impl Lane {
             }
         }
         super::super::admin::served(worker.counters(), answered, turn.now);
-        let rest = c.input.len() - pos;
-        match after {
-            After::Continue => {}
-            After::Kill => c.end = End::Close,
-            // The client asked to close and sent nothing after its request: close at once (as
-            // nginx does); otherwise linger.
-            After::Close if client_done && rest == 0 => c.end = End::Close,
-            After::Close => c.end = End::Linger,
+        match Then::of(after, client_done, c.input.len() - pos) {
+            Then::Serve => {}
+            Then::Close => c.end = End::Close,
+            Then::Linger => c.end = End::Linger,
         }
-        if rest == 0 {
-            c.input.clear();
-            if c.input.capacity() > INPUT_KEEP {
-                c.input = Vec::with_capacity(INPUT_FIRST);
-            }
-        } else if pos > 0 {
-            c.input.drain(..pos);
-        }
+        take_input(&mut c.input, pos);
         if !c.outbox.is_empty() {
             send(ring, buffers, index, c);
         }

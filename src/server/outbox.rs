@@ -4,7 +4,6 @@
 //! Small bodies are copied into the byte buffer (one plain send is cheaper than an iovec list for
 //! them); bodies of [`MAPPED_BODY_MIN`] bytes or more are referenced, not copied.
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use monoio::buf::IoVecBuf;
@@ -110,24 +109,9 @@ impl Outbox {
             self.bytes = bytes;
             return res.map(drop);
         }
-        self.close_run();
-        let mut iovecs = std::mem::take(&mut self.iovecs);
-        iovecs.clear();
-        for s in &self.segments {
-            let (base, len) = match *s {
-                Segment::Bytes(start, end) => {
-                    let r: Range<usize> = start..end;
-                    (self.bytes[r].as_ptr(), end - start)
-                }
-                Segment::Mapped(ptr, len) => (ptr, len),
-            };
-            iovecs.push(libc::iovec {
-                iov_base: base as *mut libc::c_void,
-                iov_len: len,
-            });
-        }
+        self.lay_out();
         let mut pending = Gather {
-            iovecs,
+            iovecs: std::mem::take(&mut self.iovecs),
             first: 0,
             bytes: std::mem::take(&mut self.bytes),
             _owner: self.owner.clone(),
@@ -148,18 +132,37 @@ impl Outbox {
                 }
             }
         }
-        let Gather {
-            iovecs, mut bytes, ..
-        } = pending;
-        bytes.clear();
+        let Gather { iovecs, bytes, .. } = pending;
         self.bytes = bytes;
-        let mut iovecs = iovecs;
-        // Empty between writes: [`Outbox::pending`] lays them out afresh.
-        iovecs.clear();
         self.iovecs = iovecs;
+        self.clear();
+        result
+    }
+
+    /// Closes the last run of bytes and lays every segment out as `iovecs`, in order.
+    fn lay_out(&mut self) {
+        self.close_run();
+        self.iovecs.clear();
+        for s in &self.segments {
+            let (base, len) = match *s {
+                Segment::Bytes(start, end) => (self.bytes[start..end].as_ptr(), end - start),
+                Segment::Mapped(ptr, len) => (ptr, len),
+            };
+            self.iovecs.push(libc::iovec {
+                iov_base: base as *mut libc::c_void,
+                iov_len: len,
+            });
+        }
+        self.sent_iovecs = 0;
+    }
+
+    /// Empties the outbox after a write (its buffers kept for the next).
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.iovecs.clear();
         self.segments.clear();
         self.run_start = 0;
-        result
+        self.sent_iovecs = 0;
     }
 }
 
@@ -181,18 +184,7 @@ impl Outbox {
             return Pending::Bytes(self.bytes.as_ptr(), self.bytes.len());
         }
         if self.iovecs.is_empty() {
-            self.close_run();
-            for s in &self.segments {
-                let (base, len) = match *s {
-                    Segment::Bytes(start, end) => (self.bytes[start..end].as_ptr(), end - start),
-                    Segment::Mapped(ptr, len) => (ptr, len),
-                };
-                self.iovecs.push(libc::iovec {
-                    iov_base: base as *mut libc::c_void,
-                    iov_len: len,
-                });
-            }
-            self.sent_iovecs = 0;
+            self.lay_out();
         }
         let rest = &self.iovecs[self.sent_iovecs..];
         Pending::Iovecs(rest.as_ptr(), rest.len().min(IOV_MAX))
@@ -214,11 +206,7 @@ impl Outbox {
         if self.sent_iovecs < self.iovecs.len() {
             return false;
         }
-        self.bytes.clear();
-        self.iovecs.clear();
-        self.segments.clear();
-        self.run_start = 0;
-        self.sent_iovecs = 0;
+        self.clear();
         true
     }
 }

@@ -97,6 +97,47 @@ pub struct Liveness {
 /// a browser's 400-800), and a small first buffer keeps each connection's memory, and the cache
 /// lines and pages a request touches, together (it grows when a request needs more).
 const INPUT_FIRST: usize = 2 * 1024;
+/// Input capacity past which an emptied buffer is given back (for one of [`INPUT_FIRST`]).
+const INPUT_KEEP: usize = 64 * 1024;
+
+/// What a connection does once a turn's answers are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// Serves the next requests.
+    Serve,
+    /// Closes now.
+    Close,
+    /// Closes after lingering ([`linger_close`]), so bytes in flight cannot reset the answers.
+    Linger,
+}
+
+impl Then {
+    /// The turn's last `after`; `client_done`: the client asked to close; `rest`: input bytes
+    /// no request took.
+    fn of(after: After, client_done: bool, rest: usize) -> Then {
+        match after {
+            After::Continue => Then::Serve,
+            After::Kill => Then::Close,
+            // The client asked to close and sent nothing after its request: nothing can arrive
+            // to reset the connection, so close at once (as nginx does); otherwise linger.
+            After::Close if client_done && rest == 0 => Then::Close,
+            After::Close => Then::Linger,
+        }
+    }
+}
+
+/// Drops the input a turn took (`..pos`); an emptied buffer that grew past [`INPUT_KEEP`]
+/// starts small again.
+fn take_input(input: &mut Vec<u8>, pos: usize) {
+    if pos == input.len() {
+        input.clear();
+        if input.capacity() > INPUT_KEEP {
+            *input = Vec::with_capacity(INPUT_FIRST);
+        }
+    } else if pos > 0 {
+        input.drain(..pos);
+    }
+}
 
 /// Free input space below which the buffer grows before a read (doubling).
 const INPUT_SPARE_MIN: usize = 1024;
@@ -797,22 +838,12 @@ async fn connection<S: Transport>(
             }
             return;
         }
-        match after {
-            After::Continue => {}
-            After::Kill => return,
-            // The client asked to close and sent nothing after its request: nothing can arrive
-            // to reset the connection, so close at once (as nginx does); otherwise linger.
-            After::Close if client_done && pos == input.len() => return,
-            After::Close => return Box::pin(linger_close(stream, input)).await,
+        match Then::of(after, client_done, input.len() - pos) {
+            Then::Serve => {}
+            Then::Close => return,
+            Then::Linger => return Box::pin(linger_close(stream, input)).await,
         }
-        if pos == input.len() {
-            input.clear();
-            if input.capacity() > 64 * 1024 {
-                input = Vec::with_capacity(INPUT_FIRST);
-            }
-        } else if pos > 0 {
-            input.drain(..pos);
-        }
+        take_input(&mut input, pos);
         if full {
             continue;
         }
