@@ -219,10 +219,64 @@ fn in_force<'c>(
         .load()
 }
 
+/// The ring, its provided buffers, and the entries that found its submission queue full.
+struct Ring {
+    uring: IoUring,
+    buffers: Buffers,
+    /// Entries queued while the submission queue stayed full (the kernel refused an enter):
+    /// moved in, in order, at the next submit, never dropped and never spun on.
+    backlog: Vec<squeue::Entry>,
+}
+
+impl Ring {
+    /// Queues `entry` behind any backlog, submitting first when the queue is full.
+    fn push(&mut self, entry: squeue::Entry) {
+        if self.backlog.is_empty() && self.uring.submission().is_full() {
+            self.submit();
+        }
+        if self.backlog.is_empty() {
+            // SAFETY: every entry points at memory that outlives its operation: a client's
+            // outbox and the provided buffers live until its operations complete (or are leaked
+            // by `Drop`), and a cancel points at nothing.
+            if unsafe { self.uring.submission().push(&entry) }.is_ok() {
+                return;
+            }
+        }
+        self.backlog.push(entry);
+    }
+
+    /// Publishes the provided buffers, moves in what the backlog holds as room allows, and
+    /// submits without waiting (refused submissions stay queued for the next enter).
+    fn submit(&mut self) {
+        self.buffers.publish();
+        self.unload_backlog();
+        let _ = self.uring.submit();
+        self.unload_backlog();
+    }
+
+    /// Moves backlog entries into the submission queue while it has room.
+    fn unload_backlog(&mut self) {
+        if self.backlog.is_empty() {
+            return;
+        }
+        let mut moved = 0;
+        {
+            let mut sq = self.uring.submission();
+            for entry in &self.backlog {
+                // SAFETY: as in `push`: these entries were built the same way.
+                if unsafe { sq.push(entry) }.is_err() {
+                    break;
+                }
+                moved += 1;
+            }
+        }
+        self.backlog.drain(..moved);
+    }
+}
+
 /// A worker's direct ring and the connections on it.
 pub(super) struct Lane {
-    ring: IoUring,
-    buffers: Buffers,
+    ring: Ring,
     clients: Vec<Option<Box<Client>>>,
     /// Indexes of `clients` free for reuse.
     free: Vec<u32>,
@@ -234,8 +288,9 @@ pub(super) struct Lane {
 }
 
 impl Lane {
-    /// The ring, its buffers and the eventfd it signals on each completion (for [`drive`]).
-    pub(super) fn new() -> std::io::Result<(Lane, OwnedFd)> {
+    /// The ring, its buffers and the eventfd it signals on each completion, as monoio reads it
+    /// (for [`drive`]); on monoio's thread.
+    pub(super) fn new() -> std::io::Result<(Lane, monoio::fs::File)> {
         let mut builder = IoUring::builder();
         // COOP_TASKRUN: completions are posted when this thread next enters the kernel (monoio's
         // enters included), with no interrupt; TASKRUN_FLAG says when some wait to be posted.
@@ -258,14 +313,18 @@ impl Lane {
         ring.submitter().register_eventfd(efd)?;
         let buffers = Buffers::new(&ring)?;
         let lane = Lane {
-            ring,
-            buffers,
+            ring: Ring {
+                uring: ring,
+                buffers,
+                backlog: Vec::new(),
+            },
             clients: Vec::new(),
             free: Vec::new(),
             completions: Vec::with_capacity(1024),
             current: None,
             refused: false,
         };
+        let wake = monoio::fs::File::from_std(std::fs::File::from(wake))?;
         Ok((lane, wake))
     }
 
@@ -320,9 +379,7 @@ impl Lane {
 
     /// Submits what is queued, without waiting.
     fn submit(&mut self) {
-        self.buffers.publish();
-        // Refused submissions stay queued for the next enter.
-        let _ = self.ring.submit();
+        self.ring.submit();
     }
 
     /// Hands every connection whose timer expired (the sweeper set its slot's flag) to monoio.
@@ -336,7 +393,7 @@ impl Lane {
         self.hand_off_all(worker, |_| true);
         // A completion wakes the loop, so it sees the end even when nothing was in flight.
         let nop = opcode::Nop::new().build().user_data(NOBODY);
-        push(&mut self.ring, &mut self.buffers, nop);
+        self.ring.push(nop);
         self.submit();
     }
 
@@ -362,11 +419,13 @@ impl Lane {
         worker.stopping.get() && self.clients.iter().all(Option::is_none)
     }
 
-    /// Submits, takes every completion there is and handles it: how many there were.
+    /// Submits, takes every completion there is and handles it: how many there were (at least
+    /// one while entries wait in the backlog, so the loop turns again instead of sleeping).
     fn turn(&mut self, worker: &Rc<Worker>) -> usize {
-        self.buffers.publish();
+        self.ring.buffers.publish();
+        self.ring.unload_backlog();
         let (queued, pending) = {
-            let mut sq = self.ring.submission();
+            let mut sq = self.ring.uring.submission();
             sq.sync();
             (sq.len() as u32, sq.taskrun() || sq.cq_overflow())
         };
@@ -378,6 +437,7 @@ impl Lane {
             // SAFETY: `queued` entries are in the submission queue; no argument struct is passed.
             let entered = unsafe {
                 self.ring
+                    .uring
                     .submitter()
                     .enter::<libc::sigset_t>(queued, 0, 1, None)
             };
@@ -388,6 +448,7 @@ impl Lane {
         completions.clear();
         completions.extend(
             self.ring
+                .uring
                 .completion()
                 .map(|c| (c.user_data(), c.result(), c.flags())),
         );
@@ -406,7 +467,7 @@ impl Lane {
         }
         let count = completions.len();
         self.completions = completions;
-        count
+        count + usize::from(!self.ring.backlog.is_empty())
     }
 
     fn client(&mut self, index: u32) -> Option<&mut Client> {
@@ -418,7 +479,7 @@ impl Lane {
         let bid = cqueue::buffer_select(flags);
         let Some(c) = client_at(&mut self.clients, index) else {
             if let Some(bid) = bid {
-                self.buffers.give(bid);
+                self.ring.buffers.give(bid);
             }
             return;
         };
@@ -428,13 +489,13 @@ impl Lane {
         if let Some(bid) = bid {
             if let (Ok(len @ 1..), Some(bytes)) = (
                 usize::try_from(result),
-                self.buffers.received(bid, result.max(0) as usize),
+                self.ring.buffers.received(bid, result.max(0) as usize),
             ) {
                 debug_assert_eq!(bytes.len(), len);
                 c.input.extend_from_slice(bytes);
                 c.received = true;
             }
-            self.buffers.give(bid);
+            self.ring.buffers.give(bid);
         }
         match result {
             1.. => {}
@@ -517,7 +578,7 @@ impl Lane {
                     .build()
                     .user_data((u64::from(index) << 2) | RECV);
                 c.receiving = true;
-                push(&mut self.ring, &mut self.buffers, recv);
+                self.ring.push(recv);
             }
             // The Conn's timer: a started head must arrive whole within the header timeout, a
             // body must keep arriving, an idle connection gets the idle timeout (so do first
@@ -539,12 +600,12 @@ impl Lane {
     }
 
     /// Cancels the client's receive (its last completion, `ECANCELED`, ends it).
-    fn cancel(ring: &mut IoUring, index: u32, c: &mut Client) {
+    fn cancel(ring: &mut Ring, index: u32, c: &mut Client) {
         let cancel = opcode::AsyncCancel::new((u64::from(index) << 2) | RECV)
             .build()
             .user_data((u64::from(index) << 2) | CANCEL);
         c.cancelling = true;
-        push_entry(ring, cancel);
+        ring.push(cancel);
     }
 
     /// One turn of the client's requests ([`Turn::next`], as monoio's loop runs it): answers
@@ -555,7 +616,6 @@ impl Lane {
             clients,
             current,
             ring,
-            buffers,
             ..
         } = self;
         let replayer = in_force(current, shared);
@@ -643,20 +703,15 @@ impl Lane {
         }
         take_input(&mut c.input, pos);
         if !c.outbox.is_empty() {
-            send(ring, buffers, index, c);
+            send(ring, index, c);
         }
     }
 
     /// A client's answers' rest, after a partial send.
     fn send_rest(&mut self, index: u32) {
-        let Lane {
-            clients,
-            ring,
-            buffers,
-            ..
-        } = self;
+        let Lane { clients, ring, .. } = self;
         if let Some(c) = client_at(clients, index) {
-            send(ring, buffers, index, c);
+            send(ring, index, c);
         }
     }
 
@@ -749,13 +804,13 @@ impl Drop for Lane {
             }
         }
         if in_flight {
-            self.buffers.leak();
+            self.ring.buffers.leak();
         }
     }
 }
 
 /// Submits the client's pending output (one send, or one vectored send for referenced bodies).
-fn send(ring: &mut IoUring, buffers: &mut Buffers, index: u32, c: &mut Client) {
+fn send(ring: &mut Ring, index: u32, c: &mut Client) {
     let data = (u64::from(index) << 2) | SEND;
     let send = match c.outbox.pending() {
         Pending::Bytes(ptr, len) => opcode::Send::new(types::Fd(c.fd), ptr, clamp(len))
@@ -768,7 +823,7 @@ fn send(ring: &mut IoUring, buffers: &mut Buffers, index: u32, c: &mut Client) {
     c.sending = true;
     // No read deadline while the answer goes out (`--send-timeout` watches it).
     c.slot.deadline.set(u64::MAX);
-    push(ring, buffers, send.user_data(data));
+    ring.push(send.user_data(data));
 }
 
 /// A length for a submission entry (an outbox never holds 4 GiB at once).
@@ -779,28 +834,6 @@ fn clamp(len: usize) -> u32 {
 /// The client at `index`, if it is still on the ring.
 fn client_at(clients: &mut [Option<Box<Client>>], index: u32) -> Option<&mut Client> {
     clients.get_mut(index as usize)?.as_deref_mut()
-}
-
-/// Queues `entry`, submitting first when the queue is full.
-fn push(ring: &mut IoUring, buffers: &mut Buffers, entry: squeue::Entry) {
-    if ring.submission().is_full() {
-        buffers.publish();
-        let _ = ring.submit();
-    }
-    push_entry(ring, entry);
-}
-
-fn push_entry(ring: &mut IoUring, entry: squeue::Entry) {
-    loop {
-        // SAFETY: every entry points at memory that outlives its operation: a client's outbox
-        // and the provided buffers live until its operations complete (or are leaked by
-        // `Drop`), and a cancel points at nothing.
-        if unsafe { ring.submission().push(&entry) }.is_ok() {
-            return;
-        }
-        // Full: submit what is queued (the completion queue takes the overflow).
-        let _ = ring.submit();
-    }
 }
 
 /// Yields once to monoio's other tasks (its own ring is then submitted and reaped).
@@ -822,17 +855,7 @@ impl Future for YieldNow {
 /// The lane's task: turns while completions come, yielding to monoio's tasks between turns;
 /// asleep on the eventfd when the ring has nothing; ends once the worker stops and the lane is
 /// empty.
-pub(super) async fn drive(worker: Rc<Worker>, wake: OwnedFd) {
-    let wake = match monoio::fs::File::from_std(std::fs::File::from(wake)) {
-        Ok(file) => file,
-        Err(e) => {
-            eprintln!(
-                "warning: worker {}: the direct ring cannot wait ({e})",
-                worker.index
-            );
-            return;
-        }
-    };
+pub(super) async fn drive(worker: Rc<Worker>, wake: monoio::fs::File) {
     let mut count = vec![0u8; 8];
     loop {
         let (completed, finished) = {
@@ -857,5 +880,48 @@ pub(super) async fn drive(worker: Rc<Worker>, wake: OwnedFd) {
         if res.is_err() {
             monoio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ring the kernel refuses to enter until it is enabled (as an enter that keeps failing).
+    fn disabled_ring(entries: u32) -> Option<Ring> {
+        let uring = IoUring::builder().setup_r_disabled().build(entries).ok()?;
+        let buffers = Buffers::new(&uring).ok()?;
+        Some(Ring {
+            uring,
+            buffers,
+            backlog: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn entries_that_find_the_queue_full_wait_in_order_and_all_complete() {
+        let Some(mut ring) = disabled_ring(2) else {
+            eprintln!("skipped: this kernel has no io_uring with disabled rings");
+            return;
+        };
+        for data in 0..5u64 {
+            ring.push(opcode::Nop::new().build().user_data(data));
+        }
+        // Two fit the queue; the enter that would make room fails, so three wait, none lost.
+        assert_eq!(ring.backlog.len(), 3);
+        ring.submit();
+        assert_eq!(ring.backlog.len(), 3, "a refused enter moves nothing");
+        ring.uring.submitter().register_enable_rings().unwrap();
+        let mut completed = Vec::new();
+        for _ in 0..5 {
+            ring.submit();
+            ring.uring.submit_and_wait(0).unwrap();
+            completed.extend(ring.uring.completion().map(|c| c.user_data()));
+            if completed.len() == 5 {
+                break;
+            }
+        }
+        assert!(ring.backlog.is_empty());
+        assert_eq!(completed, [0, 1, 2, 3, 4]);
     }
 }
