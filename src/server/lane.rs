@@ -836,6 +836,40 @@ fn client_at(clients: &mut [Option<Box<Client>>], index: u32) -> Option<&mut Cli
     clients.get_mut(index as usize)?.as_deref_mut()
 }
 
+/// How many turns in a row that completed something yield to monoio before one waits on the
+/// eventfd instead: monoio runs its timers (the sweeper, hence the stop and every timeout) only
+/// when it parks, which it does only once no task is ready, and a lane busy on every turn would
+/// otherwise always be ready.
+const BUSY_TURNS: u32 = 64;
+
+/// What the lane's task does after a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterTurn {
+    /// Yield to monoio's other tasks and turn again.
+    Yield,
+    /// Wait on the eventfd: monoio parks (and runs its timers) until the ring posts.
+    Wait,
+}
+
+/// Counts the busy turns in a row (see [`BUSY_TURNS`]).
+#[derive(Debug, Default)]
+struct Pacer {
+    busy: u32,
+}
+
+impl Pacer {
+    /// After a turn that handled `completed` completions.
+    fn after(&mut self, completed: usize) -> AfterTurn {
+        if completed > 0 && self.busy < BUSY_TURNS {
+            self.busy += 1;
+            AfterTurn::Yield
+        } else {
+            self.busy = 0;
+            AfterTurn::Wait
+        }
+    }
+}
+
 /// Yields once to monoio's other tasks (its own ring is then submitted and reaped).
 struct YieldNow(bool);
 
@@ -857,6 +891,7 @@ impl Future for YieldNow {
 /// empty.
 pub(super) async fn drive(worker: Rc<Worker>, wake: monoio::fs::File) {
     let mut count = vec![0u8; 8];
+    let mut pacer = Pacer::default();
     loop {
         let (completed, finished) = {
             let mut lane = worker.lane.borrow_mut();
@@ -868,13 +903,18 @@ pub(super) async fn drive(worker: Rc<Worker>, wake: monoio::fs::File) {
         if finished {
             return;
         }
-        if completed > 0 {
+        if pacer.after(completed) == AfterTurn::Yield {
             // monoio's other tasks run, and its ring is entered (which also posts this ring's
             // completions): yielding after every turn measured fewer enters than every 4 to 64.
             YieldNow(false).await;
             continue;
         }
-        // Nothing completed: sleep in monoio until the ring posts (each completion counts).
+        // Nothing completed, or busy for BUSY_TURNS turns: submit what the turn queued, then
+        // sleep in monoio until the ring posts (each completion counts, so after a busy turn
+        // this returns at monoio's next park).
+        if let Some(lane) = worker.lane.borrow_mut().as_mut() {
+            lane.submit();
+        }
         let (res, back) = wake.read_at(count, 0).await;
         count = back;
         if res.is_err() {
@@ -896,6 +936,22 @@ mod tests {
             buffers,
             backlog: Vec::new(),
         })
+    }
+
+    #[test]
+    fn a_lane_busy_on_every_turn_waits_once_every_busy_turns_so_monoio_runs_its_timers() {
+        let mut pacer = Pacer::default();
+        let mut waits = Vec::new();
+        for turn in 0..3 * (BUSY_TURNS + 1) {
+            if pacer.after(5) == AfterTurn::Wait {
+                waits.push(turn);
+            }
+        }
+        let every = BUSY_TURNS + 1;
+        assert_eq!(waits, [every - 1, 2 * every - 1, 3 * every - 1]);
+        // A turn that found nothing waits at once and starts the count again.
+        assert_eq!(pacer.after(0), AfterTurn::Wait);
+        assert_eq!(pacer.after(1), AfterTurn::Yield);
     }
 
     #[test]
