@@ -570,6 +570,8 @@ fn emit_item(item: Item<'_>, sink: &mut impl FnMut(&[u8]) -> bool) -> bool {
         Item::Tag(t) => sink(&[t]),
         Item::Len(v) => sink(&v.to_le_bytes()),
         Item::Bytes(b) => b.is_empty() || sink(b),
+        // Methods are nearly always upper case already: no copy then.
+        Item::Upper(b) if !b.iter().any(u8::is_ascii_lowercase) => b.is_empty() || sink(b),
         Item::Upper(b) => b.chunks(64).all(|piece| {
             let mut buf = [0; 64];
             buf[..piece.len()].copy_from_slice(piece);
@@ -639,6 +641,23 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
     (full as u64) ^ ((full >> 64) as u64)
 }
 
+/// The 1–7 bytes of `rest` as the low bytes of a word (the others zero), without a loop: two
+/// overlapping loads whose shared bytes are the same, so or-ing them is exact.
+#[inline(always)]
+fn tail_word(rest: &[u8]) -> u64 {
+    let n = rest.len();
+    debug_assert!((1..8).contains(&n));
+    if n >= 4 {
+        let lo = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        let hi = u32::from_le_bytes([rest[n - 4], rest[n - 3], rest[n - 2], rest[n - 1]]);
+        u64::from(lo) | u64::from(hi) << (8 * (n - 4))
+    } else {
+        u64::from(rest[0])
+            | u64::from(rest[n / 2]) << (8 * (n / 2))
+            | u64::from(rest[n - 1]) << (8 * (n - 1))
+    }
+}
+
 /// Streams canonical bytes into a 64-bit hash 8 bytes at a time, whatever the cut of the stream
 /// into pieces: one multiply per 8 bytes, no block buffer to copy into.
 struct KeyHasher {
@@ -690,11 +709,7 @@ impl KeyHasher {
         }
         let rest = words.remainder();
         if !rest.is_empty() {
-            let mut w = 0u64;
-            for (i, &b) in rest.iter().enumerate() {
-                w |= u64::from(b) << (8 * i);
-            }
-            self.push(w, rest.len() as u32);
+            self.push(tail_word(rest), rest.len() as u32);
         }
     }
 
@@ -795,6 +810,18 @@ pub fn items_equal(a: &[Item<'_>], b: &[Item<'_>]) -> bool {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_tail_word_holds_exactly_the_bytes_in_order() {
+        let bytes = [0x11u8, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77];
+        for n in 1..8 {
+            let mut expected = 0u64;
+            for (i, &b) in bytes[..n].iter().enumerate() {
+                expected |= u64::from(b) << (8 * i);
+            }
+            assert_eq!(tail_word(&bytes[..n]), expected, "{n} bytes");
+        }
+    }
 
     /// A live-style request for key tests.
     #[derive(Clone)]
