@@ -43,18 +43,23 @@ pub enum Tag {
 
 impl Tag {
     /// The tag for a tag byte, or `None` for an unknown one.
+    #[inline(always)]
     pub fn from_byte(b: u8) -> Option<Tag> {
-        Some(match b {
-            b',' => Tag::Bytes,
-            b';' => Tag::Text,
-            b'#' => Tag::Int,
-            b'^' => Tag::Float,
-            b'!' => Tag::Bool,
-            b'~' => Tag::Null,
-            b']' => Tag::List,
-            b'}' => Tag::Dict,
-            _ => return None,
-        })
+        // One load from a table made at compile time (a match compiled to a chain of compares,
+        // and every value read on the replay path ends in a tag).
+        const TAGS: [Option<Tag>; 256] = {
+            let mut tags = [None; 256];
+            tags[b',' as usize] = Some(Tag::Bytes);
+            tags[b';' as usize] = Some(Tag::Text);
+            tags[b'#' as usize] = Some(Tag::Int);
+            tags[b'^' as usize] = Some(Tag::Float);
+            tags[b'!' as usize] = Some(Tag::Bool);
+            tags[b'~' as usize] = Some(Tag::Null);
+            tags[b']' as usize] = Some(Tag::List);
+            tags[b'}' as usize] = Some(Tag::Dict);
+            tags
+        };
+        TAGS[usize::from(b)]
     }
 
     /// A human name for messages ("byte string", "dict", …).
@@ -842,6 +847,23 @@ fn decimal_digits(n: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_eight_tag_bytes_and_no_other_name_a_tag() {
+        let tags = b",;#^!~]}";
+        for b in 0..=255u8 {
+            let tag = Tag::from_byte(b);
+            assert_eq!(tag.is_some(), tags.contains(&b), "byte {b:#x}");
+        }
+        assert_eq!(Tag::from_byte(b','), Some(Tag::Bytes));
+        assert_eq!(Tag::from_byte(b';'), Some(Tag::Text));
+        assert_eq!(Tag::from_byte(b'#'), Some(Tag::Int));
+        assert_eq!(Tag::from_byte(b'^'), Some(Tag::Float));
+        assert_eq!(Tag::from_byte(b'!'), Some(Tag::Bool));
+        assert_eq!(Tag::from_byte(b'~'), Some(Tag::Null));
+        assert_eq!(Tag::from_byte(b']'), Some(Tag::List));
+        assert_eq!(Tag::from_byte(b'}'), Some(Tag::Dict));
+    }
 
     #[test]
     fn floats_are_written_as_python_repr_writes_them() {
