@@ -391,14 +391,35 @@ pub(crate) fn valid_host(value: &[u8]) -> bool {
     if port.is_none() && value.ends_with(b":") {
         return false;
     }
-    if value.starts_with(b"[") {
-        let ip_literal = |b: &u8| b.is_ascii_alphanumeric() || b":._~%-".contains(b);
-        !host.is_empty() && host.iter().all(ip_literal)
+    let allowed = if value.starts_with(b"[") {
+        &IP_LITERAL
     } else {
-        let reg_name = |b: &u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+;=%".contains(b);
-        !host.is_empty() && host.iter().all(reg_name)
-    }
+        &REG_NAME
+    };
+    !host.is_empty() && host.iter().all(|&b| allowed[usize::from(b)])
 }
+
+/// A byte table: letters, digits and the bytes of `extra`.
+const fn byte_class(extra: &[u8]) -> [bool; 256] {
+    let mut class = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        class[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        class[extra[i] as usize] = true;
+        i += 1;
+    }
+    class
+}
+
+/// The bytes of a bracketed IP literal's inside that [`valid_host`] accepts.
+const IP_LITERAL: [bool; 256] = byte_class(b":._~%-");
+
+/// The bytes of a host name that [`valid_host`] accepts.
+const REG_NAME: [bool; 256] = byte_class(b"-._~!$&'()*+;=%");
 
 /// Parses a Content-Length value: ASCII digits only.
 fn parse_length(value: &[u8]) -> Result<u64, RequestError> {
@@ -461,9 +482,10 @@ pub fn split_authority(authority: &[u8]) -> Option<(&[u8], Option<u16>)> {
     };
     let port = match port {
         None | Some([]) => None,
-        Some(p) if p.iter().all(u8::is_ascii_digit) => {
-            Some(std::str::from_utf8(p).ok()?.parse::<u16>().ok()?)
-        }
+        // Digits only; any count of leading zeros, a value that fits 16 bits (as `u16::from_str`).
+        Some(p) if p.iter().all(u8::is_ascii_digit) => Some(p.iter().try_fold(0u16, |n, &d| {
+            n.checked_mul(10)?.checked_add(u16::from(d - b'0'))
+        })?),
         Some(_) => return None,
     };
     Some((host, port))
