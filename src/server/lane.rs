@@ -20,6 +20,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use arc_swap::{ArcSwap, Cache};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
@@ -285,6 +286,11 @@ pub(super) struct Lane {
     current: Option<Cache<Recordings, Arc<Replayer>>>,
     /// The kernel refuses multishot receives: new connections go to monoio.
     refused: bool,
+    /// The wall clock as the turn under way first read it (`None` outside [`Lane::turn`]):
+    /// one read a turn, not one a client.
+    wall: Option<SystemTime>,
+    /// A turn is under way.
+    turning: bool,
 }
 
 impl Lane {
@@ -323,6 +329,8 @@ impl Lane {
             completions: Vec::with_capacity(1024),
             current: None,
             refused: false,
+            wall: None,
+            turning: false,
         };
         let wake = monoio::fs::File::from_std(std::fs::File::from(wake))?;
         Ok((lane, wake))
@@ -422,6 +430,7 @@ impl Lane {
     /// Submits, takes every completion there is and handles it: how many there were (at least
     /// one while entries wait in the backlog, so the loop turns again instead of sleeping).
     fn turn(&mut self, worker: &Rc<Worker>) -> usize {
+        self.turning = true;
         self.ring.buffers.publish();
         self.ring.unload_backlog();
         let (queued, pending) = {
@@ -467,6 +476,8 @@ impl Lane {
         }
         let count = completions.len();
         self.completions = completions;
+        self.turning = false;
+        self.wall = None;
         count + usize::from(!self.ring.backlog.is_empty())
     }
 
@@ -616,8 +627,15 @@ impl Lane {
             clients,
             current,
             ring,
+            wall,
+            turning,
             ..
         } = self;
+        let now = if *turning {
+            *wall.get_or_insert_with(clock::now)
+        } else {
+            clock::now()
+        };
         let replayer = in_force(current, shared);
         let Some(c) = client_at(clients, index) else {
             return;
@@ -650,7 +668,7 @@ impl Lane {
             replayer,
             routing: leg.routing(shared),
             peer: c.slot.peer,
-            now: clock::now(),
+            now,
             stopping: false,
             keep_alive: replayer.keep_alive(),
             tunnels: shared.reverse.is_none(),
