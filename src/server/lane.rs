@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::{ArcSwap, Cache};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
@@ -459,6 +459,7 @@ impl Lane {
             self.ring
                 .uring
                 .completion()
+                .take(TURN_COMPLETIONS)
                 .map(|c| (c.user_data(), c.result(), c.flags())),
         );
         for &(data, result, flags) in &completions {
@@ -854,11 +855,16 @@ fn client_at(clients: &mut [Option<Box<Client>>], index: u32) -> Option<&mut Cli
     clients.get_mut(index as usize)?.as_deref_mut()
 }
 
-/// How many turns in a row that completed something yield to monoio before one waits on the
-/// eventfd instead: monoio runs its timers (the sweeper, hence the stop and every timeout) only
+/// How long the lane may stay busy, yielding to monoio after each turn, before its task waits on
+/// the eventfd once: monoio runs its timers (the sweeper, hence the stop and every timeout) only
 /// when it parks, which it does only once no task is ready, and a lane busy on every turn would
 /// otherwise always be ready.
-const BUSY_TURNS: u32 = 64;
+const BUSY_FOR: Duration = Duration::from_millis(5);
+
+/// The most completions one turn handles (the rest stay in the completion queue for the next):
+/// a turn's length, and so the longest the worker's other tasks wait, stays bounded when a burst
+/// fills every provided buffer at once.
+const TURN_COMPLETIONS: usize = 256;
 
 /// What the lane's task does after a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -869,21 +875,27 @@ enum AfterTurn {
     Wait,
 }
 
-/// Counts the busy turns in a row (see [`BUSY_TURNS`]).
+/// When the lane's current run of busy turns began (see [`BUSY_FOR`]).
 #[derive(Debug, Default)]
 struct Pacer {
-    busy: u32,
+    busy_since: Option<Instant>,
 }
 
 impl Pacer {
-    /// After a turn that handled `completed` completions.
-    fn after(&mut self, completed: usize) -> AfterTurn {
-        if completed > 0 && self.busy < BUSY_TURNS {
-            self.busy += 1;
-            AfterTurn::Yield
-        } else {
-            self.busy = 0;
+    /// After a turn that handled `completed` completions; `now` reads the clock (only after a
+    /// busy turn).
+    fn after(&mut self, completed: usize, now: impl FnOnce() -> Instant) -> AfterTurn {
+        if completed == 0 {
+            self.busy_since = None;
+            return AfterTurn::Wait;
+        }
+        let now = now();
+        let since = *self.busy_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= BUSY_FOR {
+            self.busy_since = None;
             AfterTurn::Wait
+        } else {
+            AfterTurn::Yield
         }
     }
 }
@@ -921,13 +933,13 @@ pub(super) async fn drive(worker: Rc<Worker>, wake: monoio::fs::File) {
         if finished {
             return;
         }
-        if pacer.after(completed) == AfterTurn::Yield {
+        if pacer.after(completed, clock::instant) == AfterTurn::Yield {
             // monoio's other tasks run, and its ring is entered (which also posts this ring's
             // completions): yielding after every turn measured fewer enters than every 4 to 64.
             YieldNow(false).await;
             continue;
         }
-        // Nothing completed, or busy for BUSY_TURNS turns: submit what the turn queued, then
+        // Nothing completed, or busy for BUSY_FOR: submit what the turn queued, then
         // sleep in monoio until the ring posts (each completion counts, so after a busy turn
         // this returns at monoio's next park).
         if let Some(lane) = worker.lane.borrow_mut().as_mut() {
@@ -957,19 +969,28 @@ mod tests {
     }
 
     #[test]
-    fn a_lane_busy_on_every_turn_waits_once_every_busy_turns_so_monoio_runs_its_timers() {
+    fn a_lane_busy_on_every_turn_waits_once_it_has_been_busy_for_busy_for() {
         let mut pacer = Pacer::default();
+        // A base instant; the turns' times are offsets from it.
+        let t0 = clock::instant();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let step = BUSY_FOR / 5;
         let mut waits = Vec::new();
-        for turn in 0..3 * (BUSY_TURNS + 1) {
-            if pacer.after(5) == AfterTurn::Wait {
+        for turn in 0..16u32 {
+            if pacer.after(3, || t0 + step * turn) == AfterTurn::Wait {
                 waits.push(turn);
             }
         }
-        let every = BUSY_TURNS + 1;
-        assert_eq!(waits, [every - 1, 2 * every - 1, 3 * every - 1]);
-        // A turn that found nothing waits at once and starts the count again.
-        assert_eq!(pacer.after(0), AfterTurn::Wait);
-        assert_eq!(pacer.after(1), AfterTurn::Yield);
+        // Busy from turn 0: BUSY_FOR passes at turn 5; the next run starts at 6 and ends at 11.
+        assert_eq!(waits, [5, 11]);
+        // A turn that found nothing waits at once and starts the run again.
+        assert_eq!(
+            pacer.after(0, || unreachable!("an idle turn reads no clock")),
+            AfterTurn::Wait
+        );
+        assert_eq!(pacer.after(1, || at(100)), AfterTurn::Yield);
+        assert_eq!(pacer.after(1, || at(104)), AfterTurn::Yield);
+        assert_eq!(pacer.after(1, || at(105)), AfterTurn::Wait);
     }
 
     #[test]

@@ -245,3 +245,68 @@ fn unsent(stream: &std::net::TcpStream) -> usize {
     assert_eq!(r, 0, "SIOCOUTQ");
     queued as usize
 }
+
+#[test]
+fn an_idle_connection_times_out_while_pipelining_clients_keep_the_ring_busy() {
+    // One worker: the idle connection shares the ring that the load keeps busy on every turn.
+    let path = fixture("demo.flows");
+    let server = Server::start_exact(&[
+        "-S",
+        path.to_str().unwrap(),
+        "-p",
+        "0",
+        "--threads",
+        "1",
+        "--idle-timeout",
+        "1",
+        "--reuse",
+        "-q",
+    ]);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let batch = get("/hello").repeat(32);
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let stream = server.connect();
+        let mut reader = stream.try_clone().unwrap();
+        let done_w = done.clone();
+        let mut writer = stream;
+        let batch = batch.clone();
+        load.push(std::thread::spawn(move || {
+            while !done_w.load(std::sync::atomic::Ordering::Relaxed) {
+                if writer.write_all(&batch).is_err() {
+                    break;
+                }
+            }
+            let _ = writer.shutdown(std::net::Shutdown::Write);
+        }));
+        // Reads until the server closes (after the writer's FIN), so no write waits forever.
+        load.push(std::thread::spawn(move || {
+            let mut chunk = [0u8; 64 * 1024];
+            while let Ok(1..) = reader.read(&mut chunk) {}
+        }));
+    }
+    // The load is answered, so the ring is turning, before the idle connection opens.
+    let mut probe = Client::new(&server);
+    assert_eq!(probe.exchange(&get("/hello")).status, 200);
+    let mut idle = server.connect();
+    idle.set_read_timeout(Some(crate::support::PATIENCE))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    let got = idle.read(&mut byte);
+    let waited = started.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(probe);
+    for t in load {
+        t.join().unwrap();
+    }
+    // Closed by the idle timeout (the sweeper's tick), not by the read timeout of the test.
+    assert!(
+        matches!(got, Ok(0))
+            || got
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the idle connection was not closed while the load ran ({got:?} after {waited:?})"
+    );
+    assert!(waited < crate::support::PATIENCE, "{waited:?}");
+}
