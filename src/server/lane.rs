@@ -14,7 +14,7 @@
 //! monoio reads, so an idle worker sleeps in one place.
 
 use std::future::Future;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -250,9 +250,21 @@ impl Ring {
     /// submits without waiting (refused submissions stay queued for the next enter).
     fn submit(&mut self) {
         self.buffers.publish();
-        self.unload_backlog();
-        let _ = self.uring.submit();
-        self.unload_backlog();
+        loop {
+            self.unload_backlog();
+            let submitted = self.uring.submit();
+            // Room made for more of the backlog: move it in and submit it too, until the
+            // backlog is empty or the kernel takes nothing.
+            if self.backlog.is_empty() || !matches!(submitted, Ok(1..)) {
+                return;
+            }
+        }
+    }
+
+    /// Completions wait in the completion queue, or entries in the backlog: work that posts
+    /// nothing more to the eventfd.
+    fn has_leftovers(&mut self) -> bool {
+        !self.backlog.is_empty() || !self.uring.completion().is_empty()
     }
 
     /// Moves backlog entries into the submission queue while it has room.
@@ -391,6 +403,13 @@ impl Lane {
     /// Submits what is queued, without waiting.
     fn submit(&mut self) {
         self.ring.submit();
+    }
+
+    /// Submits what is queued; whether work is left that the eventfd will not announce (see
+    /// [`Ring::has_leftovers`]).
+    fn submit_before_sleep(&mut self) -> bool {
+        self.ring.submit();
+        self.ring.has_leftovers()
     }
 
     /// Hands every connection whose timer expired (the sweeper set its slot's flag) to monoio.
@@ -952,10 +971,20 @@ pub(super) async fn drive(worker: Rc<Worker>, wake: monoio::fs::File) {
             continue;
         }
         // Nothing completed, or BUSY_WORK done while busy: submit what the turn queued, then
-        // sleep in monoio until the ring posts (each completion counts, so after a busy turn
-        // this returns at monoio's next park).
-        if let Some(lane) = worker.lane.borrow_mut().as_mut() {
-            lane.submit();
+        // sleep in monoio until the ring posts. The eventfd counts completions posted since its
+        // last read: ones already waiting in the queue (a turn takes at most TURN_COMPLETIONS)
+        // and backlog entries announce nothing, so then it is written here, and the read returns
+        // at monoio's next park, after its timers.
+        let leftovers = worker
+            .lane
+            .borrow_mut()
+            .as_mut()
+            .is_some_and(Lane::submit_before_sleep);
+        if leftovers {
+            // SAFETY: `wake` is this lane's open eventfd; eventfd_write takes no pointer.
+            unsafe {
+                libc::eventfd_write(wake.as_raw_fd(), 1);
+            }
         }
         let (res, back) = wake.read_at(count, 0).await;
         count = back;
@@ -1002,29 +1031,34 @@ mod tests {
     }
 
     #[test]
-    fn entries_that_find_the_queue_full_wait_in_order_and_all_complete() {
-        let Some(mut ring) = disabled_ring(2) else {
+    fn entries_that_find_the_queue_full_wait_in_order_and_one_submit_sends_them_all() {
+        let Some(mut ring) = disabled_ring(4) else {
             eprintln!("skipped: this kernel has no io_uring with disabled rings");
             return;
         };
-        for data in 0..5u64 {
+        for data in 0..7u64 {
             ring.push(opcode::Nop::new().build().user_data(data));
         }
-        // Two fit the queue; the enter that would make room fails, so three wait, none lost.
+        // Four fit the queue; the enter that would make room fails, so three wait, none lost.
         assert_eq!(ring.backlog.len(), 3);
+        assert!(
+            ring.has_leftovers(),
+            "a backlog is work the eventfd will not announce"
+        );
         ring.submit();
         assert_eq!(ring.backlog.len(), 3, "a refused enter moves nothing");
         ring.uring.submitter().register_enable_rings().unwrap();
-        let mut completed = Vec::new();
-        for _ in 0..5 {
-            ring.submit();
-            ring.uring.submit_and_wait(0).unwrap();
-            completed.extend(ring.uring.completion().map(|c| c.user_data()));
-            if completed.len() == 5 {
-                break;
-            }
-        }
+        // One submit takes the queue and then the backlog, as room is made.
+        ring.submit();
         assert!(ring.backlog.is_empty());
-        assert_eq!(completed, [0, 1, 2, 3, 4]);
+        assert!(
+            ring.uring.submission().is_empty(),
+            "nothing moved in is left unsubmitted"
+        );
+        ring.uring.submit_and_wait(7).unwrap();
+        assert!(ring.has_leftovers(), "completions wait in the queue");
+        let completed: Vec<u64> = ring.uring.completion().map(|c| c.user_data()).collect();
+        assert_eq!(completed, [0, 1, 2, 3, 4, 5, 6]);
+        assert!(!ring.has_leftovers());
     }
 }

@@ -433,15 +433,16 @@ pub async fn serve(
     while !worker.open.borrow().is_empty() && clock::since(started) < grace {
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
+    // monoio queues the close of a dropped socket (the listener's, the last connections') on its
+    // ring and submits it when the loop next parks. Park once, so they are closed before the
+    // thread ends: an unsubmitted close kept the listener in the port's group, where the kernel
+    // still queued connections that no one would accept. (Before the log's last batch, so what
+    // is answered meanwhile is in it.)
+    monoio::time::sleep(Duration::from_millis(1)).await;
     let log = worker.log.borrow_mut().take();
     if let Some(log) = log {
         log.finish(worker.counters());
     }
-    // monoio queues the close of a dropped socket (the listener's, the last connections') on its
-    // ring and submits it when the loop next parks. Park once, so they are closed before the
-    // thread ends: an unsubmitted close kept the listener in the port's group, where the kernel
-    // still queued connections that no one would accept.
-    monoio::time::sleep(Duration::from_millis(1)).await;
 }
 
 /// A connection's end, however it was served: it leaves the worker's open set.
