@@ -346,14 +346,7 @@ impl Exchange<'_> {
                     .write_reply(flow, now, &RequestFacts::default(), scratch)
                     .body;
                 let status = status_code(scratch)?;
-                let trailers = if replayer.has_trailers(flow) {
-                    replayer
-                        .recording()
-                        .response_untimed(flow.0 as usize)
-                        .and_then(|r| r.trailers)
-                } else {
-                    None
-                };
+                let trailers = replayer.trailers(flow);
                 let refresh_delta = replayer
                     .refresh()
                     .then(|| refresh::delta_seconds(now, replayer.response_start(flow)));

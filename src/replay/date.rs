@@ -238,11 +238,30 @@ pub fn civil_from_days(days: i64) -> (i64, usize, i64) {
 /// `epoch + delta` in whole seconds as mitmproxy computes it: the sum rounded to microseconds
 /// (half to even), then the fraction dropped towards minus infinity (spec §d.2 step 3).
 pub fn shift(epoch: i64, delta: f64) -> i64 {
-    let whole = delta.floor();
-    let micros = ((delta - whole) * 1e6).round_ties_even();
-    let carry = i64::from(micros >= 1e6);
-    // `whole` is far inside i64 for any real clock; saturate rather than wrap otherwise.
-    epoch.saturating_add(whole as i64).saturating_add(carry)
+    WholeShift::of(delta).apply(epoch)
+}
+
+/// What [`shift`] adds to a whole-second epoch for one `delta`: every date a refresh writes
+/// with that delta depends on `delta` only through this value, so two deltas with equal
+/// `WholeShift`s render byte-identical heads (a driver may reuse one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WholeShift(i64);
+
+impl WholeShift {
+    /// The shift of `delta` seconds: `floor(delta)`, plus one when the fraction rounds up to a
+    /// whole second at microsecond precision. Saturated: a shift near `i64::MAX` moves every
+    /// date out of years 1–9999 however it is added.
+    pub fn of(delta: f64) -> WholeShift {
+        let whole = delta.floor();
+        let micros = ((delta - whole) * 1e6).round_ties_even();
+        // `whole` is far inside i64 for any real clock; `as` saturates otherwise.
+        WholeShift((whole as i64).saturating_add(i64::from(micros >= 1e6)))
+    }
+
+    /// `epoch` shifted (saturating rather than wrapping).
+    pub fn apply(self, epoch: i64) -> i64 {
+        epoch.saturating_add(self.0)
+    }
 }
 
 /// First and last second of years 1–9999, the instants [`write_imf_fixdate`] can write.
@@ -428,6 +447,19 @@ mod tests {
         assert_eq!(shift(100, -0.5), 99);
         assert_eq!(shift(100, 0.999_999_6), 101);
         assert_eq!(shift(100, 0.0), 100);
+    }
+
+    #[test]
+    fn equal_whole_shifts_shift_every_epoch_alike() {
+        // Deltas within one whole second (after microsecond rounding) shift alike; the boundary
+        // where the fraction rounds up belongs to the next second.
+        assert_eq!(WholeShift::of(3600.1), WholeShift::of(3600.9));
+        assert_eq!(WholeShift::of(0.999_999_6), WholeShift::of(1.2));
+        assert_ne!(WholeShift::of(0.999_999_4), WholeShift::of(1.0));
+        assert_ne!(WholeShift::of(-0.5), WholeShift::of(0.5));
+        assert_eq!(WholeShift::of(0.999_999_6).apply(100), 101);
+        assert_eq!(WholeShift::of(-0.5).apply(100), 99);
+        assert_eq!(WholeShift::of(1e300).apply(5), i64::MAX);
     }
 
     #[test]

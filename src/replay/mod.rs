@@ -34,6 +34,7 @@ use std::time::SystemTime;
 
 use crate::config::{Order, ReplayOptions, Unmatched};
 use crate::flowfile::{LoadEvent, Recording, RequestView, ResponseView};
+use date::WholeShift;
 use index::{Index, IndexBuilder};
 use key::{HeaderFields, KeyHost, KeyOptions, KeyRequest};
 use template::{FirstDate, Framing, Shape, ShapeBits, Templates};
@@ -360,6 +361,35 @@ impl Replayer {
     /// Whether `flow`'s recorded response has trailers (noted at load: nothing is read).
     pub fn has_trailers(&self, flow: FlowId) -> bool {
         self.times.trailers.binary_search(&flow.0).is_ok()
+    }
+
+    /// The recorded trailer fields of `flow`'s response, if it has any (read from the flow only
+    /// where [`Replayer::has_trailers`] says there are some).
+    pub fn trailers(&self, flow: FlowId) -> Option<crate::flowfile::Headers<'_>> {
+        if !self.has_trailers(flow) {
+            return None;
+        }
+        self.recording
+            .response_untimed(flow.0 as usize)
+            .and_then(|r| r.trailers)
+    }
+
+    /// What the head [`Replayer::write_reply`] renders for `flow` at `now` depends on besides
+    /// the flow: the whole-second shift of its refreshed dates, or `None` when nothing in it
+    /// moves with the clock (refresh off, or a pre-rendered head without dates). Two calls for
+    /// one flow that give the same value render byte-identical heads (with the same request
+    /// facts), so a driver may keep what it derived from the first.
+    pub fn head_shift(&self, flow: FlowId, now: SystemTime) -> Option<WholeShift> {
+        if !self.refresh {
+            return None;
+        }
+        // The same start `write_reply` shifts from.
+        let start = match self.templates.get(flow.0 as usize) {
+            Some(t) if self.templates.patches(t).is_empty() => return None,
+            Some(t) => t.timestamp_start,
+            None => self.times.get(flow.0 as usize).0,
+        };
+        Some(WholeShift::of(refresh::delta_seconds(now, start)))
     }
 
     /// `timestamp_start` of `flow`'s recorded response (noted at load; `0.0` without one).

@@ -477,6 +477,74 @@ fn dates_before_1970_survive_a_zero_shift() {
     );
 }
 
+// A driver reuses what it derived from a head while `head_shift` gives the same value (the h2
+// driver's head cache): equal shifts must render equal heads, and a head that changes must
+// come with a different shift.
+#[test]
+fn equal_head_shifts_render_equal_heads() {
+    let near = date_after_start(-1);
+    let later = date_after_start(86_400 * 365);
+    let cookie = "a=b; Expires=Tue, 15-Nov-1994 08:12:31 GMT; Max-Age=60";
+    // Each with whether its head changes over the times below (a cookie expiry that cannot be
+    // shifted stays as recorded).
+    let cases: [(&[(&str, &str)], bool); 5] = [
+        (&[("Date", &near), ("Expires", &later)], true),
+        (&[("Set-Cookie", cookie), ("Date", &near)], true),
+        (&[("Expires", "Sunday, 02-Jan-00 00:00:00 GMT")], true),
+        (
+            &[("Set-Cookie", "x=y; Expires=Fri, 31 Dec 9999 23:59:59 GMT")],
+            false,
+        ),
+        (&[("Server", "no dates at all")], false),
+    ];
+    let start = test_flow().response.unwrap().timestamp_start;
+    let nows = [
+        0.0,
+        0.25,
+        0.999_999_4,
+        0.999_999_6,
+        1.0,
+        1.5,
+        59.0,
+        86_400.75,
+    ];
+    for (headers, changes) in cases {
+        let flow = dated(headers);
+        let replayer = replayer(std::slice::from_ref(&flow), &options());
+        let id = replay_of(&replayer, &Live::of(&flow));
+        let rendered: Vec<_> = nows
+            .iter()
+            .map(|&n| {
+                let now = at(start + n);
+                let head = reply_text(&replayer, id, now, RequestFacts::default()).0;
+                (replayer.head_shift(id, now), head)
+            })
+            .collect();
+        for (a, b) in rendered
+            .iter()
+            .flat_map(|a| rendered.iter().map(move |b| (a, b)))
+        {
+            if a.0 == b.0 {
+                assert_eq!(a.1, b.1, "{headers:?}");
+            }
+            if a.1 != b.1 {
+                assert_ne!(a.0, b.0, "{headers:?}");
+            }
+        }
+        let moves = rendered.iter().any(|r| r.1 != rendered[0].1);
+        assert_eq!(moves, changes, "{headers:?}");
+    }
+    // Refresh off: nothing moves.
+    let flow = dated(&[("Date", &near)]);
+    let options = ReplayOptions {
+        refresh: false,
+        ..options()
+    };
+    let replayer = replayer(std::slice::from_ref(&flow), &options);
+    let id = replay_of(&replayer, &Live::of(&flow));
+    assert_eq!(replayer.head_shift(id, at(start + 5.0)), None);
+}
+
 // §i.4 case 43.
 #[test]
 fn refresh_on_replay_shifts_date_and_cookie_but_not_max_age() {

@@ -30,11 +30,12 @@ use monoio::io::AsyncWriteRent;
 use smallvec::SmallVec;
 
 use super::{linger_close, since_start, ticks_until, Answered, Leg, Slot, Worker};
-use crate::exchange::{self, Answer, ReplyFields};
+use crate::exchange::{self, Answer, ReplyParts};
 use crate::flowfile::Span;
 use crate::http1::{self, request::MAX_HEADERS, ChunkedDecoder};
 use crate::http2::{self, Conn, Event};
-use crate::replay::{Replayer, RequestFacts};
+use crate::replay::date::WholeShift;
+use crate::replay::{FlowId, Replayer, RequestFacts};
 use crate::server::clock;
 use crate::server::forward::{self, ClientSide, Forwarded, Forwarder};
 use crate::server::outbox::Outbox;
@@ -99,7 +100,7 @@ struct Driver<'w, S> {
     scratch: Vec<u8>,
     /// Reused for HTTP/1 answers re-framed as HTTP/2 (508, 400).
     http1: Vec<u8>,
-    /// The HPACK block of the last replayed head, reused while heads repeat.
+    /// The last reply, reused while replies repeat.
     head: HeadCache,
     /// Reused for a request's split cookie fields joined.
     cookies: Vec<u8>,
@@ -145,6 +146,7 @@ pub(super) async fn serve<S: Transport>(
         let latest = current.load();
         if !Arc::ptr_eq(latest, &d.replayer) {
             d.replayer = Rc::new(latest.clone());
+            d.head.clear();
         }
         d.outbox.serve_from(&d.replayer);
         let used = d.conn.recv(&input, clock::instant());
@@ -311,28 +313,35 @@ impl<S: Transport> Driver<'_, S> {
         let outcome = match ex.answer {
             Answer::Replay(_) | Answer::Status(_) => {
                 let outcome;
-                if let Some(parts) = ex.describe(replayer, now, &mut self.scratch) {
-                    outcome = ex.answered(Some(parts.status));
-                    let trailers: SmallVec<[(&[u8], &[u8]); 4]> = parts
-                        .trailers
-                        .map(|t| t.iter().collect())
-                        .unwrap_or_default();
-                    let body = if facts.is_head || parts.body.is_empty() {
+                let key = HeadKey::of(ex.answer, replayer, now);
+                let known = key.is_some_and(|k| self.head.holds(k))
+                    || match ex.describe(replayer, now, &mut self.scratch) {
+                        Some(parts) => {
+                            let body = (!parts.body.is_empty())
+                                .then(|| body_of(&self.replayer, parts.body));
+                            self.head.fill(key, &parts, body);
+                            true
+                        }
+                        None => false,
+                    };
+                if known {
+                    let head = &self.head;
+                    outcome = ex.answered(Some(head.status));
+                    let trailers: SmallVec<[(&[u8], &[u8]); 4]> = match ex.answer {
+                        Answer::Replay(flow) => replayer
+                            .trailers(flow)
+                            .map(|t| t.iter().collect())
+                            .unwrap_or_default(),
+                        _ => SmallVec::new(),
+                    };
+                    let body = if facts.is_head {
                         None
                     } else {
-                        Some(body_of(&self.replayer, parts.body))
+                        head.body.clone()
                     };
                     if log {
                         let bytes = body.as_ref().map_or(0, |b| b.as_ref().len() as u64);
                         log_answer(worker, self.peer, &ex, method, outcome, bytes, now);
-                    }
-                    let head = &mut self.head;
-                    if !head.is(parts.status, parts.headers.as_ref()) {
-                        let fields: SmallVec<[(&[u8], &[u8]); 32]> = match &parts.headers {
-                            Some(h) => h.iter().collect(),
-                            None => [(&b"content-length"[..], &b"0"[..])].into_iter().collect(),
-                        };
-                        head.encode(parts.status, parts.headers.as_ref(), &fields);
                     }
                     let _ = self.conn.answer_block(id, &head.block, body, &trailers);
                 } else {
@@ -535,42 +544,70 @@ async fn read_beside<F: Future>(
     .await
 }
 
-/// The last reply head a connection encoded: a head rendered byte for byte as the one before
-/// (the same flow within the same second of refreshed dates, which a load test asks for again
-/// and again) is sent as the same HPACK block, without taking its fields apart and encoding
-/// them again. The encoding is stateless ([`reply::encode_head`]), so the block is valid on any
-/// stream. A different head costs one comparison of its field lines.
+/// What a connection's last reply head was derived from: a replayed flow with the whole-second
+/// shift of its refreshed dates ([`Replayer::head_shift`]), or a status answer. Equal keys (for
+/// one replayer) give byte-identical heads, bodies and statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeadKey {
+    /// A replayed flow and the shift of its dates (`None`: its head does not move with the
+    /// clock).
+    Replay(FlowId, Option<WholeShift>),
+    /// A status answer (no recorded head: `content-length: 0`).
+    Status(u16),
+}
+
+impl HeadKey {
+    /// The key of an answer at `now`; `None` for answers that are not recorded replies.
+    fn of(answer: Answer, replayer: &Replayer, now: std::time::SystemTime) -> Option<HeadKey> {
+        match answer {
+            Answer::Replay(flow) => Some(HeadKey::Replay(flow, replayer.head_shift(flow, now))),
+            Answer::Status(code) => Some(HeadKey::Status(code)),
+            _ => None,
+        }
+    }
+}
+
+/// The last reply a connection described, ready to send again: a load test asks for the same
+/// flow again and again, and within one second of refreshed dates its head is the same, so the
+/// reply goes out as the same HPACK block without rendering, parsing or encoding its head. The
+/// encoding is stateless ([`reply::encode_head`]), so the block is valid on any stream. The
+/// cache must be cleared when the replayer changes (a flow of the next one is another reply).
 #[derive(Default)]
 struct HeadCache {
-    /// The status and rendered field lines the block encodes; `None`: the block encodes no
-    /// rendered head (a status answer's, or nothing yet), so it never matches.
-    key: Option<(u16, Vec<u8>)>,
-    /// The HPACK block.
+    /// What the reply was derived from; `None`: nothing to reuse.
+    key: Option<HeadKey>,
+    /// Its status code.
+    status: u16,
+    /// Its body (`None`: empty).
+    body: Option<Body>,
+    /// Its head as an HPACK block.
     block: Vec<u8>,
 }
 
 impl HeadCache {
-    /// Whether the block encodes a reply with `status` and `fields`.
-    fn is(&self, status: u16, fields: Option<&ReplyFields<'_>>) -> bool {
-        match (&self.key, fields) {
-            (Some((s, lines)), Some(ReplyFields::Rendered(now))) => *s == status && lines == now,
-            _ => false,
-        }
+    /// Whether the cached reply is the one `key` describes.
+    fn holds(&self, key: HeadKey) -> bool {
+        self.key == Some(key)
     }
 
-    /// Encodes a reply with `status` and `pairs` (the pairs of `fields`) as the block.
-    fn encode(&mut self, status: u16, fields: Option<&ReplyFields<'_>>, pairs: &[(&[u8], &[u8])]) {
+    /// Forgets the cached reply (the replayer changed).
+    fn clear(&mut self) {
+        self.key = None;
+        self.body = None;
+    }
+
+    /// Caches the reply `parts` describe under `key` (`None`: encoded, never reused), its head
+    /// encoded as a block and `body` as the Conn holds it.
+    fn fill(&mut self, key: Option<HeadKey>, parts: &ReplyParts<'_>, body: Option<Body>) {
+        let fields: SmallVec<[(&[u8], &[u8]); 32]> = match &parts.headers {
+            Some(h) => h.iter().collect(),
+            None => [(&b"content-length"[..], &b"0"[..])].into_iter().collect(),
+        };
         self.block.clear();
-        http2::reply::encode_head(&mut self.block, status, pairs);
-        match fields {
-            Some(ReplyFields::Rendered(lines)) => {
-                let (s, key) = self.key.get_or_insert_with(|| (status, Vec::new()));
-                *s = status;
-                key.clear();
-                key.extend_from_slice(lines);
-            }
-            _ => self.key = None,
-        }
+        http2::reply::encode_head(&mut self.block, parts.status, &fields);
+        self.key = key;
+        self.status = parts.status;
+        self.body = body;
     }
 }
 
@@ -1186,24 +1223,54 @@ mod tests {
     }
 
     #[test]
-    fn the_head_cache_matches_only_the_same_status_and_rendered_fields() {
-        let lines = ReplyFields::Rendered(b"content-length: 5\r\ndate: x\r\n");
-        let other = ReplyFields::Rendered(b"content-length: 5\r\ndate: y\r\n");
-        let pairs: Vec<(&[u8], &[u8])> = lines.iter().collect();
+    fn the_head_cache_holds_one_key_until_filled_again_or_cleared() {
+        let lines = b"content-length: 5\r\ndate: x\r\n";
+        let parts = ReplyParts {
+            status: 200,
+            headers: Some(exchange::ReplyFields::Rendered(lines)),
+            refresh_delta: None,
+            body: b"hello",
+            trailers: None,
+            close: false,
+        };
+        let shift = Some(WholeShift::of(3.5));
+        let key = HeadKey::Replay(FlowId(3), shift);
         let mut cache = HeadCache::default();
-        assert!(!cache.is(200, Some(&lines)));
-        cache.encode(200, Some(&lines), &pairs);
+        assert!(!cache.holds(key));
+        cache.fill(
+            Some(key),
+            &parts,
+            Some(Body::Owned(Rc::from(&b"hello"[..]))),
+        );
+        let pairs: Vec<(&[u8], &[u8])> = parts.headers.unwrap().iter().collect();
         let mut expected = Vec::new();
         http2::reply::encode_head(&mut expected, 200, &pairs);
         assert_eq!(cache.block, expected);
-        assert!(cache.is(200, Some(&lines)));
-        assert!(!cache.is(201, Some(&lines)));
-        assert!(!cache.is(200, Some(&other)));
-        assert!(!cache.is(200, None));
-        // A head that is not rendered (a status answer) is encoded but never reused.
-        cache.encode(404, None, &[(b"content-length", b"0")]);
-        assert!(!cache.is(404, None));
-        assert!(!cache.is(200, Some(&lines)));
+        assert_eq!(cache.status, 200);
+        assert!(cache.holds(key));
+        assert!(!cache.holds(HeadKey::Replay(FlowId(4), shift)));
+        assert!(!cache.holds(HeadKey::Replay(FlowId(3), Some(WholeShift::of(4.5)))));
+        assert!(!cache.holds(HeadKey::Replay(FlowId(3), None)));
+        assert!(!cache.holds(HeadKey::Status(200)));
+        // A status answer: `content-length: 0` and no body.
+        let status = ReplyParts {
+            status: 404,
+            headers: None,
+            body: b"",
+            ..parts
+        };
+        cache.fill(Some(HeadKey::Status(404)), &status, None);
+        expected.clear();
+        http2::reply::encode_head(&mut expected, 404, &[(b"content-length", b"0")]);
+        assert_eq!(cache.block, expected);
+        assert!(cache.holds(HeadKey::Status(404)));
+        assert!(!cache.holds(key));
+        // Filled without a key: encoded, never reused; cleared: nothing is held.
+        cache.fill(None, &parts, None);
+        assert!(!cache.holds(key));
+        cache.fill(Some(key), &parts, None);
+        cache.clear();
+        assert!(!cache.holds(key));
     }
 
     #[test]

@@ -336,3 +336,44 @@ fn an_admin_address_that_cannot_be_bound_is_one_sentence() {
         stopped.stderr
     );
 }
+
+// An HTTP/2 connection reuses the reply it last sent while the same flow is asked for again; a
+// reload makes the same request another flow, so the connection open across it must answer from
+// the new recording (status, fields and body), not from what it kept.
+#[test]
+fn an_h2_connection_open_across_a_reload_answers_from_the_new_recording() {
+    let flow = |status, generation: &[u8], body: &[u8]| {
+        let mut f = FlowSpec::get("/same", status, body);
+        let r = f.response.as_mut().unwrap();
+        r.headers
+            .push((b"X-Generation".to_vec(), generation.to_vec()));
+        f
+    };
+    let file = FlowFile::new(&[flow(200, b"1", b"old")]);
+    let server = Server::start(&["-S", file.arg(), "--reuse", "--admin", "127.0.0.1:0"]);
+    let rt = crate::h2::runtime();
+    let mut h2 = rt.block_on(crate::h2::connect(&server, 65_535));
+    let ask = |h2: &mut h2::client::SendRequest<bytes::Bytes>| {
+        rt.block_on(async {
+            let resp = crate::h2::send_get(h2, "/same").await.await.unwrap();
+            let status = resp.status().as_u16();
+            let generation = resp.headers()["x-generation"].to_str().unwrap().to_string();
+            (status, generation, crate::h2::body_of(resp).await.0)
+        })
+    };
+    let first = (200, "1".to_string(), b"old".to_vec());
+    assert_eq!(ask(&mut h2), first);
+    assert_eq!(ask(&mut h2), first, "asked again: the same reply");
+    replace(&file.0, &[flow(201, b"2", b"new body")]);
+    let r = server.admin("POST", "/reload");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let second = (201, "2".to_string(), b"new body".to_vec());
+    assert_eq!(
+        ask(&mut h2),
+        second,
+        "the same connection, the new recording"
+    );
+    assert_eq!(ask(&mut h2), second);
+    drop(h2);
+    server.stop();
+}
