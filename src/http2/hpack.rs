@@ -155,11 +155,42 @@ pub fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 #[error("undecodable HPACK header block: {0:?}")]
 pub struct DecodeError(loona_hpack::decoder::DecoderError);
 
+/// Blocks longer than this are not kept by [`Decoder`]'s repeat cache (a load generator's
+/// repeated request is a few bytes of indexed fields).
+const REPEAT_BLOCK_MAX: usize = 256;
+
+/// Decoded fields longer than this (names and values together) are not kept either.
+const REPEAT_FIELDS_MAX: usize = 4096;
+
 /// The request-side HPACK decoder of one connection.
 pub struct Decoder {
     inner: loona_hpack::Decoder<'static>,
     /// The block with its Huffman strings decoded ([`super::huffman::unhuffman`]), reused.
     raw: Vec<u8>,
+    /// The last block decoded, when it left the dynamic table unchanged and was small: a block
+    /// of the same bytes decodes to the same fields as long as the table stays as it is, which
+    /// it does until a block changes it (that block replaces or clears this one). A client
+    /// that asks for the same thing again and again sends the same few bytes of indexed fields.
+    repeat: Repeat,
+}
+
+/// [`Decoder`]'s last block and its fields.
+#[derive(Default)]
+struct Repeat {
+    /// The block's bytes as received (empty: nothing kept).
+    block: Vec<u8>,
+    /// Names and values one after another.
+    bytes: Vec<u8>,
+    /// Each field's name end and value end in `bytes` (each starts where the previous ends).
+    ends: Vec<(u32, u32)>,
+}
+
+impl Repeat {
+    fn clear(&mut self) {
+        self.block.clear();
+        self.bytes.clear();
+        self.ends.clear();
+    }
 }
 
 impl Default for Decoder {
@@ -169,6 +200,7 @@ impl Default for Decoder {
         Decoder {
             inner,
             raw: Vec::new(),
+            repeat: Repeat::default(),
         }
     }
 }
@@ -181,16 +213,48 @@ impl Decoder {
         block: &[u8],
         mut field: impl FnMut(&[u8], &[u8]),
     ) -> Result<(), DecodeError> {
+        let repeat = &mut self.repeat;
+        if !repeat.block.is_empty() && repeat.block == block {
+            let mut start = 0;
+            for &(name_end, value_end) in &repeat.ends {
+                let (n, v) = (name_end as usize, value_end as usize);
+                field(&repeat.bytes[start..n], &repeat.bytes[n..v]);
+                start = v;
+            }
+            return Ok(());
+        }
+        repeat.clear();
         // Huffman strings are decoded first, by our code tree: loona-hpack's own Huffman decoder
         // builds its tables for every string (the block it then sees has raw strings only).
-        let block = if super::huffman::unhuffman(block, &mut self.raw) {
+        let rewrite = super::huffman::unhuffman(block, &mut self.raw);
+        let decoded = if rewrite.rewritten {
             &self.raw[..]
         } else {
             block
         };
+        let keep = rewrite.keeps_table && !block.is_empty() && block.len() <= REPEAT_BLOCK_MAX;
+        let mut kept = keep;
         self.inner
-            .decode_with_cb(block, |n: Cow<'_, [u8]>, v: Cow<'_, [u8]>| field(&n, &v))
-            .map_err(DecodeError)
+            .decode_with_cb(decoded, |n: Cow<'_, [u8]>, v: Cow<'_, [u8]>| {
+                if kept {
+                    if repeat.bytes.len() + n.len() + v.len() <= REPEAT_FIELDS_MAX {
+                        repeat.bytes.extend_from_slice(&n);
+                        let name_end = repeat.bytes.len() as u32;
+                        repeat.bytes.extend_from_slice(&v);
+                        repeat.ends.push((name_end, repeat.bytes.len() as u32));
+                    } else {
+                        kept = false;
+                    }
+                }
+                field(&n, &v)
+            })
+            .map_err(DecodeError)?;
+        if kept {
+            repeat.block.extend_from_slice(block);
+        } else {
+            repeat.clear();
+        }
+        Ok(())
     }
 }
 
@@ -268,6 +332,99 @@ mod tests {
             let mut d = Decoder::default();
             assert!(d.decode(block, |_, _| {}).is_err(), "{block:?}");
         }
+    }
+
+    /// The fields `d` decodes from `block`.
+    fn fields(d: &mut Decoder, block: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut got = Vec::new();
+        d.decode(block, |n, v| got.push((n.to_vec(), v.to_vec())))
+            .unwrap();
+        got
+    }
+
+    #[test]
+    fn a_repeated_block_decodes_alike_and_a_block_that_changes_the_table_is_not_replayed() {
+        let pair = |n: &str, v: &str| (n.as_bytes().to_vec(), v.as_bytes().to_vec());
+        let mut d = Decoder::default();
+        // `x-a: 1` with incremental indexing: it becomes dynamic index 62.
+        let mut first = vec![0x82];
+        first.push(0x40);
+        first.extend_from_slice(b"\x03x-a\x011");
+        assert_eq!(
+            fields(&mut d, &first),
+            [pair(":method", "GET"), pair("x-a", "1")]
+        );
+        // Indexed only: kept, and the same bytes again give the same fields.
+        let indexed = [0x82, 0x80 | 62];
+        let expected = [pair(":method", "GET"), pair("x-a", "1")];
+        assert_eq!(fields(&mut d, &indexed), expected);
+        assert!(!d.repeat.block.is_empty(), "an indexed-only block is kept");
+        assert_eq!(fields(&mut d, &indexed), expected);
+        // A block that inserts `x-b: 2` at 62 (x-a moves to 63): the kept block must not be
+        // replayed, since index 62 now means x-b.
+        let mut insert = vec![0x40];
+        insert.extend_from_slice(b"\x03x-b\x012");
+        assert_eq!(fields(&mut d, &insert), [pair("x-b", "2")]);
+        assert!(
+            d.repeat.block.is_empty(),
+            "a block that changes the table is not kept"
+        );
+        assert_eq!(
+            fields(&mut d, &indexed),
+            [pair(":method", "GET"), pair("x-b", "2")]
+        );
+        assert_eq!(
+            fields(&mut d, &indexed),
+            [pair(":method", "GET"), pair("x-b", "2")]
+        );
+        // A size update also changes the table: to 0 evicts every entry, so 62 is an error.
+        let mut evict = Vec::new();
+        put_int(&mut evict, 0x20, 5, 0);
+        evict.push(0x82);
+        assert_eq!(fields(&mut d, &evict), [pair(":method", "GET")]);
+        assert!(d.decode(&indexed, |_, _| {}).is_err(), "index 62 is gone");
+    }
+
+    proptest::proptest! {
+        // A connection's blocks, many repeated, some inserting into the table, some referring to
+        // its entries: the decoder with its repeat cache gives what loona-hpack alone gives.
+        #[test]
+        fn a_sequence_of_blocks_decodes_as_loona_decodes_it(
+            picks in proptest::collection::vec(0usize..6, 1..40),
+        ) {
+            let pool: [&[u8]; 6] = [
+                &[0x82, 0x86, 0x84],
+                &[0x40, 0x03, b'x', b'-', b'a', 0x01, b'1'],
+                &[0x82, 0x80 | 62],
+                &[0x82, 0x80 | 62, 0x80 | 63],
+                &[0x44, 0x02, b'/', b'p'],
+                &[0x20, 0x3f, 0xe1, 0x1f],
+            ];
+            let mut ours = Decoder::default();
+            let mut theirs = loona_hpack::Decoder::new();
+            theirs.set_max_allowed_table_size(TABLE_SIZE);
+            for i in picks {
+                let mut a = Vec::new();
+                let ra = ours.decode(pool[i], |n, v| a.push((n.to_vec(), v.to_vec())));
+                let mut b = Vec::new();
+                let rb = theirs.decode_with_cb(pool[i], |n: Cow<'_, [u8]>, v: Cow<'_, [u8]>| {
+                    b.push((n.to_vec(), v.to_vec()))
+                });
+                proptest::prop_assert_eq!(ra.is_ok(), rb.is_ok());
+                if ra.is_err() {
+                    break;
+                }
+                proptest::prop_assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn a_malformed_block_is_never_replayed() {
+        let mut d = Decoder::default();
+        assert_eq!(fields(&mut d, &[0x82]).len(), 1);
+        assert!(d.decode(&[0x82, 0xff, 0x00], |_, _| {}).is_err());
+        assert!(d.repeat.block.is_empty());
     }
 
     #[test]

@@ -389,12 +389,29 @@ fn string(buf: &[u8], out: &mut Vec<u8>, any: &mut bool) -> Option<usize> {
     Some(end)
 }
 
+/// What [`unhuffman`] saw in a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewrite {
+    /// Huffman strings were decoded: `out` holds the block to decode instead of the original.
+    pub rewritten: bool,
+    /// The block leaves the dynamic table as it found it: no literal with incremental indexing
+    /// and no table size update (RFC 7541 §6.2.1, §6.3), and it is well formed. Decoding the
+    /// same bytes again with the same table then gives the same fields.
+    pub keeps_table: bool,
+}
+
 /// Writes `block` into `out` (cleared first) with every Huffman-coded string literal replaced by
-/// its raw form; true when that changed something. False too when the block is malformed: the
-/// caller then decodes the original, whose decoder reports the error.
-pub fn unhuffman(block: &[u8], out: &mut Vec<u8>) -> bool {
+/// its raw form, and says whether that changed something and whether the block changes the
+/// dynamic table. When the block is malformed, `rewritten` is false (the caller then decodes
+/// the original, whose decoder reports the error) and so is `keeps_table`.
+pub fn unhuffman(block: &[u8], out: &mut Vec<u8>) -> Rewrite {
+    const MALFORMED: Rewrite = Rewrite {
+        rewritten: false,
+        keeps_table: false,
+    };
     out.clear();
     let mut any = false;
+    let mut keeps_table = true;
     let mut at = 0;
     while at < block.len() {
         let first = block[at];
@@ -405,25 +422,29 @@ pub fn unhuffman(block: &[u8], out: &mut Vec<u8>) -> bool {
             0x20..=0x3f => (5, false),
             _ => (4, true),
         };
+        keeps_table &= !(0x20..=0x7f).contains(&first);
         let Some((index, used)) = integer(&block[at..], prefix) else {
-            return false;
+            return MALFORMED;
         };
         out.extend_from_slice(&block[at..at + used]);
         at += used;
         if literal {
             if index == 0 {
                 let Some(n) = string(&block[at..], out, &mut any) else {
-                    return false;
+                    return MALFORMED;
                 };
                 at += n;
             }
             let Some(n) = string(&block[at..], out, &mut any) else {
-                return false;
+                return MALFORMED;
             };
             at += n;
         }
     }
-    any
+    Rewrite {
+        rewritten: any,
+        keeps_table,
+    }
 }
 
 #[cfg(test)]
@@ -524,7 +545,9 @@ mod tests {
         block.push(3);
         block.extend_from_slice(b"raw");
         let mut raw = Vec::new();
-        assert!(unhuffman(&block, &mut raw));
+        let rewrite = unhuffman(&block, &mut raw);
+        assert!(rewrite.rewritten);
+        assert!(!rewrite.keeps_table, "a size update and an indexed literal");
         assert!(loona(&raw).is_ok());
         assert_eq!(ours(&block), loona(&block));
         assert_eq!(
