@@ -232,8 +232,7 @@ impl Decoder {
         } else {
             block
         };
-        let keep = rewrite.keeps_table && !block.is_empty() && block.len() <= REPEAT_BLOCK_MAX;
-        let mut kept = keep;
+        let mut kept = rewrite.keeps_table && !block.is_empty() && block.len() <= REPEAT_BLOCK_MAX;
         self.inner
             .decode_with_cb(decoded, |n: Cow<'_, [u8]>, v: Cow<'_, [u8]>| {
                 if kept {
@@ -262,12 +261,9 @@ impl Decoder {
 mod tests {
     use super::*;
 
+    /// The fields a fresh decoder decodes from `block`.
     fn decode_all(block: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let mut d = Decoder::default();
-        let mut got = Vec::new();
-        d.decode(block, |n, v| got.push((n.to_vec(), v.to_vec())))
-            .unwrap();
-        got
+        fields(&mut Decoder::default(), block)
     }
 
     #[test]
