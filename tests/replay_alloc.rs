@@ -237,3 +237,89 @@ fn logging_requests_as_json_lines_allocates_at_most_its_buffers_never_per_line()
         "every line written or counted as dropped"
     );
 }
+
+#[test]
+fn the_repeat_cache_allocates_only_while_it_fills() {
+    use uringreplay::exchange::repeat::{Context, RepeatCache};
+    let recording = fixture();
+    let requests = requests(&recording);
+    let options = ReplayOptions {
+        order: Order::First,
+        ..ReplayOptions::default()
+    };
+    let replayer = Replayer::new(Arc::new(recording), &options);
+    let context = Context {
+        stamp: replayer.repeat_stamp().unwrap(),
+        tls: false,
+        tunnels: true,
+    };
+    // Each recorded request as HTTP/1 bytes, kept under the flow that answers it.
+    let wire: Vec<(Vec<u8>, uringreplay::replay::FlowId)> = requests
+        .iter()
+        .filter_map(|r| {
+            let live = LiveRequest {
+                scheme: &r.scheme,
+                method: &r.method,
+                target: &r.target,
+                host: &r.host,
+                port: r.port,
+                headers: &[],
+                body: &r.body,
+            };
+            let Decision::Replay(flow) = replayer.decide(&live) else {
+                return None;
+            };
+            let bytes = [
+                &r.method[..],
+                b" ",
+                &r.target,
+                b" HTTP/1.1\r\nHost: ",
+                &r.host,
+                b"\r\nAccept: */*\r\n\r\n",
+            ]
+            .concat();
+            Some((bytes, flow))
+        })
+        .collect();
+    // Requests that differ only in what these bytes leave out are one request here.
+    let wire: Vec<_> = wire
+        .iter()
+        .enumerate()
+        .filter(|(i, (bytes, _))| !wire[..*i].iter().any(|(b, _)| b == bytes))
+        .map(|(_, w)| w.clone())
+        .collect();
+    assert!(wire.len() > 1, "the fixture has requests");
+    let mut cache = RepeatCache::new();
+    let mut out = Vec::with_capacity(64 * 1024);
+    let now = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+    let mut round = |cache: &mut RepeatCache, secs: u64| {
+        let mut found = 0;
+        for (bytes, flow) in &wire {
+            out.clear();
+            match cache.find(bytes, context) {
+                Some(f) => {
+                    found += 1;
+                    let repeated =
+                        cache.render(f, &replayer, now + Duration::from_secs(secs), &mut out);
+                    assert_eq!(repeated.flow, *flow);
+                }
+                None => cache.keep(bytes, true, context, *flow, RequestFacts::default()),
+            }
+        }
+        found
+    };
+    // Filling: entries, request and head buffers are allocated.
+    round(&mut cache, 0);
+    round(&mut cache, 0);
+    let before = heap::thread_allocations();
+    let mut found = 0;
+    for secs in 0..50 {
+        found += round(&mut cache, secs / 2);
+    }
+    let allocations = heap::thread_allocations() - before;
+    assert!(found > 0, "repeats were found");
+    assert_eq!(
+        allocations, 0,
+        "the filled cache allocated {allocations} times"
+    );
+}

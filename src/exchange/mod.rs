@@ -12,6 +12,8 @@
 //! response itself.
 #![forbid(unsafe_code)]
 
+pub mod repeat;
+
 use std::fmt;
 use std::time::SystemTime;
 

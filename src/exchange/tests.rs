@@ -383,3 +383,167 @@ fn urls_print_as_mitmproxys_pretty_url_with_ipv6_hosts_in_brackets() {
     );
     assert_eq!(url(b"https", b"h", 80, false), "https://h:80/p?q");
 }
+
+mod repeats {
+    //! The HTTP/1 repeat cache ([`super::super::repeat`]): what it answers is what deciding and
+    //! rendering the request again would have written.
+
+    use super::*;
+    use crate::exchange::repeat::{Context, RepeatCache};
+
+    const GET: &[u8] = b"GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n";
+
+    fn dated() -> FlowSpec {
+        let mut spec = flow();
+        let response = spec.response.as_mut().unwrap();
+        response
+            .headers
+            .push((b"Date".to_vec(), b"Sat, 01 Jan 2000 00:00:02 GMT".to_vec()));
+        spec
+    }
+
+    fn first() -> ReplayOptions {
+        ReplayOptions {
+            order: crate::config::Order::First,
+            ..ReplayOptions::default()
+        }
+    }
+
+    fn context(replayer: &Replayer) -> Context {
+        Context {
+            stamp: replayer.repeat_stamp().unwrap(),
+            tls: false,
+            tunnels: true,
+        }
+    }
+
+    /// What rendering `flow` at `at` writes without the cache.
+    fn rendered(replayer: &Replayer, facts: RequestFacts, at: SystemTime) -> Vec<u8> {
+        let mut out = Vec::new();
+        let reply = replayer.write_reply(FlowId(0), at, &facts, &mut out);
+        out.extend_from_slice(reply.body);
+        out.extend_from_slice(reply.tail);
+        out
+    }
+
+    #[test]
+    fn a_repeat_is_answered_byte_for_byte_as_rendering_it_again_is_across_seconds() {
+        let replayer = replayer_of(&dated(), &first());
+        let context = context(&replayer);
+        let mut cache = RepeatCache::new();
+        let facts = RequestFacts::default();
+        assert_eq!(cache.find(GET, context), None, "nothing kept yet");
+        cache.keep(GET, true, context, FlowId(0), facts);
+        // Pipelined: the next request's first bytes follow.
+        let input = [GET, &b"GET /b"[..]].concat();
+        let found = cache.find(&input, context).expect("a repeat");
+        assert_eq!(found.len, GET.len());
+        let mut seen = Vec::new();
+        for at in [0u64, 0, 1, 1, 0, 3600] {
+            let at = now() + Duration::from_millis(at * 1000 + 400);
+            let mut out = Vec::new();
+            let repeated = cache.render(found, &replayer, at, &mut out);
+            assert_eq!(out, rendered(&replayer, facts, at), "at {at:?}");
+            assert_eq!(repeated.flow, FlowId(0));
+            assert_eq!(
+                (repeated.rendered.status, repeated.rendered.body_bytes),
+                (Some(201), 5)
+            );
+            assert_eq!(repeated.rendered.after, After::Continue);
+            assert!(!repeated.client_done);
+            seen.push(out);
+        }
+        assert_ne!(seen[0], seen[2], "the dates moved with the clock");
+        assert_eq!(seen[0], seen[4]);
+    }
+
+    #[test]
+    fn a_head_request_keeps_its_own_answer_without_a_body() {
+        let replayer = replayer_of(&dated(), &first());
+        let context = context(&replayer);
+        let mut cache = RepeatCache::new();
+        let head = b"HEAD /a HTTP/1.1\r\nHost: example.com\r\n\r\n";
+        let facts = RequestFacts {
+            is_head: true,
+            ..RequestFacts::default()
+        };
+        cache.keep(GET, true, context, FlowId(0), RequestFacts::default());
+        cache.keep(head, true, context, FlowId(0), facts);
+        for _ in 0..2 {
+            let mut out = Vec::new();
+            let found = cache.find(head, context).expect("kept");
+            cache.render(found, &replayer, now(), &mut out);
+            assert_eq!(out, rendered(&replayer, facts, now()));
+        }
+    }
+
+    #[test]
+    fn other_bytes_another_context_a_reset_or_a_reload_find_nothing() {
+        let replayer = replayer_of(&dated(), &first());
+        let context = context(&replayer);
+        let mut cache = RepeatCache::new();
+        cache.keep(GET, true, context, FlowId(0), RequestFacts::default());
+        assert!(cache.find(GET, context).is_some());
+        assert_eq!(cache.find(&GET[..GET.len() - 1], context), None, "a part");
+        let mut other = GET.to_vec();
+        other[5] = b'b';
+        assert_eq!(cache.find(&other, context), None, "another target");
+        let tls = Context {
+            tls: true,
+            ..context
+        };
+        assert_eq!(cache.find(GET, tls), None, "routed as TLS");
+        let tunnels = Context {
+            tunnels: false,
+            ..context
+        };
+        assert_eq!(cache.find(GET, tunnels), None, "CONNECT read otherwise");
+        replayer.reset();
+        assert_ne!(replayer.repeat_stamp(), Some(context.stamp));
+        assert_eq!(
+            cache.find(GET, super::repeats::context(&replayer)),
+            None,
+            "reset"
+        );
+        let reloaded = replayer_of(&dated(), &first());
+        assert_ne!(reloaded.repeat_stamp(), replayer.repeat_stamp());
+    }
+
+    #[test]
+    fn requests_that_cannot_repeat_are_not_kept() {
+        let replayer = replayer_of(&dated(), &first());
+        let context = context(&replayer);
+        let mut cache = RepeatCache::new();
+        let close = RequestFacts {
+            wants_close: true,
+            ..RequestFacts::default()
+        };
+        cache.keep(GET, true, context, FlowId(0), close);
+        assert_eq!(cache.find(GET, context), None, "it closes its connection");
+        cache.keep(GET, false, context, FlowId(0), RequestFacts::default());
+        assert_eq!(cache.find(GET, context), None, "its body was de-chunked");
+        let short = b"GET / HTTP/1.0\r\n\r\n";
+        cache.keep(short, true, context, FlowId(0), RequestFacts::default());
+        assert_eq!(
+            cache.find(short, context),
+            None,
+            "shorter than the hashed bytes"
+        );
+    }
+
+    #[test]
+    fn consume_and_cycle_orders_have_no_stamp() {
+        for order in [crate::config::Order::Consume, crate::config::Order::Cycle] {
+            let options = ReplayOptions {
+                order,
+                ..ReplayOptions::default()
+            };
+            assert_eq!(replayer_of(&dated(), &options).repeat_stamp(), None);
+        }
+        let options = ReplayOptions {
+            order: crate::config::Order::Last,
+            ..ReplayOptions::default()
+        };
+        assert!(replayer_of(&dated(), &options).repeat_stamp().is_some());
+    }
+}

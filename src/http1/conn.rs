@@ -195,6 +195,24 @@ impl Conn {
         })
     }
 
+    /// Takes a whole request the driver answers without parsing it (its bytes start the input
+    /// and are those of a request answered before: [`crate::exchange::repeat`]), as
+    /// [`Conn::poll_request`] takes a parsed one; `out_len` is the output's length. `false`
+    /// when the output is full: poll, which says [`Step::Flush`].
+    pub fn take_repeat(&mut self, out_len: usize) -> bool {
+        if self.queued >= MAX_QUEUED_ANSWERS || out_len >= MAX_QUEUED_BYTES {
+            return false;
+        }
+        self.continue_sent = false;
+        self.head_done = false;
+        self.body = BodyState::default();
+        self.queued += 1;
+        self.phase = Phase::Idle {
+            since: self.phase_time(),
+        };
+        true
+    }
+
     /// Chunked body bytes handed to the decoder over the connection's life: with incremental
     /// decoding, about the bodies' size however they were split across reads.
     pub fn scanned(&self) -> u64 {

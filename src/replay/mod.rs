@@ -29,6 +29,7 @@ pub mod refresh;
 pub mod template;
 pub mod text;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -227,7 +228,24 @@ pub struct Replayer {
     /// The index that finds the nearest recorded flow for a miss, built on first need (or by
     /// [`Replayer::miss_index`] in the background after load), never on the hit path.
     nearest: OnceLock<miss::MissIndex>,
+    /// This replayer among all built in the process (see [`RepeatStamp`]).
+    serial: u64,
+    /// [`Replayer::reset`]s so far.
+    resets: AtomicU64,
 }
+
+/// Which replayer, in which state, decided a request: two equal stamps mean that a request
+/// byte-identical to one decided under the first is decided the same way under the second
+/// (the same flow), so a driver may answer it without deciding it again (see
+/// [`Replayer::repeat_stamp`]). A new replayer (a reload) or a [`Replayer::reset`] changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepeatStamp {
+    serial: u64,
+    resets: u64,
+}
+
+/// The serial of the next replayer built.
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(0);
 
 /// Builds a [`Replayer`] while a recording loads: fed every flow as the loader reads it (see
 /// [`ReplayerBuilder::observe`]), it derives the keys while the flow's bytes are in the cache, so
@@ -314,6 +332,8 @@ impl ReplayerBuilder {
             unmatched: options.unmatched,
             keep_alive: options.keep_alive,
             nearest: OnceLock::new(),
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+            resets: AtomicU64::new(0),
         }
     }
 }
@@ -527,7 +547,25 @@ impl Replayer {
     /// `POST /reset`: every consume cursor back to the start, every served mark cleared; safe
     /// while other threads serve (a request racing with it is answered from before or after).
     pub fn reset(&self) {
+        // The stamp changes first: a request decided after the reset returns is not answered
+        // from a decision made before it (which would leave its flow unmarked for `/unused`).
+        self.resets.fetch_add(1, Ordering::AcqRel);
         self.index.reset(self.order);
+    }
+
+    /// The stamp under which a request's decision holds for every byte-identical request, or
+    /// `None` when deciding changes what the next identical request gets: in consume order a
+    /// flow is used once, in cycle order the next flow of the key answers. In the first and
+    /// last orders a key is always answered by the same flow, and deciding again only re-marks
+    /// a flow already marked served (until a reset, which changes the stamp).
+    pub fn repeat_stamp(&self) -> Option<RepeatStamp> {
+        match self.order {
+            Order::First | Order::Last => Some(RepeatStamp {
+                serial: self.serial,
+                resets: self.resets.load(Ordering::Acquire),
+            }),
+            Order::Consume | Order::Cycle => None,
+        }
     }
 
     /// The recorded flows with a response never served since the load or the last

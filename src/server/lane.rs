@@ -692,16 +692,19 @@ impl Lane {
         }
         c.outbox.serve_from(replayer);
         let leg = Leg::default();
+        let routing = leg.routing(shared);
+        let tunnels = shared.reverse.is_none();
         let turn = Turn {
             worker,
             replayer,
-            routing: leg.routing(shared),
+            routing,
             peer: c.slot.peer,
             now,
             stopping: false,
             keep_alive: replayer.keep_alive(),
-            tunnels: shared.reverse.is_none(),
+            tunnels,
             hands_off: true,
+            repeats: worker.repeat_context(replayer, &routing, tunnels, false, false),
         };
         let mut pos = 0;
         let mut answered = 0;

@@ -29,6 +29,7 @@ use super::reqlog::{self, Answered, CoreLog};
 use super::send_watch::{self, SendWatch};
 use super::transport::Transport;
 use crate::config::ServeOptions;
+use crate::exchange::repeat::{self, RepeatCache};
 use crate::exchange::{self, After, Answer};
 use crate::http1::connect::Tunnel;
 use crate::http1::{self, header_slots, Conn, Expiry, Limits, Step, Timeouts};
@@ -187,6 +188,9 @@ struct Worker {
     /// The direct ring serving plain HTTP/1 connections (`None`: every connection is served
     /// through monoio's ops: epoll, TLS configured, `--no-direct-ring`, or no ring here).
     lane: RefCell<Option<lane::Lane>>,
+    /// Requests answered by a replay, by their bytes, shared by the worker's HTTP/1
+    /// connections ([`exchange::repeat`]).
+    repeats: RefCell<RepeatCache>,
 }
 
 impl Worker {
@@ -202,6 +206,35 @@ impl Worker {
     #[inline]
     fn log_sampled(&self) -> bool {
         self.log.borrow_mut().as_mut().is_some_and(CoreLog::sampled)
+    }
+
+    /// Under what a turn's replayed requests may be answered from [`Worker::repeats`] and kept
+    /// there, or `None` when an answer depends on more than the request's bytes: a log or
+    /// `-v` line is written, the answers say `Connection: close` (`stopping`),
+    /// `--exit-when-done` watches the flows, the order has no stamp, or the connection is a
+    /// CONNECT tunnel's (whose routing is its own).
+    fn repeat_context(
+        &self,
+        replayer: &Replayer,
+        routing: &exchange::Routing<'_>,
+        tunnels: bool,
+        in_tunnel: bool,
+        stopping: bool,
+    ) -> Option<repeat::Context> {
+        let serve = &self.shared.serve;
+        if stopping
+            || in_tunnel
+            || serve.verbose
+            || serve.exit_when_done
+            || self.log.borrow().is_some()
+        {
+            return None;
+        }
+        Some(repeat::Context {
+            stamp: replayer.repeat_stamp()?,
+            tls: routing.tls,
+            tunnels,
+        })
     }
 
     /// Writes a sampled request's log line: the one hook of every protocol's driver, called
@@ -353,6 +386,7 @@ pub async fn serve(
         log: RefCell::new(log),
         send_timeout,
         lane: RefCell::new(None),
+        repeats: RefCell::new(RepeatCache::new()),
     });
     // The direct ring: plain HTTP/1 on io_uring only (a TLS ClientHello is handed to monoio).
     if matches!(driver, super::runtime::Driver::Uring { .. }) && worker.shared.serve.direct_ring {
@@ -756,16 +790,24 @@ async fn connection<S: Transport>(
         let replayer: &Arc<Replayer> = current.load();
         // Every answer of a turn comes from one replayer; the outbox is empty here.
         outbox.serve_from(replayer);
+        let stopping = worker.stopping.get() || slot.expired.get();
         let turn = Turn {
             worker,
             replayer,
             routing,
             peer,
             now: clock::now(),
-            stopping: worker.stopping.get() || slot.expired.get(),
+            stopping,
             keep_alive: replayer.keep_alive(),
             tunnels,
             hands_off: false,
+            repeats: worker.repeat_context(
+                replayer,
+                &routing,
+                tunnels,
+                leg.tunnel.is_some(),
+                stopping,
+            ),
         };
         // The outbox took as many answers as one write does: write, then parse on unread.
         let mut full = false;
@@ -947,6 +989,9 @@ struct Turn<'t> {
     /// CONNECT) is left unparsed and uncounted ([`Next::HandOff`]), for monoio's
     /// [`connection`] to take from its first byte.
     hands_off: bool,
+    /// The turn answers repeated requests from [`Worker::repeats`] and keeps what it replays
+    /// there ([`Worker::repeat_context`]).
+    repeats: Option<repeat::Context>,
 }
 
 /// The next request of a turn, as far as [`Turn::next`] took it.
@@ -1003,6 +1048,11 @@ impl<'t> Turn<'t> {
     {
         let worker = self.worker;
         let counters = worker.counters();
+        if let Some(context) = self.repeats {
+            if let Some(next) = self.repeat(conn, &input[*pos..], pos, outbox, context) {
+                return next;
+            }
+        }
         let via = &worker.forwarder.settings().via;
         // The header slots are a stack local here, never kept across an await: a forward takes
         // its own copy of the fields (the rare path), so the connection's future does not carry
@@ -1019,6 +1069,10 @@ impl<'t> Turn<'t> {
             }
             Step::Request(req) => req,
         };
+        let start = *pos;
+        // The body lies in the request's bytes (not de-chunked into `scratch`).
+        let body_in_bytes =
+            req.body.is_empty() || input[start..].as_ptr_range().contains(&req.body.as_ptr());
         if self.tunnels && http1::connect::is_connect(req.method) {
             if self.hands_off {
                 return Next::HandOff;
@@ -1088,6 +1142,15 @@ impl<'t> Turn<'t> {
         }
         let ex = &asked.ex;
         let rendered = exchange::render_http1(ex, replayer, via, self.now, self.stopping, outbox);
+        if let (Some(context), Answer::Replay(flow)) = (self.repeats, ex.answer) {
+            worker.repeats.borrow_mut().keep(
+                &input[start..start + len],
+                body_in_bytes,
+                context,
+                flow,
+                ex.facts,
+            );
+        }
         let shared = &worker.shared;
         if shared.serve.exit_when_done
             && matches!(ex.answer, Answer::Replay(_))
@@ -1099,6 +1162,30 @@ impl<'t> Turn<'t> {
         let (after, client_done) =
             self.finish(&asked, outcome, rendered.body_bytes, None, rendered.after);
         Next::Answered { after, client_done }
+    }
+
+    /// Answers the request `input` starts with from [`Worker::repeats`] when it is a repeat
+    /// (advancing `pos` past it); `None` when it is not, or when the outbox is full.
+    fn repeat<'b>(
+        &self,
+        conn: &mut Conn,
+        input: &[u8],
+        pos: &mut usize,
+        outbox: &mut Outbox,
+        context: repeat::Context,
+    ) -> Option<Next<'b>> {
+        let mut cache = self.worker.repeats.borrow_mut();
+        let found = cache.find(input, context)?;
+        if !conn.take_repeat(outbox.bytes.len()) {
+            return None;
+        }
+        let repeated = cache.render(found, self.replayer, self.now, outbox);
+        *pos += found.len;
+        Counters::bump(&self.worker.counters().replayed);
+        Some(Next::Answered {
+            after: repeated.rendered.after,
+            client_done: repeated.client_done,
+        })
     }
 
     /// Forwards a request [`Turn::next`] gave back (what was pending is written), relaying the
@@ -1382,6 +1469,7 @@ mod tests {
             log: RefCell::new(None),
             send_timeout: None,
             lane: RefCell::new(None),
+            repeats: RefCell::new(RepeatCache::new()),
         }
     }
 

@@ -182,6 +182,53 @@ fn unused_lists_the_flows_never_served_and_reset_serves_them_again() {
     server.stop();
 }
 
+/// The flow numbers `/unused` lists.
+fn unused(server: &Server) -> Vec<u64> {
+    std::str::from_utf8(&server.admin("GET", "/unused").body)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["flow"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_request_repeated_after_a_reset_is_marked_served_again() {
+    // With --reuse a byte-identical request is answered from the worker's repeat cache; a
+    // reset must still see the next one served (the cache's stamp changes with the reset).
+    let file = two_paths();
+    let server = Server::start(&["-S", file.arg(), "--reuse", "--admin", "127.0.0.1:0"]);
+    let mut c = Client::new(&server);
+    let first = c.exchange(&get("/a"));
+    for _ in 0..3 {
+        let again = c.exchange(&get("/a"));
+        assert_eq!((again.status, &again.body), (200, &first.body));
+    }
+    assert_eq!(unused(&server), vec![1]);
+    assert_eq!(server.admin("POST", "/reset").status, 200);
+    assert_eq!(
+        unused(&server),
+        vec![0, 1],
+        "nothing served since the reset"
+    );
+    assert_eq!(c.exchange(&get("/a")).status, 200);
+    assert_eq!(
+        unused(&server),
+        vec![1],
+        "the repeat after the reset is served"
+    );
+    let s = scrape(&server);
+    assert_eq!(
+        sample(&s, "uringreplay_requests_total", ("outcome", "replayed")),
+        5.0
+    );
+    drop(c);
+    server.stop();
+}
+
 #[test]
 fn a_reload_during_a_large_body_keeps_it_whole_then_serves_the_new_file_and_a_broken_file_keeps_the_old(
 ) {
