@@ -211,6 +211,7 @@ start() {
         uringreplay-alt) cmd=("$UR_ALT" -S "$WORK/bench.flows" --reuse "${ur_common[@]}") ;;
         uringreplay-epoll) cmd=("$UR" -S "$WORK/bench.flows" --reuse --io epoll "${ur_common[@]}") ;;
         uringreplay-monoio) cmd=("$UR" -S "$WORK/bench.flows" --reuse --no-direct-ring "${ur_common[@]}") ;;
+        uringreplay-norepeat) cmd=("$UR" -S "$WORK/bench.flows" --reuse --no-repeat-cache "${ur_common[@]}") ;;
         nginx)
             sed "s/@PORT@/$port/" "$WORK/nginx/nginx.conf" >"$WORK/nginx/$port.conf"
             cmd=(nginx -c "$WORK/nginx/$port.conf" -p "$WORK/nginx") ;;
@@ -236,6 +237,7 @@ start() {
         uring_basic | uring_best | monoio_min | epoll_mio)
             cmd=("$CEILING_BIN/$name" "$port" "${KIND:-small}") ;;
         ur-1) cmd=("$UR" -S "$WORK/gen1.flows" --reuse "${ur_common[@]}") ;;
+        ur-1-norepeat) cmd=("$UR" -S "$WORK/gen1.flows" --reuse --no-repeat-cache "${ur_common[@]}") ;;
         ur-10k) cmd=("$UR" -S "$WORK/gen10k.flows" --reuse "${ur_common[@]}") ;;
         ur-1m) cmd=("$UR" -S "$WORK/gen1m.flows" --reuse "${ur_common[@]}") ;;
         ur-1m-cycle) cmd=("$UR" -S "$WORK/gen1m.flows" --order cycle "${ur_common[@]}") ;;
@@ -382,13 +384,13 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "-" || b == "-" || b == 0) pr
 # ---------------------------------------------------------------------------------------------
 log "measuring: $ROUNDS rounds × ${SECS} s (+ ${WARM} s warm-up) per server and case"
 # KIND tells the ceiling responders which fixed answer to give (small or 16k).
-want small && KIND=small run_case small "/small 64 $SECS 0 0" uringreplay nginx uringreplay-norefresh uringreplay-epoll uringreplay-monoio ${UR_ALT:+uringreplay-alt} "${CEILING[@]}"
+want small && KIND=small run_case small "/small 64 $SECS 0 0" uringreplay nginx uringreplay-norefresh uringreplay-norepeat uringreplay-epoll uringreplay-monoio ${UR_ALT:+uringreplay-alt} "${CEILING[@]}"
 want c256 && KIND=small run_case c256 "/small 256 $SECS 0 0" uringreplay nginx uringreplay-monoio "${CEILING[@]}"
 want close && run_case close "/close 64 $SECS 0 1" uringreplay nginx ${UR_ALT:+uringreplay-alt}
 want 16k && KIND=16k run_case 16k "/16k 64 $SECS 0 0" uringreplay nginx uringreplay-monoio ${UR_ALT:+uringreplay-alt} "${CEILING16K[@]}"
 if want scale; then
     # Each server walks its own keys: /item/(i * 7919 mod keys).
-    run_case scale "/ 64 $SECS auto 0" ur-1 ur-10k ur-1m ur-1m-cycle ur-1m-consume!
+    run_case scale "/ 64 $SECS auto 0" ur-1 ur-1-norepeat ur-10k ur-1m ur-1m-cycle ur-1m-consume!
 fi
 want tls && run_case tls "/small 64 $SECS 0 0" uringreplay-tls nginx-tls
 want tls16k && run_case tls16k "/16k 64 $SECS 0 0" uringreplay-tls nginx-tls
@@ -447,6 +449,7 @@ row() {
 }
 row small "small, keep-alive, 64 conns" uringreplay "small|nginx"
 row small "small, keep-alive, 64 conns" uringreplay-norefresh "small|nginx"
+row small "small, keep-alive, 64 conns" uringreplay-norepeat "small|nginx"
 row small "small, keep-alive, 64 conns" uringreplay-epoll "small|nginx"
 row small "small, keep-alive, 64 conns" uringreplay-monoio "small|nginx"
 row small "small, keep-alive, 64 conns" uringreplay-alt "small|nginx"
@@ -478,11 +481,12 @@ row h2tls16 "small, h2 over TLS, 16 conns × 16 streams (h2load)" uringreplay-tl
 row h2tls16 "small, h2 over TLS, 16 conns × 16 streams (h2load)" nginx-h2-tls
 row h2tls64 "small, h2 over TLS, 64 conns × 1 stream (h2load)" uringreplay-tls "h2tls64|nginx-h2-tls"
 row h2tls64 "small, h2 over TLS, 64 conns × 1 stream (h2load)" nginx-h2-tls
-row scale "1 flow, reuse" ur-1
-row scale "10 k flows, reuse (walk of 10 k keys)" ur-10k "scale|ur-1"
-row scale "1 M flows, reuse (walk of 1 M keys)" ur-1m "scale|ur-1"
-row scale "1 M flows, cycle order (walk of 1 M keys)" ur-1m-cycle "scale|ur-1"
-row scale "$CONSUME_FLOWS flows of one key, consume order" ur-1m-consume "scale|ur-1"
+row scale "1 flow, reuse (every request a repeat)" ur-1
+row scale "1 flow, reuse, --no-repeat-cache (every request matched)" ur-1-norepeat "scale|ur-1"
+row scale "10 k flows, reuse (walk of 10 k keys)" ur-10k "scale|ur-1-norepeat"
+row scale "1 M flows, reuse (walk of 1 M keys)" ur-1m "scale|ur-1-norepeat"
+row scale "1 M flows, cycle order (walk of 1 M keys)" ur-1m-cycle "scale|ur-1-norepeat"
+row scale "$CONSUME_FLOWS flows of one key, consume order" ur-1m-consume "scale|ur-1-norepeat"
 row mitm "small, keep-alive, 64 conns" uringreplay "mitm|mitmdump"
 row mitm "small, keep-alive, 64 conns (mitmdump -S)" mitmdump
 echo
@@ -490,7 +494,9 @@ echo "req/server-CPU-s: requests ÷ CPU seconds of the server's processes (/proc
 echo "req/core-CPU-s: requests ÷ busy seconds of the server's core (/proc/stat), which also counts kernel"
 echo "TCP work for the server done in interrupt context. ratio: against nginx in the same case;"
 echo "vs best: req/server-CPU-s against the best server of the same case (the ceiling responders included);"
-echo "scale rows against the 1-flow recording; the last uringreplay row against mitmdump -S."
+echo "scale rows: the 1-flow recording without the repeat cache against it with it (every request of that"
+echo "row is a repeat), the others against the 1-flow recording without the repeat cache (walks and consume"
+echo "order never repeat: they measure the matcher); the last uringreplay row against mitmdump -S."
 echo "errors: socket errors + non-2xx answers. foreign CPU: time other processes took on the server's core"
 echo "or elsewhere (% of one core over the window); medians leave out rounds above 10 % when any round is"
 echo "below (the machine is shared: a row whose foreign figure is above 10 % had no clean round)."

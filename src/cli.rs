@@ -177,6 +177,10 @@ pub struct ServeArgs {
     /// (multishot receive into provided buffers, a turn's sends submitted together).
     #[arg(long)]
     pub no_direct_ring: bool,
+    /// Parse and match every request, even one byte-identical to a request answered before
+    /// (by default such a repeat is answered from a per-worker cache with the same bytes).
+    #[arg(long)]
+    pub no_repeat_cache: bool,
     /// Largest request body accepted, in bytes (larger gets 413).
     #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body: u64,
@@ -575,6 +579,7 @@ impl ServeArgs {
                 shutdown_timeout_secs: self.shutdown_timeout,
                 send_timeout_secs: self.send_timeout,
                 direct_ring: !self.no_direct_ring,
+                repeat_cache: !self.no_repeat_cache,
                 verbose,
                 quiet,
                 exit_when_done,

@@ -103,6 +103,9 @@ pub struct ServeOptions {
     /// On io_uring, serve plain HTTP/1 connections on each worker's direct ring (multishot
     /// receive, batched sends) rather than through monoio's ops; `--no-direct-ring`: false.
     pub direct_ring: bool,
+    /// Answer a replayed request byte-identical to one answered before from the worker's repeat
+    /// cache (`crate::exchange::repeat`); `--no-repeat-cache`: false.
+    pub repeat_cache: bool,
     /// Proxy mode.
     pub mode: ProxyMode,
     /// Largest request body accepted.
@@ -155,6 +158,7 @@ impl Default for ServeOptions {
             threads: 1,
             io: IoDriver::Auto,
             direct_ring: true,
+            repeat_cache: true,
             mode: ProxyMode::Regular,
             max_body: 16 * 1024 * 1024,
             idle_timeout_secs: 60,

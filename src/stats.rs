@@ -34,6 +34,9 @@ pub struct Counters {
     /// Connections served on the worker's direct ring (plain HTTP/1 on io_uring), at least at
     /// first.
     pub ring_connections: AtomicU64,
+    /// Replays answered from the worker's repeat cache (byte-identical to one answered before;
+    /// counted in `replayed` too).
+    pub repeats: AtomicU64,
     /// How long answers took, from the request's last byte to the answer handed to the kernel.
     pub service: ServiceTimes,
 }
@@ -145,6 +148,8 @@ pub struct Totals {
     pub send_timeouts: u64,
     /// See [`Counters::ring_connections`].
     pub ring_connections: u64,
+    /// See [`Counters::repeats`].
+    pub repeats: u64,
     /// Recorded flows not yet replayed.
     pub flows_left: u64,
 }
@@ -168,6 +173,7 @@ impl Totals {
             t.log_dropped += c.log_dropped.load(Ordering::Relaxed);
             t.send_timeouts += c.send_timeouts.load(Ordering::Relaxed);
             t.ring_connections += c.ring_connections.load(Ordering::Relaxed);
+            t.repeats += c.repeats.load(Ordering::Relaxed);
         }
         t
     }

@@ -126,6 +126,14 @@ pub fn render(scrape: &Scrape) -> String {
     );
     family(
         &mut out,
+        "uringreplay_repeat_cache_answers_total",
+        "counter",
+        "Replayed requests answered from a worker's repeat cache: byte-identical to a request \
+         answered before, so neither parsed nor matched again (also counted as replayed).",
+    );
+    let _ = writeln!(out, "uringreplay_repeat_cache_answers_total {}", t.repeats);
+    family(
+        &mut out,
         "uringreplay_upstream_errors_total",
         "counter",
         "Forwarded requests that failed upstream (502/504 or cut off).",

@@ -236,6 +236,7 @@ impl Admin {
                 "log_dropped": t.log_dropped,
                 "send_timeouts": t.send_timeouts,
                 "direct_ring_connections": t.ring_connections,
+                "repeat_cache_answers": t.repeats,
             },
             "hit_rate": hit_rate(t),
             "recording": {
@@ -281,6 +282,7 @@ fn add_totals(a: &mut Totals, b: &Totals) {
     a.log_dropped += b.log_dropped;
     a.send_timeouts += b.send_timeouts;
     a.ring_connections += b.ring_connections;
+    a.repeats += b.repeats;
 }
 
 /// The `--reuse`/order name used in `/status`.

@@ -209,7 +209,8 @@ impl Worker {
     }
 
     /// Under what a turn's replayed requests may be answered from [`Worker::repeats`] and kept
-    /// there, or `None` when an answer depends on more than the request's bytes: a log or
+    /// there, or `None` when it is off (`--no-repeat-cache`) or an answer depends on more than
+    /// the request's bytes: a log or
     /// `-v` line is written, the answers say `Connection: close` (`stopping`),
     /// `--exit-when-done` watches the flows, the order has no stamp, or the connection is a
     /// CONNECT tunnel's (whose routing is its own).
@@ -222,7 +223,8 @@ impl Worker {
         stopping: bool,
     ) -> Option<repeat::Context> {
         let serve = &self.shared.serve;
-        if stopping
+        if !serve.repeat_cache
+            || stopping
             || in_tunnel
             || serve.verbose
             || serve.exit_when_done
@@ -1181,7 +1183,9 @@ impl<'t> Turn<'t> {
         }
         let repeated = cache.render(found, self.replayer, self.now, outbox);
         *pos += found.len;
-        Counters::bump(&self.worker.counters().replayed);
+        let counters = self.worker.counters();
+        Counters::bump(&counters.replayed);
+        Counters::bump(&counters.repeats);
         Some(Next::Answered {
             after: repeated.rendered.after,
             client_done: repeated.client_done,

@@ -225,6 +225,41 @@ fn a_request_repeated_after_a_reset_is_marked_served_again() {
         sample(&s, "uringreplay_requests_total", ("outcome", "replayed")),
         5.0
     );
+    assert_eq!(
+        sample(&s, "uringreplay_repeat_cache_answers_total", ("", "")),
+        3.0,
+        "the three repeats before the reset; the one after it is matched again"
+    );
+    drop(c);
+    server.stop();
+}
+
+#[test]
+fn no_repeat_cache_matches_every_request() {
+    let file = two_paths();
+    let server = Server::start(&[
+        "-S",
+        file.arg(),
+        "--reuse",
+        "--no-repeat-cache",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let mut c = Client::new(&server);
+    let first = c.exchange(&get("/a"));
+    for _ in 0..3 {
+        let again = c.exchange(&get("/a"));
+        assert_eq!((again.status, &again.body), (200, &first.body));
+    }
+    let s = scrape(&server);
+    assert_eq!(
+        sample(&s, "uringreplay_requests_total", ("outcome", "replayed")),
+        4.0
+    );
+    assert_eq!(
+        sample(&s, "uringreplay_repeat_cache_answers_total", ("", "")),
+        0.0
+    );
     drop(c);
     server.stop();
 }
