@@ -330,6 +330,9 @@ pub(super) struct Lane {
     turning: bool,
     /// Requests answered since [`Lane::take_answered`] last took the count (for [`Pacer`]).
     answered: usize,
+    /// Answers of the turn under way, whose service time is recorded as the turn ends (their
+    /// sends reach the kernel at the next enter): one clock reading a turn, not one a client.
+    turn_answers: u64,
     /// Clients with an index below this have a fixed-file slot ([`FIXED_FILES`], or 0 when
     /// the kernel refused the table).
     fixed_files: u32,
@@ -378,6 +381,7 @@ impl Lane {
             wall: None,
             turning: false,
             answered: 0,
+            turn_answers: 0,
             fixed_files,
         };
         let wake = monoio::fs::File::from_std(std::fs::File::from(wake))?;
@@ -548,7 +552,10 @@ impl Lane {
         let count = completions.len();
         self.completions = completions;
         self.turning = false;
-        self.wall = None;
+        if let Some(wall) = self.wall.take() {
+            let answers = std::mem::take(&mut self.turn_answers);
+            super::super::admin::served(worker.counters(), answers, wall);
+        }
         count + usize::from(!self.ring.backlog.is_empty())
     }
 
@@ -702,6 +709,7 @@ impl Lane {
             wall,
             turning,
             answered: answered_total,
+            turn_answers,
             ..
         } = self;
         let now = if *turning {
@@ -789,7 +797,11 @@ impl Lane {
                 }
             }
         }
-        super::super::admin::served(worker.counters(), answered, turn.now);
+        if *turning {
+            *turn_answers += answered;
+        } else {
+            super::super::admin::served(worker.counters(), answered, turn.now);
+        }
         *answered_total =
             answered_total.saturating_add(usize::try_from(answered).unwrap_or(usize::MAX));
         match Then::of(after, client_done, c.input.len() - pos) {
