@@ -100,6 +100,8 @@ struct Client {
     /// The socket is also in the ring's fixed-file table, at the client's index (operations
     /// name it there; [`Lane::finish`] takes it out).
     fixed: bool,
+    /// The message header of a vectored send in flight (its iovecs are the outbox's).
+    message: libc::msghdr,
     /// The key of its slot in [`Worker::open`].
     id: u64,
     slot: Rc<Slot>,
@@ -264,8 +266,9 @@ impl Ring {
             // SAFETY: every entry points at memory that outlives its operation: a client's
             // outbox and the provided buffers live until its operations complete (or are leaked
             // by `Drop`), a fixed-file update points at its boxed client's descriptor (issued
-            // before the client's receive, so before the client can leave) or at `NO_FILE`, and
-            // a cancel points at nothing.
+            // before the client's receive, so before the client can leave) or at `NO_FILE`, a
+            // vectored send at its boxed client's msghdr (and the outbox's iovecs), and a cancel
+            // at nothing.
             if unsafe { self.uring.submission().push(&entry) }.is_ok() {
                 return;
             }
@@ -418,6 +421,8 @@ impl Lane {
         let client = Client {
             fd: stream.into_raw_fd(),
             fixed,
+            // SAFETY: a msghdr of zeros is valid (no name, no iovecs, no control data).
+            message: unsafe { std::mem::zeroed() },
             id,
             slot,
             conn: Conn::with_timeouts(shared.limits, shared.timeouts, since_start(worker)),
@@ -935,7 +940,12 @@ fn send(ring: &mut Ring, index: u32, c: &mut Client) {
             .flags(libc::MSG_NOSIGNAL)
             .build()),
         Pending::Iovecs(ptr, count) => {
-            on_socket!(c, index, |t| opcode::Writev::new(t, ptr, clamp(count))
+            // A socket's sendmsg rather than a file's writev: no read-write preparation or
+            // fsnotify per answer (≈ 2.5 % of the server's CPU with 16 KiB answers).
+            c.message.msg_iov = ptr.cast_mut();
+            c.message.msg_iovlen = count;
+            on_socket!(c, index, |t| opcode::SendMsg::new(t, &c.message)
+                .flags(libc::MSG_NOSIGNAL as u32)
                 .build())
         }
     };
