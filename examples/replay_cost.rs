@@ -13,12 +13,16 @@
 //! the recording. `--norefresh` turns date refresh off. `--log-json FILE` also writes each
 //! request's `--log-json` line as a worker does (sampled with `--log-sample N`): the line is
 //! formatted into the core's batch inside the loop, the writer thread writes it outside.
+//! `--repeat` answers each request's bytes (`GET <target> HTTP/1.1`, its Host) through the
+//! worker's repeat cache first, as a worker does with `--reuse`: with `--flows 1` every request
+//! after the first is a repeat (toggle `*repeat_loop*` instead of `*replay_loop*`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use uringreplay::config::{Order, ReplayOptions};
+use uringreplay::exchange::repeat::{Context, RepeatCache};
 use uringreplay::exchange::Url;
 use uringreplay::flowfile::writer::{write_flow, FlowSpec};
 use uringreplay::flowfile::{LoadOptions, Recording};
@@ -135,6 +139,44 @@ fn replay_loop(
     total
 }
 
+/// The measured loop of `--repeat`: `requests` requests cycling over `raw`, each answered from
+/// `cache` when it holds it, else decided, written and kept; returns the bytes written.
+#[inline(never)]
+fn repeat_loop(
+    replayer: &Replayer,
+    lives: &[LiveRequest<'_>],
+    raw: &[Vec<u8>],
+    requests: usize,
+    cache: &mut RepeatCache,
+) -> usize {
+    let now = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+    let context = Context {
+        stamp: replayer.repeat_stamp().expect("first order has a stamp"),
+        tls: false,
+        tunnels: true,
+    };
+    let facts = RequestFacts::default();
+    let mut out = Vec::with_capacity(4096);
+    let mut total = 0;
+    for i in 0..requests {
+        let bytes = std::hint::black_box(&raw[i % raw.len()]);
+        out.clear();
+        if let Some(found) = cache.find(bytes, context) {
+            cache.render(found, replayer, now, &mut out);
+        } else {
+            let live = &lives[i % lives.len()];
+            let Decision::Replay(flow) = replayer.decide(live) else {
+                panic!("request {i} did not match");
+            };
+            let reply = replayer.write_reply(flow, now, &facts, &mut out);
+            out.extend_from_slice(reply.body);
+            cache.keep(bytes, true, context, flow, facts);
+        }
+        total += out.len();
+    }
+    total
+}
+
 fn main() {
     let mut flows = 1usize;
     let mut file = None;
@@ -142,6 +184,7 @@ fn main() {
     let mut refresh = true;
     let mut log_json = None;
     let mut log_sample = 1u64;
+    let mut repeat = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().expect("flag needs a value");
@@ -150,6 +193,7 @@ fn main() {
             "--file" => file = Some(PathBuf::from(value())),
             "--requests" => requests = value().parse().expect("--requests N"),
             "--norefresh" => refresh = false,
+            "--repeat" => repeat = true,
             "--log-json" => log_json = Some(PathBuf::from(value())),
             "--log-sample" => log_sample = value().parse().expect("--log-sample N"),
             other => panic!("unknown argument {other}"),
@@ -201,6 +245,28 @@ fn main() {
             body: b"",
         })
         .collect();
+    if repeat {
+        let raw: Vec<Vec<u8>> = owned
+            .iter()
+            .map(|r| {
+                let mut b = Vec::new();
+                b.extend_from_slice(&r.method);
+                b.push(b' ');
+                b.extend_from_slice(&r.target);
+                b.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+                b.extend_from_slice(&r.host);
+                b.extend_from_slice(format!(":{}\r\n\r\n", r.port).as_bytes());
+                b
+            })
+            .collect();
+        let mut cache = RepeatCache::new();
+        let total = repeat_loop(&replayer, &lives, &raw, requests, &mut cache);
+        println!(
+            "{len} flows, {requests} requests over {} flows through the repeat cache, {total} bytes",
+            lives.len()
+        );
+        return;
+    }
     let counters = Counters::default();
     let mut log = log_json
         .as_deref()
