@@ -57,10 +57,16 @@ const SEND: u64 = 1;
 const CANCEL: u64 = 2;
 /// A completion for no client (the stop's wake-up, a fixed-file table update).
 const NOBODY: u64 = u64::MAX;
-/// Slots of the ring's fixed-file table: a client whose index is below it names its socket by
-/// slot, which spares the kernel a descriptor lookup and reference per operation (`fget`,
-/// `fput`: ≈ 1.5 % of the server's CPU at 64 connections); clients above it use descriptors.
+/// Slots of the ring's fixed-file table at most (see [`fixed_file_slots`]): a client whose
+/// index is below the table's size names its socket by slot, which spares the kernel a
+/// descriptor lookup and reference per operation (`fget`, `fput`: ≈ 1.5 % of the server's CPU
+/// at 64 connections); clients above it use descriptors.
 const FIXED_FILES: u32 = 16 * 1024;
+/// The first kernel whose fixed-file table lets go of a cleared slot's file as soon as that
+/// file's own operations are done. Before 6.13 a cleared file waited behind every operation
+/// issued earlier on the ring (liburing issue 1192): one idle client's armed receive would keep
+/// every later closed socket open, its client waiting for an end that never came.
+const FIXED_FILES_SINCE: (u32, u32) = (6, 13);
 /// What a fixed-file slot is set to when its client leaves (read by the kernel at issue).
 static NO_FILE: RawFd = -1;
 
@@ -368,9 +374,13 @@ impl Lane {
         let wake = unsafe { OwnedFd::from_raw_fd(efd) };
         ring.submitter().register_eventfd(efd)?;
         let buffers = Buffers::new(&ring)?;
-        let fixed_files = match ring.submitter().register_files_sparse(FIXED_FILES) {
-            Ok(()) => FIXED_FILES,
-            Err(_) => 0,
+        let slots = fixed_file_slots();
+        let fixed_files = match slots {
+            0 => 0,
+            _ => match ring.submitter().register_files_sparse(slots) {
+                Ok(()) => slots,
+                Err(_) => 0,
+            },
         };
         let lane = Lane {
             ring: Ring {
@@ -955,6 +965,45 @@ fn send(ring: &mut Ring, index: u32, c: &mut Client) {
     ring.push(send.user_data(data));
 }
 
+/// The size of the ring's fixed-file table on this kernel: [`FIXED_FILES`], or the descriptor
+/// limit when lower (the kernel refuses a larger table; no more sockets can be open anyway), or
+/// 0 before [`FIXED_FILES_SINCE`] or when the release cannot be read.
+fn fixed_file_slots() -> u32 {
+    // SAFETY: uname fills the struct it is given; a zeroed utsname is a valid one.
+    let mut name: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `name` is ours, and uname writes only into it.
+    if unsafe { libc::uname(&mut name) } != 0 {
+        return 0;
+    }
+    let release: Vec<u8> = name
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    if kernel_release(&release).is_none_or(|v| v < FIXED_FILES_SINCE) {
+        return 0;
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 0;
+    }
+    u32::try_from(limit.rlim_cur.min(u64::from(FIXED_FILES))).unwrap_or(0)
+}
+
+/// The major and minor version a kernel release string starts with (`6.18.44-fc` → (6, 18)).
+fn kernel_release(release: &[u8]) -> Option<(u32, u32)> {
+    let text = std::str::from_utf8(release).ok()?;
+    let mut parts = text.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
 /// A length for a submission entry (an outbox never holds 4 GiB at once).
 fn clamp(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
@@ -1077,6 +1126,17 @@ pub(super) async fn drive(worker: Rc<Worker>, wake: monoio::fs::File) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kernel_release_gives_its_major_and_minor_version() {
+        assert_eq!(kernel_release(b"6.18.44-fc-v1300"), Some((6, 18)));
+        assert_eq!(kernel_release(b"6.1.0-13-amd64"), Some((6, 1)));
+        assert_eq!(kernel_release(b"5.15"), Some((5, 15)));
+        assert_eq!(kernel_release(b"6"), None);
+        assert_eq!(kernel_release(b""), None);
+        assert!((6, 12) < FIXED_FILES_SINCE && (6, 13) >= FIXED_FILES_SINCE);
+        assert!((7, 0) > FIXED_FILES_SINCE);
+    }
 
     /// A ring the kernel refuses to enter until it is enabled (as an enter that keeps failing).
     fn disabled_ring(entries: u32) -> Option<Ring> {

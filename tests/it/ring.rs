@@ -310,3 +310,33 @@ fn an_idle_connection_times_out_while_pipelining_clients_keep_the_ring_busy() {
     );
     assert!(waited < crate::support::PATIENCE, "{waited:?}");
 }
+
+#[test]
+fn connections_the_ring_closes_end_while_another_client_waits_idle_on_it() {
+    // The idle client's receive stays armed on the ring. Sockets on the ring are also in its
+    // fixed-file table, so a closed one is gone only once the ring lets go of it (on kernels
+    // before 6.13, not until every operation issued before the close had ended): each client
+    // that asks to close must still get the end of its connection, on the ring and after a
+    // hand-over to monoio (a forward).
+    let server = demo(&["--reuse"]);
+    let mut idle = Client::new(&server);
+    assert_eq!(idle.exchange(&get("/hello")).status, 200);
+    let close = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:29411\r\nConnection: close\r\n\r\n";
+    for _ in 0..3 {
+        let answer = raw(&server, close);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.ends_with("hello world\n"), "{text}");
+    }
+    let forwarded = raw(
+        &server,
+        b"GET /not-recorded HTTP/1.1\r\nHost: 127.0.0.1:29411\r\nConnection: close\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&forwarded);
+    assert!(text.starts_with("HTTP/1.1 502 "), "{text}");
+    assert_eq!(
+        metric(&server, "uringreplay_direct_ring_connections_total"),
+        5
+    );
+    assert_eq!(idle.exchange(&get("/hello")).status, 200, "still served");
+}
