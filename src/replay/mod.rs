@@ -547,10 +547,13 @@ impl Replayer {
     /// `POST /reset`: every consume cursor back to the start, every served mark cleared; safe
     /// while other threads serve (a request racing with it is answered from before or after).
     pub fn reset(&self) {
-        // The stamp changes first: a request decided after the reset returns is not answered
-        // from a decision made before it (which would leave its flow unmarked for `/unused`).
+        // The stamp changes before and after the marks are cleared: a repeat is then not
+        // answered from a decision made before the reset, nor from one made while it cleared
+        // (whose mark the clear may have wiped), either of which would leave its flow unmarked
+        // for `/unused` while it is served.
         self.resets.fetch_add(1, Ordering::AcqRel);
         self.index.reset(self.order);
+        self.resets.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The stamp under which a request's decision holds for every byte-identical request, or
