@@ -344,8 +344,8 @@ pub(super) struct Lane {
     /// Answers of the turn under way, whose service time is recorded as the turn ends (their
     /// sends reach the kernel at the next enter): one clock reading a turn, not one a client.
     turn_answers: u64,
-    /// Clients with an index below this have a fixed-file slot ([`FIXED_FILES`], or 0 when
-    /// the kernel refused the table).
+    /// Clients with an index below this have a fixed-file slot (the table's size: see
+    /// [`fixed_file_slots`]; 0 when there is none or the kernel refused it).
     fixed_files: u32,
 }
 
@@ -451,11 +451,7 @@ impl Lane {
         let client = self.clients[index as usize].insert(Box::new(client));
         if fixed {
             // Queued before the receive, so issued before it (in order, at the same enter).
-            let update = opcode::FilesUpdate::new(&client.fd, 1)
-                .offset(index as i32)
-                .build()
-                .user_data(NOBODY);
-            self.ring.push(update);
+            set_slot(&mut self.ring, index, &client.fd);
         }
         Counters::bump(&worker.counters().ring_connections);
         self.progress(worker, index);
@@ -848,11 +844,7 @@ impl Lane {
         self.free.push(index);
         if c.fixed {
             // Before any later client of this index is put in the slot (both in queue order).
-            let update = opcode::FilesUpdate::new(&NO_FILE, 1)
-                .offset(index as i32)
-                .build()
-                .user_data(NOBODY);
-            self.ring.push(update);
+            set_slot(&mut self.ring, index, &NO_FILE);
         }
         let Client {
             fd,
@@ -963,6 +955,17 @@ fn send(ring: &mut Ring, index: u32, c: &mut Client) {
     // No read deadline while the answer goes out (`--send-timeout` watches it).
     c.slot.deadline.set(u64::MAX);
     ring.push(send.user_data(data));
+}
+
+/// Queues the update that sets fixed-file slot `index` to the descriptor `fd` points at
+/// ([`NO_FILE`] clears it); `fd` must stay valid until the entry is submitted.
+fn set_slot(ring: &mut Ring, index: u32, fd: *const RawFd) {
+    // `index` is below the table's size, at most FIXED_FILES.
+    let update = opcode::FilesUpdate::new(fd, 1)
+        .offset(index as i32)
+        .build()
+        .user_data(NOBODY);
+    ring.push(update);
 }
 
 /// The size of the ring's fixed-file table on this kernel: [`FIXED_FILES`], or the descriptor
