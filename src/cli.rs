@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::{IoDriver, Order, ProxyMode, ReplayOptions, ServeOptions, Unmatched};
+use crate::config::{
+    IoDriver, LookAhead, Order, ProxyMode, ReplayOptions, ServeOptions, Unmatched,
+};
 
 pub mod mitm;
 #[rustfmt::skip]
@@ -181,6 +183,11 @@ pub struct ServeArgs {
     /// (by default such a repeat is answered from a per-worker cache with the same bytes).
     #[arg(long)]
     pub no_repeat_cache: bool,
+    /// On the direct ring, start loading the index slots, flow entries and flow bytes of a
+    /// turn's requests before serving the first, so that their cache misses overlap: auto (for
+    /// recordings of 64 MiB or more), always or never.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub look_ahead: String,
     /// Largest request body accepted, in bytes (larger gets 413).
     #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body: u64,
@@ -528,6 +535,16 @@ impl ServeArgs {
             "epoll" => IoDriver::Epoll,
             other => return Err(format!("--io {other:?} is not one of auto, uring, epoll")),
         };
+        let look_ahead = match self.look_ahead.as_str() {
+            "auto" => LookAhead::Auto,
+            "always" => LookAhead::Always,
+            "never" => LookAhead::Never,
+            other => {
+                return Err(format!(
+                    "--look-ahead {other:?} is not one of auto, always, never"
+                ))
+            }
+        };
         let threads = match self.threads {
             Some(0) => return Err("--threads must be at least 1".to_string()),
             Some(n) => n,
@@ -580,6 +597,7 @@ impl ServeArgs {
                 send_timeout_secs: self.send_timeout,
                 direct_ring: !self.no_direct_ring,
                 repeat_cache: !self.no_repeat_cache,
+                look_ahead,
                 verbose,
                 quiet,
                 exit_when_done,

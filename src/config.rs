@@ -84,6 +84,19 @@ pub enum IoDriver {
     Epoll,
 }
 
+/// Whether the direct ring looks a turn's requests up ahead of serving them (`--look-ahead`,
+/// [`crate::replay::lookahead`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LookAhead {
+    /// For recordings of [`crate::replay::lookahead::LOOKAHEAD_FROM_BYTES`] or more.
+    #[default]
+    Auto,
+    /// Whatever the recording's size.
+    Always,
+    /// Never.
+    Never,
+}
+
 /// How requests name their destination (spec §e): regular, or reverse to one
 /// [`crate::upstream::Origin`] (`--mode reverse:SCHEME://HOST[:PORT]`). One type with the
 /// forwarding side's.
@@ -106,6 +119,9 @@ pub struct ServeOptions {
     /// Answer a replayed request byte-identical to one answered before from the worker's repeat
     /// cache (`crate::exchange::repeat`); `--no-repeat-cache`: false.
     pub repeat_cache: bool,
+    /// On the direct ring, start loading what a turn's requests will read before serving the
+    /// first (`--look-ahead`).
+    pub look_ahead: LookAhead,
     /// Proxy mode.
     pub mode: ProxyMode,
     /// Largest request body accepted.
@@ -159,6 +175,7 @@ impl Default for ServeOptions {
             io: IoDriver::Auto,
             direct_ring: true,
             repeat_cache: true,
+            look_ahead: LookAhead::Auto,
             mode: ProxyMode::Regular,
             max_body: 16 * 1024 * 1024,
             idle_timeout_secs: 60,

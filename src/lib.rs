@@ -40,6 +40,7 @@ pub mod http2;
 pub mod hugepages;
 pub mod inspect;
 pub mod launch;
+pub mod prefetch;
 pub mod replay;
 pub mod reqlog;
 pub mod server;

@@ -37,6 +37,9 @@ pub struct Counters {
     /// Replays answered from the worker's repeat cache (byte-identical to one answered before;
     /// counted in `replayed` too).
     pub repeats: AtomicU64,
+    /// Requests of the direct ring's look-ahead whose likely flow it found and started to load
+    /// ([`crate::replay::lookahead`]).
+    pub looked_ahead: AtomicU64,
     /// How long answers took, from the request's last byte to the answer handed to the kernel.
     pub service: ServiceTimes,
 }
@@ -150,6 +153,8 @@ pub struct Totals {
     pub ring_connections: u64,
     /// See [`Counters::repeats`].
     pub repeats: u64,
+    /// See [`Counters::looked_ahead`].
+    pub looked_ahead: u64,
     /// Recorded flows not yet replayed.
     pub flows_left: u64,
 }
@@ -174,6 +179,7 @@ impl Totals {
             t.send_timeouts += c.send_timeouts.load(Ordering::Relaxed);
             t.ring_connections += c.ring_connections.load(Ordering::Relaxed);
             t.repeats += c.repeats.load(Ordering::Relaxed);
+            t.looked_ahead += c.looked_ahead.load(Ordering::Relaxed);
         }
         t
     }

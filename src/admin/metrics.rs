@@ -134,6 +134,14 @@ pub fn render(scrape: &Scrape) -> String {
     let _ = writeln!(out, "uringreplay_repeat_cache_answers_total {}", t.repeats);
     family(
         &mut out,
+        "uringreplay_looked_ahead_total",
+        "counter",
+        "Requests whose likely flow the direct ring's look-ahead found and started to load \
+         before serving its turn (--look-ahead).",
+    );
+    let _ = writeln!(out, "uringreplay_looked_ahead_total {}", t.looked_ahead);
+    family(
+        &mut out,
         "uringreplay_upstream_errors_total",
         "counter",
         "Forwarded requests that failed upstream (502/504 or cut off).",

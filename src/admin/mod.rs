@@ -237,6 +237,7 @@ impl Admin {
                 "send_timeouts": t.send_timeouts,
                 "direct_ring_connections": t.ring_connections,
                 "repeat_cache_answers": t.repeats,
+                "looked_ahead": t.looked_ahead,
             },
             "hit_rate": hit_rate(t),
             "recording": {
@@ -283,6 +284,7 @@ fn add_totals(a: &mut Totals, b: &Totals) {
     a.send_timeouts += b.send_timeouts;
     a.ring_connections += b.ring_connections;
     a.repeats += b.repeats;
+    a.looked_ahead += b.looked_ahead;
 }
 
 /// The `--reuse`/order name used in `/status`.

@@ -19,6 +19,7 @@ use std::time::SystemTime;
 
 use crate::flowfile::Headers;
 use crate::http1;
+use crate::replay::lookahead::Lookahead;
 use crate::replay::{refresh, Decision, FlowId, LiveRequest, Replayer, RequestFacts};
 use crate::stats::{Counters, Outcome};
 use crate::upstream::{destination, Destination, Origin, Via};
@@ -122,6 +123,41 @@ pub fn decide<'r>(
         answer,
         facts,
     }
+}
+
+/// Notes the HTTP/1 request at the start of `input` in `batch`, to be looked up ahead of
+/// serving it ([`Lookahead`]): its head as [`decide`] would route it. A request that is not yet
+/// whole, has a body, or has no route is left out (it is served all the same, unhelped).
+pub fn look_ahead(replayer: &Replayer, routing: Routing<'_>, input: &[u8], batch: &mut Lookahead) {
+    let mut slots = http1::header_slots();
+    let Ok(Some(head)) = http1::request::parse_head(input, &mut slots, &http1::Limits::default())
+    else {
+        return;
+    };
+    if head.framing != http1::request::Framing::Length(0) {
+        return;
+    }
+    let Some(route) = destination(
+        routing.reverse,
+        routing.keep_host_header,
+        routing.tls,
+        head.target,
+        head.headers,
+    ) else {
+        return;
+    };
+    batch.add(
+        replayer,
+        &LiveRequest {
+            scheme: route.scheme,
+            method: head.method,
+            target: route.target,
+            host: route.host,
+            port: route.port,
+            headers: head.headers,
+            body: b"",
+        },
+    );
 }
 
 impl Exchange<'_> {

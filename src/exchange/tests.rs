@@ -547,3 +547,50 @@ mod repeats {
         assert!(replayer_of(&dated(), &options).repeat_stamp().is_some());
     }
 }
+
+/// Issue 13: what the direct ring's look-ahead notes of an HTTP/1 input.
+#[test]
+fn a_look_ahead_notes_whole_bodiless_requests_with_a_route_only() {
+    use crate::replay::lookahead::Lookahead;
+    let replayer = replayer(&ReplayOptions::default());
+    let found = |input: &[u8]| {
+        let mut batch = Lookahead::default();
+        look_ahead(&replayer, regular(), input, &mut batch);
+        let noted = batch.len();
+        (noted, batch.fetch(&replayer))
+    };
+    let request = b"GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n";
+    assert_eq!(found(request), (1, 1));
+    // Only the first request of pipelined input, and an absolute-form target routes the same.
+    let mut two = request.to_vec();
+    two.extend_from_slice(request);
+    assert_eq!(found(&two), (1, 1));
+    assert_eq!(
+        found(b"GET http://example.com/a HTTP/1.1\r\nHost: example.com\r\n\r\n"),
+        (1, 1)
+    );
+    // Noted but not recorded.
+    assert_eq!(
+        found(b"GET /b HTTP/1.1\r\nHost: example.com\r\n\r\n"),
+        (1, 0)
+    );
+    // Not whole yet, with a body, chunked, without a Host (a 400), not HTTP: left out.
+    assert_eq!(found(&request[..20]), (0, 0));
+    assert_eq!(
+        found(b"POST /a HTTP/1.1\r\nHost: example.com\r\nContent-Length: 2\r\n\r\nhi"),
+        (0, 0)
+    );
+    assert_eq!(
+        found(
+            b"POST /a HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        ),
+        (0, 0)
+    );
+    assert_eq!(found(b"GET /a HTTP/1.1\r\n\r\n"), (0, 0));
+    assert_eq!(
+        found(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
+        (0, 0)
+    );
+    // Nothing was decided.
+    assert_eq!(replayer.remaining(), 1);
+}

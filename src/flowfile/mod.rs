@@ -514,6 +514,27 @@ impl Recording {
         }
     }
 
+    /// Starts loading flow `id`'s entry (what [`Recording::prefetch_flow`] then reads); nothing
+    /// for an id out of range.
+    pub fn prefetch_entry(&self, id: usize) {
+        if let Some(entry) = self.flows.get(id) {
+            crate::prefetch::line(entry);
+        }
+    }
+
+    /// Starts loading the cache lines of flow `id`'s request and response that
+    /// [`Recording::touch_flow`] loads, without waiting for them; nothing for an id out of range.
+    pub fn prefetch_flow(&self, id: usize) {
+        let Some(entry) = self.flows.get(id) else {
+            return;
+        };
+        let bytes = self.files[entry.file as usize].backing.bytes();
+        crate::prefetch::lines(bytes, entry.request, TOUCHED_LINES);
+        if entry.response != FlowEntry::NO_RESPONSE {
+            crate::prefetch::lines(bytes, entry.response, TOUCHED_LINES);
+        }
+    }
+
     /// The request of flow `id` alone (cheaper than [`Recording::flow`]).
     ///
     /// # Panics

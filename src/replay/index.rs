@@ -436,6 +436,52 @@ impl Index {
             && (o.ignore_content || request.body == recorded.content)
     }
 
+    /// The hash [`Index::take`] probes with for `key`.
+    pub fn hash(&self, key: &(impl Canonical + ?Sized)) -> u64 {
+        key::hash(key, &self.state)
+    }
+
+    /// Starts loading the slot a lookup of `hash` probes first (see [`Index::candidate`]).
+    pub fn prefetch_slot(&self, hash: u64) {
+        if let Some(slot) = self
+            .slots
+            .get(hash as usize & self.slots.len().wrapping_sub(1))
+        {
+            crate::prefetch::line(slot);
+        }
+    }
+
+    /// The flow a lookup of `hash` would most likely confirm first (the first flow of the first
+    /// slot with its hash bits, unconfirmed), having started to load the per-flow words that
+    /// [`Index::take`] reads for it; `None` when no slot of the probe has those bits.
+    pub fn candidate(&self, hash: u64) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let tag = (hash >> 32) as u32;
+        let mut at = hash as usize & mask;
+        // As `probe` walks (the table always has empty slots), without confirming the key.
+        loop {
+            let slot = self.slots[at];
+            if slot.target == EMPTY {
+                return None;
+            }
+            if slot.tag == tag {
+                let flow = self.first_of(slot.target);
+                let word = (flow / 64) as usize;
+                if let Some(bits) = self.host_is_field.get(word) {
+                    crate::prefetch::line(bits);
+                }
+                if let Some(bits) = self.taken.get(word) {
+                    crate::prefetch::line(bits);
+                }
+                return Some(flow);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
     /// The flow that answers `request` (whose key is `key`) under `order`, consuming it in
     /// consume order; `None` when no recorded response is left for that key.
     pub fn take(
@@ -445,7 +491,7 @@ impl Index {
         key: &(impl Canonical + ?Sized),
         order: Order,
     ) -> Option<u32> {
-        let hash = key::hash(key, &self.state);
+        let hash = self.hash(key);
         let slot = self
             .probe(hash, |target| {
                 let flow = self.first_of(target);

@@ -24,6 +24,7 @@ pub mod date;
 pub mod form;
 pub mod index;
 pub mod key;
+pub mod lookahead;
 pub mod miss;
 pub mod refresh;
 pub mod template;
@@ -178,6 +179,19 @@ impl ServeTimes {
         self.first_dates.push(encoded);
     }
 
+    /// Starts loading what [`ServeTimes::get`] and the shape read for `flow`.
+    fn prefetch(&self, flow: usize) {
+        if let (Some(start), Some(date), Some(shape)) = (
+            self.starts.get(flow),
+            self.first_dates.get(flow),
+            self.shapes.get(flow),
+        ) {
+            crate::prefetch::line(start);
+            crate::prefetch::line(date);
+            crate::prefetch::line(shape);
+        }
+    }
+
     /// The response start and first date of flow `flow`.
     fn get(&self, flow: usize) -> (f64, FirstDate) {
         let start = self.starts[flow];
@@ -232,6 +246,8 @@ pub struct Replayer {
     serial: u64,
     /// [`Replayer::reset`]s so far.
     resets: AtomicU64,
+    /// Whether drivers should look requests up ahead ([`Replayer::looks_ahead`]).
+    looks_ahead: bool,
 }
 
 /// Which replayer, in which state, decided a request: two equal stamps mean that a request
@@ -323,7 +339,6 @@ impl ReplayerBuilder {
         }
         templates.shrink();
         Replayer {
-            recording,
             index,
             templates,
             times,
@@ -334,6 +349,8 @@ impl ReplayerBuilder {
             nearest: OnceLock::new(),
             serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
             resets: AtomicU64::new(0),
+            looks_ahead: recording.summary().bytes >= lookahead::LOOKAHEAD_FROM_BYTES,
+            recording,
         }
     }
 }
@@ -376,6 +393,13 @@ impl Replayer {
                 Unmatched::Status(code) => Decision::Status(code),
             },
         }
+    }
+
+    /// Whether a driver holding several requests at once should note them in a
+    /// [`lookahead::Lookahead`] before serving them: the recording is large enough
+    /// ([`lookahead::LOOKAHEAD_FROM_BYTES`]) for its lookups to miss the caches.
+    pub fn looks_ahead(&self) -> bool {
+        self.looks_ahead
     }
 
     /// Whether `flow`'s recorded response has trailers (noted at load: nothing is read).

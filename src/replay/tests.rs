@@ -1786,3 +1786,55 @@ fn a_recorded_host_field_not_the_destination_is_the_key_host() {
     live.host = b"example.com".to_vec();
     assert_eq!(live.decide(&replayer), Decision::Replay(FlowId(0)));
 }
+
+// Issue 13: the look-ahead of a ring turn's requests.
+
+#[test]
+fn a_look_ahead_finds_the_flow_of_recorded_requests_only_and_consumes_nothing() {
+    use lookahead::{Lookahead, LOOKAHEAD_MAX};
+    let flows: Vec<FlowSpec> = (0..LOOKAHEAD_MAX + 4)
+        .map(|i| {
+            let mut flow = test_flow();
+            flow.path = format!("/item/{i}").into_bytes();
+            flow
+        })
+        .collect();
+    let replayer = replayer(&flows, &options());
+    let mut batch = Lookahead::default();
+    for flow in &flows {
+        Live::of(flow).with(|r| batch.add(&replayer, r));
+    }
+    assert!(batch.is_full());
+    assert_eq!(batch.len(), LOOKAHEAD_MAX);
+    assert_eq!(batch.fetch(&replayer), LOOKAHEAD_MAX);
+    assert!(batch.is_empty());
+    // Another path, another body (part of the key), another port: nothing is found for them.
+    let mut others = [flows[0].clone(), flows[0].clone(), flows[0].clone()];
+    others[0].path = b"/never-recorded".to_vec();
+    others[1].content = Some(b"other".to_vec());
+    others[2].port = 23;
+    for other in &others {
+        Live::of(other).with(|r| batch.add(&replayer, r));
+    }
+    assert_eq!(batch.fetch(&replayer), 0);
+    // Looking ahead decided nothing: every flow is still there, and answers its request.
+    assert_eq!(replayer.remaining(), flows.len() as u64);
+    for (i, flow) in flows.iter().enumerate() {
+        assert_eq!(replay_of(&replayer, &Live::of(flow)), FlowId(i as u32));
+    }
+}
+
+#[test]
+fn only_recordings_of_the_look_ahead_size_are_looked_ahead_by_default() {
+    let small = replayer(&[test_flow()], &options());
+    assert!(!small.looks_ahead());
+    let big_body = vec![b'x'; lookahead::LOOKAHEAD_FROM_BYTES as usize];
+    let big = replayer(
+        &[with_response(test_flow(), |r| {
+            r.headers[1].1 = big_body.len().to_string().into_bytes();
+            r.content = Some(big_body.clone());
+        })],
+        &options(),
+    );
+    assert!(big.looks_ahead());
+}

@@ -30,8 +30,10 @@ use super::{
     closed, linger_close, since_start, take_input, ticks_until, Leg, Next, Resume, Shared, Slot,
     Then, Turn, Worker, INPUT_FIRST,
 };
-use crate::exchange::After;
+use crate::config::LookAhead;
+use crate::exchange::{self, After};
 use crate::http1::Conn;
+use crate::replay::lookahead::Lookahead;
 use crate::replay::Replayer;
 use crate::server::clock;
 use crate::server::outbox::{Outbox, Pending};
@@ -549,6 +551,7 @@ impl Lane {
                 .take(TURN_COMPLETIONS)
                 .map(|c| (c.user_data(), c.result(), c.flags())),
         );
+        self.look_ahead(worker, &completions);
         for &(data, result, flags) in &completions {
             let index = (data >> 2) as u32;
             match data & 3 {
@@ -570,6 +573,58 @@ impl Lane {
             super::super::admin::served(worker.counters(), answers, wall);
         }
         count + usize::from(!self.ring.backlog.is_empty())
+    }
+
+    /// Starts loading what serving the requests of this turn's receives reads, when the
+    /// recording is large enough for that to pay ([`Lookahead`]): each request that a receive
+    /// brings whole to a client with nothing pending.
+    fn look_ahead(&mut self, worker: &Rc<Worker>, completions: &[(u64, i32, u32)]) {
+        let shared = &worker.shared;
+        let Lane {
+            clients,
+            current,
+            ring,
+            ..
+        } = self;
+        let replayer = in_force(current, shared);
+        let wanted = match shared.serve.look_ahead {
+            LookAhead::Auto => replayer.looks_ahead(),
+            LookAhead::Always => true,
+            LookAhead::Never => false,
+        };
+        if !wanted {
+            return;
+        }
+        let leg = Leg::default();
+        let routing = leg.routing(shared);
+        let mut batch = Lookahead::default();
+        for &(data, result, flags) in completions {
+            if data & 3 != RECV {
+                continue;
+            }
+            let (Ok(len @ 1..), Some(bid)) =
+                (usize::try_from(result), cqueue::buffer_select(flags))
+            else {
+                continue;
+            };
+            let Some(c) = client_at(clients, (data >> 2) as u32) else {
+                continue;
+            };
+            if !c.input.is_empty() || c.sniff || c.sniff_tls || c.end != End::Serving {
+                continue;
+            }
+            if let Some(bytes) = ring.buffers.received(bid, len) {
+                exchange::look_ahead(replayer, routing, bytes, &mut batch);
+            }
+            if batch.is_full() {
+                break;
+            }
+        }
+        if !batch.is_empty() {
+            let found = batch.fetch(replayer) as u64;
+            let counter = &worker.counters().looked_ahead;
+            counter.store(counter.load(Ordering::Relaxed) + found, Ordering::Relaxed);
+        }
     }
 
     fn client(&mut self, index: u32) -> Option<&mut Client> {

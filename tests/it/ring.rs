@@ -340,3 +340,44 @@ fn connections_the_ring_closes_end_while_another_client_waits_idle_on_it() {
     );
     assert_eq!(idle.exchange(&get("/hello")).status, 200, "still served");
 }
+
+#[test]
+fn the_look_ahead_notes_a_connections_later_requests_and_changes_no_byte() {
+    let mut seen = Vec::new();
+    for (when, noted) in [("always", 1..=3), ("never", 0..=0), ("auto", 0..=0)] {
+        // The demo is far below the size `auto` looks ahead from.
+        let server = demo(&["--reuse", "--norefresh", "--look-ahead", when]);
+        let mut c = Client::new(&server);
+        let mut answers = Vec::new();
+        for path in ["/hello", "/hello", "/not-recorded"] {
+            let r = c.exchange(&get(path));
+            answers.push(format!("{} {:?} {:?}", r.status, r.headers, r.body));
+        }
+        // The last one closes: every byte of its answer.
+        c.send(b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:29411\r\nConnection: close\r\n\r\n");
+        answers.push(String::from_utf8_lossy(&c.read_to_close()).into_owned());
+        // The first request of a connection is told from TLS and h2c first, so it is not noted;
+        // the unrecorded one is noted but finds nothing.
+        let looked = metric(&server, "uringreplay_looked_ahead_total");
+        assert!(noted.contains(&looked), "--look-ahead {when}: {looked}");
+        seen.push(answers);
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0], seen[2]);
+    assert!(seen[0][0].starts_with("200 "), "{:?}", seen[0]);
+    assert!(seen[0][2].starts_with("502 "), "{:?}", seen[0]);
+}
+
+#[test]
+fn an_unknown_look_ahead_is_refused_with_the_choices() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_uringreplay"))
+        .args(["-S", "/dev/null", "--look-ahead", "sometimes"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--look-ahead \"sometimes\" is not one of auto, always, never"),
+        "{err}"
+    );
+}
