@@ -42,7 +42,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prefetching_any_range_of_a_slice_stays_inside_it_and_changes_nothing() {
+    fn ranges_past_a_slices_end_are_clamped_not_a_panic() {
         let bytes: Vec<u8> = (0..=255).collect();
         for (offset, count) in [(0, 0), (0, 1), (10, 3), (255, 9), (256, 1), (u64::MAX, 2)] {
             lines(&bytes, offset, count);

@@ -116,6 +116,12 @@ impl Counters {
         field.store(field.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 
+    /// Adds `n` to `field` (only the owning worker calls this, as for [`Counters::bump`]).
+    #[inline]
+    pub fn add(field: &AtomicU64, n: u64) {
+        field.store(field.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+
     /// Takes back one [`Counters::bump`] of `field` (only the owning worker calls this).
     #[inline]
     pub fn take_back(field: &AtomicU64) {

@@ -458,28 +458,16 @@ impl Index {
         if self.slots.is_empty() {
             return None;
         }
-        let mask = self.slots.len() - 1;
-        let tag = (hash >> 32) as u32;
-        let mut at = hash as usize & mask;
-        // As `probe` walks (the table always has empty slots), without confirming the key.
-        loop {
-            let slot = self.slots[at];
-            if slot.target == EMPTY {
-                return None;
-            }
-            if slot.tag == tag {
-                let flow = self.first_of(slot.target);
-                let word = (flow / 64) as usize;
-                if let Some(bits) = self.host_is_field.get(word) {
-                    crate::prefetch::line(bits);
-                }
-                if let Some(bits) = self.taken.get(word) {
-                    crate::prefetch::line(bits);
-                }
-                return Some(flow);
-            }
-            at = (at + 1) & mask;
+        let at = self.probe(hash, |_| true).ok()?;
+        let flow = self.first_of(self.slots[at].target);
+        let word = (flow / 64) as usize;
+        if let Some(bits) = self.host_is_field.get(word) {
+            crate::prefetch::line(bits);
         }
+        if let Some(bits) = self.taken.get(word) {
+            crate::prefetch::line(bits);
+        }
+        Some(flow)
     }
 
     /// The flow that answers `request` (whose key is `key`) under `order`, consuming it in

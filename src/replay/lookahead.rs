@@ -17,19 +17,10 @@ pub const LOOKAHEAD_MAX: usize = 16;
 pub const LOOKAHEAD_FROM_BYTES: u64 = 64 << 20;
 
 /// The requests of one batch, by the hash of their keys.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Lookahead {
     hashes: [u64; LOOKAHEAD_MAX],
     len: usize,
-}
-
-impl Default for Lookahead {
-    fn default() -> Self {
-        Lookahead {
-            hashes: [0; LOOKAHEAD_MAX],
-            len: 0,
-        }
-    }
 }
 
 impl Lookahead {
@@ -54,12 +45,7 @@ impl Lookahead {
         if self.is_full() {
             return;
         }
-        let key_request = request.key_request();
-        let key = super::key::RequestKey {
-            request: &key_request,
-            options: replayer.index.options(),
-        };
-        let hash = replayer.index.hash(&key);
+        let hash = replayer.with_key(request, |_, key| replayer.index.hash(key));
         replayer.index.prefetch_slot(hash);
         self.hashes[self.len] = hash;
         self.len += 1;

@@ -375,16 +375,12 @@ impl Replayer {
 
     /// Decides how to answer `request`, consuming a recorded flow in consume order (spec §c.2).
     pub fn decide(&self, request: &LiveRequest<'_>) -> Decision {
-        let key_request = request.key_request();
         // The key's bytes are streamed into the hash; a candidate is usually confirmed by its
         // recorded fields, so the key is produced again only when those do not decide.
-        let key = key::RequestKey {
-            request: &key_request,
-            options: self.index.options(),
-        };
-        let taken = self
-            .index
-            .take(&self.recording, &key_request, &key, self.order);
+        let taken = self.with_key(request, |key_request, key| {
+            self.index
+                .take(&self.recording, key_request, key, self.order)
+        });
         match taken {
             Some(flow) => Decision::Replay(FlowId(flow)),
             None => match self.unmatched {
@@ -393,6 +389,21 @@ impl Replayer {
                 Unmatched::Status(code) => Decision::Status(code),
             },
         }
+    }
+
+    /// Runs `f` with `request`'s key fields and its match key under this replayer's options:
+    /// what [`Replayer::decide`] looks up, and [`lookahead::Lookahead`] hashes ahead of it.
+    fn with_key<R>(
+        &self,
+        request: &LiveRequest<'_>,
+        f: impl FnOnce(&KeyRequest<'_>, &key::RequestKey<'_, '_>) -> R,
+    ) -> R {
+        let key_request = request.key_request();
+        let key = key::RequestKey {
+            request: &key_request,
+            options: self.index.options(),
+        };
+        f(&key_request, &key)
     }
 
     /// Whether a driver holding several requests at once should note them in a

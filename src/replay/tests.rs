@@ -1828,11 +1828,11 @@ fn a_look_ahead_finds_the_flow_of_recorded_requests_only_and_consumes_nothing() 
 fn only_recordings_of_the_look_ahead_size_are_looked_ahead_by_default() {
     let small = replayer(&[test_flow()], &options());
     assert!(!small.looks_ahead());
-    let big_body = vec![b'x'; lookahead::LOOKAHEAD_FROM_BYTES as usize];
     let big = replayer(
         &[with_response(test_flow(), |r| {
-            r.headers[1].1 = big_body.len().to_string().into_bytes();
-            r.content = Some(big_body.clone());
+            let body = vec![b'x'; lookahead::LOOKAHEAD_FROM_BYTES as usize];
+            r.headers[1].1 = body.len().to_string().into_bytes();
+            r.content = Some(body);
         })],
         &options(),
     );

@@ -584,6 +584,7 @@ impl Lane {
             clients,
             current,
             ring,
+            wall,
             ..
         } = self;
         let replayer = in_force(current, shared);
@@ -621,9 +622,10 @@ impl Lane {
             }
         }
         if !batch.is_empty() {
+            // The service time of the turn's answers starts before their look-ahead.
+            wall.get_or_insert_with(clock::now);
             let found = batch.fetch(replayer) as u64;
-            let counter = &worker.counters().looked_ahead;
-            counter.store(counter.load(Ordering::Relaxed) + found, Ordering::Relaxed);
+            Counters::add(&worker.counters().looked_ahead, found);
         }
     }
 
