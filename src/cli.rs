@@ -185,7 +185,7 @@ pub struct ServeArgs {
     pub no_repeat_cache: bool,
     /// On the direct ring, start loading the index slots, flow entries and flow bytes of a
     /// turn's requests before serving the first, so that their cache misses overlap: auto (for
-    /// recordings of 64 MiB or more), always or never.
+    /// recordings of 32 Ki flows and 64 MiB or more), always or never.
     #[arg(long, value_name = "WHEN", default_value = "auto")]
     pub look_ahead: String,
     /// Largest request body accepted, in bytes (larger gets 413).

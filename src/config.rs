@@ -88,7 +88,7 @@ pub enum IoDriver {
 /// [`crate::replay::lookahead`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LookAhead {
-    /// For recordings of [`crate::replay::lookahead::LOOKAHEAD_FROM_BYTES`] or more.
+    /// For recordings of many flows and bytes ([`crate::replay::lookahead::pays_for`]).
     #[default]
     Auto,
     /// Whatever the recording's size.

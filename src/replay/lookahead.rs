@@ -11,10 +11,21 @@ use super::{LiveRequest, Replayer};
 /// Requests one batch holds at most (more than a turn usually has).
 pub const LOOKAHEAD_MAX: usize = 16;
 
-/// Recordings from this size on are looked up ahead ([`Replayer::looks_ahead`]): below it the
-/// index, the entries and the flows' bytes mostly stay cached, and the work of hashing each key
-/// twice would be all cost.
+/// Recordings of this size or more, and of [`LOOKAHEAD_FROM_FLOWS`] flows or more, are looked
+/// up ahead ([`pays_for`]).
 pub const LOOKAHEAD_FROM_BYTES: u64 = 64 << 20;
+
+/// See [`LOOKAHEAD_FROM_BYTES`]: what a lookup reads of this many flows (about 1 KiB of each
+/// flow's request and response, and its index slot, entry and facts) no longer stays cached.
+pub const LOOKAHEAD_FROM_FLOWS: usize = 32 * 1024;
+
+/// Whether a recording of `flows` flows and `bytes` bytes is worth looking up ahead
+/// ([`Replayer::looks_ahead`]). Below either figure what lookups read mostly stays cached (a few
+/// flows with large bodies read only their heads; many small flows fit the cache whole), and
+/// parsing and hashing each request twice would be all cost.
+pub fn pays_for(flows: usize, bytes: u64) -> bool {
+    flows >= LOOKAHEAD_FROM_FLOWS && bytes >= LOOKAHEAD_FROM_BYTES
+}
 
 /// The requests of one batch, by the hash of their keys.
 #[derive(Debug, Default)]

@@ -349,7 +349,7 @@ impl ReplayerBuilder {
             nearest: OnceLock::new(),
             serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
             resets: AtomicU64::new(0),
-            looks_ahead: recording.summary().bytes >= lookahead::LOOKAHEAD_FROM_BYTES,
+            looks_ahead: lookahead::pays_for(recording.len(), recording.summary().bytes),
             recording,
         }
     }
@@ -407,8 +407,8 @@ impl Replayer {
     }
 
     /// Whether a driver holding several requests at once should note them in a
-    /// [`lookahead::Lookahead`] before serving them: the recording is large enough
-    /// ([`lookahead::LOOKAHEAD_FROM_BYTES`]) for its lookups to miss the caches.
+    /// [`lookahead::Lookahead`] before serving them: the recording has enough flows, and bytes,
+    /// for its lookups to miss the caches ([`lookahead::pays_for`]).
     pub fn looks_ahead(&self) -> bool {
         self.looks_ahead
     }

@@ -1825,16 +1825,23 @@ fn a_look_ahead_finds_the_flow_of_recorded_requests_only_and_consumes_nothing() 
 }
 
 #[test]
-fn only_recordings_of_the_look_ahead_size_are_looked_ahead_by_default() {
-    let small = replayer(&[test_flow()], &options());
-    assert!(!small.looks_ahead());
+fn only_recordings_of_many_flows_and_many_bytes_are_looked_ahead_by_default() {
+    use lookahead::{pays_for, LOOKAHEAD_FROM_BYTES as BYTES, LOOKAHEAD_FROM_FLOWS as FLOWS};
+    assert!(pays_for(FLOWS, BYTES));
+    assert!(pays_for(1_000_000, 1_832_391_890));
+    // A few flows with large bodies, many tiny flows: what lookups read stays cached.
+    assert!(!pays_for(FLOWS - 1, BYTES * 100));
+    assert!(!pays_for(FLOWS * 100, BYTES - 1));
+    assert!(!replayer(&[test_flow()], &options()).looks_ahead());
+    // One flow with a body of the whole size: too few flows.
     let big = replayer(
         &[with_response(test_flow(), |r| {
-            let body = vec![b'x'; lookahead::LOOKAHEAD_FROM_BYTES as usize];
+            let body = vec![b'x'; BYTES as usize];
             r.headers[1].1 = body.len().to_string().into_bytes();
             r.content = Some(body);
         })],
         &options(),
     );
-    assert!(big.looks_ahead());
+    assert!(big.recording().summary().bytes >= BYTES);
+    assert!(!big.looks_ahead());
 }
