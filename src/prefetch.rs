@@ -12,17 +12,37 @@ pub fn line<T>(value: &T) {
 /// Starts loading `count` cache lines of `bytes` from `offset` on (those inside `bytes`).
 #[inline]
 pub fn lines(bytes: &[u8], offset: u64, count: usize) {
+    for i in line_starts(bytes, offset, count) {
+        line(&bytes[i]);
+    }
+}
+
+/// Loads one byte of each of `count` cache lines of `bytes` from `offset` on (those inside
+/// `bytes`): independent loads the CPU issues in parallel, so the lines are cached by the time a
+/// parser walks them. Unlike [`lines`], the loads are real: they occupy the CPU until they land.
+#[inline]
+pub fn touch(bytes: &[u8], offset: u64, count: usize) {
+    let mut sum = 0u8;
+    for i in line_starts(bytes, offset, count) {
+        sum = sum.wrapping_add(bytes[i]);
+    }
+    std::hint::black_box(sum);
+}
+
+/// Where in `bytes` each of `count` cache lines from `offset` on starts (64 bytes apart), as far
+/// as `bytes` reaches.
+fn line_starts(
+    bytes: &[u8],
+    offset: u64,
+    count: usize,
+) -> std::iter::StepBy<std::ops::Range<usize>> {
     let start = usize::try_from(offset)
         .unwrap_or(usize::MAX)
         .min(bytes.len());
     let end = start
         .saturating_add(count.saturating_mul(64))
         .min(bytes.len());
-    let mut at_line = start;
-    while at_line < end {
-        at(bytes[at_line..].as_ptr());
-        at_line += 64;
-    }
+    (start..end).step_by(64)
 }
 
 #[inline(always)]
@@ -46,8 +66,23 @@ mod tests {
         let bytes: Vec<u8> = (0..=255).collect();
         for (offset, count) in [(0, 0), (0, 1), (10, 3), (255, 9), (256, 1), (u64::MAX, 2)] {
             lines(&bytes, offset, count);
+            touch(&bytes, offset, count);
         }
         line(&bytes[3]);
+        touch(&[], 0, 8);
         assert_eq!(bytes, (0..=255).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn the_lines_are_the_first_byte_of_each_64_within_the_slice() {
+        let bytes = vec![7u8; 300];
+        let offsets =
+            |offset, count| -> Vec<usize> { line_starts(&bytes, offset, count).collect() };
+        assert_eq!(offsets(0, 8), [0, 64, 128, 192, 256]);
+        assert_eq!(offsets(100, 2), [100, 164]);
+        assert_eq!(offsets(299, 8), [299]);
+        assert!(offsets(300, 8).is_empty());
+        assert!(offsets(u64::MAX, 8).is_empty());
+        assert!(offsets(0, 0).is_empty());
     }
 }

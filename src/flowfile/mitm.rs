@@ -402,27 +402,11 @@ const TOUCH_AHEAD: usize = 4096;
 /// starts), so every cache miss stalls the reader; these independent loads let the CPU fetch the
 /// lines the reader will need next in parallel. Measured on a generated 400 MB file: 0.46 s without, 0.35 s with.
 fn touch_ahead(bytes: &[u8], pos: usize) {
-    touch_lines(
+    crate::prefetch::touch(
         bytes,
         pos.saturating_add(TOUCH_AHEAD) as u64,
         TOUCH_AHEAD / 64,
     );
-}
-
-/// Loads one byte of each of `lines` cache lines from `offset` on (within `bytes`): independent
-/// loads the CPU issues in parallel, so the lines are cached by the time a parser walks them.
-pub(crate) fn touch_lines(bytes: &[u8], offset: u64, lines: usize) {
-    let start = usize::try_from(offset)
-        .unwrap_or(usize::MAX)
-        .min(bytes.len());
-    let end = start
-        .saturating_add(lines.saturating_mul(64))
-        .min(bytes.len());
-    let mut sum = 0u8;
-    for line in bytes[start..end].iter().step_by(64) {
-        sum = sum.wrapping_add(*line);
-    }
-    std::hint::black_box(sum);
 }
 
 /// Turns a top-level framing error into a flow error; running off the end is a cut-off file.

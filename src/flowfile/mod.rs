@@ -506,12 +506,7 @@ impl Recording {
     /// # Panics
     /// If `id >= len()`.
     pub fn touch_flow(&self, id: usize) {
-        let entry = &self.flows[id];
-        let bytes = self.files[entry.file as usize].backing.bytes();
-        mitm::touch_lines(bytes, entry.request, TOUCHED_LINES);
-        if entry.response != FlowEntry::NO_RESPONSE {
-            mitm::touch_lines(bytes, entry.response, TOUCHED_LINES);
-        }
+        self.flow_lines(&self.flows[id], crate::prefetch::touch);
     }
 
     /// Starts loading flow `id`'s entry (what [`Recording::prefetch_flow`] then reads); nothing
@@ -525,13 +520,19 @@ impl Recording {
     /// Starts loading the cache lines of flow `id`'s request and response that
     /// [`Recording::touch_flow`] loads, without waiting for them; nothing for an id out of range.
     pub fn prefetch_flow(&self, id: usize) {
-        let Some(entry) = self.flows.get(id) else {
-            return;
-        };
+        if let Some(entry) = self.flows.get(id) {
+            self.flow_lines(entry, crate::prefetch::lines);
+        }
+    }
+
+    /// Calls `load` with the first [`TOUCHED_LINES`] lines of `entry`'s request and of its
+    /// response (the file's bytes, an offset, a line count).
+    #[inline]
+    fn flow_lines(&self, entry: &FlowEntry, load: fn(&[u8], u64, usize)) {
         let bytes = self.files[entry.file as usize].backing.bytes();
-        crate::prefetch::lines(bytes, entry.request, TOUCHED_LINES);
+        load(bytes, entry.request, TOUCHED_LINES);
         if entry.response != FlowEntry::NO_RESPONSE {
-            crate::prefetch::lines(bytes, entry.response, TOUCHED_LINES);
+            load(bytes, entry.response, TOUCHED_LINES);
         }
     }
 

@@ -754,17 +754,6 @@ fn re_read_flows_give_the_views_the_checking_reader_gave() {
 }
 
 #[test]
-fn touching_cache_lines_stays_inside_the_file_wherever_it_starts() {
-    let bytes = vec![7u8; 300];
-    for offset in [0, 100, 299, 300, 301, u64::MAX] {
-        for lines in [0, 1, 8, 1000] {
-            super::mitm::touch_lines(&bytes, offset, lines);
-        }
-    }
-    super::mitm::touch_lines(&[], 0, 8);
-}
-
-#[test]
 #[allow(clippy::disallowed_methods)] // a test writes its input file
 fn a_gzip_compressed_har_is_decompressed_then_read_as_har() {
     use std::io::Write;

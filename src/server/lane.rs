@@ -1044,15 +1044,9 @@ fn fixed_file_slots() -> u32 {
     if kernel_release(&release).is_none_or(|v| v < FIXED_FILES_SINCE) {
         return 0;
     }
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 0;
-    }
-    u32::try_from(limit.rlim_cur.min(u64::from(FIXED_FILES))).unwrap_or(0)
+    super::descriptor_limit()
+        .and_then(|limit| u32::try_from(limit.min(u64::from(FIXED_FILES))).ok())
+        .unwrap_or(0)
 }
 
 /// The major and minor version a kernel release string starts with (`6.18.44-fc` → (6, 18)).

@@ -500,19 +500,21 @@ fn warn_out_of_descriptors(shared: &Shared, e: &std::io::Error) {
     {
         return;
     }
+    let limit = descriptor_limit().map_or_else(String::new, |n| format!(" (now {n})"));
+    eprintln!(
+        "warning: out of file descriptors ({e}): new connections wait until some close; \
+         raise the limit with `ulimit -n`{limit}"
+    );
+}
+
+/// The process's soft limit on open descriptors (`ulimit -n`), if it can be read.
+fn descriptor_limit() -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes one rlimit into the struct we own.
-    let limit = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
-        0 => format!(" (now {})", limit.rlim_cur),
-        _ => String::new(),
-    };
-    eprintln!(
-        "warning: out of file descriptors ({e}): new connections wait until some close; \
-         raise the limit with `ulimit -n`{limit}"
-    );
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit.rlim_cur)
 }
 
 /// How a connection's requests reach us: over TLS or not, and inside which CONNECT tunnel (whose
