@@ -34,6 +34,9 @@ pub struct Counters {
     /// Connections served on the worker's direct ring (plain HTTP/1 on io_uring), at least at
     /// first.
     pub ring_connections: AtomicU64,
+    /// Connections the direct ring handed to monoio to be served there (a forward, a CONNECT, a
+    /// TLS ClientHello, a timer that fired, the stop).
+    pub ring_handed_over: AtomicU64,
     /// Replays answered from the worker's repeat cache (byte-identical to one answered before;
     /// counted in `replayed` too).
     pub repeats: AtomicU64,
@@ -157,6 +160,8 @@ pub struct Totals {
     pub send_timeouts: u64,
     /// See [`Counters::ring_connections`].
     pub ring_connections: u64,
+    /// See [`Counters::ring_handed_over`].
+    pub ring_handed_over: u64,
     /// See [`Counters::repeats`].
     pub repeats: u64,
     /// See [`Counters::looked_ahead`].
@@ -184,6 +189,7 @@ impl Totals {
             t.log_dropped += c.log_dropped.load(Ordering::Relaxed);
             t.send_timeouts += c.send_timeouts.load(Ordering::Relaxed);
             t.ring_connections += c.ring_connections.load(Ordering::Relaxed);
+            t.ring_handed_over += c.ring_handed_over.load(Ordering::Relaxed);
             t.repeats += c.repeats.load(Ordering::Relaxed);
             t.looked_ahead += c.looked_ahead.load(Ordering::Relaxed);
         }

@@ -116,13 +116,25 @@ pub fn render(scrape: &Scrape) -> String {
         &mut out,
         "uringreplay_direct_ring_connections_total",
         "counter",
-        "Client connections served on a worker's direct ring (plain HTTP/1 on io_uring), at \
-         least until a forward, CONNECT, h2c or TLS handed them to monoio.",
+        "Client connections served on a worker's direct ring (plain HTTP/1 and h2c on io_uring), \
+         at least until a forward, CONNECT or TLS handed them to monoio.",
     );
     let _ = writeln!(
         out,
         "uringreplay_direct_ring_connections_total {}",
         t.ring_connections
+    );
+    family(
+        &mut out,
+        "uringreplay_direct_ring_handed_over_total",
+        "counter",
+        "Connections a worker's direct ring handed to monoio to be served there (a forward, a \
+         CONNECT, a TLS ClientHello, a timer that fired, the stop).",
+    );
+    let _ = writeln!(
+        out,
+        "uringreplay_direct_ring_handed_over_total {}",
+        t.ring_handed_over
     );
     family(
         &mut out,

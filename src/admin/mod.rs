@@ -236,6 +236,7 @@ impl Admin {
                 "log_dropped": t.log_dropped,
                 "send_timeouts": t.send_timeouts,
                 "direct_ring_connections": t.ring_connections,
+                "direct_ring_handed_over": t.ring_handed_over,
                 "repeat_cache_answers": t.repeats,
                 "looked_ahead": t.looked_ahead,
             },
@@ -283,6 +284,7 @@ fn add_totals(a: &mut Totals, b: &Totals) {
     a.log_dropped += b.log_dropped;
     a.send_timeouts += b.send_timeouts;
     a.ring_connections += b.ring_connections;
+    a.ring_handed_over += b.ring_handed_over;
     a.repeats += b.repeats;
     a.looked_ahead += b.looked_ahead;
 }

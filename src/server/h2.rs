@@ -83,14 +83,15 @@ fn limits(limits: &http1::Limits) -> http2::Limits {
 }
 
 /// One HTTP/2 connection's state in its driver.
-struct Driver<'w, S> {
-    worker: &'w Worker,
-    stream: S,
+/// One HTTP/2 connection's serving state apart from its transport and its forwards in flight:
+/// the Conn, and what answering its requests reuses. The direct ring ([`super::lane`]) serves a
+/// session of a plain connection while every answer is made at once; monoio's [`resume`] takes
+/// it over for a forward, a timer or the stop, and keeps it to the end.
+pub(super) struct Session {
     peer: SocketAddr,
     /// TLS or not, and the CONNECT tunnel it came through: how its requests are routed.
     leg: Leg,
     conn: Conn<Body>,
-    outbox: Outbox,
     /// The replayer in force for this turn, shared with the bodies it pins (an `Rc` around the
     /// shared `Arc`: pinning a body is a plain increment, not an atomic one on a line that
     /// every worker touches).
@@ -104,13 +105,33 @@ struct Driver<'w, S> {
     head: HeadCache,
     /// Reused for a request's split cookie fields joined.
     cookies: Vec<u8>,
+    /// Forwards decided and not yet started (monoio's driver runs them).
+    forwards: Vec<Forward>,
+    /// GOAWAY has been queued.
+    going_away: bool,
+}
+
+/// A forward [`Session::answer`] decided, to be started beside the connection's reads.
+struct Forward {
+    stream: u32,
+    request: OwnedRequest,
+    head_request: bool,
+    /// The `-v` line's method and URL.
+    line: Option<(Vec<u8>, String)>,
+    logged: Option<LoggedForward>,
+}
+
+/// A [`Session`] served by monoio over a transport, with its forwards in flight.
+struct Driver<'w, S> {
+    worker: &'w Worker,
+    stream: S,
+    session: Session,
+    outbox: Outbox,
     /// The forwards in flight.
     tasks: Vec<Task<'w>>,
     /// The forwarded streams being relayed, one per task (and a finished task's until its
     /// stream is done).
     relays: Vec<Relay>,
-    /// GOAWAY has been queued.
-    going_away: bool,
 }
 
 /// Serves one HTTP/2 connection whose first bytes (`input`, the client preface at least in
@@ -121,50 +142,39 @@ pub(super) async fn serve<S: Transport>(
     stream: S,
     peer: SocketAddr,
     leg: Leg,
+    input: Vec<u8>,
+) {
+    let first = worker.shared.replayer.load_full();
+    let session = Session::new(worker, peer, leg, first);
+    resume(worker, slot, stream, session, input).await
+}
+
+/// Serves `session` over `stream` from the unread `input` on, until the connection ends (a
+/// fresh one from [`serve`], or one the direct ring hands over).
+pub(super) async fn resume<S: Transport>(
+    worker: &Worker,
+    slot: &Slot,
+    stream: S,
+    session: Session,
     mut input: Vec<u8>,
 ) {
     let shared = &*worker.shared;
     let mut current = Cache::new(&shared.replayer);
-    let first = current.load().clone();
     let mut d = Driver {
         worker,
         stream,
-        peer,
-        leg,
-        conn: Conn::new(limits(&shared.limits), clock::instant()),
-        outbox: Outbox::new(first.clone()),
-        replayer: Rc::new(first),
-        scratch: Vec::new(),
-        http1: Vec::new(),
-        cookies: Vec::new(),
-        head: HeadCache::default(),
+        outbox: Outbox::new(session.replayer().clone()),
+        session,
         tasks: Vec::new(),
         relays: Vec::new(),
-        going_away: false,
     };
     loop {
-        let latest = current.load();
-        if !Arc::ptr_eq(latest, &d.replayer) {
-            d.replayer = Rc::new(latest.clone());
-            d.head.clear();
-        }
-        d.outbox.serve_from(&d.replayer);
-        let used = d.conn.recv(&input, clock::instant());
-        input.drain(..used);
+        d.session.follow(current.load());
+        d.outbox.serve_from(d.session.replayer());
         let wall = clock::now();
-        let mut answered = 0;
-        while let Some(event) = d.conn.poll_event() {
-            match event {
-                Event::Request(id) => {
-                    answered += 1;
-                    d.answer(id, wall);
-                }
-                Event::Cancelled(_) => {}
-                Event::StreamReset { .. } | Event::Error(_) => {
-                    Counters::bump(&worker.counters().rejected);
-                }
-            }
-        }
+        let (used, answered) = d.session.take(worker, &input, wall);
+        input.drain(..used);
+        d.start_forwards();
         super::super::admin::served(worker.counters(), answered, wall);
         // What the forwards wrote, as their streams' windows allow, then every stream's frames.
         loop {
@@ -176,12 +186,11 @@ pub(super) async fn serve<S: Transport>(
                 break;
             }
         }
-        if d.conn.is_done() {
+        if d.session.conn.is_done() {
             return linger_close(d.stream, input).await;
         }
-        if worker.stopping.get() && !d.going_away {
-            d.conn.go_away();
-            d.going_away = true;
+        if worker.stopping.get() && !d.session.going_away {
+            d.session.go_away();
             continue;
         }
         if used > 0 && !input.is_empty() {
@@ -198,45 +207,37 @@ pub(super) async fn serve<S: Transport>(
         if input.capacity() - input.len() < http2::MIN_READ_BUFFER {
             input.reserve(http2::MIN_READ_BUFFER);
         }
-        let now = clock::instant();
-        let base = since_start(worker);
-        let idle_tick = if d.relays.iter().all(|r| r.waits_for_client(&d.conn)) {
-            ticks_until(base + shared.timeouts.idle)
-        } else {
-            u64::MAX
-        };
-        let settings_tick = d
-            .conn
-            .poll_timeout()
-            .map(|at| ticks_until(base + at.saturating_duration_since(now)));
-        slot.deadline
-            .set(settings_tick.map_or(idle_tick, |s| s.min(idle_tick)));
-        let cancel = slot.cancel.borrow().handle();
-        let (len, cap) = (input.len(), input.capacity());
-        let read = monoio::io::CancelableAsyncReadRent::cancelable_read(
-            &mut d.stream,
-            input.slice_mut(len..cap),
-            cancel,
-        );
+        let idle = d.relays.iter().all(|r| r.waits_for_client(&d.session.conn));
+        let (deadline, idle_tick) = d.session.deadline(worker, idle);
+        slot.deadline.set(deadline);
         let mut woken = false;
-        let (res, slice) = read_beside(read, &mut d.tasks, &d.relays, slot, &mut woken).await;
+        // A timer that fired before this driver took the connection over (the direct ring
+        // hands a connection over when its slot expires) is handled without a read.
+        let res = if slot.expired.get() {
+            Err(std::io::ErrorKind::TimedOut.into())
+        } else {
+            let cancel = slot.cancel.borrow().handle();
+            let (len, cap) = (input.len(), input.capacity());
+            let read = monoio::io::CancelableAsyncReadRent::cancelable_read(
+                &mut d.stream,
+                input.slice_mut(len..cap),
+                cancel,
+            );
+            let (res, slice) = read_beside(read, &mut d.tasks, &d.relays, slot, &mut woken).await;
+            input = slice.into_inner();
+            res
+        };
         slot.deadline.set(u64::MAX);
-        input = slice.into_inner();
         match res {
             Ok(n) if n > 0 => {}
             Err(_) if slot.expired.get() => {
                 slot.expired.set(false);
                 d.stream.drain_arrived(&mut input);
-                d.conn.handle_timeout(clock::instant());
-                if worker.ticks.get() >= idle_tick {
-                    // Idle: say goodbye; streams still open (a client that stopped sending or
-                    // reading) end with the connection.
-                    d.conn.go_away();
-                    d.going_away = true;
-                    if d.conn.open_streams() > 0 {
-                        let _ = d.flush().await;
-                        return linger_close(d.stream, input).await;
-                    }
+                if d.session.expired(worker, idle_tick) {
+                    // Idle with streams still open (a client that stopped sending or reading):
+                    // they end with the connection.
+                    let _ = d.flush().await;
+                    return linger_close(d.stream, input).await;
                 }
             }
             // The worker stops: take what has arrived; the next turn sends GOAWAY. Or a forward
@@ -249,24 +250,133 @@ pub(super) async fn serve<S: Transport>(
     }
 }
 
-impl<S: Transport> Driver<'_, S> {
-    /// Writes everything the Conn has scheduled (DATA within the peer's windows included).
-    async fn flush(&mut self) -> std::io::Result<()> {
-        while self.conn.pending_bytes() > 0 {
-            let mut n = 0;
-            for piece in self.conn.transmit() {
-                self.outbox.push_body(piece);
-                n += piece.len();
-            }
-            self.outbox.flush(&mut self.stream).await?;
-            self.conn.advance(n);
+impl Session {
+    /// A session for a connection from `peer` whose client preface is still to be read.
+    pub(super) fn new(
+        worker: &Worker,
+        peer: SocketAddr,
+        leg: Leg,
+        replayer: Arc<Replayer>,
+    ) -> Session {
+        Session {
+            peer,
+            leg,
+            conn: Conn::new(limits(&worker.shared.limits), clock::instant()),
+            replayer: Rc::new(replayer),
+            scratch: Vec::new(),
+            http1: Vec::new(),
+            head: HeadCache::default(),
+            cookies: Vec::new(),
+            forwards: Vec::new(),
+            going_away: false,
         }
-        Ok(())
+    }
+
+    /// Answers later requests from `latest` when that is not the replayer in force here (a
+    /// reload swapped it).
+    pub(super) fn follow(&mut self, latest: &Arc<Replayer>) {
+        if !Arc::ptr_eq(latest, &self.replayer) {
+            self.replayer = Rc::new(latest.clone());
+            self.head.clear();
+        }
+    }
+
+    /// The replayer this session's answers come from.
+    pub(super) fn replayer(&self) -> &Arc<Replayer> {
+        &self.replayer
+    }
+
+    /// Takes what the Conn accepts of `input` and answers every request that completes (a
+    /// forward is only decided: see [`Session::has_forwards`]): the bytes taken, and the
+    /// requests answered.
+    pub(super) fn take(
+        &mut self,
+        worker: &Worker,
+        input: &[u8],
+        wall: std::time::SystemTime,
+    ) -> (usize, u64) {
+        let used = self.conn.recv(input, clock::instant());
+        let mut answered = 0;
+        while let Some(event) = self.conn.poll_event() {
+            match event {
+                Event::Request(id) => {
+                    answered += 1;
+                    self.answer(worker, id, wall);
+                }
+                Event::Cancelled(_) => {}
+                Event::StreamReset { .. } | Event::Error(_) => {
+                    Counters::bump(&worker.counters().rejected);
+                }
+            }
+        }
+        (used, answered)
+    }
+
+    /// Forwards were decided that only monoio's driver can run.
+    pub(super) fn has_forwards(&self) -> bool {
+        !self.forwards.is_empty()
+    }
+
+    /// Output is queued that [`Session::stage`] would move.
+    pub(super) fn has_output(&self) -> bool {
+        self.conn.pending_bytes() > 0
+    }
+
+    /// Nothing more is to be done: the connection closes (lingering) once its output is written.
+    pub(super) fn is_done(&self) -> bool {
+        self.conn.is_done()
+    }
+
+    /// Moves the output the Conn has scheduled into `outbox`: frame bytes are copied and large
+    /// recorded bodies referenced (see [`Outbox::push_body`]), so the Conn may reuse its room at
+    /// once (and schedule more DATA within the windows).
+    pub(super) fn stage(&mut self, outbox: &mut Outbox) {
+        let mut n = 0;
+        for piece in self.conn.transmit() {
+            outbox.push_body(piece);
+            n += piece.len();
+        }
+        self.conn.advance(n);
+    }
+
+    /// The tick at which the connection's timer fires (the SETTINGS acknowledgement's deadline,
+    /// and the idle timeout when `idle`, nothing but the client being waited for), and the
+    /// idle timeout's tick (`u64::MAX` when not `idle`).
+    pub(super) fn deadline(&self, worker: &Worker, idle: bool) -> (u64, u64) {
+        let base = since_start(worker);
+        let idle_tick = if idle {
+            ticks_until(base + worker.shared.timeouts.idle)
+        } else {
+            u64::MAX
+        };
+        let settings_tick = self.conn.poll_timeout().map(|at| {
+            let now = clock::instant();
+            ticks_until(base + at.saturating_duration_since(now))
+        });
+        let deadline = settings_tick.map_or(idle_tick, |s| s.min(idle_tick));
+        (deadline, idle_tick)
+    }
+
+    /// The connection's timer fired: the Conn's own deadlines, then the idle timeout (by
+    /// `idle_tick`), which says goodbye. True when streams are still open then: the connection
+    /// ends once its output is written.
+    fn expired(&mut self, worker: &Worker, idle_tick: u64) -> bool {
+        self.conn.handle_timeout(clock::instant());
+        if worker.ticks.get() < idle_tick {
+            return false;
+        }
+        self.go_away();
+        self.conn.open_streams() > 0
+    }
+
+    /// Queues GOAWAY: open streams are finished, new ones ignored.
+    fn go_away(&mut self) {
+        self.conn.go_away();
+        self.going_away = true;
     }
 
     /// Answers the complete request on stream `id` through the exchange.
-    fn answer(&mut self, id: u32, now: std::time::SystemTime) {
-        let worker = self.worker;
+    fn answer(&mut self, worker: &Worker, id: u32, now: std::time::SystemTime) {
         let shared = &*worker.shared;
         let counters = worker.counters();
         let verbose = shared.serve.verbose;
@@ -388,17 +498,11 @@ impl<S: Transport> Driver<'_, S> {
                     tunnel: self.leg.tunnel.clone(),
                     tls: self.leg.tls,
                 };
-                let record = forward::saved_side(&worker.forwarder, &self.stream);
-                let pipe = Rc::new(Pipe::default());
-                let task =
-                    relay_forward(&worker.forwarder, request, record, PipeSink(pipe.clone()));
-                self.tasks.push((id, Box::pin(task)));
                 let logged = log.then(|| LoggedForward::new(method, ex.url(method), now));
-                self.relays.push(Relay {
+                self.forwards.push(Forward {
                     stream: id,
-                    pipe,
+                    request,
                     head_request: facts.is_head,
-                    body: None,
                     line,
                     logged,
                 });
@@ -409,6 +513,36 @@ impl<S: Transport> Driver<'_, S> {
             print_line(&self.peer, &method, &url, outcome, None);
         }
     }
+}
+
+impl<S: Transport> Driver<'_, S> {
+    /// Writes everything the Conn has scheduled (DATA within the peer's windows included).
+    async fn flush(&mut self) -> std::io::Result<()> {
+        while self.session.has_output() {
+            self.session.stage(&mut self.outbox);
+            self.outbox.flush(&mut self.stream).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the forwards the session decided, each relayed into its stream.
+    fn start_forwards(&mut self) {
+        let worker = self.worker;
+        for f in self.session.forwards.drain(..) {
+            let record = forward::saved_side(&worker.forwarder, &self.stream);
+            let pipe = Rc::new(Pipe::default());
+            let task = relay_forward(&worker.forwarder, f.request, record, PipeSink(pipe.clone()));
+            self.tasks.push((f.stream, Box::pin(task)));
+            self.relays.push(Relay {
+                stream: f.stream,
+                pipe,
+                head_request: f.head_request,
+                body: None,
+                line: f.line,
+                logged: f.logged,
+            });
+        }
+    }
 
     /// Moves what the forwards wrote into their streams (at most [`QUEUED_BYTES`] waiting per
     /// stream) and ends the relays whose forward returned. True when something moved.
@@ -416,7 +550,7 @@ impl<S: Transport> Driver<'_, S> {
         let mut moved = false;
         let mut i = 0;
         while i < self.relays.len() {
-            let (progress, state) = self.relays[i].step(&mut self.conn);
+            let (progress, state) = self.relays[i].step(&mut self.session.conn);
             moved |= progress;
             if state == RelayState::Going {
                 i += 1;
@@ -426,7 +560,7 @@ impl<S: Transport> Driver<'_, S> {
             // A dropped forward stops where it is (its upstream connection is closed).
             self.tasks.retain(|(id, _)| *id != relay.stream);
             if state == RelayState::Broken {
-                let _ = self.conn.kill(relay.stream);
+                let _ = self.session.conn.kill(relay.stream);
             }
             self.finish(relay);
             moved = true;
@@ -472,10 +606,10 @@ impl<S: Transport> Driver<'_, S> {
             None => return,
         };
         if let Some(logged) = &relay.logged {
-            logged.write(self.worker, self.peer, outcome, body_bytes);
+            logged.write(self.worker, self.session.peer, outcome, body_bytes);
         }
         if let Some((method, url)) = relay.line {
-            print_line(&self.peer, &method, &url, outcome, failure);
+            print_line(&self.session.peer, &method, &url, outcome, failure);
         }
     }
 }

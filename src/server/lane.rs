@@ -26,6 +26,7 @@ use arc_swap::{ArcSwap, Cache};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use monoio::net::TcpStream;
 
+use super::h2::Session;
 use super::{
     closed, linger_close, since_start, take_input, ticks_until, Leg, Next, Resume, Shared, Slot,
     Then, Turn, Worker, INPUT_FIRST,
@@ -129,6 +130,8 @@ struct Client {
     sniff_tls: bool,
     /// The first bytes are still to be told from an h2c preface.
     sniff: bool,
+    /// Told h2c with prior knowledge: the HTTP/2 session served here instead of `conn`.
+    h2: Option<Box<Session>>,
     /// The client closed its side, or its receive failed.
     eof: bool,
     /// A receive has completed with bytes (an error before then may mean the kernel refuses
@@ -446,6 +449,7 @@ impl Lane {
             sending: false,
             sniff_tls: worker.tls.is_some(),
             sniff: shared.serve.http2,
+            h2: None,
             eof: false,
             received: false,
             end: End::Serving,
@@ -611,7 +615,12 @@ impl Lane {
             let Some(c) = client_at(clients, (data >> 2) as u32) else {
                 continue;
             };
-            if !c.input.is_empty() || c.sniff || c.sniff_tls || c.end != End::Serving {
+            if !c.input.is_empty()
+                || c.sniff
+                || c.sniff_tls
+                || c.h2.is_some()
+                || c.end != End::Serving
+            {
                 continue;
             }
             if let Some(bytes) = ring.buffers.received(bid, len) {
@@ -716,8 +725,17 @@ impl Lane {
         if c.end == End::Serving {
             if worker.stopping.get() || c.slot.expired.get() {
                 c.end = End::Monoio;
-            } else if !c.input.is_empty() {
-                self.serve(worker, index);
+            } else if c.h2.is_some() || !c.input.is_empty() {
+                if c.h2.is_none() {
+                    self.serve(worker, index);
+                }
+                // Served as HTTP/2 (an h2c preface may just have been told).
+                if self
+                    .client(index)
+                    .is_some_and(|c| c.h2.is_some() && !c.sending && c.end == End::Serving)
+                {
+                    self.serve_h2(worker, index);
+                }
                 let Some(c) = self.client(index) else {
                     return;
                 };
@@ -743,9 +761,17 @@ impl Lane {
             // The Conn's timer: a started head must arrive whole within the header timeout, a
             // body must keep arriving, an idle connection gets the idle timeout (so do first
             // bytes that do not yet tell TLS from plain HTTP).
-            let pending = if c.sniff_tls { 0 } else { c.input.len() };
-            c.conn.wait(since_start(worker), pending);
-            c.slot.deadline.set(ticks_until(c.conn.poll_timeout()));
+            // An HTTP/2 session's timer: the SETTINGS acknowledgement's deadline and the idle
+            // timeout.
+            let deadline = match &c.h2 {
+                Some(session) => session.deadline(worker, true).0,
+                None => {
+                    let pending = if c.sniff_tls { 0 } else { c.input.len() };
+                    c.conn.wait(since_start(worker), pending);
+                    ticks_until(c.conn.poll_timeout())
+                }
+            };
+            c.slot.deadline.set(deadline);
             return;
         }
         if c.receiving {
@@ -805,9 +831,13 @@ impl Lane {
         if c.sniff {
             match crate::http2::preface(&c.input) {
                 crate::http2::Preface::No => c.sniff = false,
-                // h2c with prior knowledge (or not yet told): monoio's loop tells and serves it.
-                _ => {
-                    c.end = End::Monoio;
+                crate::http2::Preface::NeedMore => return,
+                // h2c with prior knowledge: served here by an HTTP/2 session ([`Lane::serve_h2`]).
+                crate::http2::Preface::Yes => {
+                    c.sniff = false;
+                    let session =
+                        Session::new(worker, c.slot.peer, Leg::default(), replayer.clone());
+                    c.h2 = Some(Box::new(session));
                     return;
                 }
             }
@@ -867,19 +897,71 @@ impl Lane {
                 }
             }
         }
-        if *turning {
-            *turn_answers += answered;
-        } else {
-            super::super::admin::served(worker.counters(), answered, turn.now);
-        }
-        *answered_total =
-            answered_total.saturating_add(usize::try_from(answered).unwrap_or(usize::MAX));
+        count_answers(
+            worker,
+            *turning,
+            turn_answers,
+            answered_total,
+            answered,
+            now,
+        );
         match Then::of(after, client_done, c.input.len() - pos) {
             Then::Serve => {}
             Then::Close => c.end = End::Close,
             Then::Linger => c.end = End::Linger,
         }
         take_input(&mut c.input, pos);
+        if !c.outbox.is_empty() {
+            send(ring, index, c);
+        }
+    }
+
+    /// One turn of an HTTP/2 client: its session takes what has arrived and answers it, and the
+    /// frames it scheduled go out. A forward the session decided goes to monoio with it, once
+    /// what is queued here is written; so does a session that is done (to linger and close).
+    fn serve_h2(&mut self, worker: &Rc<Worker>, index: u32) {
+        let Lane {
+            clients,
+            current,
+            ring,
+            wall,
+            turning,
+            answered: answered_total,
+            turn_answers,
+            ..
+        } = self;
+        let replayer = in_force(current, &worker.shared);
+        let Some(c) = client_at(clients, index) else {
+            return;
+        };
+        let Some(session) = c.h2.as_deref_mut() else {
+            return;
+        };
+        if !c.input.is_empty() {
+            let now = if *turning {
+                *wall.get_or_insert_with(clock::now)
+            } else {
+                clock::now()
+            };
+            session.follow(replayer);
+            let (used, answered) = session.take(worker, &c.input, now);
+            take_input(&mut c.input, used);
+            count_answers(
+                worker,
+                *turning,
+                turn_answers,
+                answered_total,
+                answered,
+                now,
+            );
+        }
+        c.outbox.serve_from(session.replayer());
+        session.stage(&mut c.outbox);
+        if session.has_forwards() {
+            c.end = End::Monoio;
+        } else if session.is_done() {
+            c.end = End::Linger;
+        }
         if !c.outbox.is_empty() {
             send(ring, index, c);
         }
@@ -912,6 +994,7 @@ impl Lane {
             scratch,
             sniff_tls,
             sniff,
+            h2,
             end,
             ..
         } = *c;
@@ -936,8 +1019,18 @@ impl Lane {
             }
         };
         let worker = worker.clone();
-        let task: Pin<Box<dyn Future<Output = ()>>> = match end {
-            End::Linger => Box::pin(linger_close(stream, input)),
+        if end != End::Linger {
+            Counters::bump(&worker.counters().ring_handed_over);
+        }
+        let task: Pin<Box<dyn Future<Output = ()>>> = match (end, h2) {
+            (End::Linger, _) => Box::pin(linger_close(stream, input)),
+            // An HTTP/2 session: monoio's driver goes on with it (a forward, a timer, the stop).
+            (_, Some(session)) => {
+                let w = worker.clone();
+                Box::pin(async move {
+                    super::h2::resume(&w, &slot, stream, *session, input).await;
+                })
+            }
             // Not yet told from TLS (a ClientHello, or a stop, timer or refusal before the first
             // bytes told): monoio's `detected` tells and serves it.
             _ if end == End::Tls || sniff_tls => {
@@ -989,6 +1082,25 @@ impl Drop for Lane {
             self.ring.buffers.leak();
         }
     }
+}
+
+/// Counts `answered` requests of one client's turn read at `now`: in the ring's turn's
+/// figures when the ring is turning (told once the turn ends), else at once.
+fn count_answers(
+    worker: &Worker,
+    turning: bool,
+    turn_answers: &mut u64,
+    answered_total: &mut usize,
+    answered: u64,
+    now: SystemTime,
+) {
+    if turning {
+        *turn_answers += answered;
+    } else {
+        super::super::admin::served(worker.counters(), answered, now);
+    }
+    *answered_total =
+        answered_total.saturating_add(usize::try_from(answered).unwrap_or(usize::MAX));
 }
 
 /// Submits the client's pending output (one send, or one vectored send for referenced bodies).

@@ -645,7 +645,7 @@ fn split_cookie_fields_are_joined_for_matching_and_for_the_http1_upstream() {
 }
 
 /// Sends `GET url` and returns the response.
-async fn send_get_url(
+pub(super) async fn send_get_url(
     h2: &mut h2::client::SendRequest<Bytes>,
     url: &str,
 ) -> h2::client::ResponseFuture {

@@ -5,6 +5,8 @@
 
 use std::io::{Read, Write};
 
+use uringreplay::flowfile::writer::FlowSpec;
+
 use crate::support::{fixture, get, Client, FlowFile, Server};
 
 fn demo(extra: &[&str]) -> Server {
@@ -94,15 +96,19 @@ fn a_forward_between_replays_is_handed_over_answered_in_order_and_counted_once()
 }
 
 #[test]
-fn an_h2c_preface_and_a_tls_hello_on_the_plain_port_are_handed_over() {
+fn an_h2c_preface_is_served_on_the_ring_and_a_tls_hello_is_handed_over() {
     let server = demo(&["--reuse"]);
-    // h2c with prior knowledge: the server's SETTINGS frame comes back.
+    // h2c with prior knowledge: the server's SETTINGS frame comes back, from the ring.
     let mut h2 = server.connect();
     h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .unwrap();
     let mut frame = [0u8; 9];
     h2.read_exact(&mut frame).unwrap();
     assert_eq!(frame[3], 0x4, "a SETTINGS frame: {frame:?}");
+    assert_eq!(
+        metric(&server, "uringreplay_direct_ring_handed_over_total"),
+        0
+    );
     // A TLS ClientHello gets a TLS record back (the handshake runs on monoio).
     let mut tls = server.connect();
     tls.write_all(&client_hello()).unwrap();
@@ -113,6 +119,53 @@ fn an_h2c_preface_and_a_tls_hello_on_the_plain_port_are_handed_over() {
         metric(&server, "uringreplay_direct_ring_connections_total"),
         2
     );
+    assert_eq!(
+        metric(&server, "uringreplay_direct_ring_handed_over_total"),
+        1
+    );
+}
+
+#[test]
+fn an_h2c_connection_stays_on_the_ring_until_a_forward_hands_it_over_with_its_session() {
+    let upstream = crate::support::Upstream::start(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nupstream",
+        false,
+    );
+    let file = FlowFile::new(&[FlowSpec::get("/a", 200, b"alpha")]);
+    let server = Server::start(&[
+        "-S",
+        file.arg(),
+        "--mode",
+        "regular",
+        "--reuse",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let handed_over = || metric(&server, "uringreplay_direct_ring_handed_over_total");
+    crate::h2::runtime().block_on(async {
+        let mut h2 = crate::h2::connect(&server, 65_535).await;
+        for _ in 0..3 {
+            let resp = crate::h2::send_get(&mut h2, "/a").await.await.unwrap();
+            assert_eq!(resp.status(), 200);
+            assert_eq!(crate::h2::body_of(resp).await.0, b"alpha");
+        }
+        assert_eq!(handed_over(), 0, "replays are answered on the ring");
+        // A forward (another host) goes to monoio, with the connection's HTTP/2 state: the
+        // streams go on.
+        let url = format!("http://{}/not-recorded", upstream.addr);
+        let resp = crate::h2::send_get_url(&mut h2, &url).await.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(crate::h2::body_of(resp).await.0, b"upstream");
+        assert_eq!(handed_over(), 1);
+        let resp = crate::h2::send_get(&mut h2, "/a").await.await.unwrap();
+        assert_eq!(crate::h2::body_of(resp).await.0, b"alpha");
+    });
+    assert_eq!(
+        metric(&server, "uringreplay_direct_ring_connections_total"),
+        1
+    );
+    let stopped = server.stop();
+    assert!(stopped.stderr.contains("forwarded 1"), "{}", stopped.stderr);
 }
 
 /// A minimal TLS 1.2 ClientHello with SNI `localhost` (rustls answers it with a ServerHello).
