@@ -1,15 +1,18 @@
-//! The direct ring: a worker's plain HTTP/1 connections served on an io_uring of the worker's
-//! own, beside monoio's. Each connection has one multishot receive into a ring of provided
+//! The direct ring: a worker's plain HTTP/1 and h2c connections served on an io_uring of the
+//! worker's own, beside monoio's. Each connection has one multishot receive into a ring of provided
 //! buffers; a turn's sends, over every connection, go to the kernel with one enter; and there is
 //! no future, waker or op record per request (issue 13: monoio's ops cost a tenth of the bare
 //! loop's rate at 256 connections).
 //!
-//! Requests are answered by the same [`Turn::next`] as monoio's connection loop. Everything that
-//! waits on something other than this client is handed to monoio once the connection's receive
-//! has ended and its answers are written, with the parse state and the bytes read so far: a
-//! forward, a CONNECT and an h2c preface (to [`connection`], which parses that request again:
-//! nothing of it was counted here), a timer that expired and the stop (to [`connection`], which
-//! answers what has arrived and closes as it does for its own connections), and a close that
+//! HTTP/1 requests are answered by the same [`Turn::next`] as monoio's connection loop; a
+//! connection that opens with the h2c preface gets an HTTP/2 [`Session`], the state monoio's
+//! HTTP/2 driver serves. Everything that waits on something other than this client is handed to
+//! monoio once the connection's receive has ended and its answers are written, with the parse
+//! state and the bytes read so far: a forward and a CONNECT (to [`connection`], which parses that
+//! request again: nothing of it was counted here; an HTTP/2 session's forwards to
+//! [`super::h2::resume`], which starts them), a timer that expired and the stop (to
+//! [`connection`] or `resume`, which answer what has arrived and close as they do for their own
+//! connections, HTTP/2 with GOAWAY), and a close that
 //! must linger (to [`linger_close`]). The ring wakes its monoio task through an eventfd that
 //! monoio reads, so an idle worker sleeps in one place.
 
@@ -102,7 +105,7 @@ enum End {
     Close,
 }
 
-/// One plain HTTP/1 connection on the ring.
+/// One plain connection on the ring (HTTP/1, or h2c with prior knowledge).
 struct Client {
     /// The socket (owned: closed or handed over by [`Lane::finish`]).
     fd: RawFd,

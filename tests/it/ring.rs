@@ -1,5 +1,5 @@
-//! The direct ring (issue 13): plain HTTP/1 connections of an io_uring worker are served on a
-//! ring of the worker's own, and handed to monoio for what waits on something else. The same
+//! The direct ring (issue 13): plain HTTP/1 and h2c connections of an io_uring worker are served
+//! on a ring of the worker's own, and handed to monoio for what waits on something else. The same
 //! bytes as monoio's loop; every answer in order across a hand-off; a client that pipelines
 //! without reading is paused, not buffered.
 
