@@ -35,7 +35,8 @@ pub struct Counters {
     /// first.
     pub ring_connections: AtomicU64,
     /// Connections the direct ring handed to monoio to be served there (a forward, a CONNECT, a
-    /// TLS ClientHello, a timer that fired, the stop).
+    /// TLS ClientHello, a timer that fired, the stop, a kernel that refuses multishot receives);
+    /// not a close that lingers.
     pub ring_handed_over: AtomicU64,
     /// Replays answered from the worker's repeat cache (byte-identical to one answered before;
     /// counted in `replayed` too).

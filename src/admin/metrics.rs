@@ -129,7 +129,8 @@ pub fn render(scrape: &Scrape) -> String {
         "uringreplay_direct_ring_handed_over_total",
         "counter",
         "Connections a worker's direct ring handed to monoio to be served there (a forward, a \
-         CONNECT, a TLS ClientHello, a timer that fired, the stop).",
+         CONNECT, a TLS ClientHello, a timer that fired, the stop, a kernel that refuses \
+         multishot receives).",
     );
     let _ = writeln!(
         out,

@@ -109,6 +109,9 @@ pub(super) struct Session {
     forwards: Vec<Forward>,
     /// GOAWAY has been queued.
     going_away: bool,
+    /// The idle timeout's tick of the deadline last armed ([`Session::deadline`]): the one a
+    /// timer that fired went by, also after a hand-over.
+    idle_tick: u64,
 }
 
 /// A forward [`Session::answer`] decided, to be started beside the connection's reads.
@@ -207,13 +210,20 @@ pub(super) async fn resume<S: Transport>(
         if input.capacity() - input.len() < http2::MIN_READ_BUFFER {
             input.reserve(http2::MIN_READ_BUFFER);
         }
-        let idle = d.relays.iter().all(|r| r.waits_for_client(&d.session.conn));
-        let (deadline, idle_tick) = d.session.deadline(worker, idle);
-        slot.deadline.set(deadline);
-        let mut woken = false;
         // A timer that fired before this driver took the connection over (the direct ring
-        // hands a connection over when its slot expires) is handled without a read.
-        let res = if slot.expired.get() {
+        // hands a connection over when its slot expires) is handled without a read, by the
+        // deadline the ring armed.
+        let handed_over_expired = slot.expired.get();
+        let idle_tick = if handed_over_expired {
+            d.session.idle_tick
+        } else {
+            let idle = d.relays.iter().all(|r| r.waits_for_client(&d.session.conn));
+            let (deadline, idle_tick) = d.session.deadline(worker, idle);
+            slot.deadline.set(deadline);
+            idle_tick
+        };
+        let mut woken = false;
+        let res = if handed_over_expired {
             Err(std::io::ErrorKind::TimedOut.into())
         } else {
             let cancel = slot.cancel.borrow().handle();
@@ -269,6 +279,7 @@ impl Session {
             cookies: Vec::new(),
             forwards: Vec::new(),
             going_away: false,
+            idle_tick: u64::MAX,
         }
     }
 
@@ -341,8 +352,9 @@ impl Session {
 
     /// The tick at which the connection's timer fires (the SETTINGS acknowledgement's deadline,
     /// and the idle timeout when `idle`, nothing but the client being waited for), and the
-    /// idle timeout's tick (`u64::MAX` when not `idle`).
-    pub(super) fn deadline(&self, worker: &Worker, idle: bool) -> (u64, u64) {
+    /// idle timeout's tick (`u64::MAX` when not `idle`), which the session keeps for
+    /// [`Session::expired`].
+    pub(super) fn deadline(&mut self, worker: &Worker, idle: bool) -> (u64, u64) {
         let base = since_start(worker);
         let idle_tick = if idle {
             ticks_until(base + worker.shared.timeouts.idle)
@@ -354,6 +366,7 @@ impl Session {
             ticks_until(base + at.saturating_duration_since(now))
         });
         let deadline = settings_tick.map_or(idle_tick, |s| s.min(idle_tick));
+        self.idle_tick = idle_tick;
         (deadline, idle_tick)
     }
 

@@ -766,7 +766,7 @@ impl Lane {
             // bytes that do not yet tell TLS from plain HTTP).
             // An HTTP/2 session's timer: the SETTINGS acknowledgement's deadline and the idle
             // timeout.
-            let deadline = match &c.h2 {
+            let deadline = match &mut c.h2 {
                 Some(session) => session.deadline(worker, true).0,
                 None => {
                     let pending = if c.sniff_tls { 0 } else { c.input.len() };
