@@ -109,8 +109,8 @@ pub(super) struct Session {
     forwards: Vec<Forward>,
     /// GOAWAY has been queued.
     going_away: bool,
-    /// The idle timeout's tick of the deadline last armed ([`Session::deadline`]): the one a
-    /// timer that fired went by, also after a hand-over.
+    /// The idle timeout's tick of the deadline last armed ([`Session::deadline`]; `u64::MAX`
+    /// when it had none): the one a timer that fired went by, also after a hand-over.
     idle_tick: u64,
 }
 
@@ -214,14 +214,10 @@ pub(super) async fn resume<S: Transport>(
         // hands a connection over when its slot expires) is handled without a read, by the
         // deadline the ring armed.
         let handed_over_expired = slot.expired.get();
-        let idle_tick = if handed_over_expired {
-            d.session.idle_tick
-        } else {
+        if !handed_over_expired {
             let idle = d.relays.iter().all(|r| r.waits_for_client(&d.session.conn));
-            let (deadline, idle_tick) = d.session.deadline(worker, idle);
-            slot.deadline.set(deadline);
-            idle_tick
-        };
+            slot.deadline.set(d.session.deadline(worker, idle));
+        }
         let mut woken = false;
         let res = if handed_over_expired {
             Err(std::io::ErrorKind::TimedOut.into())
@@ -243,7 +239,7 @@ pub(super) async fn resume<S: Transport>(
             Err(_) if slot.expired.get() => {
                 slot.expired.set(false);
                 d.stream.drain_arrived(&mut input);
-                if d.session.expired(worker, idle_tick) {
+                if d.session.expired(worker) {
                     // Idle with streams still open (a client that stopped sending or reading):
                     // they end with the connection.
                     let _ = d.flush().await;
@@ -350,11 +346,10 @@ impl Session {
         self.conn.advance(n);
     }
 
-    /// The tick at which the connection's timer fires (the SETTINGS acknowledgement's deadline,
-    /// and the idle timeout when `idle`, nothing but the client being waited for), and the
-    /// idle timeout's tick (`u64::MAX` when not `idle`), which the session keeps for
-    /// [`Session::expired`].
-    pub(super) fn deadline(&mut self, worker: &Worker, idle: bool) -> (u64, u64) {
+    /// The tick at which the connection's timer fires: the SETTINGS acknowledgement's deadline,
+    /// and the idle timeout when `idle` (nothing but the client is waited for), whose tick the
+    /// session keeps for [`Session::expired`].
+    pub(super) fn deadline(&mut self, worker: &Worker, idle: bool) -> u64 {
         let base = since_start(worker);
         let idle_tick = if idle {
             ticks_until(base + worker.shared.timeouts.idle)
@@ -365,17 +360,16 @@ impl Session {
             let now = clock::instant();
             ticks_until(base + at.saturating_duration_since(now))
         });
-        let deadline = settings_tick.map_or(idle_tick, |s| s.min(idle_tick));
         self.idle_tick = idle_tick;
-        (deadline, idle_tick)
+        settings_tick.map_or(idle_tick, |s| s.min(idle_tick))
     }
 
-    /// The connection's timer fired: the Conn's own deadlines, then the idle timeout (by
-    /// `idle_tick`), which says goodbye. True when streams are still open then: the connection
-    /// ends once its output is written.
-    fn expired(&mut self, worker: &Worker, idle_tick: u64) -> bool {
+    /// The connection's timer fired: the Conn's own deadlines, then the idle timeout of the
+    /// deadline last armed (here or on the direct ring), which says goodbye. True when streams
+    /// are still open then: the connection ends once its output is written.
+    fn expired(&mut self, worker: &Worker) -> bool {
         self.conn.handle_timeout(clock::instant());
-        if worker.ticks.get() < idle_tick {
+        if worker.ticks.get() < self.idle_tick {
             return false;
         }
         self.go_away();

@@ -761,13 +761,12 @@ impl Lane {
                 c.receiving = true;
                 self.ring.push(recv);
             }
-            // The Conn's timer: a started head must arrive whole within the header timeout, a
-            // body must keep arriving, an idle connection gets the idle timeout (so do first
-            // bytes that do not yet tell TLS from plain HTTP).
-            // An HTTP/2 session's timer: the SETTINGS acknowledgement's deadline and the idle
-            // timeout.
+            // The connection's timer. HTTP/1's Conn: a started head must arrive whole within
+            // the header timeout, a body must keep arriving, an idle connection gets the idle
+            // timeout (so do first bytes that do not yet tell TLS from plain HTTP). An HTTP/2
+            // session: the SETTINGS acknowledgement's deadline and the idle timeout.
             let deadline = match &mut c.h2 {
-                Some(session) => session.deadline(worker, true).0,
+                Some(session) => session.deadline(worker, true),
                 None => {
                     let pending = if c.sniff_tls { 0 } else { c.input.len() };
                     c.conn.wait(since_start(worker), pending);
