@@ -810,11 +810,7 @@ impl Lane {
             turn_answers,
             ..
         } = self;
-        let now = if *turning {
-            *wall.get_or_insert_with(clock::now)
-        } else {
-            clock::now()
-        };
+        let now = turn_wall(*turning, wall);
         let replayer = in_force(current, shared);
         let Some(c) = client_at(clients, index) else {
             return;
@@ -940,11 +936,7 @@ impl Lane {
             return;
         };
         if !c.input.is_empty() {
-            let now = if *turning {
-                *wall.get_or_insert_with(clock::now)
-            } else {
-                clock::now()
-            };
+            let now = turn_wall(*turning, wall);
             session.follow(replayer);
             let (used, answered) = session.take(worker, &c.input, now);
             take_input(&mut c.input, used);
@@ -1083,6 +1075,16 @@ impl Drop for Lane {
         if in_flight {
             self.ring.buffers.leak();
         }
+    }
+}
+
+/// The wall clock a client's turn answers by: read once per ring turn while the ring is turning
+/// (kept in `wall`), else now.
+fn turn_wall(turning: bool, wall: &mut Option<SystemTime>) -> SystemTime {
+    if turning {
+        *wall.get_or_insert_with(clock::now)
+    } else {
+        clock::now()
     }
 }
 
