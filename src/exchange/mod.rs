@@ -36,6 +36,24 @@ pub struct Routing<'a> {
     pub tls: bool,
 }
 
+impl<'a> Routing<'a> {
+    /// Where a request for `target` with `headers` goes under this routing ([`destination`]:
+    /// reverse mode rewrites the Host field unless told to keep it).
+    fn destination(
+        &self,
+        target: &'a [u8],
+        headers: &mut [httparse::Header<'a>],
+    ) -> Option<Destination<'a>> {
+        destination(
+            self.reverse,
+            self.keep_host_header,
+            self.tls,
+            target,
+            headers,
+        )
+    }
+}
+
 /// A parsed request as the exchange sees it, from any protocol.
 #[derive(Debug)]
 pub struct Request<'r, 'h> {
@@ -88,13 +106,7 @@ pub fn decide<'r>(
     request: Request<'r, '_>,
 ) -> Exchange<'r> {
     let facts = request.facts;
-    let Some(route) = destination(
-        routing.reverse,
-        routing.keep_host_header,
-        routing.tls,
-        request.target,
-        request.headers,
-    ) else {
+    let Some(route) = routing.destination(request.target, request.headers) else {
         return Exchange {
             route: None,
             answer: Answer::NoHost,
@@ -102,15 +114,7 @@ pub fn decide<'r>(
         };
     };
     let headers: &[httparse::Header<'r>] = request.headers;
-    let live = LiveRequest {
-        scheme: route.scheme,
-        method: request.method,
-        target: route.target,
-        host: route.host,
-        port: route.port,
-        headers,
-        body: request.body,
-    };
+    let live = live_request(&route, request.method, headers, request.body);
     let answer = match replayer.decide(&live) {
         Decision::Replay(flow) => Answer::Replay(flow),
         Decision::Status(code) => Answer::Status(code),
@@ -137,27 +141,31 @@ pub fn look_ahead(replayer: &Replayer, routing: Routing<'_>, input: &[u8], batch
     if head.framing != http1::request::Framing::Length(0) {
         return;
     }
-    let Some(route) = destination(
-        routing.reverse,
-        routing.keep_host_header,
-        routing.tls,
-        head.target,
-        head.headers,
-    ) else {
+    let Some(route) = routing.destination(head.target, head.headers) else {
         return;
     };
     batch.add(
         replayer,
-        &LiveRequest {
-            scheme: route.scheme,
-            method: head.method,
-            target: route.target,
-            host: route.host,
-            port: route.port,
-            headers: head.headers,
-            body: b"",
-        },
+        &live_request(&route, head.method, head.headers, b""),
     );
+}
+
+/// The request the matcher sees: its route, method, fields and body.
+fn live_request<'a>(
+    route: &Destination<'a>,
+    method: &'a [u8],
+    headers: &'a [httparse::Header<'a>],
+    body: &'a [u8],
+) -> LiveRequest<'a> {
+    LiveRequest {
+        scheme: route.scheme,
+        method,
+        target: route.target,
+        host: route.host,
+        port: route.port,
+        headers,
+        body,
+    }
 }
 
 impl Exchange<'_> {
@@ -173,15 +181,7 @@ impl Exchange<'_> {
         if matches!(self.answer, Answer::Replay(_)) {
             return None;
         }
-        Some(LiveRequest {
-            scheme: route.scheme,
-            method,
-            target: route.target,
-            host: route.host,
-            port: route.port,
-            headers,
-            body,
-        })
+        Some(live_request(route, method, headers, body))
     }
 
     /// Bumps the answer's counter (a forward is counted when it starts: a summary taken
