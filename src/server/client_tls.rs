@@ -19,10 +19,6 @@ use crate::tls::{
 /// TLS bytes read from the client at a time (one record is at most 16 KiB plus overhead).
 const TLS_READ_BYTES: usize = 17 * 1024;
 
-/// Plaintext handed to rustls at a time when encrypting: its record size, so what it queues is
-/// always drained before the next piece and its buffer limit is never reached.
-const PLAINTEXT_PIECE: usize = 16 * 1024;
-
 /// Why a client's TLS handshake failed (the `-v` line's reason).
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
@@ -95,6 +91,22 @@ impl<'w, S: Transport> ClientTls<'w, S> {
         ClientTls {
             inner,
             session: TlsSession::new(fallback),
+            tls,
+            raw: Vec::with_capacity(TLS_READ_BYTES),
+            plain: Vec::new(),
+            taken: 0,
+            out: Vec::new(),
+            stage: Vec::new(),
+            eof: false,
+        }
+    }
+
+    /// Goes on with a `session` another driver (the worker's direct ring) ran over `inner`: its
+    /// handshake done, every record it queued so far sent, its plaintext taken.
+    pub fn resume(inner: S, tls: &'w WorkerTls, session: TlsSession) -> ClientTls<'w, S> {
+        ClientTls {
+            inner,
+            session,
             tls,
             raw: Vec::with_capacity(TLS_READ_BYTES),
             plain: Vec::new(),
@@ -219,45 +231,23 @@ impl<'w, S: Transport> ClientTls<'w, S> {
         n
     }
 
-    /// Encrypts `data` into `out` as one record per [`PLAINTEXT_PIECE`].
+    /// Encrypts `data` into `out`, one record per [`crate::tls::RECORD_PLAINTEXT`] bytes.
     fn encrypt(&mut self, data: &[u8]) -> io::Result<()> {
-        for piece in data.chunks(PLAINTEXT_PIECE) {
-            self.session
-                .write_plaintext(piece)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            self.session.write_tls(&mut self.out);
-        }
-        Ok(())
+        self.session.seal(data, &mut self.out).map_err(invalid)
     }
 
-    /// Takes `data` into whole records: gathered in `stage` until a record is full (then
-    /// encrypted), a full record's worth straight from `data` when nothing is gathered. What is
-    /// left in `stage` goes out with [`ClientTls::encrypt_staged`].
-    fn gather(&mut self, mut data: &[u8]) -> io::Result<()> {
-        while !data.is_empty() {
-            if self.stage.is_empty() && data.len() >= PLAINTEXT_PIECE {
-                let whole = data.len() - data.len() % PLAINTEXT_PIECE;
-                self.encrypt(&data[..whole])?;
-                data = &data[whole..];
-                continue;
-            }
-            let take = (PLAINTEXT_PIECE - self.stage.len()).min(data.len());
-            self.stage.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.stage.len() == PLAINTEXT_PIECE {
-                self.encrypt_staged()?;
-            }
-        }
-        Ok(())
+    /// Takes `data` into whole records ([`TlsSession::gather`]).
+    fn gather(&mut self, data: &[u8]) -> io::Result<()> {
+        self.session
+            .gather(data, &mut self.stage, &mut self.out)
+            .map_err(invalid)
     }
 
     /// Encrypts what `stage` holds as one record.
     fn encrypt_staged(&mut self) -> io::Result<()> {
-        let stage = std::mem::take(&mut self.stage);
-        let result = self.encrypt(&stage);
-        self.stage = stage;
-        self.stage.clear();
-        result
+        self.session
+            .seal_staged(&mut self.stage, &mut self.out)
+            .map_err(invalid)
     }
 
     /// Sends `out` whole.
@@ -268,6 +258,11 @@ impl<'w, S: Transport> ClientTls<'w, S> {
         self.out = out;
         res.map(drop)
     }
+}
+
+/// A TLS error as the I/O error the transport reports.
+fn invalid(e: TlsSessionError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 impl<S: Transport> AsyncReadRent for ClientTls<'_, S> {

@@ -1,5 +1,5 @@
-//! The direct ring: a worker's plain HTTP/1 and h2c connections served on an io_uring of the
-//! worker's own, beside monoio's. Each connection has one multishot receive into a ring of provided
+//! The direct ring: a worker's HTTP/1 and HTTP/2 connections, plain or over TLS, served on an
+//! io_uring of the worker's own, beside monoio's. Each connection has one multishot receive into a ring of provided
 //! buffers; a turn's sends, over every connection, go to the kernel with one enter; and there is
 //! no future, waker or op record per request (issue 13: monoio's ops cost a tenth of the bare
 //! loop's rate at 256 connections).
@@ -29,10 +29,12 @@ use arc_swap::{ArcSwap, Cache};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use monoio::net::TcpStream;
 
+use super::super::client_tls::{ClientTls, HandshakeError};
+use super::super::transport::Transport;
 use super::h2::Session;
 use super::{
-    closed, linger_close, since_start, take_input, ticks_until, Leg, Next, Resume, Shared, Slot,
-    Then, Turn, Worker, INPUT_FIRST,
+    closed, fallback_identity, handshake_failed, linger_close, since_start, take_input,
+    ticks_until, Leg, Next, Resume, Shared, Slot, Then, Turn, Worker, INPUT_FIRST,
 };
 use crate::config::LookAhead;
 use crate::exchange::{self, After};
@@ -42,7 +44,7 @@ use crate::replay::Replayer;
 use crate::server::clock;
 use crate::server::outbox::{Outbox, Pending};
 use crate::stats::Counters;
-use crate::tls::{detect, Detected};
+use crate::tls::{detect, Detected, TlsSession, TlsSessionError, WorkerTls};
 
 /// Provided receive buffers (a power of two) and the size of each: a request head fits one.
 const BUFFERS: u16 = 1024;
@@ -97,15 +99,83 @@ enum End {
     Serving,
     /// Handed to monoio's [`connection`].
     Monoio,
-    /// A TLS ClientHello: handed to monoio's [`detected`] for the handshake.
-    Tls,
     /// Handed to [`linger_close`].
     Linger,
     /// Closed.
     Close,
 }
 
-/// One plain connection on the ring (HTTP/1, or h2c with prior knowledge).
+/// A TLS connection's session on the ring: the client's records are opened as they arrive (the
+/// client's input is their plaintext), and a turn's answers are sealed into records before they
+/// are sent.
+struct RingTls {
+    session: TlsSession,
+    /// TLS records to send: `records[sent..]` is not yet written.
+    records: Vec<u8>,
+    sent: usize,
+    /// The small pieces of a turn's answers, gathered into one record.
+    stage: Vec<u8>,
+    /// The handshake is done (and the protocol inside, from its ALPN, set up).
+    open: bool,
+    /// When the handshake must have ended: the header timeout from the ClientHello, as monoio's
+    /// handshake has.
+    handshake_until: std::time::Duration,
+    /// Why the handshake failed, told once the client leaves the ring.
+    failure: Option<HandshakeError>,
+}
+
+impl RingTls {
+    /// Opens the records in `bytes` into `plain`; the session's alert (if any) is queued.
+    fn receive(
+        &mut self,
+        tls: &WorkerTls,
+        bytes: &[u8],
+        plain: &mut Vec<u8>,
+    ) -> Result<(), TlsSessionError> {
+        self.session.receive(tls, bytes, plain)?;
+        self.session.read_plaintext(plain)?;
+        Ok(())
+    }
+
+    /// Seals what the outbox holds into records, after the records the session queued itself
+    /// (handshake, tickets, alerts); the outbox is then empty.
+    fn seal(&mut self, outbox: &mut Outbox) -> Result<(), TlsSessionError> {
+        let RingTls {
+            session,
+            records,
+            stage,
+            ..
+        } = self;
+        session.write_tls(records);
+        let mut sealed = Ok(());
+        outbox.drain(|piece| {
+            if sealed.is_ok() {
+                sealed = session.gather(piece, stage, records);
+            }
+        });
+        sealed?;
+        session.seal_staged(stage, records)
+    }
+
+    /// `n` bytes of the records were written: true when all of them are.
+    fn written(&mut self, n: usize) -> bool {
+        self.sent = self.sent.saturating_add(n).min(self.records.len());
+        if self.sent < self.records.len() {
+            return false;
+        }
+        self.records.clear();
+        self.sent = 0;
+        true
+    }
+
+    /// There are records to send, or the session has queued some.
+    fn has_output(&self) -> bool {
+        self.sent < self.records.len() || self.session.wants_write()
+    }
+}
+
+/// One plain connection on the ring (HTTP/1, or h2c with prior knowledge), or one whose TLS
+/// ended in either.
 struct Client {
     /// The socket (owned: closed or handed over by [`Lane::finish`]).
     fd: RawFd,
@@ -133,8 +203,11 @@ struct Client {
     sniff_tls: bool,
     /// The first bytes are still to be told from an h2c preface.
     sniff: bool,
-    /// Told h2c with prior knowledge: the HTTP/2 session served here instead of `conn`.
+    /// Told h2c with prior knowledge (or `h2` agreed by TLS): the HTTP/2 session served here
+    /// instead of `conn`.
     h2: Option<Box<Session>>,
+    /// A TLS ClientHello came: the session the bytes go through.
+    tls: Option<Box<RingTls>>,
     /// The client closed its side, or its receive failed.
     eof: bool,
     /// A receive has completed with bytes (an error before then may mean the kernel refuses
@@ -453,6 +526,7 @@ impl Lane {
             sniff_tls: worker.tls.is_some(),
             sniff: shared.serve.http2,
             h2: None,
+            tls: None,
             eof: false,
             received: false,
             end: End::Serving,
@@ -621,6 +695,7 @@ impl Lane {
             if !c.input.is_empty()
                 || c.sniff
                 || c.sniff_tls
+                || c.tls.is_some()
                 || c.h2.is_some()
                 || c.end != End::Serving
             {
@@ -663,7 +738,11 @@ impl Lane {
                 self.ring.buffers.received(bid, result.max(0) as usize),
             ) {
                 debug_assert_eq!(bytes.len(), len);
-                c.input.extend_from_slice(bytes);
+                if c.tls.is_some() {
+                    open_records(worker, &mut self.current, c, bytes);
+                } else {
+                    c.input.extend_from_slice(bytes);
+                }
                 c.received = true;
             }
             self.ring.buffers.give(bid);
@@ -696,7 +775,11 @@ impl Lane {
         c.sending = false;
         match usize::try_from(result) {
             Ok(n @ 1..) => {
-                if c.outbox.written(n) {
+                let all = match c.tls.as_deref_mut() {
+                    Some(tls) => tls.written(n),
+                    None => c.outbox.written(n),
+                };
+                if all {
                     c.conn.flushed();
                 } else {
                     self.send_rest(index);
@@ -706,6 +789,9 @@ impl Lane {
             // The client is gone (or reset by `--send-timeout`): drop what is pending.
             _ => {
                 c.outbox.written(usize::MAX);
+                if let Some(tls) = c.tls.as_deref_mut() {
+                    tls.written(usize::MAX);
+                }
                 c.eof = true;
                 c.end = End::Close;
             }
@@ -750,6 +836,11 @@ impl Lane {
         let Some(c) = client_at(&mut self.clients, index) else {
             return;
         };
+        // Records the TLS session queued on its own (its handshake, an alert, a ticket) go
+        // out before anything else becomes of the client.
+        if c.tls.as_deref().is_some_and(RingTls::has_output) && send(&mut self.ring, index, c) {
+            return;
+        }
         if c.end == End::Serving && c.eof {
             // The client closed its side with nothing left to answer.
             c.end = End::Close;
@@ -765,9 +856,11 @@ impl Lane {
             // the header timeout, a body must keep arriving, an idle connection gets the idle
             // timeout (so do first bytes that do not yet tell TLS from plain HTTP). An HTTP/2
             // session: the SETTINGS acknowledgement's deadline and the idle timeout.
-            let deadline = match &mut c.h2 {
-                Some(session) => session.deadline(worker, true),
-                None => {
+            // A TLS handshake must end within the header timeout of its ClientHello.
+            let deadline = match (&mut c.h2, c.tls.as_deref()) {
+                (_, Some(tls)) if !tls.open => ticks_until(tls.handshake_until),
+                (Some(session), _) => session.deadline(worker, true),
+                (None, _) => {
                     let pending = if c.sniff_tls { 0 } else { c.input.len() };
                     c.conn.wait(since_start(worker), pending);
                     ticks_until(c.conn.poll_timeout())
@@ -819,8 +912,22 @@ impl Lane {
             match detect(&c.input) {
                 // Told within the idle timeout of the accept, as monoio's `first_bytes` tells.
                 Detected::NeedMore => return,
+                // A ClientHello: the handshake runs here, then HTTP inside it.
                 Detected::Tls => {
-                    c.end = End::Tls;
+                    c.sniff_tls = false;
+                    c.sniff = false;
+                    let fallback = fallback_identity(shared, None, local_address(c.fd));
+                    c.tls = Some(Box::new(RingTls {
+                        session: TlsSession::new(fallback),
+                        records: Vec::new(),
+                        sent: 0,
+                        stage: Vec::new(),
+                        open: false,
+                        handshake_until: since_start(worker) + shared.timeouts.head,
+                        failure: None,
+                    }));
+                    let hello = std::mem::replace(&mut c.input, Vec::with_capacity(INPUT_FIRST));
+                    open_records(worker, current, c, &hello);
                     return;
                 }
                 _ => c.sniff_tls = false,
@@ -841,9 +948,13 @@ impl Lane {
             }
         }
         c.outbox.serve_from(replayer);
-        let leg = Leg::default();
+        let leg = Leg {
+            tls: c.tls.is_some(),
+            tunnel: None,
+        };
         let routing = leg.routing(shared);
-        let tunnels = shared.reverse.is_none();
+        // A CONNECT opens a tunnel on plain TCP only, as monoio's loop has it.
+        let tunnels = shared.reverse.is_none() && !leg.tls;
         let turn = Turn {
             worker,
             replayer,
@@ -989,17 +1100,29 @@ impl Lane {
             sniff_tls,
             sniff,
             h2,
+            tls,
+            eof,
             end,
             ..
         } = *c;
         slot.deadline.set(u64::MAX);
-        if end == End::Close {
-            // SAFETY: `fd` is the client's socket, owned by the lane, with no operation in
-            // flight; it is closed once, here.
-            unsafe {
-                libc::close(fd);
+        let tls = match tls {
+            // The handshake did not end here (it failed, the client left, its deadline passed,
+            // the stop came): told as monoio's handshake tells it, and closed.
+            Some(t) if !t.open => {
+                let failure = t.failure.unwrap_or(if eof {
+                    HandshakeError::Closed
+                } else {
+                    HandshakeError::Cancelled
+                });
+                handshake_failed(worker, slot.peer, t.session.sni(), &failure);
+                close(worker, fd, id);
+                return;
             }
-            closed(worker, id);
+            t => t,
+        };
+        if end == End::Close {
+            close(worker, fd, id);
             return;
         }
         // SAFETY: as above: the socket is handed over whole, to be closed by its new owner.
@@ -1016,43 +1139,55 @@ impl Lane {
         if end != End::Linger {
             Counters::bump(&worker.counters().ring_handed_over);
         }
-        let task: Pin<Box<dyn Future<Output = ()>>> = match (end, h2) {
-            (End::Linger, _) => Box::pin(linger_close(stream, input)),
+        let rest = match (end, h2) {
+            (End::Linger, _) => Rest::Linger(input),
             // An HTTP/2 session: monoio's driver goes on with it (a forward, a timer, the stop).
-            (_, Some(session)) => {
-                let w = worker.clone();
-                Box::pin(async move {
-                    super::h2::resume(&w, &slot, stream, *session, input).await;
-                })
-            }
-            // Not yet told from TLS (a ClientHello, or a stop, timer or refusal before the first
-            // bytes told): monoio's `detected` tells and serves it.
-            _ if end == End::Tls || sniff_tls => {
-                let w = worker.clone();
-                Box::pin(async move {
-                    let peer = slot.peer;
-                    super::detected(&w, &slot, stream, peer, None, input).await;
-                })
-            }
-            _ => {
+            (_, Some(session)) => Rest::H2(session, input),
+            _ => Rest::Http1(Box::new(Resume {
+                conn,
+                input,
+                scratch,
+                told: !sniff || tls.is_some(),
+            })),
+        };
+        let w = worker.clone();
+        let task: Pin<Box<dyn Future<Output = ()>>> = match (tls, rest) {
+            // Not yet told from TLS (a stop, timer or refusal before the first bytes told):
+            // monoio's `detected` tells and serves it.
+            (None, Rest::Http1(start)) if sniff_tls => Box::pin(async move {
                 let peer = slot.peer;
-                let start = Resume {
-                    conn,
-                    input,
-                    scratch,
-                    told: !sniff,
+                super::detected(&w, &slot, stream, peer, None, start.input).await;
+            }),
+            (None, rest) => Box::pin(async move {
+                go_on(&w, &slot, stream, Leg::default(), rest).await;
+            }),
+            (Some(t), rest) => Box::pin(async move {
+                let Some(server) = w.tls.as_ref() else {
+                    return;
                 };
-                let w = worker.clone();
-                Box::pin(async move {
-                    super::connection(&w, &slot, stream, peer, Leg::default(), start).await;
-                })
-            }
+                let stream = ClientTls::resume(stream, server, t.session);
+                let leg = Leg {
+                    tls: true,
+                    tunnel: None,
+                };
+                go_on(&w, &slot, stream, leg, rest).await;
+            }),
         };
         monoio::spawn(async move {
             task.await;
             closed(&worker, id);
         });
     }
+}
+
+/// Closes a client's socket that leaves the ring (no operation of it in flight).
+fn close(worker: &Worker, fd: RawFd, id: u64) {
+    // SAFETY: `fd` is the client's socket, owned by the lane, with no operation in flight; it
+    // is closed once, here.
+    unsafe {
+        libc::close(fd);
+    }
+    closed(worker, id);
 }
 
 impl Drop for Lane {
@@ -1107,27 +1242,118 @@ fn count_answers(
         answered_total.saturating_add(usize::try_from(answered).unwrap_or(usize::MAX));
 }
 
-/// Submits the client's pending output (one send, or one vectored send for referenced bodies).
-fn send(ring: &mut Ring, index: u32, c: &mut Client) {
+/// Submits the client's pending output (one send, or one vectored send for referenced bodies;
+/// over TLS, the records it is sealed into): whether a send went to the ring.
+fn send(ring: &mut Ring, index: u32, c: &mut Client) -> bool {
     let data = (u64::from(index) << 2) | SEND;
-    let send = match c.outbox.pending() {
-        Pending::Bytes(ptr, len) => on_socket!(c, index, |t| opcode::Send::new(t, ptr, clamp(len))
-            .flags(libc::MSG_NOSIGNAL)
-            .build()),
-        Pending::Iovecs(ptr, count) => {
-            // A socket's sendmsg rather than a file's writev: no read-write preparation or
-            // fsnotify per answer (perf: ≈ 1.5 % fewer kernel samples with 16 KiB answers).
-            c.message.msg_iov = ptr.cast_mut();
-            c.message.msg_iovlen = count;
-            on_socket!(c, index, |t| opcode::SendMsg::new(t, &c.message)
-                .flags(libc::MSG_NOSIGNAL as u32)
-                .build())
+    let send = if let Some(tls) = c.tls.as_deref_mut() {
+        if tls.seal(&mut c.outbox).is_err() {
+            // Only a session that is not open refuses plaintext: nothing more is sent.
+            c.eof = true;
+            c.end = End::Close;
+        }
+        let rest = &tls.records[tls.sent..];
+        if rest.is_empty() {
+            return false;
+        }
+        on_socket!(c, index, |t| opcode::Send::new(
+            t,
+            rest.as_ptr(),
+            clamp(rest.len())
+        )
+        .flags(libc::MSG_NOSIGNAL)
+        .build())
+    } else {
+        if c.outbox.is_empty() {
+            return false;
+        }
+        match c.outbox.pending() {
+            Pending::Bytes(ptr, len) => {
+                on_socket!(c, index, |t| opcode::Send::new(t, ptr, clamp(len))
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build())
+            }
+            Pending::Iovecs(ptr, count) => {
+                // A socket's sendmsg rather than a file's writev: no read-write preparation or
+                // fsnotify per answer (perf: ≈ 1.5 % fewer kernel samples with 16 KiB answers).
+                c.message.msg_iov = ptr.cast_mut();
+                c.message.msg_iovlen = count;
+                on_socket!(c, index, |t| opcode::SendMsg::new(t, &c.message)
+                    .flags(libc::MSG_NOSIGNAL as u32)
+                    .build())
+            }
         }
     };
     c.sending = true;
     // No read deadline while the answer goes out (`--send-timeout` watches it).
     c.slot.deadline.set(u64::MAX);
     ring.push(send.user_data(data));
+    true
+}
+
+/// Opens the TLS records in `bytes` into the client's input. A failure ends the client once its
+/// alert is sent; the end of the handshake sets up the protocol its ALPN agreed (an HTTP/2
+/// session for `h2`, else HTTP/1 on `conn`).
+fn open_records(
+    worker: &Rc<Worker>,
+    current: &mut Option<Cache<Recordings, Arc<Replayer>>>,
+    c: &mut Client,
+    bytes: &[u8],
+) {
+    let (Some(tls), Some(server)) = (c.tls.as_deref_mut(), worker.tls.as_ref()) else {
+        return;
+    };
+    let handshaking = !tls.open;
+    if let Err(e) = tls.receive(server, bytes, &mut c.input) {
+        if handshaking {
+            tls.failure = Some(HandshakeError::Tls(e));
+        }
+        c.eof = true;
+        c.end = End::Close;
+        return;
+    }
+    if tls.session.peer_closed() {
+        c.eof = true;
+    }
+    if handshaking && !tls.session.is_handshaking() {
+        tls.open = true;
+        if tls.session.alpn() == Some(b"h2") {
+            let replayer = in_force(current, &worker.shared).clone();
+            let leg = Leg {
+                tls: true,
+                tunnel: None,
+            };
+            c.h2 = Some(Box::new(Session::new(worker, c.slot.peer, leg, replayer)));
+        }
+    }
+}
+
+/// The local address of the socket `fd` (the certificate's name for a ClientHello without SNI).
+fn local_address(fd: RawFd) -> Option<std::net::SocketAddr> {
+    // SAFETY: `fd` is a client's open socket, borrowed for one call: ManuallyDrop never closes it.
+    let stream = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
+    stream.local_addr().ok()
+}
+
+/// What monoio goes on with for a client the ring hands over.
+enum Rest {
+    /// Close after lingering, with the buffer for what it drains.
+    Linger(Vec<u8>),
+    /// Serve the HTTP/2 session from the unread input on.
+    H2(Box<Session>, Vec<u8>),
+    /// Serve HTTP/1 from the parse state and the input.
+    Http1(Box<Resume>),
+}
+
+/// Serves `rest` over `stream` (the client's socket, or its TLS over that) in monoio.
+async fn go_on<S: Transport>(worker: &Worker, slot: &Slot, stream: S, leg: Leg, rest: Rest) {
+    match rest {
+        Rest::Linger(input) => linger_close(stream, input).await,
+        Rest::H2(session, input) => super::h2::resume(worker, slot, stream, *session, input).await,
+        Rest::Http1(start) => {
+            super::connection(worker, slot, stream, slot.peer, leg, *start).await;
+        }
+    }
 }
 
 /// Queues the update that sets fixed-file slot `index` to the descriptor `fd` points at

@@ -139,6 +139,27 @@ impl Outbox {
         result
     }
 
+    /// Hands every pending piece, in order, to `each` (a TLS session sealing them into records)
+    /// and empties the outbox.
+    pub fn drain(&mut self, mut each: impl FnMut(&[u8])) {
+        if self.segments.is_empty() {
+            each(&self.bytes);
+        } else {
+            self.close_run();
+            for s in &self.segments {
+                match *s {
+                    Segment::Bytes(start, end) => each(&self.bytes[start..end]),
+                    // SAFETY: a body of the recording (checked by `owns`), whose mapping the
+                    // outbox's `owner` keeps alive.
+                    Segment::Mapped(ptr, len) => {
+                        each(unsafe { std::slice::from_raw_parts(ptr, len) })
+                    }
+                }
+            }
+        }
+        self.clear();
+    }
+
     /// Closes the last run of bytes and lays every segment out as `iovecs`, in order.
     fn lay_out(&mut self) {
         self.close_run();

@@ -21,7 +21,7 @@ use monoio::io::{AsyncWriteRentExt, CancelableAsyncReadRent};
 use monoio::io::{CancelHandle, Canceller};
 use monoio::net::{TcpListener, TcpStream};
 
-use super::client_tls::ClientTls;
+use super::client_tls::{ClientTls, HandshakeError};
 use super::clock;
 use super::forward::{self, ForwardSettings, Forwarded, Forwarder};
 use super::outbox::Outbox;
@@ -666,12 +666,11 @@ async fn detected(
         let start = Resume::fresh(worker, input);
         return connection(worker, slot, stream, peer, leg, start).await;
     };
-    let fallback = match (&tunnel, &shared.reverse) {
-        (Some((host, _)), _) => Identity::from_host(host),
-        (None, Some(origin)) => Identity::from_host(&origin.host),
-        (None, None) => None,
-    }
-    .or_else(|| stream.local_addr().ok().map(|a| Identity::Ip(a.ip())));
+    let fallback = fallback_identity(
+        shared,
+        tunnel.as_ref().map(|(host, _)| host.as_str()),
+        stream.local_addr().ok(),
+    );
     let mut stream = ClientTls::new(stream, tls, fallback);
     // The handshake must end within the header timeout.
     slot.deadline
@@ -680,20 +679,7 @@ async fn detected(
     let done = stream.handshake(&input, cancel).await;
     slot.deadline.set(u64::MAX);
     if let Err(error) = done {
-        if worker.stopping.get() {
-            // The stop ended it: not the client's failure.
-            return;
-        }
-        Counters::bump(&worker.counters().tls_failed);
-        if shared.serve.verbose {
-            let sni = stream.sni().unwrap_or("none");
-            // A closed stdout must not stop the server: the line is dropped.
-            let _ = writeln!(
-                std::io::stdout().lock(),
-                "{peer}: TLS handshake failed (SNI {sni}): {error}"
-            );
-        }
-        return;
+        return handshake_failed(worker, peer, stream.sni(), &error);
     }
     let tunnel = tunnel.map(|(host, port)| Origin {
         scheme: Scheme::Https,
@@ -708,6 +694,39 @@ async fn detected(
     }
     let start = Resume::fresh(worker, input_buffer(input));
     connection(worker, slot, stream, peer, leg, start).await
+}
+
+/// A client's TLS handshake failed: counted and, with `-v`, told (not when the stop ended it:
+/// that is not the client's failure).
+fn handshake_failed(worker: &Worker, peer: SocketAddr, sni: Option<&str>, error: &HandshakeError) {
+    if worker.stopping.get() {
+        return;
+    }
+    Counters::bump(&worker.counters().tls_failed);
+    if worker.shared.serve.verbose {
+        let sni = sni.unwrap_or("none");
+        // A closed stdout must not stop the server: the line is dropped.
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "{peer}: TLS handshake failed (SNI {sni}): {error}"
+        );
+    }
+}
+
+/// The identity whose certificate answers a ClientHello without SNI on a connection to
+/// `local` (`tunnel`: the host a CONNECT named): the tunnel's host, else the reverse target,
+/// else the address connected to.
+fn fallback_identity(
+    shared: &Shared,
+    tunnel: Option<&str>,
+    local: Option<SocketAddr>,
+) -> Option<Identity> {
+    match (tunnel, &shared.reverse) {
+        (Some(host), _) => Identity::from_host(host),
+        (None, Some(origin)) => Identity::from_host(&origin.host),
+        (None, None) => None,
+    }
+    .or_else(|| local.map(|a| Identity::Ip(a.ip())))
 }
 
 /// The input buffer for the HTTP inside a TLS connection (the ClientHello's buffer, emptied).

@@ -23,7 +23,7 @@ use rustls::server::{
 pub use ca::{CaOrigin, CertAuthority};
 pub use certs::{CertSpec, Identity, Minter, Resolver, UserCerts};
 pub use detect::{detect, Detected};
-pub use session::{TlsSession, TlsSessionError};
+pub use session::{TlsSession, TlsSessionError, RECORD_PLAINTEXT};
 
 /// Sessions the shared server-side session cache keeps (TLS 1.2 session IDs; TLS 1.3 and
 /// ticket resumption need no server state).

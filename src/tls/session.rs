@@ -15,6 +15,10 @@ use super::certs::{Fixed, Identity};
 use super::pump;
 use super::WorkerTls;
 
+/// Plaintext sealed into one record at most: rustls' record size, so what it queues is always
+/// drained before the next piece and its buffer limit is never reached.
+pub const RECORD_PLAINTEXT: usize = 16 * 1024;
+
 /// Why a TLS session failed; the engine logs it (`-v`: peer, SNI, reason), counts it and closes.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSessionError {
@@ -213,6 +217,54 @@ impl TlsSession {
                 .map_err(|e| TlsSessionError::Tls(rustls::Error::General(e.to_string()))),
             _ => Err(TlsSessionError::Tls(rustls::Error::HandshakeNotComplete)),
         }
+    }
+
+    /// Encrypts `data` into `out`, one record per [`RECORD_PLAINTEXT`] bytes.
+    pub fn seal(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TlsSessionError> {
+        for piece in data.chunks(RECORD_PLAINTEXT) {
+            self.write_plaintext(piece)?;
+            self.write_tls(out);
+        }
+        Ok(())
+    }
+
+    /// Takes `data`, one piece of an answer, into whole records: gathered in `stage` until a
+    /// record is full (then sealed into `out`), a full record's worth straight from `data` when
+    /// nothing is gathered. The small pieces of an answer (an HTTP/1 head and its body, HTTP/2
+    /// frame headers and payloads) so go out as one record, not one record (one AEAD pass and 22
+    /// bytes) each. What is left in `stage` goes out with [`TlsSession::seal_staged`].
+    pub fn gather(
+        &mut self,
+        mut data: &[u8],
+        stage: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TlsSessionError> {
+        while !data.is_empty() {
+            if stage.is_empty() && data.len() >= RECORD_PLAINTEXT {
+                let whole = data.len() - data.len() % RECORD_PLAINTEXT;
+                self.seal(&data[..whole], out)?;
+                data = &data[whole..];
+                continue;
+            }
+            let take = (RECORD_PLAINTEXT - stage.len()).min(data.len());
+            stage.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if stage.len() == RECORD_PLAINTEXT {
+                self.seal_staged(stage, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals what `stage` gathered as one record into `out`, and empties it.
+    pub fn seal_staged(
+        &mut self,
+        stage: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TlsSessionError> {
+        let result = self.seal(stage, out);
+        stage.clear();
+        result
     }
 
     /// Appends the TLS records to send to `out` (handshake, answers, alerts); returns how many
