@@ -88,21 +88,11 @@ impl<'w, S: Transport> ClientTls<'w, S> {
     /// A TLS server side over `inner`; `fallback` names the certificate for a ClientHello
     /// without SNI.
     pub fn new(inner: S, tls: &'w WorkerTls, fallback: Option<Identity>) -> ClientTls<'w, S> {
-        ClientTls {
-            inner,
-            session: TlsSession::new(fallback),
-            tls,
-            raw: Vec::with_capacity(TLS_READ_BYTES),
-            plain: Vec::new(),
-            taken: 0,
-            out: Vec::new(),
-            stage: Vec::new(),
-            eof: false,
-        }
+        ClientTls::resume(inner, tls, TlsSession::new(fallback))
     }
 
-    /// Goes on with a `session` another driver (the worker's direct ring) ran over `inner`: its
-    /// handshake done, every record it queued so far sent, its plaintext taken.
+    /// Goes on with `session` over `inner`: a fresh one, or one the worker's direct ring ran (its
+    /// handshake done, every record it queued so far sent, its plaintext taken).
     pub fn resume(inner: S, tls: &'w WorkerTls, session: TlsSession) -> ClientTls<'w, S> {
         ClientTls {
             inner,

@@ -1,20 +1,23 @@
 //! The direct ring: a worker's HTTP/1 and HTTP/2 connections, plain or over TLS, served on an
-//! io_uring of the worker's own, beside monoio's. Each connection has one multishot receive into a ring of provided
-//! buffers; a turn's sends, over every connection, go to the kernel with one enter; and there is
-//! no future, waker or op record per request (issue 13: monoio's ops cost a tenth of the bare
-//! loop's rate at 256 connections).
+//! io_uring of the worker's own, beside monoio's. Each connection has one multishot receive into
+//! a ring of provided buffers; a turn's sends, over every connection, go to the kernel with one
+//! enter; and there is no future, waker or op record per request (issue 13: monoio's ops cost a
+//! tenth of the bare loop's rate at 256 connections).
 //!
 //! HTTP/1 requests are answered by the same [`Turn::next`] as monoio's connection loop; a
 //! connection that opens with the h2c preface gets an HTTP/2 [`Session`], the state monoio's
-//! HTTP/2 driver serves. Everything that waits on something other than this client is handed to
-//! monoio once the connection's receive has ended and its answers are written, with the parse
-//! state and the bytes read so far: a forward and a CONNECT (to [`connection`], which parses that
-//! request again: nothing of it was counted here; an HTTP/2 session's forwards to
+//! HTTP/2 driver serves. One that opens with a TLS ClientHello gets a [`RingTls`]: its handshake
+//! runs here, its records are opened into the client's input and a turn's answers sealed into
+//! records, and its ALPN picks HTTP/1 or an HTTP/2 session inside. Everything that waits on
+//! something other than this client is handed to monoio once the connection's receive has ended
+//! and its answers are written, with the parse state, the bytes read so far and the TLS session
+//! (as a [`ClientTls`]): a forward and a CONNECT (to [`connection`], which parses that request
+//! again: nothing of it was counted here; an HTTP/2 session's forwards to
 //! [`super::h2::resume`], which starts them), a timer that expired and the stop (to
 //! [`connection`] or `resume`, which answer what has arrived and close as they do for their own
-//! connections, HTTP/2 with GOAWAY), and a close that
-//! must linger (to [`linger_close`]). The ring wakes its monoio task through an eventfd that
-//! monoio reads, so an idle worker sleeps in one place.
+//! connections, HTTP/2 with GOAWAY), and a close that must linger (to [`linger_close`]). The ring
+//! wakes its monoio task through an eventfd that monoio reads, so an idle worker sleeps in one
+//! place.
 
 use std::future::Future;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
