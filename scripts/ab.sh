@@ -8,6 +8,7 @@
 #   MISS=10 EXTRA_B='-w @WORK@/rec.flows' scripts/ab.sh UR UR  # 10 % misses, B records them
 #   H2_STREAMS=1 CONNS=64 scripts/ab.sh A B                # HTTP/2 (h2c, h2load -c64 -m1)
 #   PROBE=/16k scripts/ab.sh A B                            # another recorded path (the 16 KiB answer)
+#   TLS=1 H2_STREAMS=1 CONNS=64 scripts/ab.sh A B          # over TLS (one P-256 certificate, --certs)
 #
 # Each run: the server pinned to CPU 0 with one worker, wrk -t1 pinned to CPU 1 on 127.0.0.1, one
 # second of warm-up, then SECS measured. Prints each pair's requests per server-CPU-second (from
@@ -60,6 +61,18 @@ if [ -z "${FLOWS:-}" ]; then
 fi
 PROBE=${PROBE:-/small}
 [ "$WALK" -gt 0 ] && PROBE=/item/0
+
+# TLS=1: both servers get the same certificate (as scripts/bench.sh's TLS cases) and every URL is
+# https (h2load then negotiates h2 by ALPN, wrk HTTP/1.1).
+SCHEME=http
+if [ "${TLS:-0}" = 1 ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -subj /CN=localhost \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+    cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/both.pem"
+    EXTRA="$EXTRA --certs $WORK/both.pem --set confdir=$WORK/confdir"
+    SCHEME=https
+fi
 
 # The upstream for the misses: nginx with one worker answering every path (configured as
 # scripts/bench.sh does: temp paths in the scratch directory, readable by nginx's worker user).
@@ -127,11 +140,11 @@ run() {
     taskset -c 0 "$1" -S "$FLOWS" --reuse --threads 1 -q -p "$port" $EXTRA $args >/dev/null 2>"$WORK/server.log" &
     local pid=$! i
     for i in $(seq 400); do
-        curl -sf -o /dev/null "http://127.0.0.1:$port$PROBE" && break
+        curl -ksf -o /dev/null "$SCHEME://127.0.0.1:$port$PROBE" && break
         kill -0 "$pid" 2>/dev/null || { echo "server $1 did not start" >&2; exit 1; }
         sleep 0.05
     done
-    local url="http://127.0.0.1:$port$PROBE"
+    local url="$SCHEME://127.0.0.1:$port$PROBE"
     load "$url" 1 >/dev/null
     local t0 t1 out
     local scraper=""

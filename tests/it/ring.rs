@@ -17,7 +17,7 @@ fn demo(extra: &[&str]) -> Server {
 }
 
 /// A counter of `/metrics` (the line `NAME VALUE`).
-fn metric(server: &Server, name: &str) -> u64 {
+pub(crate) fn metric(server: &Server, name: &str) -> u64 {
     let body = String::from_utf8(server.admin("GET", "/metrics").body).unwrap();
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())

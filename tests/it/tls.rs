@@ -212,6 +212,62 @@ fn reverse_mode_answers_tls_with_and_without_sni_and_plain_http_on_the_same_port
     );
 }
 
+#[test]
+fn a_forward_over_tls_hands_the_session_from_the_ring_to_monoio_and_the_replays_go_on() {
+    let capture = fixture(CAPTURE).display().to_string();
+    let dir = confdir();
+    // Misses are forwarded to the reverse target, where nothing listens: 502, after monoio took
+    // the connection (its TLS session included) from the ring.
+    let server = Server::start(&[
+        "-S",
+        &capture,
+        "--mode",
+        "reverse:https://127.0.0.1:29443",
+        "--reuse",
+        "--set",
+        &format!("confdir={dir}"),
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let handed_over = || crate::ring::metric(&server, "uringreplay_direct_ring_handed_over_total");
+    let want = &b"hello over tls: /hello?ip=1\n"[..];
+    let mut c = tls_over(server.connect(), trusting_mitmproxy(), "api.example.test");
+    for _ in 0..2 {
+        let r = c.exchange(&get("/hello?ip=1", "api.example.test"));
+        assert_eq!((r.status, r.body.as_slice()), (200, want));
+    }
+    assert_eq!(
+        handed_over(),
+        0,
+        "replays over TLS are answered on the ring"
+    );
+    assert_eq!(
+        c.exchange(&get("/not/recorded", "api.example.test")).status,
+        502
+    );
+    assert_eq!(handed_over(), 1);
+    let r = c.exchange(&get("/hello?ip=1", "api.example.test"));
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, want),
+        "after the hand-over"
+    );
+    // Pipelined in one write: a replay, a forward, a replay; answered in order, the first on the
+    // ring, the others by monoio with the session the ring handed over.
+    let mut c = tls_over(server.connect(), trusting_mitmproxy(), "api.example.test");
+    let mut requests = get("/hello?ip=1", "api.example.test");
+    requests.extend_from_slice(&get("/not/recorded", "api.example.test"));
+    requests.extend_from_slice(&get("/hello?ip=1", "api.example.test"));
+    c.send(&requests);
+    let statuses: Vec<u16> = (0..3).map(|_| c.response(false).status).collect();
+    assert_eq!(statuses, [200, 502, 200]);
+    assert_eq!(handed_over(), 2);
+    assert_eq!(
+        crate::ring::metric(&server, "uringreplay_direct_ring_connections_total"),
+        2
+    );
+}
+
 /// A self-signed certificate for `names` and its key, in one PEM file (mitmproxy's `certs`).
 fn user_cert(names: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
     let key = rcgen::KeyPair::generate().unwrap();
