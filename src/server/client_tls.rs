@@ -94,6 +94,8 @@ impl<'w, S: Transport> ClientTls<'w, S> {
     /// Goes on with `session` over `inner`: a fresh one, or one the worker's direct ring ran (its
     /// handshake done, every record it queued so far sent, its plaintext taken).
     pub fn resume(inner: S, tls: &'w WorkerTls, session: TlsSession) -> ClientTls<'w, S> {
+        // A close_notify the ring already read ends reading here too.
+        let eof = session.peer_closed();
         ClientTls {
             inner,
             session,
@@ -103,7 +105,7 @@ impl<'w, S: Transport> ClientTls<'w, S> {
             taken: 0,
             out: Vec::new(),
             stage: Vec::new(),
-            eof: false,
+            eof,
         }
     }
 

@@ -1306,6 +1306,11 @@ fn open_records(
     let (Some(tls), Some(server)) = (c.tls.as_deref_mut(), worker.tls.as_ref()) else {
         return;
     };
+    if tls.session.failed() || tls.session.peer_closed() {
+        // Bytes after a failure or the peer's close_notify: nothing to open (a failed
+        // handshake must stay one, for `finish` to count it).
+        return;
+    }
     let handshaking = !tls.open;
     if let Err(e) = tls.receive(server, bytes, &mut c.input) {
         if handshaking {

@@ -21,8 +21,14 @@ pub fn feed<D>(
         return Ok(());
     }
     while !input.is_empty() {
-        conn.read_tls(&mut input)
+        let taken = conn
+            .read_tls(&mut input)
             .map_err(|e| rustls::Error::General(e.to_string()))?;
+        if taken == 0 {
+            // The peer's close_notify came: rustls takes nothing after it, so the rest is
+            // dropped (looping would never end).
+            break;
+        }
         let state = conn.process_new_packets()?;
         if state.plaintext_bytes_to_read() > 0 {
             // Errors (a missing close_notify) show on the next read of the caller.

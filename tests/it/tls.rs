@@ -268,6 +268,52 @@ fn a_forward_over_tls_hands_the_session_from_the_ring_to_monoio_and_the_replays_
     );
 }
 
+#[test]
+fn bytes_after_a_clients_close_notify_are_dropped_and_the_worker_goes_on_serving() {
+    let capture = fixture(CAPTURE).display().to_string();
+    let dir = confdir();
+    let confdir = format!("confdir={dir}");
+    let want = &b"hello over tls: /hello?ip=1\n"[..];
+    for (tail, driver) in [
+        (16, "--direct-ring"),
+        (6000, "--direct-ring"),
+        (16, "--no-direct-ring"),
+        (20_000, "--no-direct-ring"),
+    ] {
+        // One worker: a loop on this connection would starve the next one.
+        let mut args = vec!["-S", &capture, "--mode", "reverse:https://127.0.0.1:29443"];
+        args.extend(["--reuse", "--set", &confdir, "-p", "0", "--threads", "1"]);
+        if driver == "--no-direct-ring" {
+            args.push(driver);
+        }
+        let server = Server::start_exact(&args);
+        let mut c = tls_over(server.connect(), trusting_mitmproxy(), "api.example.test");
+        let r = c.exchange(&get("/hello?ip=1", "api.example.test"));
+        assert_eq!((r.status, r.body.as_slice()), (200, want));
+        // close_notify, then more bytes in the same write (6000: past one provided buffer, so
+        // in a later completion of the same turn); the TCP connection stays open.
+        let stream = &mut c.stream;
+        stream.conn.send_close_notify();
+        let mut bytes = Vec::new();
+        while stream.conn.wants_write() {
+            stream.conn.write_tls(&mut bytes).unwrap();
+        }
+        bytes.extend(std::iter::repeat_n(b'x', tail));
+        stream.sock.write_all(&bytes).unwrap();
+        // The server ends the connection (its own close_notify, then EOF) ...
+        let mut rest = Vec::new();
+        let _ = stream.sock.read_to_end(&mut rest);
+        // ... and the same worker answers the next one.
+        let mut next = tls_over(server.connect(), trusting_mitmproxy(), "api.example.test");
+        let r = next.exchange(&get("/hello?ip=1", "api.example.test"));
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, want),
+            "after a tail of {tail} ({driver})"
+        );
+    }
+}
+
 /// A self-signed certificate for `names` and its key, in one PEM file (mitmproxy's `certs`).
 fn user_cert(names: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
     let key = rcgen::KeyPair::generate().unwrap();
@@ -373,6 +419,14 @@ fn a_client_aborting_its_handshake_is_logged_and_counted_and_other_connections_g
     let mut answer = Vec::new();
     garbage.read_to_end(&mut answer).expect("the server closes");
     server.wait_stdout("HandshakePayloadTooLarge");
+    // The same with more bytes after it (past one provided buffer: more completions after the
+    // failure): counted once all the same.
+    let mut garbage = server.connect();
+    garbage.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut bytes = vec![0x16, 0x03, 0x01, 0x00, 0x05, b'h', b'e', b'l', b'l', b'o'];
+    bytes.extend(std::iter::repeat_n(b'x', 6000));
+    let _ = garbage.write_all(&bytes);
+    let _ = garbage.read_to_end(&mut answer);
     // A client that does not trust the certificate aborts the handshake with an alert.
     let untrusting = trusting(&user_cert(&["x.test"]).1);
     let name = ServerName::try_from("api.example.test").unwrap();
@@ -398,7 +452,7 @@ fn a_client_aborting_its_handshake_is_logged_and_counted_and_other_connections_g
     let metrics = server.admin("GET", "/metrics");
     let text = String::from_utf8_lossy(&metrics.body);
     assert!(
-        text.contains("uringreplay_tls_handshake_failures_total 3"),
+        text.contains("uringreplay_tls_handshake_failures_total 4"),
         "{text}"
     );
 }
