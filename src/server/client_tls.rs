@@ -246,7 +246,7 @@ impl<'w, S: Transport> ClientTls<'w, S> {
     async fn send_out(&mut self) -> io::Result<()> {
         let out = std::mem::take(&mut self.out);
         let (res, mut out) = self.inner.write_all(out).await;
-        out.clear();
+        crate::tls::session::recycle_records(&mut out);
         self.out = out;
         res.map(drop)
     }

@@ -166,7 +166,7 @@ impl RingTls {
         if self.sent < self.records.len() {
             return false;
         }
-        self.records.clear();
+        crate::tls::session::recycle_records(&mut self.records);
         self.sent = 0;
         true
     }

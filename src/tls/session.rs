@@ -19,6 +19,18 @@ use super::WorkerTls;
 /// drained before the next piece and its buffer limit is never reached.
 pub const RECORD_PLAINTEXT: usize = 16 * 1024;
 
+/// Capacity past which a connection's emptied buffer of sealed records is given back: a large
+/// body is sealed whole, and its records' memory should not stay with the connection after it.
+pub const RECORDS_KEEP: usize = 64 * 1024;
+
+/// Empties `records` once written, giving back a capacity past [`RECORDS_KEEP`].
+pub fn recycle_records(records: &mut Vec<u8>) {
+    records.clear();
+    if records.capacity() > RECORDS_KEEP {
+        *records = Vec::new();
+    }
+}
+
 /// Why a TLS session failed; the engine logs it (`-v`: peer, SNI, reason), counts it and closes.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSessionError {

@@ -517,3 +517,41 @@ fn a_bad_certs_file_is_an_error_naming_the_file_and_the_fault() {
         "{err}"
     );
 }
+
+#[test]
+fn written_records_past_the_keep_size_give_their_memory_back_and_small_ones_keep_it() {
+    let mut large = vec![0u8; 4 * session::RECORDS_KEEP];
+    session::recycle_records(&mut large);
+    assert!(large.is_empty());
+    assert_eq!(large.capacity(), 0);
+    let mut small = Vec::with_capacity(session::RECORDS_KEEP);
+    small.extend_from_slice(&[1, 2, 3]);
+    session::recycle_records(&mut small);
+    assert!(small.is_empty());
+    assert_eq!(small.capacity(), session::RECORDS_KEEP);
+}
+
+#[test]
+fn bytes_after_a_close_notify_are_dropped_in_the_same_receive_and_in_later_ones() {
+    let server = fixture_server();
+    let tls = server.worker().unwrap();
+    let name = ServerName::try_from("api.example").unwrap();
+    let mut client = rustls::ClientConnection::new(fixture_client(), name).unwrap();
+    let mut session = TlsSession::new(None);
+    let mut plain = Vec::new();
+    pump(&mut client, &mut session, &tls, &mut plain).unwrap();
+    client.writer().write_all(b"before").unwrap();
+    client.send_close_notify();
+    let mut wire = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut wire).unwrap();
+    }
+    wire.extend_from_slice(&[b'x'; 100]);
+    // rustls takes nothing after the close_notify: the receive returns (it looped before).
+    session.receive(&tls, &wire, &mut plain).unwrap();
+    session.read_plaintext(&mut plain).unwrap();
+    assert_eq!(plain, b"before");
+    assert!(session.peer_closed());
+    session.receive(&tls, &[b'y'; 5000], &mut plain).unwrap();
+    assert_eq!(plain, b"before");
+}
