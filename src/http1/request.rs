@@ -335,9 +335,21 @@ pub fn parse_body(
                 return Ok(Some((BodyAt::Scratch, from + used)));
             }
             state.consumed += used;
+            if state.consumed as u64 > chunked_wire_limit(limits.max_body) {
+                *state = BodyState::default();
+                return Err(RequestError::BodyTooLarge);
+            }
             Ok(None)
         }
     }
+}
+
+/// How many bytes a chunked body may take on the wire: its data (`max_body`), as much again for
+/// chunk framing, and 1 MiB. The raw body stays in the input until it ends (the head is read from
+/// there), so tiny chunks must not multiply the memory `max_body` allows (`1\r\nX\r\n` is 6
+/// bytes a byte, a zero-padded size 21); a longer body gets 413 like a larger one.
+pub fn chunked_wire_limit(max_body: u64) -> u64 {
+    max_body.saturating_mul(2).saturating_add(1 << 20)
 }
 
 /// The transfer codings accepted before `chunked`: mitmproxy's (`net/http/validate.py`).
@@ -724,6 +736,48 @@ mod tests {
             chunked(&input).unwrap_err(),
             RequestError::BadRequest("chunk size longer than 16 hex digits")
         );
+    }
+
+    #[test]
+    fn a_chunked_body_whose_framing_outgrows_its_data_is_413_before_the_input_does() {
+        let limits = Limits {
+            max_head: 1024,
+            max_body: 1 << 20,
+        };
+        let wire = chunked_wire_limit(limits.max_body) as usize;
+        let mut headers = header_slots();
+        let mut input = chunked_post(b"");
+        let head_len = parse_head(&input, &mut headers, &limits)
+            .unwrap()
+            .unwrap()
+            .head_len;
+        // Zero-padded one-byte chunks: 21 bytes on the wire a byte of data, fed as they come.
+        let mut state = BodyState::default();
+        let mut scratch = Vec::new();
+        let mut outcome = Ok(None);
+        while outcome == Ok(None) && input.len() < head_len + 2 * wire {
+            input.extend_from_slice(&b"0000000000000001\r\nX\r\n".repeat(4096));
+            let mut headers = header_slots();
+            let h = parse_head(&input, &mut headers, &limits).unwrap().unwrap();
+            outcome = parse_body(&input, &h, &mut state, &mut scratch, &limits);
+        }
+        assert_eq!(outcome, Err(RequestError::BodyTooLarge));
+        assert!(
+            input.len() - head_len <= wire + 21 * 4096,
+            "stopped near the limit"
+        );
+        assert!(scratch.len() < limits.max_body as usize / 2);
+        // One-byte chunks of a body within `max_body` fit (6 bytes a byte).
+        let mut body = b"1\r\nX\r\n".repeat(100_000);
+        body.extend_from_slice(b"0\r\n\r\n");
+        let input = chunked_post(&body);
+        let mut headers = header_slots();
+        let h = parse_head(&input, &mut headers, &limits).unwrap().unwrap();
+        let mut state = BodyState::default();
+        let mut scratch = Vec::new();
+        let done = parse_body(&input, &h, &mut state, &mut scratch, &limits).unwrap();
+        assert_eq!(done, Some((BodyAt::Scratch, input.len())));
+        assert_eq!(scratch.len(), 100_000);
     }
 
     #[test]
