@@ -53,7 +53,8 @@ pub struct Limits {
     pub settings_timeout: Duration,
     /// The window the three rate limits below count in.
     pub rate_window: Duration,
-    /// RST_STREAMs from the client and streams we refused, per window (rapid reset, CVE-2023-44487).
+    /// RST_STREAMs from the client and streams we reset (refused, malformed: CVE-2023-44487 and
+    /// CVE-2025-8671), per window.
     pub max_resets: u32,
     /// PINGs and SETTINGS (each needs an ACK) per window.
     pub max_control: u32,
@@ -974,11 +975,20 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
     /// A stream error (RFC 9113 §5.4.2) caused by the client.
     fn stream_error(
         &mut self,
+        now: Instant,
         id: u32,
         code: ErrorCode,
         what: &'static str,
     ) -> Result<(), (ErrorCode, &'static str)> {
         self.control(|w| frame::put_rst(w, id, code))?;
+        // Resets the client provokes count as its own do ("MadeYouReset", CVE-2025-8671): each
+        // may have started work (a forward) that the reset throws away.
+        if self.resets.hit(now, self.limits.rate_window) {
+            return Err((
+                ErrorCode::EnhanceYourCalm,
+                "too many streams reset (rapid reset)",
+            ));
+        }
         if let Some(i) = self.streams.iter().position(|s| s.id == id) {
             self.remove(i, true);
         } else {
@@ -1153,11 +1163,17 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
                     return Err((ProtocolError, "PRIORITY on stream 0"));
                 }
                 if p.len() != 5 {
-                    return self.stream_error(h.stream, FrameSizeError, "PRIORITY not 5 bytes");
+                    return self.stream_error(
+                        now,
+                        h.stream,
+                        FrameSizeError,
+                        "PRIORITY not 5 bytes",
+                    );
                 }
                 let dep = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff;
                 if dep == h.stream {
                     return self.stream_error(
+                        now,
                         h.stream,
                         ProtocolError,
                         "a stream depends on itself",
@@ -1243,11 +1259,12 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
                     return Ok(());
                 };
                 if inc == 0 {
-                    return self.stream_error(h.stream, ProtocolError, "WINDOW_UPDATE of 0");
+                    return self.stream_error(now, h.stream, ProtocolError, "WINDOW_UPDATE of 0");
                 }
                 self.streams[i].send_window += inc;
                 if self.streams[i].send_window > frame::MAX_WINDOW {
                     return self.stream_error(
+                        now,
                         h.stream,
                         FlowControlError,
                         "stream window above 2^31-1",
@@ -1356,14 +1373,19 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
             if self.recently(h.stream) == Some(true) {
                 return Ok(()); // we reset it; late frames are expected
             }
-            return self.stream_error(h.stream, StreamClosed, "DATA on a closed stream");
+            return self.stream_error(now, h.stream, StreamClosed, "DATA on a closed stream");
         };
         let s = &mut self.streams[i];
         if s.recv_done {
-            return self.stream_error(h.stream, StreamClosed, "DATA after END_STREAM");
+            return self.stream_error(now, h.stream, StreamClosed, "DATA after END_STREAM");
         }
         if flen > s.recv_window {
-            return self.stream_error(h.stream, FlowControlError, "DATA beyond the stream window");
+            return self.stream_error(
+                now,
+                h.stream,
+                FlowControlError,
+                "DATA beyond the stream window",
+            );
         }
         s.recv_window -= flen;
         s.recv_unacked += h.len;
@@ -1374,7 +1396,12 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
         } else {
             let new_len = s.body.len() as u64 + data.len() as u64;
             if new_len > s.content_length.unwrap_or(u64::MAX) {
-                return self.stream_error(h.stream, ProtocolError, "more DATA than content-length");
+                return self.stream_error(
+                    now,
+                    h.stream,
+                    ProtocolError,
+                    "more DATA than content-length",
+                );
             }
             if new_len > self.limits.max_body
                 || self.buffered_body + data.len() > self.limits.max_buffered_body
@@ -1387,6 +1414,7 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
             if end {
                 if s.content_length.is_some_and(|cl| cl != new_len) {
                     return self.stream_error(
+                        now,
                         h.stream,
                         ProtocolError,
                         "less DATA than content-length",
@@ -1557,17 +1585,18 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
         // Not a stream we take: protocol checks on the id, then nothing more.
         let Some(i) = i else {
             if refuse {
-                self.stream_error(id, RefusedStream, "more concurrent streams than we allow")?;
-                if self.resets.hit(now, self.limits.rate_window) {
-                    return Err((EnhanceYourCalm, "too many refused streams (rapid reset)"));
-                }
-                return Ok(());
+                return self.stream_error(
+                    now,
+                    id,
+                    RefusedStream,
+                    "more concurrent streams than we allow",
+                );
             }
             if ignored_new {
                 return Ok(()); // after our GOAWAY, new streams are ignored (RFC 9113 §6.8)
             }
             if existing.is_some() {
-                return self.stream_error(id, StreamClosed, "HEADERS after END_STREAM");
+                return self.stream_error(now, id, StreamClosed, "HEADERS after END_STREAM");
             }
             return match self.recently(id) {
                 Some(true) => Ok(()),
@@ -1579,13 +1608,13 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
             };
         };
         if pend.priority_error {
-            return self.stream_error(id, ProtocolError, "a stream depends on itself");
+            return self.stream_error(now, id, ProtocolError, "a stream depends on itself");
         }
         if let Some(what) = check.malformed {
-            return self.stream_error(id, ProtocolError, what);
+            return self.stream_error(now, id, ProtocolError, what);
         }
         if trailers && !pend.end_stream {
-            return self.stream_error(id, ProtocolError, "trailers without END_STREAM");
+            return self.stream_error(now, id, ProtocolError, "trailers without END_STREAM");
         }
         if check.too_large {
             self.answer_error(i, 431, TOO_LARGE_HEADERS);
@@ -1605,12 +1634,12 @@ impl<B: AsRef<[u8]> + Clone> Conn<B> {
             s.path = check.path;
             s.content_length = check.content_length;
             if let Some(what) = validate_pseudo(s) {
-                return self.stream_error(id, ProtocolError, what);
+                return self.stream_error(now, id, ProtocolError, what);
             }
         }
         if pend.end_stream {
             if s.content_length.is_some_and(|cl| cl != s.body.len() as u64) {
-                return self.stream_error(id, ProtocolError, "less DATA than content-length");
+                return self.stream_error(now, id, ProtocolError, "less DATA than content-length");
             }
             s.recv_done = true;
             s.delivered = true;

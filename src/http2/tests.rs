@@ -1491,3 +1491,24 @@ mod interop {
         });
     }
 }
+
+#[test]
+fn resets_the_client_provokes_count_as_rapid_reset_too() {
+    // "MadeYouReset" (CVE-2025-8671): a request, then a frame that makes us reset its stream
+    // (WINDOW_UPDATE of 0), again and again: each reset counts as one of the client's own.
+    let limits = Limits {
+        max_resets: 10,
+        ..Limits::default()
+    };
+    let mut c = Client::with(limits, &[]);
+    let mut id = 1;
+    for _ in 0..10 {
+        c.get(id, "/");
+        c.send(&frame(kind::WINDOW_UPDATE, 0, id, &0u32.to_be_bytes()));
+        id += 2;
+    }
+    assert_eq!(c.goaway(), None, "ten resets in a second are fine");
+    c.get(id, "/");
+    c.send(&frame(kind::WINDOW_UPDATE, 0, id, &0u32.to_be_bytes()));
+    assert_eq!(c.goaway(), Some(ErrorCode::EnhanceYourCalm as u32));
+}
