@@ -1075,6 +1075,9 @@ impl Relay {
                     bytes.drain(..used);
                     self.body = Some(framing);
                 }
+                // A head (interim 1xx heads included) that fills the pipe never ends: the
+                // forward waits for room that only its end would make.
+                Ok(None) if bytes.len() >= PIPE_BYTES => return (false, RelayState::Broken),
                 Ok(None) => {}
                 Err(()) => return (false, RelayState::Broken),
             }
@@ -1325,6 +1328,25 @@ mod tests {
         let mut conn = with_stream_one();
         let mut r = relay(b"HTTP/1.1 200 OK\r\nContent-Le");
         *r.pipe.result.borrow_mut() = Some(Forwarded::ClientGone);
+        assert_eq!(r.step(&mut conn), (false, RelayState::Broken));
+    }
+
+    #[test]
+    fn interim_heads_that_fill_the_pipe_before_a_final_head_break_the_relay() {
+        let mut hints = b"HTTP/1.1 103 Early Hints\r\nlink: <".to_vec();
+        hints.resize(40 * 1024, b'x');
+        hints.extend_from_slice(b">\r\n\r\n");
+        // One such head and the start of the final one: waiting for the rest is right.
+        let mut conn = with_stream_one();
+        let mut r = relay(&hints);
+        r.pipe
+            .bytes
+            .borrow_mut()
+            .extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        assert_eq!(r.step(&mut conn), (false, RelayState::Going));
+        // Two fill the pipe, which the forward then waits on for good: broken.
+        let mut conn = with_stream_one();
+        let mut r = relay(&hints.repeat(2));
         assert_eq!(r.step(&mut conn), (false, RelayState::Broken));
     }
 
