@@ -21,7 +21,8 @@ use std::mem::MaybeUninit;
 use std::time::Duration;
 
 use super::request::{
-    parse_body, parse_head, BodyAt, BodyState, Framing, Limits, Request, RequestError,
+    parse_body, parse_body_at, parse_head, BodyAt, BodyState, Framing, Limits, Request,
+    RequestError,
 };
 
 /// The most answers queued for one write before parsing stops to write them: with at most two
@@ -97,8 +98,9 @@ pub struct Conn {
     timeouts: Timeouts,
     /// A `100 Continue` was sent for the request being received.
     continue_sent: bool,
-    /// The head of the request being received is complete (its body is not).
-    head_done: bool,
+    /// The head of the request being received is complete (its body is not): its length and
+    /// its body's framing, so later reads feed the body without parsing the head again.
+    head_done: Option<(usize, Framing)>,
     /// The progress of the body being received (a chunked body is decoded once, across reads).
     body: BodyState,
     /// Answers handed out since the last [`Conn::flushed`].
@@ -121,7 +123,7 @@ impl Conn {
             limits,
             timeouts,
             continue_sent: false,
-            head_done: false,
+            head_done: None,
             body: BodyState::default(),
             queued: 0,
             phase: Phase::Idle { since: now },
@@ -147,32 +149,60 @@ impl Conn {
         if self.queued >= MAX_QUEUED_ANSWERS || out.len() >= MAX_QUEUED_BYTES {
             return Step::Flush;
         }
+        // A body still arriving is fed alone: its head (up to 64 KiB) is parsed again only
+        // once the body is whole, not for every read of it.
+        let mut found = None;
+        if let Some((head_len, framing)) = self.head_done {
+            self.count_scanned(input, head_len, framing);
+            match parse_body_at(
+                input,
+                head_len,
+                framing,
+                &mut self.body,
+                scratch,
+                &self.limits,
+            ) {
+                Ok(None) => return Step::NeedMore,
+                Ok(Some(whole)) => found = Some(whole),
+                Err(e) => {
+                    self.head_done = None;
+                    return Step::Reject(e);
+                }
+            }
+        }
         let head = match parse_head(input, headers, &self.limits) {
             Ok(Some(head)) => head,
             Ok(None) => return Step::NeedMore,
             Err(e) => {
                 self.body = BodyState::default();
+                self.head_done = None;
                 return Step::Reject(e);
             }
         };
-        if head.framing == Framing::Chunked {
-            let from = head.head_len.saturating_add(self.body.decoded());
-            self.scanned += input.len().saturating_sub(from) as u64;
-        }
-        let (body_at, len) = match parse_body(input, &head, &mut self.body, scratch, &self.limits) {
-            Ok(Some(found)) => found,
+        let found = match found {
+            Some(whole) => Ok(Some(whole)),
+            None => {
+                self.count_scanned(input, head.head_len, head.framing);
+                parse_body(input, &head, &mut self.body, scratch, &self.limits)
+            }
+        };
+        let (body_at, len) = match found {
+            Ok(Some(whole)) => whole,
             Ok(None) => {
-                self.head_done = true;
+                self.head_done = Some((head.head_len, head.framing));
                 if head.expect_continue && !self.continue_sent {
                     out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                     self.continue_sent = true;
                 }
                 return Step::NeedMore;
             }
-            Err(e) => return Step::Reject(e),
+            Err(e) => {
+                self.head_done = None;
+                return Step::Reject(e);
+            }
         };
         self.continue_sent = false;
-        self.head_done = false;
+        self.head_done = None;
         self.queued += 1;
         // The next request's clock starts when the driver next waits with its bytes pending.
         self.phase = Phase::Idle {
@@ -195,6 +225,14 @@ impl Conn {
         })
     }
 
+    /// Counts the chunked body bytes of `input` the decoder is about to see for the first time.
+    fn count_scanned(&mut self, input: &[u8], head_len: usize, framing: Framing) {
+        if framing == Framing::Chunked {
+            let from = head_len.saturating_add(self.body.decoded());
+            self.scanned += input.len().saturating_sub(from) as u64;
+        }
+    }
+
     /// Takes a whole request the driver answers without parsing it (its bytes start the input
     /// and are those of a request answered before: [`crate::exchange::repeat`]), as
     /// [`Conn::poll_request`] takes a parsed one; `out_len` is the output's length. `false`
@@ -204,7 +242,7 @@ impl Conn {
             return false;
         }
         self.continue_sent = false;
-        self.head_done = false;
+        self.head_done = None;
         self.body = BodyState::default();
         self.queued += 1;
         self.phase = Phase::Idle {
@@ -227,7 +265,7 @@ impl Conn {
     /// The driver is about to wait for input at `now`, with `pending` bytes of an unfinished
     /// request buffered (0: none). Starts or moves the timer that applies.
     pub fn wait(&mut self, now: Duration, pending: usize) {
-        self.phase = match (pending, self.head_done, self.phase) {
+        self.phase = match (pending, self.head_done.is_some(), self.phase) {
             (0, _, _) => Phase::Idle { since: now },
             (_, false, Phase::Head { started }) => Phase::Head { started },
             (_, false, _) => Phase::Head { started: now },
@@ -329,6 +367,64 @@ mod tests {
                 Step::Flush => conn.flushed(),
                 Step::Reject(e) => return (seen, Some(e), out),
             }
+        }
+    }
+
+    /// Polls `input` once; the target of a whole request, `Ok(None)` for more, `Err` rejected.
+    fn poll_target(
+        conn: &mut Conn,
+        input: &[u8],
+        scratch: &mut Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, RequestError> {
+        let mut headers = header_slots();
+        match conn.poll_request(input, &mut headers, scratch, &mut Vec::new()) {
+            Step::Request(r) => Ok(Some(r.target.to_vec())),
+            Step::NeedMore => Ok(None),
+            Step::Flush => panic!("nothing queued"),
+            Step::Reject(e) => Err(e),
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_still_arriving_is_fed_without_parsing_its_head_again() {
+        for (head, body, last) in [
+            (
+                &b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\n"[..],
+                &b"abcdef"[..],
+                2,
+            ),
+            (
+                b"POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n",
+                5,
+            ),
+        ] {
+            let mut conn = Conn::new(Limits::default());
+            let mut scratch = Vec::new();
+            let mut input = head.to_vec();
+            input.extend_from_slice(&body[..2]);
+            assert_eq!(poll_target(&mut conn, &input, &mut scratch), Ok(None));
+            // Spoil the head: the reads of the body that follow do not look at it ...
+            input[0] = b' ';
+            let cut = body.len() - last;
+            input.extend_from_slice(&body[2..cut]);
+            assert_eq!(poll_target(&mut conn, &input, &mut scratch), Ok(None));
+            // ... the whole request is read once more, for its fields (here: a bad head).
+            input.extend_from_slice(&body[cut..]);
+            assert!(poll_target(&mut conn, &input, &mut scratch).is_err());
+            // Unspoilt, the same bytes give the request.
+            let mut conn = Conn::new(Limits::default());
+            let mut scratch = Vec::new();
+            input[0] = b'P';
+            let mut whole = None;
+            for end in head.len()..=input.len() {
+                whole = poll_target(&mut conn, &input[..end], &mut scratch).unwrap();
+                if whole.is_some() {
+                    assert_eq!(end, input.len());
+                }
+            }
+            assert_eq!(whole.as_deref(), Some(&b"/p"[..]));
+            assert_eq!(scratch.is_empty(), head.ends_with(b"6\r\n\r\n"));
         }
     }
 

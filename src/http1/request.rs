@@ -295,8 +295,19 @@ pub fn parse_body(
     scratch: &mut Vec<u8>,
     limits: &Limits,
 ) -> Result<Option<(BodyAt, usize)>, RequestError> {
-    let start = head.head_len;
-    match head.framing {
+    parse_body_at(input, head.head_len, head.framing, state, scratch, limits)
+}
+
+/// [`parse_body`] for a head already parsed: `start` is its length, `framing` its body's.
+pub fn parse_body_at(
+    input: &[u8],
+    start: usize,
+    framing: Framing,
+    state: &mut BodyState,
+    scratch: &mut Vec<u8>,
+    limits: &Limits,
+) -> Result<Option<(BodyAt, usize)>, RequestError> {
+    match framing {
         Framing::Length(n) => {
             // `n <= max_body` was checked with the head; the add is checked all the same.
             let end = (start as u64)
