@@ -1176,7 +1176,8 @@ fn with_final_head<R>(
 ) -> Result<Option<R>, ()> {
     let mut at = 0;
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        // As many fields as the relay lets through.
+        let mut slots = [httparse::EMPTY_HEADER; crate::upstream::MAX_RESPONSE_FIELDS];
         let mut response = httparse::Response::new(&mut slots);
         let len = match response.parse(&bytes[at..]) {
             Ok(httparse::Status::Complete(len)) => len,
@@ -1219,23 +1220,19 @@ fn framing_of(
     if chunked {
         return Ok(Framing::Chunked(ChunkedDecoder::new(u64::MAX)));
     }
-    match headers
+    // The relay's own reading of the field (a list of equal lengths is one length).
+    let mut length = None;
+    for h in headers
         .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
     {
-        Some(h) => {
-            let n: u64 = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .ok_or(())?;
-            Ok(if n == 0 {
-                Framing::Done
-            } else {
-                Framing::Length(n)
-            })
-        }
-        None => Ok(Framing::Eof),
+        length = Some(crate::upstream::content_length_value(h.value, length).map_err(drop)?);
     }
+    Ok(match length {
+        Some(0) => Framing::Done,
+        Some(n) => Framing::Length(n),
+        None => Framing::Eof,
+    })
 }
 
 #[cfg(test)]
@@ -1328,6 +1325,29 @@ mod tests {
         let mut conn = with_stream_one();
         let mut r = relay(b"HTTP/1.1 200 OK\r\nContent-Le");
         *r.pipe.result.borrow_mut() = Some(Forwarded::ClientGone);
+        assert_eq!(r.step(&mut conn), (false, RelayState::Broken));
+    }
+
+    #[test]
+    fn a_head_the_upstream_relay_accepts_is_relayed_over_http2_too() {
+        // 120 fields (more than a request may have) and a Content-Length list of equal values.
+        let mut head = b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n".to_vec();
+        for i in 0..119 {
+            head.extend_from_slice(format!("x-f{i}: v\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\nhello");
+        let mut conn = with_stream_one();
+        let mut r = relay(&head);
+        *r.pipe.result.borrow_mut() = Some(Forwarded::Relayed {
+            status: 200,
+            close: false,
+            body_bytes: 5,
+        });
+        assert_eq!(r.step(&mut conn), (true, RelayState::Complete));
+        assert!(output(&mut conn).windows(5).any(|w| w == b"hello"));
+        // Different lengths are not a framing.
+        let mut conn = with_stream_one();
+        let mut r = relay(b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello");
         assert_eq!(r.step(&mut conn), (false, RelayState::Broken));
     }
 

@@ -24,7 +24,10 @@ pub use error::{ForwardError, ForwardErrorKind};
 pub use pool::{Pool, PoolLimits};
 pub use recorded::{RecordedOrigins, Seen};
 pub use request::{client_wants_keep_alive, write_request};
-pub use response::{Captured, RelayOutcome, ResponseError, ResponseRelay, MAX_RESPONSE_HEAD_BYTES};
+pub use response::{
+    content_length_value, Captured, RelayOutcome, ResponseError, ResponseRelay,
+    MAX_RESPONSE_FIELDS, MAX_RESPONSE_HEAD_BYTES,
+};
 pub use target::{
     destination, route, Destination, HostAction, Mode, Origin, Route, RouteError, Scheme,
     TargetError,

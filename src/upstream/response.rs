@@ -19,7 +19,7 @@ use crate::http1::ChunkedDecoder;
 pub const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
 
 /// Header fields per response head; more is an error (httparse needs a fixed array).
-const MAX_RESPONSE_FIELDS: usize = 128;
+pub const MAX_RESPONSE_FIELDS: usize = 128;
 
 /// Why an upstream response cannot be relayed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -339,14 +339,7 @@ impl ResponseRelay {
                 transfer_encoding = Some(h.value);
             } else if h.name.eq_ignore_ascii_case("content-length") {
                 cl_count += 1;
-                for part in h.value.split(|&b| b == b',') {
-                    let n =
-                        parse_length(part.trim_ascii()).ok_or(ResponseError::BadContentLength)?;
-                    if content_length.is_some_and(|c| c != n) {
-                        return Err(ResponseError::BadContentLength);
-                    }
-                    content_length = Some(n);
-                }
+                content_length = Some(content_length_value(h.value, content_length)?);
             }
         }
 
@@ -403,6 +396,21 @@ impl ResponseRelay {
         };
         Ok(Some(len))
     }
+}
+
+/// The length a `Content-Length` field's `value` gives, with `before` (a length an earlier such
+/// field gave): one non-negative number, or a list of equal ones (`5, 5`, RFC 9110 §8.6); a
+/// different number anywhere is an error.
+pub fn content_length_value(value: &[u8], before: Option<u64>) -> Result<u64, ResponseError> {
+    let mut length = before;
+    for part in value.split(|&b| b == b',') {
+        let n = parse_length(part.trim_ascii()).ok_or(ResponseError::BadContentLength)?;
+        if length.is_some_and(|c| c != n) {
+            return Err(ResponseError::BadContentLength);
+        }
+        length = Some(n);
+    }
+    length.ok_or(ResponseError::BadContentLength)
 }
 
 fn parse_length(s: &[u8]) -> Option<u64> {
