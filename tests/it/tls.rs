@@ -22,6 +22,25 @@ fn confdir() -> String {
     fixture("mitmproxy-confdir").display().to_string()
 }
 
+/// What the capture answers to `GET /hello?ip=1`.
+const HELLO: &[u8] = b"hello over tls: /hello?ip=1\n";
+
+/// `start` with the capture served in reverse mode to its https origin (where nothing listens:
+/// misses forwarded there get 502), the fixture confdir, then `extra`.
+fn reverse_tls_with(extra: &[&str], start: fn(&[&str]) -> Server) -> Server {
+    let capture = fixture(CAPTURE).display().to_string();
+    let confdir = format!("confdir={}", confdir());
+    let mut args = vec!["-S", &capture, "--mode", "reverse:https://127.0.0.1:29443"];
+    args.extend(["--reuse", "--set", &confdir]);
+    args.extend_from_slice(extra);
+    start(&args)
+}
+
+/// [`reverse_tls_with`] started as [`Server::start`] starts (two workers, port 0).
+fn reverse_tls(extra: &[&str]) -> Server {
+    reverse_tls_with(extra, Server::start)
+}
+
 /// A client configuration trusting the CA certificates in `ca_file`, offering `http/1.1`.
 fn trusting(ca_file: &Path) -> Arc<ClientConfig> {
     let pem = std::fs::read(ca_file).expect("read the CA certificate");
@@ -177,18 +196,8 @@ fn a_plain_http_tunnel_serves_http_requests_and_tls_without_connect_in_regular_m
 
 #[test]
 fn reverse_mode_answers_tls_with_and_without_sni_and_plain_http_on_the_same_port() {
-    let capture = fixture(CAPTURE).display().to_string();
-    let dir = confdir();
-    let server = Server::start(&[
-        "-S",
-        &capture,
-        "--mode",
-        "reverse:https://127.0.0.1:29443",
-        "--reuse",
-        "--set",
-        &format!("confdir={dir}"),
-    ]);
-    let want = &b"hello over tls: /hello?ip=1\n"[..];
+    let server = reverse_tls(&[]);
+    let want = HELLO;
     // With SNI: a certificate for the name the client asked for.
     let mut c = tls_over(server.connect(), trusting_mitmproxy(), "api.example.test");
     let r = c.exchange(&get("/hello?ip=1", "api.example.test"));
@@ -214,23 +223,10 @@ fn reverse_mode_answers_tls_with_and_without_sni_and_plain_http_on_the_same_port
 
 #[test]
 fn a_forward_over_tls_hands_the_session_from_the_ring_to_monoio_and_the_replays_go_on() {
-    let capture = fixture(CAPTURE).display().to_string();
-    let dir = confdir();
-    // Misses are forwarded to the reverse target, where nothing listens: 502, after monoio took
-    // the connection (its TLS session included) from the ring.
-    let server = Server::start(&[
-        "-S",
-        &capture,
-        "--mode",
-        "reverse:https://127.0.0.1:29443",
-        "--reuse",
-        "--set",
-        &format!("confdir={dir}"),
-        "--admin",
-        "127.0.0.1:0",
-    ]);
+    // Misses get 502 after monoio took the connection (its TLS session included) from the ring.
+    let server = reverse_tls(&["--admin", "127.0.0.1:0"]);
     let handed_over = || crate::ring::metric(&server, "uringreplay_direct_ring_handed_over_total");
-    let want = &b"hello over tls: /hello?ip=1\n"[..];
+    let want = HELLO;
     let mut c = tls_over(server.connect(), trusting_mitmproxy(), "api.example.test");
     for _ in 0..2 {
         let r = c.exchange(&get("/hello?ip=1", "api.example.test"));
@@ -270,10 +266,7 @@ fn a_forward_over_tls_hands_the_session_from_the_ring_to_monoio_and_the_replays_
 
 #[test]
 fn bytes_after_a_clients_close_notify_are_dropped_and_the_worker_goes_on_serving() {
-    let capture = fixture(CAPTURE).display().to_string();
-    let dir = confdir();
-    let confdir = format!("confdir={dir}");
-    let want = &b"hello over tls: /hello?ip=1\n"[..];
+    let want = HELLO;
     for (tail, driver) in [
         (16, "--direct-ring"),
         (6000, "--direct-ring"),
@@ -281,12 +274,11 @@ fn bytes_after_a_clients_close_notify_are_dropped_and_the_worker_goes_on_serving
         (20_000, "--no-direct-ring"),
     ] {
         // One worker: a loop on this connection would starve the next one.
-        let mut args = vec!["-S", &capture, "--mode", "reverse:https://127.0.0.1:29443"];
-        args.extend(["--reuse", "--set", &confdir, "-p", "0", "--threads", "1"]);
+        let mut args = vec!["-p", "0", "--threads", "1"];
         if driver == "--no-direct-ring" {
             args.push(driver);
         }
-        let server = Server::start_exact(&args);
+        let server = reverse_tls_with(&args, Server::start_exact);
         let mut c = tls_over(server.connect(), trusting_mitmproxy(), "api.example.test");
         let r = c.exchange(&get("/hello?ip=1", "api.example.test"));
         assert_eq!((r.status, r.body.as_slice()), (200, want));
@@ -387,20 +379,7 @@ fn an_empty_confdir_gets_a_ca_which_the_next_start_reuses() {
 
 #[test]
 fn a_client_aborting_its_handshake_is_logged_and_counted_and_other_connections_go_on() {
-    let capture = fixture(CAPTURE).display().to_string();
-    let dir = confdir();
-    let server = Server::start(&[
-        "-S",
-        &capture,
-        "--mode",
-        "reverse:https://127.0.0.1:29443",
-        "--reuse",
-        "--set",
-        &format!("confdir={dir}"),
-        "--admin",
-        "127.0.0.1:0",
-        "-v",
-    ]);
+    let server = reverse_tls(&["--admin", "127.0.0.1:0", "-v"]);
     // An established TLS connection, before and after the others fail.
     let mut kept = tls_over(server.connect(), trusting_mitmproxy(), "api.example.test");
     assert_eq!(kept.exchange(&get("/hello?ip=1", "a")).status, 200);
