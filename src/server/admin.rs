@@ -172,7 +172,8 @@ pub fn start(spec: &str, admin: Arc<Admin>, engine: Engine) -> Result<SocketAddr
     Ok(bound)
 }
 
-/// How long an admin client may take to send its request, and to take the answer.
+/// How long an admin client may take to send its whole request, and to take the answer (one
+/// slow client holds the admin thread, so the bound is on the request, not on each read).
 const PATIENCE: Duration = Duration::from_secs(5);
 
 /// How long a closing admin connection waits for the client's FIN, at most.
@@ -193,8 +194,9 @@ fn connection(mut stream: TcpStream, admin: &Admin, engine: &Engine) {
     let mut scratch = Vec::new();
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
-    // Bounded: each read adds at least one byte, and the Conn refuses a head over 64 KiB or a
-    // body over MAX_BODY.
+    let deadline = clock::instant() + PATIENCE;
+    // Bounded: each read adds at least one byte, the Conn refuses a head over 64 KiB or a
+    // body over MAX_BODY, and the whole request must come within PATIENCE.
     loop {
         let mut headers = header_slots();
         match conn.poll_request(&input, &mut headers, &mut scratch, &mut out) {
@@ -211,6 +213,17 @@ fn connection(mut stream: TcpStream, admin: &Admin, engine: &Engine) {
                 break;
             }
             Step::NeedMore | Step::Flush => {}
+        }
+        if !out.is_empty() {
+            // `100 Continue`: the client waits for it before sending the body.
+            if stream.write_all(&out).is_err() {
+                return;
+            }
+            out.clear();
+        }
+        let left = deadline.saturating_duration_since(clock::instant());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
         }
         match stream.read(&mut buf) {
             Ok(n) if n > 0 => input.extend_from_slice(&buf[..n]),

@@ -459,3 +459,59 @@ fn an_h2_connection_open_across_a_reload_answers_from_the_new_recording() {
     drop(h2);
     server.stop();
 }
+
+#[test]
+fn an_admin_client_trickling_its_request_is_cut_off_and_the_next_one_is_answered() {
+    use std::io::Write;
+    let file = two_paths();
+    let server = Server::start(&["-S", file.arg(), "--admin", "127.0.0.1:0"]);
+    let mut slow = std::net::TcpStream::connect(server.admin_addr()).unwrap();
+    slow.write_all(b"GET /status HTTP/1.1\r\nX-Slow: ").unwrap();
+    // One byte every half second, 40 of them (20 s): each read comes well within the 5 s a
+    // read may take, the whole request does not come within the 5 s it may take.
+    let mut writer = slow.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        for sent in 0..40 {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            if writer.write_all(b"x").is_err() {
+                return Some(sent);
+            }
+        }
+        None
+    });
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    let cut_after = trickle.join().unwrap();
+    assert!(
+        cut_after.is_some(),
+        "the trickling client was never cut off"
+    );
+    assert!(rest.is_empty(), "no answer to half a request: {rest:?}");
+    assert_eq!(server.admin("GET", "/status").status, 200);
+}
+
+#[test]
+fn an_admin_request_expecting_100_continue_gets_it_before_sending_its_body() {
+    use std::io::Write;
+    let file = two_paths();
+    let server = Server::start(&["-S", file.arg(), "--admin", "127.0.0.1:0"]);
+    let mut c = std::net::TcpStream::connect(server.admin_addr()).unwrap();
+    c.set_read_timeout(Some(crate::support::PATIENCE)).unwrap();
+    c.write_all(
+        b"POST /reset HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+    )
+    .unwrap();
+    let want = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let mut got = vec![0u8; want.len()];
+    c.read_exact(&mut got)
+        .expect("100 Continue before the body");
+    assert_eq!(got, want);
+    c.write_all(b"{}").unwrap();
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
