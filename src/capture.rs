@@ -682,6 +682,12 @@ impl Writer {
                 pos = end;
                 flows += 1;
             }
+            if *reported {
+                // A failed write may have left part of a flow at the end of the file: nothing
+                // goes after it (the flows behind it could not be read), as the error said.
+                counters.failed.fetch_add(flows, Ordering::Relaxed);
+                continue;
+            }
             counters.writes.fetch_add(1, Ordering::Relaxed);
             match self.file.write_all(&batch[start..pos]) {
                 Ok(()) => {
@@ -995,6 +1001,69 @@ mod tests {
         );
         let bytes = writes.lock().unwrap().concat();
         assert_eq!(bodies(&loaded(bytes)), [b"0".to_vec(), b"1".to_vec()]);
+    }
+
+    /// A sink that takes half of its first write, fails the second (the disk is full, and says
+    /// so on `failed`), then takes everything (space came back).
+    struct FillsUp {
+        calls: usize,
+        failed: std::sync::mpsc::SyncSender<()>,
+        writes: Writes,
+    }
+
+    impl Write for FillsUp {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.calls += 1;
+            match self.calls {
+                1 => {
+                    self.writes
+                        .lock()
+                        .unwrap()
+                        .push(buf[..buf.len() / 2].to_vec());
+                    Ok(buf.len() / 2)
+                }
+                2 => {
+                    let _ = self.failed.send(());
+                    Err(io::Error::from_raw_os_error(libc::ENOSPC))
+                }
+                _ => {
+                    self.writes.lock().unwrap().push(buf.to_vec());
+                    Ok(buf.len())
+                }
+            }
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn after_a_failed_write_nothing_more_is_written_behind_the_part_of_a_flow_it_left() {
+        let (failed_tx, failed) = std::sync::mpsc::sync_channel(1);
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let sink = FillsUp {
+            calls: 0,
+            failed: failed_tx,
+            writes: Arc::clone(&writes),
+        };
+        let recorder = Recorder::start_with(
+            Box::new(sink),
+            std::path::Path::new("full"),
+            "regular",
+            1 << 20,
+        )
+        .unwrap();
+        recorder.record(&exchange(parsed(GET_HEAD), b"0"));
+        failed.recv().unwrap();
+        // Space is back, but the file ends in half a flow: later flows are counted as failed.
+        recorder.record(&exchange(parsed(GET_HEAD), b"1"));
+        let stats = recorder.finish();
+        assert_eq!((stats.written, stats.failed), (0, 2));
+        assert_eq!(
+            writes.lock().unwrap().len(),
+            1,
+            "only the half flow of the failed write"
+        );
     }
 
     #[test]
