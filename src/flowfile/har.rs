@@ -301,6 +301,13 @@ fn entry_to_flow(entry: Entry, file: u32, index: usize) -> Result<FlowRecord, En
         Coding::Identity => {}
     }
     let status = entry.response.status;
+    if !(100..=999).contains(&status) {
+        // Browsers write 0 for a request that got no response (blocked, cancelled).
+        return Err((
+            "response.status",
+            format!("{status} is not an HTTP status code (100–999): the request got no response"),
+        ));
+    }
     let response = MessageRecord {
         http_version: version(entry.response.http_version.as_deref()),
         headers,
@@ -645,6 +652,18 @@ mod tests {
         );
         set(&mut h, b"content-length", b"0".to_vec());
         assert_eq!(h[2], (b"content-length".to_vec(), b"0".to_vec()));
+    }
+
+    #[test]
+    fn a_status_of_0_names_the_entry_and_its_path() {
+        // Chrome's export of a blocked or cancelled request.
+        let har = br#"{"log":{"entries":[
+            {"startedDateTime":"2024-01-01T00:00:00Z","request":{"method":"GET","url":"http://a/"},"response":{"status":200}},
+            {"startedDateTime":"2024-01-01T00:00:01Z","request":{"method":"GET","url":"http://a/b"},"response":{"status":0}}]}}"#;
+        let err = to_flows(har, 0).unwrap_err();
+        assert_eq!(err.entry, Some(1));
+        assert!(err.path.ends_with("response.status"), "{}", err.path);
+        assert!(err.message.contains("got no response"), "{}", err.message);
     }
 
     #[test]
