@@ -150,7 +150,8 @@ impl Server {
         Server::start_exact_with(&all, |_| {})
     }
 
-    fn start_exact_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
+    /// [`Server::start_exact`], letting `configure` adjust the command first.
+    pub fn start_exact_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
         let mut child = command(args, configure)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
