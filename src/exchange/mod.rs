@@ -417,6 +417,11 @@ pub trait Sink {
     fn bytes(&mut self) -> &mut Vec<u8>;
     /// Appends a body from the recording.
     fn push_body(&mut self, body: &[u8]);
+    /// Appends a whole answer kept by the repeat cache (head, body and tail in one buffer,
+    /// [`repeat`]): a sink that sends by reference holds on to it instead of copying it.
+    fn push_wire(&mut self, wire: &std::rc::Rc<[u8]>) {
+        self.bytes().extend_from_slice(wire);
+    }
 }
 
 impl Sink for Vec<u8> {

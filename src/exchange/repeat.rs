@@ -21,6 +21,8 @@
 //! nothing else: no `--log-json` or `-v` line to write, no stop in progress.
 #![forbid(unsafe_code)]
 
+use std::ops::RangeInclusive;
+use std::rc::Rc;
 use std::time::SystemTime;
 
 use super::{After, Rendered, Sink};
@@ -39,6 +41,12 @@ const MAX_REQUEST: usize = 2048;
 
 /// The longest head kept.
 const MAX_HEAD: usize = 4096;
+
+/// Bodies whose answers are also kept whole, head, body and tail in one buffer (a wire): a
+/// sink then sends one buffer by reference where it would send the head and a body referenced
+/// from the recording as two pieces (the outbox references bodies from 4 KiB on), and copies
+/// nothing. Up to [`ENTRIES`] × 64 KiB a worker.
+const WIRE_BODIES: RangeInclusive<usize> = 4096..=64 * 1024;
 
 /// Where a request was routed: the requests of a cache entry share it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +89,9 @@ struct Entry {
     head_bytes: Vec<u8>,
     /// What came with `head_bytes` (`None` until the request repeats).
     head: Option<Head>,
+    /// The whole answer, `head_bytes` then the body and the tail, when `head` is `Some` and its
+    /// body is in [`WIRE_BODIES`]; sinks may still hold an earlier one while it is sent.
+    wire: Option<Rc<[u8]>>,
 }
 
 /// Requests answered by a replay, by their bytes (see the module documentation).
@@ -172,6 +183,7 @@ impl RepeatCache {
             e.flow = flow;
             e.facts = facts;
             e.head = None;
+            e.wire = None;
         } else {
             *entry = Some(Entry {
                 context,
@@ -180,6 +192,7 @@ impl RepeatCache {
                 facts,
                 head_bytes: Vec::new(),
                 head: None,
+                wire: None,
             });
         }
     }
@@ -199,13 +212,19 @@ impl RepeatCache {
             .expect("invariant: found entries are kept");
         let shift = replayer.head_shift(entry.flow, now);
         let bytes = out.bytes();
-        let (body, tail, close, status) = match entry.head {
+        let (body_bytes, close, status) = match entry.head {
             Some(head) if head.shift == shift => {
-                bytes.extend_from_slice(&entry.head_bytes);
                 let body = head
                     .body
                     .map_or(&b""[..], |span| replayer.recording().bytes(span));
-                (body, head.tail, head.close, head.status)
+                if let Some(wire) = &entry.wire {
+                    out.push_wire(wire);
+                } else {
+                    bytes.extend_from_slice(&entry.head_bytes);
+                    out.push_body(body);
+                    out.bytes().extend_from_slice(head.tail);
+                }
+                (body.len(), head.close, head.status)
             }
             _ => {
                 let head_at = bytes.len();
@@ -214,6 +233,7 @@ impl RepeatCache {
                 let status = super::status_code(head);
                 let span = replayer.recording().span_of(reply.body);
                 entry.head = None;
+                entry.wire = None;
                 if (reply.body.is_empty() || span.is_some()) && head.len() <= MAX_HEAD {
                     entry.head_bytes.clear();
                     entry.head_bytes.extend_from_slice(head);
@@ -224,12 +244,16 @@ impl RepeatCache {
                         close: reply.close,
                         status,
                     });
+                    if WIRE_BODIES.contains(&reply.body.len()) {
+                        let whole = [&entry.head_bytes[..], reply.body, reply.tail].concat();
+                        entry.wire = Some(Rc::from(whole));
+                    }
                 }
-                (reply.body, reply.tail, reply.close, status)
+                out.push_body(reply.body);
+                out.bytes().extend_from_slice(reply.tail);
+                (reply.body.len(), reply.close, status)
             }
         };
-        out.push_body(body);
-        out.bytes().extend_from_slice(tail);
         let client_done = entry.facts.wants_close;
         Repeated {
             flow: entry.flow,
@@ -240,7 +264,7 @@ impl RepeatCache {
                     After::Continue
                 },
                 status,
-                body_bytes: body.len() as u64,
+                body_bytes: body_bytes as u64,
             },
             client_done,
         }

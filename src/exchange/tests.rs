@@ -457,6 +457,87 @@ mod repeats {
         assert_eq!(seen[0], seen[4]);
     }
 
+    /// A sink that keeps the wires it is handed (and their bytes in order, as the outbox sends
+    /// them).
+    #[derive(Default)]
+    struct WireSink {
+        bytes: Vec<u8>,
+        wires: Vec<std::rc::Rc<[u8]>>,
+    }
+
+    impl Sink for WireSink {
+        fn bytes(&mut self) -> &mut Vec<u8> {
+            &mut self.bytes
+        }
+
+        fn push_body(&mut self, body: &[u8]) {
+            self.bytes.extend_from_slice(body);
+        }
+
+        fn push_wire(&mut self, wire: &std::rc::Rc<[u8]>) {
+            self.bytes.extend_from_slice(wire);
+            self.wires.push(wire.clone());
+        }
+    }
+
+    /// The flow of [`dated`] with a body of `len` bytes.
+    fn dated_with_body(len: usize) -> FlowSpec {
+        let mut spec = dated();
+        let response = spec.response.as_mut().unwrap();
+        let body: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        response
+            .headers
+            .retain(|(name, _)| name != b"content-length");
+        response
+            .headers
+            .push((b"content-length".to_vec(), len.to_string().into_bytes()));
+        response.content = Some(body);
+        spec
+    }
+
+    #[test]
+    fn a_repeat_of_a_large_body_is_one_kept_buffer_with_the_same_bytes_across_seconds() {
+        for (len, whole) in [
+            (4095, false),
+            (4096, true),
+            (16 * 1024, true),
+            (65536, true),
+            (65537, false),
+        ] {
+            let replayer = replayer_of(&dated_with_body(len), &first());
+            let context = context(&replayer);
+            let mut cache = RepeatCache::new();
+            let facts = RequestFacts::default();
+            cache.keep(GET, true, context, FlowId(0), facts);
+            let found = cache.find(GET, context).expect("a repeat");
+            let mut held = Vec::new();
+            for at in [0u64, 0, 0, 1, 1] {
+                let at = now() + Duration::from_millis(at * 1000 + 400);
+                let mut out = WireSink::default();
+                let repeated = cache.render(found, &replayer, at, &mut out);
+                let expected = rendered(&replayer, facts, at);
+                assert_eq!(out.bytes, expected, "{len} at {at:?}");
+                assert_eq!(repeated.rendered.body_bytes, len as u64);
+                held.push((out.wires, expected));
+            }
+            // The first render of each second writes the answer; the repeats in that second
+            // take the kept buffer, when the body is in range.
+            let wires: Vec<usize> = held.iter().map(|(w, _)| w.len()).collect();
+            let one = usize::from(whole);
+            assert_eq!(wires, [0, one, one, 0, one], "{len}");
+            // A buffer still held (a send in flight) keeps its second's bytes after the next
+            // second's answer replaced it in the cache.
+            for (wires, expected) in &held {
+                for wire in wires {
+                    assert_eq!(&wire[..], &expected[..]);
+                }
+            }
+            if whole {
+                assert!(!std::rc::Rc::ptr_eq(&held[1].0[0], &held[4].0[0]));
+            }
+        }
+    }
+
     #[test]
     fn a_head_request_keeps_its_own_answer_without_a_body() {
         let replayer = replayer_of(&dated(), &first());

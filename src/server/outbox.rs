@@ -2,8 +2,11 @@
 //! the recording's mapping, sent with one vectored write (`writev`/`IORING_OP_WRITEV`).
 //!
 //! Small bodies are copied into the byte buffer (one plain send is cheaper than an iovec list for
-//! them); bodies of [`MAPPED_BODY_MIN`] bytes or more are referenced, not copied.
+//! them); bodies of [`MAPPED_BODY_MIN`] bytes or more are referenced, not copied, and so are the
+//! repeat cache's whole answers (its wires). What is one piece in the end goes out as one plain
+//! send.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use monoio::buf::IoVecBuf;
@@ -22,12 +25,14 @@ const OUTBOX_FIRST: usize = 2 * 1024;
 const IOV_MAX: usize = 1024;
 
 /// A part of the output, in order.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Segment {
     /// `bytes[range]`.
     Bytes(usize, usize),
     /// Memory of the recording (kept alive by the outbox's `Arc<Replayer>`).
     Mapped(*const u8, usize),
+    /// A whole answer of the repeat cache, held until it is written.
+    Wire(Rc<[u8]>),
 }
 
 /// Pending output of one connection.
@@ -91,6 +96,12 @@ impl Outbox {
         self.owner.recording().span_of(body).is_some()
     }
 
+    /// Appends a whole answer kept by the repeat cache, by reference.
+    pub fn push_wire(&mut self, wire: &Rc<[u8]>) {
+        self.close_run();
+        self.segments.push(Segment::Wire(wire.clone()));
+    }
+
     fn close_run(&mut self) {
         if self.bytes.len() > self.run_start {
             self.segments
@@ -147,13 +158,14 @@ impl Outbox {
         } else {
             self.close_run();
             for s in &self.segments {
-                match *s {
-                    Segment::Bytes(start, end) => each(&self.bytes[start..end]),
+                match s {
+                    Segment::Bytes(start, end) => each(&self.bytes[*start..*end]),
                     // SAFETY: a body of the recording (checked by `owns`), whose mapping the
                     // outbox's `owner` keeps alive.
                     Segment::Mapped(ptr, len) => {
-                        each(unsafe { std::slice::from_raw_parts(ptr, len) })
+                        each(unsafe { std::slice::from_raw_parts(*ptr, *len) })
                     }
+                    Segment::Wire(wire) => each(wire),
                 }
             }
         }
@@ -165,9 +177,10 @@ impl Outbox {
         self.close_run();
         self.iovecs.clear();
         for s in &self.segments {
-            let (base, len) = match *s {
-                Segment::Bytes(start, end) => (self.bytes[start..end].as_ptr(), end - start),
-                Segment::Mapped(ptr, len) => (ptr, len),
+            let (base, len) = match s {
+                Segment::Bytes(start, end) => (self.bytes[*start..*end].as_ptr(), end - start),
+                Segment::Mapped(ptr, len) => (*ptr, *len),
+                Segment::Wire(wire) => (wire.as_ptr(), wire.len()),
             };
             self.iovecs.push(libc::iovec {
                 iov_base: base as *mut libc::c_void,
@@ -191,7 +204,7 @@ impl Outbox {
 /// change until [`Outbox::written`] says all of it went.
 #[derive(Debug, Clone, Copy)]
 pub enum Pending {
-    /// One contiguous run of bytes.
+    /// One contiguous run of bytes (the byte buffer, or the one piece left).
     Bytes(*const u8, usize),
     /// A vectored write of this many iovecs (at most `UIO_MAXIOV`).
     Iovecs(*const libc::iovec, usize),
@@ -208,7 +221,11 @@ impl Outbox {
             self.lay_out();
         }
         let rest = &self.iovecs[self.sent_iovecs..];
-        Pending::Iovecs(rest.as_ptr(), rest.len().min(IOV_MAX))
+        match rest {
+            // One piece (a repeat's wire, or what a partial send left): a plain send.
+            [one] => Pending::Bytes(one.iov_base as *const u8, one.iov_len),
+            _ => Pending::Iovecs(rest.as_ptr(), rest.len().min(IOV_MAX)),
+        }
     }
 
     /// `n` bytes of [`Outbox::pending`] were written: true when nothing is left (the outbox is
@@ -257,6 +274,10 @@ impl crate::exchange::Sink for Outbox {
 
     fn push_body(&mut self, body: &[u8]) {
         Outbox::push_body(self, body);
+    }
+
+    fn push_wire(&mut self, wire: &Rc<[u8]>) {
+        Outbox::push_wire(self, wire);
     }
 }
 
