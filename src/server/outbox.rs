@@ -312,3 +312,65 @@ unsafe impl IoVecBuf for Gather {
         (self.iovecs.len() - self.first).min(IOV_MAX)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flowfile::{LoadOptions, Recording};
+    use crate::config::ReplayOptions;
+
+    fn outbox() -> Outbox {
+        let recording = Recording::from_bytes(Vec::new(), LoadOptions::default()).unwrap();
+        Outbox::new(Arc::new(Replayer::new(
+            Arc::new(recording),
+            &ReplayOptions::default(),
+        )))
+    }
+
+    /// What `pending` names, as bytes (the pointers are the outbox's, alive until `written`).
+    fn named(pending: Pending) -> Vec<Vec<u8>> {
+        // SAFETY: `pending` was just returned by a live outbox that has not changed since.
+        unsafe {
+            match pending {
+                Pending::Bytes(ptr, len) => vec![std::slice::from_raw_parts(ptr, len).to_vec()],
+                Pending::Iovecs(ptr, count) => std::slice::from_raw_parts(ptr, count)
+                    .iter()
+                    .map(|v| {
+                        std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len).to_vec()
+                    })
+                    .collect(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_wire_alone_is_one_plain_send_and_pieces_after_a_partial_send_go_on_in_order() {
+        let wire: Rc<[u8]> = Rc::from(&b"HTTP/1.1 200 OK\r\n\r\nbody"[..]);
+        let mut out = outbox();
+        out.push_wire(&wire);
+        assert!(matches!(out.pending(), Pending::Bytes(ptr, 23) if ptr == wire.as_ptr()));
+        assert_eq!(Rc::strong_count(&wire), 2, "held while it is sent");
+        assert!(!out.written(9));
+        assert_eq!(named(out.pending()), [b"200 OK\r\n\r\nbody".to_vec()]);
+        assert!(out.written(14));
+        assert!(out.is_empty());
+        assert_eq!(Rc::strong_count(&wire), 1, "let go once written");
+
+        // Bytes, a wire, bytes: three pieces; once the first two went, the last alone.
+        out.bytes.extend_from_slice(b"a");
+        out.push_wire(&wire);
+        out.bytes.extend_from_slice(b"z");
+        assert_eq!(
+            named(out.pending()),
+            [b"a".to_vec(), wire.to_vec(), b"z".to_vec()]
+        );
+        assert!(!out.written(1 + wire.len()));
+        assert!(matches!(out.pending(), Pending::Bytes(_, 1)));
+        assert!(out.written(1));
+        let mut drained = Vec::new();
+        out.push_wire(&wire);
+        out.drain(|piece| drained.extend_from_slice(piece));
+        assert_eq!(drained, &wire[..]);
+        assert!(out.is_empty());
+    }
+}
