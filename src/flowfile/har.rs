@@ -258,14 +258,61 @@ fn entry_to_flow(entry: Entry, file: u32, index: usize) -> Result<FlowRecord, En
         timestamp_end: Some(end),
     };
 
+    let response = response_of(entry.response, start, end)?;
+
+    let number = |n: u64| numbered_id(u64::from(file) << 32 | index as u64, n);
+    let default_port = if url.starts_with("http://") { 80 } else { 443 };
+    Ok(FlowRecord {
+        id: number(0),
+        method: entry.request.method.into_bytes(),
+        scheme: scheme.into_bytes(),
+        authority: Vec::new(),
+        host,
+        port,
+        path,
+        request,
+        response,
+        client_conn: ConnRecord {
+            id: number(1),
+            peername: Some(("127.0.0.1".to_string(), 0)),
+            sockname: Some(("127.0.0.1".to_string(), 0)),
+            timestamp_start: Some(start),
+            timestamp_end: Some(end),
+            proxy_mode: "regular".to_string(),
+            ..ConnRecord::default()
+        },
+        server_conn: ConnRecord {
+            id: number(2),
+            address: entry
+                .server_ip
+                .filter(|ip| !ip.is_empty())
+                .map(|ip| (ip, default_port)),
+            ..ConnRecord::default()
+        },
+        error: None,
+        timestamp_created: start,
+    })
+}
+
+/// The flow's response from a HAR entry's, as mitmproxy's `request_to_flow` makes it; `None`
+/// for status 0, which browsers write for a request that got no response (blocked, cancelled):
+/// the entry becomes a flow without a response, which replay does not serve (mitmproxy would
+/// load it as a response with status 0 and send that).
+fn response_of(
+    response: Response,
+    start: f64,
+    end: f64,
+) -> Result<Option<(u16, Vec<u8>, MessageRecord)>, EntryError> {
+    if response.status == 0 {
+        return Ok(None);
+    }
     // The response, as `Response(...)` then `decode()` leave it.
-    let mut headers: Fields = entry
-        .response
+    let mut headers: Fields = response
         .headers
         .into_iter()
         .map(Header::into_field)
         .collect();
-    let content = entry.response.content.unwrap_or_default();
+    let content = response.content.unwrap_or_default();
     let text = content.text.unwrap_or_default();
     let body = match content.encoding.as_deref() {
         Some("base64") => {
@@ -300,59 +347,26 @@ fn entry_to_flow(entry: Entry, file: u32, index: usize) -> Result<FlowRecord, En
         }
         Coding::Identity => {}
     }
-    let status = entry.response.status;
+    let status = response.status;
     if !(100..=999).contains(&status) {
-        // Browsers write 0 for a request that got no response (blocked, cancelled).
         return Err((
             "response.status",
-            format!("{status} is not an HTTP status code (100–999): the request got no response"),
+            format!("{status} is not an HTTP status code (100–999)"),
         ));
     }
-    let response = MessageRecord {
-        http_version: version(entry.response.http_version.as_deref()),
+    let message = MessageRecord {
+        http_version: version(response.http_version.as_deref()),
         headers,
         content: Some(body),
         trailers: None,
         timestamp_start: start,
         timestamp_end: Some(end),
     };
-
-    let number = |n: u64| numbered_id(u64::from(file) << 32 | index as u64, n);
-    let default_port = if url.starts_with("http://") { 80 } else { 443 };
-    Ok(FlowRecord {
-        id: number(0),
-        method: entry.request.method.into_bytes(),
-        scheme: scheme.into_bytes(),
-        authority: Vec::new(),
-        host,
-        port,
-        path,
-        request,
-        response: Some((
-            status,
-            super::writer::reason_phrase(status).as_bytes().to_vec(),
-            response,
-        )),
-        client_conn: ConnRecord {
-            id: number(1),
-            peername: Some(("127.0.0.1".to_string(), 0)),
-            sockname: Some(("127.0.0.1".to_string(), 0)),
-            timestamp_start: Some(start),
-            timestamp_end: Some(end),
-            proxy_mode: "regular".to_string(),
-            ..ConnRecord::default()
-        },
-        server_conn: ConnRecord {
-            id: number(2),
-            address: entry
-                .server_ip
-                .filter(|ip| !ip.is_empty())
-                .map(|ip| (ip, default_port)),
-            ..ConnRecord::default()
-        },
-        error: None,
-        timestamp_created: start,
-    })
+    Ok(Some((
+        status,
+        super::writer::reason_phrase(status).as_bytes().to_vec(),
+        message,
+    )))
 }
 
 /// `startedDateTime` as Python's `datetime.fromisoformat` reads it (`Z` accepted); without an
@@ -655,15 +669,34 @@ mod tests {
     }
 
     #[test]
-    fn a_status_of_0_names_the_entry_and_its_path() {
-        // Chrome's export of a blocked or cancelled request.
+    fn a_status_of_0_is_a_flow_without_a_response_and_other_statuses_out_of_range_are_errors() {
+        // Chrome's export of a blocked or cancelled request: status 0, maybe odd headers.
         let har = br#"{"log":{"entries":[
             {"startedDateTime":"2024-01-01T00:00:00Z","request":{"method":"GET","url":"http://a/"},"response":{"status":200}},
-            {"startedDateTime":"2024-01-01T00:00:01Z","request":{"method":"GET","url":"http://a/b"},"response":{"status":0}}]}}"#;
-        let err = to_flows(har, 0).unwrap_err();
-        assert_eq!(err.entry, Some(1));
+            {"startedDateTime":"2024-01-01T00:00:01Z","request":{"method":"GET","url":"http://a/b"},"response":{"status":0,"headers":[["Content-Encoding","sdch"]]}}]}}"#;
+        let flows = to_flows(har, 0).unwrap();
+        let rec = crate::flowfile::Recording::from_bytes(
+            vec![("t.flows".into(), flows)],
+            crate::flowfile::LoadOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(rec.summary().http_flows, 2);
+        assert_eq!(rec.summary().without_response, 1);
+        assert_eq!(rec.len(), 2);
+        assert!(rec.has_response(0));
+        assert!(!rec.has_response(1), "status 0 is not served");
+        assert_eq!(rec.flow(1).request.path, b"/b");
+
+        let bad = br#"{"log":{"entries":[
+            {"startedDateTime":"2024-01-01T00:00:01Z","request":{"method":"GET","url":"http://a/b"},"response":{"status":1000}}]}}"#;
+        let err = to_flows(bad, 0).unwrap_err();
+        assert_eq!(err.entry, Some(0));
         assert!(err.path.ends_with("response.status"), "{}", err.path);
-        assert!(err.message.contains("got no response"), "{}", err.message);
+        assert!(
+            err.message.contains("not an HTTP status code"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
