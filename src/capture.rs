@@ -5,7 +5,7 @@
 //! The serving path calls [`Recorder::record`], which encodes the flow straight from the
 //! forwarded exchange's parts (borrowed: no copy of the exchange, no intermediate flow value)
 //! into the pending batch, under a lock only forwarded requests take, and never waits for the
-//! disk: when the batch holds [`DEFAULT_PENDING_BYTES`] already, the flow is dropped and counted,
+//! disk: when the batch would hold more than [`DEFAULT_PENDING_BYTES`] with it, the flow is dropped and counted,
 //! with at most one warning a second. The writer thread is woken once per busy spell (the
 //! first flow after it went idle); from then on it takes the batch every [`DRAIN_INTERVAL`] and
 //! writes it with one `write` per [`MAX_WRITE_BYTES`] of whole flows, so a killed process leaves
@@ -355,6 +355,15 @@ impl Recorder {
             if pending.closed {
                 drop(pending);
                 shared.counters.failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            // Checked again with the flow's size: other threads may have appended while this
+            // one encoded, and a flow goes past the bound only into an empty batch (else one
+            // larger than the bound could never be written).
+            if !pending.bytes.is_empty() && pending.bytes.len() + encoded.len() > shared.limit {
+                drop(pending);
+                let dropped = shared.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                self.warn_dropped(dropped);
                 return;
             }
             pending.bytes.extend_from_slice(encoded);
@@ -978,6 +987,37 @@ mod tests {
 
     fn loaded(bytes: Vec<u8>) -> Recording {
         Recording::from_bytes(vec![("s".into(), bytes)], LoadOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn a_flow_that_would_take_the_batch_past_its_bound_is_dropped() {
+        // Room for one and a half flows: the second would take the batch past it.
+        let probe = Recorder::start_with(
+            Box::new(io::sink()),
+            std::path::Path::new("probe"),
+            "regular",
+            1,
+        )
+        .unwrap();
+        let mut one = Vec::new();
+        encode(
+            &mut one,
+            &exchange(parsed(GET_HEAD), b"1"),
+            &probe.shared,
+            1,
+        )
+        .unwrap();
+        probe.finish();
+        let (recorder, release, writes) = stalled(one.len() * 3 / 2);
+        for body in [b"1", b"2", b"3"] {
+            recorder.record(&exchange(parsed(GET_HEAD), body));
+        }
+        assert_eq!(recorder.stats().dropped, 2);
+        release.send(()).unwrap();
+        let stats = recorder.finish();
+        assert_eq!((stats.written, stats.dropped), (2, 2));
+        let bytes = writes.lock().unwrap().concat();
+        assert_eq!(loaded(bytes).len(), 2);
     }
 
     #[test]

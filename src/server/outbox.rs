@@ -316,8 +316,8 @@ unsafe impl IoVecBuf for Gather {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flowfile::{LoadOptions, Recording};
     use crate::config::ReplayOptions;
+    use crate::flowfile::{LoadOptions, Recording};
 
     fn outbox() -> Outbox {
         let recording = Recording::from_bytes(Vec::new(), LoadOptions::default()).unwrap();
