@@ -356,9 +356,9 @@ run_case() {
     read -r path conns secs walk close <<<"$spec"
     local s name
     for s in "$@"; do [[ $s == *! ]] || start "$s"; done
-    # Each round starts one server later than the one before, so no server always runs first
-    # (uringreplay, always first before, answered 5–35 % fewer requests a second, with a higher
-    # p99, than its own variants in two runs, where scripts/ab.sh finds them equal).
+    # Each round starts one server later than the one before, so no server always runs first.
+    # (The first server *started* in a case measured slower in four runs anyway, whichever it
+    # was: see the README's issue 13 runs; the cause is not known.)
     local servers=("$@") n=$# r i
     for r in $(seq "$ROUNDS"); do
         for ((i = 0; i < n; i++)); do

@@ -5,8 +5,8 @@
 //! The serving path calls [`Recorder::record`], which encodes the flow straight from the
 //! forwarded exchange's parts (borrowed: no copy of the exchange, no intermediate flow value)
 //! into the pending batch, under a lock only forwarded requests take, and never waits for the
-//! disk: when the batch would hold more than [`DEFAULT_PENDING_BYTES`] with it, the flow is dropped and counted,
-//! with at most one warning a second. The writer thread is woken once per busy spell (the
+//! disk: when the batch would hold more than [`DEFAULT_PENDING_BYTES`] with it, the flow is
+//! dropped and counted, with at most one warning a second. The writer thread is woken once per busy spell (the
 //! first flow after it went idle); from then on it takes the batch every [`DRAIN_INTERVAL`] and
 //! writes it with one `write` per [`MAX_WRITE_BYTES`] of whole flows, so a killed process leaves
 //! a file that loads up to the last complete flow.
