@@ -78,6 +78,15 @@ fn pump(
     panic!("the handshake did not settle in 32 rounds");
 }
 
+/// A client of `api.example` and the server's session, their handshake done.
+fn handshaken(tls: &WorkerTls) -> (rustls::ClientConnection, TlsSession) {
+    let name = ServerName::try_from("api.example").unwrap();
+    let mut client = rustls::ClientConnection::new(fixture_client(), name).unwrap();
+    let mut session = TlsSession::new(None);
+    pump(&mut client, &mut session, tls, &mut Vec::new()).unwrap();
+    (client, session)
+}
+
 fn client_plain(client: &mut rustls::ClientConnection) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
@@ -132,11 +141,7 @@ fn an_http11_exchange_runs_over_a_minted_certificate_that_mitmproxys_ca_verifies
 fn more_than_rustls_buffers_in_one_receive_all_comes_out() {
     let server = fixture_server();
     let tls = server.worker().unwrap();
-    let name = ServerName::try_from("api.example").unwrap();
-    let mut client = rustls::ClientConnection::new(fixture_client(), name).unwrap();
-    let mut session = TlsSession::new(None);
-    let mut plain = Vec::new();
-    pump(&mut client, &mut session, &tls, &mut plain).unwrap();
+    let (mut client, mut session) = handshaken(&tls);
     // 100 KiB of requests in records, handed over in one read (rustls holds 16 KiB unread).
     let data: Vec<u8> = (0..100 * 1024).map(|i| (i % 251) as u8).collect();
     let mut wire = Vec::new();
@@ -535,11 +540,8 @@ fn written_records_past_the_keep_size_give_their_memory_back_and_small_ones_keep
 fn bytes_after_a_close_notify_are_dropped_in_the_same_receive_and_in_later_ones() {
     let server = fixture_server();
     let tls = server.worker().unwrap();
-    let name = ServerName::try_from("api.example").unwrap();
-    let mut client = rustls::ClientConnection::new(fixture_client(), name).unwrap();
-    let mut session = TlsSession::new(None);
+    let (mut client, mut session) = handshaken(&tls);
     let mut plain = Vec::new();
-    pump(&mut client, &mut session, &tls, &mut plain).unwrap();
     client.writer().write_all(b"before").unwrap();
     client.send_close_notify();
     let mut wire = Vec::new();
